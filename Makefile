@@ -1,0 +1,76 @@
+# govdr: every target installs what it needs first (Python venv, pinned Node CLI).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+SUFFIX ?= $(or $(ENVIRONMENT_SUFFIX),dev)
+STACK := TapStack$(SUFFIX)
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+CDK := node_modules/.bin/cdk
+CDK_FLAGS := -c environmentSuffix=$(SUFFIX)
+
+# The pinned Node 22 (npm package `node`) and the venv come first on PATH, so jsii and the
+# CDK CLI never run on the machine's end-of-life Node 20.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export CDK_DISABLE_VERSION_CHECK := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.PHONY: help install synth test lint format compliance outputs deploy destroy lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: $(PY_STAMP) $(NODE_STAMP) ## create the venv and install pinned Python and Node deps
+
+$(PY_STAMP): requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+synth: install ## synthesize TapStack$(SUFFIX) into cdk.out/ and print a summary
+	rm -rf cdk.out
+	$(CDK) synth --quiet $(CDK_FLAGS)
+	@$(PY) -m govdr.tools.summary cdk.out
+
+test: install ## run the whole test suite (unit; coverage of govdr/ >= 90 % enforced)
+	$(PY) -m pytest
+
+lint: install ## ruff (lint + format check) and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: install ## apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+deploy: install ## deploy to the AWS account of your credentials, then write the flat outputs
+	mkdir -p cfn-outputs
+	$(CDK) deploy $(STACK) $(CDK_FLAGS) --require-approval never \
+		--outputs-file cfn-outputs/cdk-outputs.json
+	$(PY) -m govdr.tools.outputs --stack $(STACK) --from-file cfn-outputs/cdk-outputs.json
+
+outputs: install ## write cfn-outputs/flat-outputs.json from the deployed stack (AWS API)
+	$(PY) -m govdr.tools.outputs --stack $(STACK)
+
+destroy: install ## delete TapStack$(SUFFIX) and everything in it
+	$(CDK) destroy $(STACK) $(CDK_FLAGS) --force
+
+lock: ## re-resolve requirements.lock from pyproject.toml in a scratch venv
+	rm -rf .lockvenv && python3 -m venv .lockvenv
+	.lockvenv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	{ echo '# Exact versions of every Python package (direct and transitive), installed by `make install`.'; \
+	  echo '# Regenerate after changing pyproject.toml: make lock'; \
+	  .lockvenv/bin/pip freeze --exclude-editable; } > requirements.lock
+	rm -rf .lockvenv
+
+clean: ## remove build output (keeps the venv and node_modules)
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -1,0 +1,201 @@
+"""Checks over synthesized CloudFormation templates for what generic rule packs cannot see.
+
+Each check takes one template (a parsed JSON dict) and returns findings: one readable line
+per violation, naming the logical ID. An empty list means the template passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Template = dict[str, Any]
+Finding = str
+
+STATEFUL_TYPES = frozenset(
+    {
+        "AWS::RDS::DBInstance",
+        "AWS::EFS::FileSystem",
+        "AWS::KMS::Key",
+        "AWS::SecretsManager::Secret",
+        "AWS::Logs::LogGroup",
+        "AWS::S3::Bucket",
+        "AWS::Backup::BackupVault",
+    }
+)
+
+# Where each named resource type keeps its physical name.
+NAME_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "AWS::RDS::DBInstance": ("DBInstanceIdentifier",),
+    "AWS::RDS::DBParameterGroup": ("DBParameterGroupName",),
+    "AWS::RDS::DBSubnetGroup": ("DBSubnetGroupName",),
+    "AWS::SecretsManager::Secret": ("Name",),
+    "AWS::KMS::Alias": ("AliasName",),
+    "AWS::EC2::SecurityGroup": ("GroupName",),
+    "AWS::IAM::Role": ("RoleName",),
+    "AWS::IAM::ManagedPolicy": ("ManagedPolicyName",),
+    "AWS::SecretsManager::RotationSchedule": ("HostedRotationLambda", "RotationLambdaName"),
+}
+NAME_TAG_TYPES = frozenset({"AWS::EC2::VPC", "AWS::EFS::FileSystem", "AWS::EFS::AccessPoint"})
+
+
+def resources(template: Template, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") == rtype:
+            yield logical_id, resource
+
+
+def _props(resource: dict[str, Any]) -> dict[str, Any]:
+    props = resource.get("Properties", {})
+    return props if isinstance(props, dict) else {}
+
+
+def _statements(document: Any) -> list[dict[str, Any]]:
+    if not isinstance(document, dict):
+        return []
+    statements = document.get("Statement", [])
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def database_tls_findings(template: Template) -> list[Finding]:
+    """Every PostgreSQL instance uses a parameter group of this template with rds.force_ssl=1."""
+    findings = []
+    enforcing = {
+        logical_id
+        for logical_id, group in resources(template, "AWS::RDS::DBParameterGroup")
+        if str(_props(group).get("Parameters", {}).get("rds.force_ssl")) == "1"
+    }
+    for logical_id, group in resources(template, "AWS::RDS::DBParameterGroup"):
+        if logical_id not in enforcing:
+            findings.append(f"{logical_id}: parameter group does not set rds.force_ssl=1")
+    for logical_id, instance in resources(template, "AWS::RDS::DBInstance"):
+        props = _props(instance)
+        if not str(props.get("Engine", "")).startswith("postgres"):
+            continue
+        group = props.get("DBParameterGroupName")
+        if not (isinstance(group, dict) and group.get("Ref") in enforcing):
+            findings.append(
+                f"{logical_id}: instance does not use a parameter group that sets rds.force_ssl=1"
+            )
+    return findings
+
+
+def _denies_insecure_transport(statement: dict[str, Any]) -> bool:
+    condition = statement.get("Condition", {})
+    secure = condition.get("Bool", {}).get("aws:SecureTransport") if isinstance(condition, dict) else None
+    return statement.get("Effect") == "Deny" and str(secure).lower() == "false"
+
+
+def file_system_tls_findings(template: Template) -> list[Finding]:
+    """Every EFS file system is encrypted with a CMK and its policy denies non-TLS access."""
+    findings = []
+    for logical_id, fs in resources(template, "AWS::EFS::FileSystem"):
+        props = _props(fs)
+        if props.get("Encrypted") is not True or not props.get("KmsKeyId"):
+            findings.append(f"{logical_id}: file system is not encrypted with a customer-managed key")
+        if not any(_denies_insecure_transport(s) for s in _statements(props.get("FileSystemPolicy"))):
+            findings.append(
+                f"{logical_id}: file-system policy does not deny access without TLS "
+                "(Deny when aws:SecureTransport is false)"
+            )
+    return findings
+
+
+def key_rotation_findings(template: Template) -> list[Finding]:
+    """Every KMS key rotates yearly and has a pending-deletion window set."""
+    findings = []
+    for logical_id, key in resources(template, "AWS::KMS::Key"):
+        props = _props(key)
+        if props.get("EnableKeyRotation") is not True:
+            findings.append(f"{logical_id}: key rotation is not enabled")
+        if not 7 <= int(props.get("PendingWindowInDays", 30)) <= 30:
+            findings.append(f"{logical_id}: pending window must be 7-30 days")
+    return findings
+
+
+def destroyability_findings(template: Template) -> list[Finding]:
+    """Stateful resources are deleted with the stack; nothing blocks or outlives a teardown."""
+    findings = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        rtype = resource.get("Type")
+        policy = resource.get("DeletionPolicy")
+        # An RDS instance without DeletionPolicy is snapshotted by CloudFormation, so
+        # stateful types need an explicit Delete.
+        if rtype in STATEFUL_TYPES and policy != "Delete":
+            findings.append(f"{logical_id} ({rtype}): DeletionPolicy is {policy or 'unset'}, not Delete")
+        elif policy not in (None, "Delete"):
+            findings.append(f"{logical_id} ({rtype}): DeletionPolicy is {policy}, not Delete")
+        if rtype == "AWS::RDS::DBInstance":
+            props = _props(resource)
+            if props.get("DeletionProtection") is not False:
+                findings.append(f"{logical_id}: DeletionProtection is not false")
+            if props.get("DeleteAutomatedBackups") is False:
+                findings.append(f"{logical_id}: automated backups would outlive the instance")
+    return findings
+
+
+def _tag(props: dict[str, Any], key: str, tags_property: str) -> Any:
+    tags = props.get(tags_property, [])
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, dict) and tag.get("Key") == key:
+            return tag.get("Value")
+    return None
+
+
+def _physical_name(rtype: str, props: dict[str, Any]) -> Any:
+    if rtype in NAME_PROPERTIES:
+        value: Any = props
+        for part in NAME_PROPERTIES[rtype]:
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+    tags_property = "FileSystemTags" if rtype == "AWS::EFS::FileSystem" else "Tags"
+    if rtype == "AWS::EFS::AccessPoint":
+        tags_property = "AccessPointTags"
+    return _tag(props, "Name", tags_property)
+
+
+def naming_findings(template: Template, suffix: str) -> list[Finding]:
+    """Every literal physical name follows ``{resource-type}-{suffix}``."""
+    findings = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        rtype = resource.get("Type", "")
+        if rtype not in NAME_PROPERTIES and rtype not in NAME_TAG_TYPES:
+            continue
+        value = _physical_name(rtype, _props(resource))
+        if value is None:
+            if rtype in NAME_TAG_TYPES or rtype not in {"AWS::IAM::Role", "AWS::IAM::ManagedPolicy"}:
+                findings.append(f"{logical_id} ({rtype}): has no physical name")
+            continue
+        if not isinstance(value, str):
+            findings.append(f"{logical_id} ({rtype}): physical name is not a literal")
+        elif not value.endswith(f"-{suffix}"):
+            findings.append(f"{logical_id} ({rtype}): name {value!r} does not end with -{suffix}")
+    return findings
+
+
+def open_ingress_findings(template: Template) -> list[Finding]:
+    """No security group accepts traffic from the whole internet."""
+    findings = []
+
+    def check(logical_id: str, rule: dict[str, Any]) -> None:
+        if rule.get("CidrIp") == "0.0.0.0/0" or rule.get("CidrIpv6") == "::/0":
+            findings.append(f"{logical_id}: ingress open to the internet")
+
+    for logical_id, sg in resources(template, "AWS::EC2::SecurityGroup"):
+        for rule in _as_list(_props(sg).get("SecurityGroupIngress", [])):
+            check(logical_id, rule)
+    for logical_id, rule in resources(template, "AWS::EC2::SecurityGroupIngress"):
+        check(logical_id, _props(rule))
+    return findings
+
+
+CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
+    "database-tls": database_tls_findings,
+    "file-system-tls": file_system_tls_findings,
+    "key-rotation": key_rotation_findings,
+    "no-open-ingress": open_ingress_findings,
+}

@@ -1,0 +1,233 @@
+"""The deployment configuration: the only module that reads CDK context and the environment.
+
+Every knob has a context key (``cdk synth -c key=value``) and an environment variable; the
+context wins. Invalid values raise :class:`ConfigError` with one line that names the value,
+the rule and how to pass a valid one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+REGION = "eu-central-2"
+AVAILABILITY_ZONES = ("eu-central-2a", "eu-central-2b", "eu-central-2c")
+
+# RDS identifiers allow letters, digits and single hyphens, start with a letter and do not
+# end with a hyphen; the suffix also ends up in S3-style lowercase names, so lowercase only.
+_SUFFIX_RE = re.compile(r"^[a-z](?:[a-z0-9]|-(?!-))*(?<!-)$")
+SUFFIX_MAX_LEN = 16
+_INSTANCE_CLASS_RE = re.compile(r"^db\.[a-z][a-z0-9-]*\.(?:micro|small|medium|(?:[0-9]*x)?large|metal(?:-[0-9]+xl)?)$")
+_ENGINE_RE = re.compile(r"^(?P<major>1[3-9])\.(?P<minor>[0-9]{1,2})$")
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+_PRIVATE_NETS = tuple(
+    ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A configuration value was rejected; the message is meant for the operator."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DrConfig:
+    """Validated settings of one deployment of the DR platform."""
+
+    environment_suffix: str = "dev"
+    engine_version: str = "18.6"
+    instance_class: str = "db.m7g.large"
+    allocated_storage_gib: int = 100
+    max_allocated_storage_gib: int = 500
+    backup_retention_days: int = 14
+    production: bool = False
+    deletion_protection: bool | None = None
+    alarm_email: str | None = None
+    vpc_cidr: str = "10.40.0.0/16"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        if self.deletion_protection is None:
+            # The prod switch turns deletion protection on unless it was set explicitly.
+            object.__setattr__(self, "deletion_protection", self.production)
+
+    @property
+    def region(self) -> str:
+        return REGION
+
+    @property
+    def availability_zones(self) -> tuple[str, ...]:
+        return AVAILABILITY_ZONES
+
+    @property
+    def engine_major(self) -> str:
+        return self.engine_version.split(".", 1)[0]
+
+    @property
+    def stack_name(self) -> str:
+        return f"TapStack{self.environment_suffix}"
+
+    @property
+    def retain_data(self) -> bool:
+        """Whether stateful resources outlive the stack (the prod switch)."""
+        return self.production
+
+
+@dataclass(frozen=True)
+class _Knob:
+    field: str
+    context_key: str
+    env_var: str
+    kind: type
+
+
+KNOBS: tuple[_Knob, ...] = (
+    _Knob("environment_suffix", "environmentSuffix", "ENVIRONMENT_SUFFIX", str),
+    _Knob("engine_version", "engineVersion", "GOVDR_ENGINE_VERSION", str),
+    _Knob("instance_class", "instanceClass", "GOVDR_INSTANCE_CLASS", str),
+    _Knob("allocated_storage_gib", "allocatedStorageGiB", "GOVDR_ALLOCATED_STORAGE_GIB", int),
+    _Knob(
+        "max_allocated_storage_gib",
+        "maxAllocatedStorageGiB",
+        "GOVDR_MAX_ALLOCATED_STORAGE_GIB",
+        int,
+    ),
+    _Knob("backup_retention_days", "backupRetentionDays", "GOVDR_BACKUP_RETENTION_DAYS", int),
+    _Knob("production", "production", "GOVDR_PRODUCTION", bool),
+    _Knob("deletion_protection", "deletionProtection", "GOVDR_DELETION_PROTECTION", bool),
+    _Knob("alarm_email", "alarmEmail", "GOVDR_ALARM_EMAIL", str),
+    _Knob("vpc_cidr", "vpcCidr", "GOVDR_VPC_CIDR", str),
+)
+_BY_FIELD = {k.field: k for k in KNOBS}
+
+
+def how_to_pass(field: str) -> str:
+    knob = _BY_FIELD[field]
+    return f"pass it with -c {knob.context_key}=... or {knob.env_var}=..."
+
+
+def _fail(field: str, value: object, rule: str) -> ConfigError:
+    knob = _BY_FIELD[field]
+    return ConfigError(f"invalid {knob.context_key} {value!r}: {rule}; {how_to_pass(field)}")
+
+
+def _validate(cfg: DrConfig) -> None:
+    suffix = cfg.environment_suffix
+    if not isinstance(suffix, str) or not (1 <= len(suffix) <= SUFFIX_MAX_LEN):
+        raise _fail(
+            "environment_suffix",
+            suffix,
+            f"must be 1-{SUFFIX_MAX_LEN} characters long",
+        )
+    if not _SUFFIX_RE.match(suffix):
+        raise _fail(
+            "environment_suffix",
+            suffix,
+            "must start with a lowercase letter and contain only lowercase letters, digits "
+            "and single hyphens, not ending with a hyphen (e.g. dev, pr1234, prod-eu)",
+        )
+
+    if not _ENGINE_RE.match(cfg.engine_version):
+        raise _fail(
+            "engine_version",
+            cfg.engine_version,
+            "must be an RDS for PostgreSQL version MAJOR.MINOR with major 13-19 (e.g. 18.6)",
+        )
+
+    if not _INSTANCE_CLASS_RE.match(cfg.instance_class):
+        raise _fail(
+            "instance_class",
+            cfg.instance_class,
+            "must be an RDS instance class db.<family>.<size> "
+            "(e.g. db.m7g.large, db.r6i.2xlarge, db.t4g.medium)",
+        )
+
+    if not 20 <= cfg.allocated_storage_gib <= 65536:
+        raise _fail(
+            "allocated_storage_gib",
+            cfg.allocated_storage_gib,
+            "must be between 20 and 65536 GiB (gp3)",
+        )
+    if not cfg.allocated_storage_gib <= cfg.max_allocated_storage_gib <= 65536:
+        raise _fail(
+            "max_allocated_storage_gib",
+            cfg.max_allocated_storage_gib,
+            f"must be between allocatedStorageGiB ({cfg.allocated_storage_gib}) and 65536 GiB",
+        )
+
+    if not 7 <= cfg.backup_retention_days <= 35:
+        raise _fail(
+            "backup_retention_days",
+            cfg.backup_retention_days,
+            "must be between 7 and 35 days (RDS maximum 35; below 7 breaks the recovery window)",
+        )
+
+    if cfg.alarm_email is not None and not _EMAIL_RE.match(cfg.alarm_email):
+        raise _fail("alarm_email", cfg.alarm_email, "must be an e-mail address like ops@example.gov")
+
+    _validate_cidr(cfg.vpc_cidr)
+
+
+def _validate_cidr(cidr: str) -> None:
+    try:
+        net = ipaddress.IPv4Network(cidr, strict=True)
+    except ValueError:
+        raise _fail(
+            "vpc_cidr", cidr, "must be an IPv4 network in CIDR notation with no host bits set"
+        ) from None
+    if not 16 <= net.prefixlen <= 24:
+        raise _fail("vpc_cidr", cidr, "prefix length must be between /16 and /24")
+    if not any(net.subnet_of(p) for p in _PRIVATE_NETS):
+        raise _fail(
+            "vpc_cidr",
+            cidr,
+            "must lie in a private range (10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16)",
+        )
+
+
+def _coerce(knob: _Knob, raw: Any) -> Any:
+    if knob.kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise _fail(knob.field, raw, "must be true or false")
+    if knob.kind is int:
+        if isinstance(raw, bool):
+            raise _fail(knob.field, raw, "must be a whole number")
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise _fail(knob.field, raw, "must be a whole number") from None
+    return str(raw).strip()
+
+
+def load_config(
+    get_context: Callable[[str], Any], environ: Mapping[str, str]
+) -> DrConfig:
+    """Build the config from CDK context (``get_context``) and the environment.
+
+    Context wins over the environment; unset knobs keep their defaults. An empty
+    ``alarmEmail`` means no subscription.
+    """
+    values: dict[str, Any] = {}
+    for knob in KNOBS:
+        raw = get_context(knob.context_key)
+        if raw is None:
+            raw = environ.get(knob.env_var)
+        if raw is None:
+            continue
+        value = _coerce(knob, raw)
+        if knob.field == "alarm_email" and value == "":
+            continue
+        values[knob.field] = value
+    known = {f.name for f in fields(DrConfig)}
+    assert set(values) <= known
+    return DrConfig(**values)

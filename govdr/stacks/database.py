@@ -1,0 +1,184 @@
+"""Database nested stack: RDS for PostgreSQL Multi-AZ, its master secret and rotation.
+
+The secret, its target attachment and its rotation schedule stay in this one stack: the
+``AWS::SecretsManager`` transform must sit at the top of the template that holds the
+schedule, and compliance rules look for a secret's rotation in the secret's own stack.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, NestedStack, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_rds as rds
+from aws_cdk import aws_secretsmanager as sm
+from constructs import Construct
+
+from govdr.config import DrConfig
+from govdr.naming import name
+
+MASTER_USERNAME = "govdr_admin"
+DATABASE_NAME = "govdr"
+ROTATION_DAYS = 30
+MONITORING_INTERVAL_SECONDS = 60
+# Characters that break connection strings or shell quoting in operator tooling.
+PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\"
+
+PARAMETERS = {
+    # Static parameters: they take effect at creation, so they are set from the start.
+    "rds.force_ssl": "1",
+    "rds.logical_replication": "1",
+    "ssl_min_protocol_version": "TLSv1.2",
+}
+
+
+class DatabaseStack(NestedStack):
+    """Multi-AZ PostgreSQL with CMK encryption, TLS only, PITR and 30-day credential rotation."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: DrConfig,
+        vpc: ec2.IVpc,
+        database_subnets: ec2.SubnetSelection,
+        function_subnets: ec2.SubnetSelection,
+        database_sg: ec2.ISecurityGroup,
+        rotation_sg: ec2.ISecurityGroup,
+        database_key: kms.IKey,
+        secrets_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, id_, description=f"govdr database ({config.environment_suffix})")
+        suffix = config.environment_suffix
+        self.secrets_key = secrets_key
+
+        engine = rds.DatabaseInstanceEngine.postgres(
+            version=rds.PostgresEngineVersion.of(config.engine_version, config.engine_major)
+        )
+        self.parameter_group = rds.ParameterGroup(
+            self,
+            "ParameterGroup",
+            engine=engine,
+            name=name("rds-params", suffix),
+            description=f"govdr PostgreSQL {config.engine_major}: TLS only, logical decoding",
+            parameters=dict(PARAMETERS),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        subnet_group = rds.SubnetGroup(
+            self,
+            "SubnetGroup",
+            vpc=vpc,
+            vpc_subnets=database_subnets,
+            subnet_group_name=name("rds-subnets", suffix),
+            description="govdr database: isolated subnets in three AZs",
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        monitoring_role = iam.Role(
+            self,
+            "MonitoringRole",
+            role_name=name("rds-monitoring-role", suffix),
+            description="RDS enhanced monitoring publishes OS metrics to CloudWatch Logs",
+            assumed_by=iam.ServicePrincipal("monitoring.rds.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AmazonRDSEnhancedMonitoringRole"
+                )
+            ],
+        )
+
+        self.master_secret = rds.DatabaseSecret(
+            self,
+            "MasterSecret",
+            username=MASTER_USERNAME,
+            secret_name=name("rds-master-secret", suffix),
+            encryption_key=secrets_key,
+            exclude_characters=PASSWORD_EXCLUDE,
+        )
+        self.master_secret.apply_removal_policy(
+            RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        )
+
+        self.instance = rds.DatabaseInstance(
+            self,
+            "Database",
+            instance_identifier=name("rds", suffix),
+            engine=engine,
+            instance_type=ec2.InstanceType(config.instance_class.removeprefix("db.")),
+            credentials=rds.Credentials.from_secret(self.master_secret),
+            database_name=DATABASE_NAME,
+            vpc=vpc,
+            subnet_group=subnet_group,
+            security_groups=[database_sg],
+            publicly_accessible=False,
+            multi_az=True,
+            port=5432,
+            storage_type=rds.StorageType.GP3,
+            allocated_storage=config.allocated_storage_gib,
+            max_allocated_storage=config.max_allocated_storage_gib,
+            storage_encrypted=True,
+            storage_encryption_key=database_key,
+            parameter_group=self.parameter_group,
+            ca_certificate=rds.CaCertificate.RDS_CA_RSA2048_G1,
+            iam_authentication=True,
+            enable_performance_insights=True,
+            performance_insight_encryption_key=database_key,
+            performance_insight_retention=rds.PerformanceInsightRetention.DEFAULT,
+            database_insights_mode=rds.DatabaseInsightsMode.STANDARD,
+            monitoring_interval=Duration.seconds(MONITORING_INTERVAL_SECONDS),
+            monitoring_role=monitoring_role,
+            backup_retention=Duration.days(config.backup_retention_days),
+            preferred_backup_window="01:00-02:00",
+            preferred_maintenance_window="sun:02:30-sun:03:30",
+            copy_tags_to_snapshot=True,
+            auto_minor_version_upgrade=True,
+            allow_major_version_upgrade=False,
+            deletion_protection=bool(config.deletion_protection),
+            delete_automated_backups=not config.retain_data,
+            removal_policy=RemovalPolicy.SNAPSHOT if config.retain_data else RemovalPolicy.DESTROY,
+        )
+        assert self.instance.secret is not None
+        # The attachment adds host, port and engine to the secret; rotation must use it.
+        self.secret: sm.ISecret = self.instance.secret
+
+        # Hosted rotation (AWS::SecretsManager transform) instead of the Serverless
+        # Application Repository, which does not exist in eu-central-2.
+        self.rotation = self.secret.add_rotation_schedule(
+            "Rotation",
+            automatically_after=Duration.days(ROTATION_DAYS),
+            hosted_rotation=sm.HostedRotation.postgre_sql_single_user(
+                function_name=name("rds-rotation", suffix),
+                vpc=vpc,
+                vpc_subnets=function_subnets,
+                security_groups=[rotation_sg],
+                exclude_characters=PASSWORD_EXCLUDE,
+            ),
+        )
+
+        # The one way to read the credentials: attach this policy to an operator or
+        # workload role. Identity-based, so no key or secret policy points back at callers.
+        self.secret_read_policy = iam.ManagedPolicy(
+            self,
+            "SecretReadPolicy",
+            managed_policy_name=name("rds-secret-read", suffix),
+            description="Read the govdr database master secret (and nothing else)",
+            statements=secret_read_statements(self.master_secret.secret_arn, secrets_key.key_arn),
+        )
+
+
+def secret_read_statements(secret_arn: str, key_arn: str) -> list[iam.PolicyStatement]:
+    """Least-privilege statements to read one secret encrypted with one key."""
+    return [
+        iam.PolicyStatement(
+            sid="ReadDatabaseSecret",
+            actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            resources=[secret_arn],
+        ),
+        iam.PolicyStatement(
+            sid="DecryptDatabaseSecret",
+            actions=["kms:Decrypt"],
+            resources=[key_arn],
+            conditions={"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}},
+        ),
+    ]

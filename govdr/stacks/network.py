@@ -1,0 +1,151 @@
+"""Network nested stack: VPC over three AZs, endpoints, and every security-group path.
+
+All security groups and the rules between them live here, so the network paths of the
+platform (FedRAMP SC-7) can be reviewed in one place and no rule points back across
+nested stacks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from aws_cdk import NestedStack, Tags
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from govdr.config import DrConfig
+from govdr.naming import name
+
+DATABASE_SUBNETS = "Database"
+FUNCTION_SUBNETS = "Functions"
+POSTGRES_PORT = 5432
+NFS_PORT = 2049
+HTTPS_PORT = 443
+
+INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
+    "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
+    "CloudWatchLogs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "CloudWatchMonitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+    "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
+    "Rds": ec2.InterfaceVpcEndpointAwsService.RDS,
+    "EventBridge": ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
+}
+
+
+def subnet_mask(vpc_cidr: str) -> int:
+    """Mask that fits two subnet groups over three AZs (6 subnets) into the VPC, /28 at most."""
+    prefix = ipaddress.IPv4Network(vpc_cidr).prefixlen
+    return min(prefix + 3, 28)
+
+
+class NetworkStack(NestedStack):
+    """VPC without internet access; functions reach AWS APIs through VPC endpoints."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: DrConfig) -> None:
+        super().__init__(scope, id_, description=f"govdr network ({config.environment_suffix})")
+        suffix = config.environment_suffix
+        mask = subnet_mask(config.vpc_cidr)
+
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            vpc_name=name("vpc", suffix),
+            ip_addresses=ec2.IpAddresses.cidr(config.vpc_cidr),
+            availability_zones=list(config.availability_zones),
+            nat_gateways=0,
+            create_internet_gateway=False,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name=DATABASE_SUBNETS,
+                    subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
+                    cidr_mask=mask,
+                ),
+                ec2.SubnetConfiguration(
+                    name=FUNCTION_SUBNETS,
+                    subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
+                    cidr_mask=mask,
+                ),
+            ],
+            restrict_default_security_group=True,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+        )
+        self.database_subnets = ec2.SubnetSelection(subnet_group_name=DATABASE_SUBNETS)
+        self.function_subnets = ec2.SubnetSelection(subnet_group_name=FUNCTION_SUBNETS)
+
+        self.endpoint_sg = self._sg(
+            "EndpointSecurityGroup",
+            name("vpce-sg", suffix),
+            "Interface VPC endpoints: HTTPS from inside the VPC only",
+        )
+        # A literal CIDR (not the VPC's CidrBlock token) keeps the rule reviewable and lets
+        # rule packs evaluate it.
+        self.endpoint_sg.add_ingress_rule(
+            ec2.Peer.ipv4(config.vpc_cidr),
+            ec2.Port.tcp(HTTPS_PORT),
+            "HTTPS to AWS APIs from workloads in this VPC",
+        )
+        self.database_sg = self._sg(
+            "DatabaseSecurityGroup",
+            name("rds-sg", suffix),
+            "RDS PostgreSQL: PostgreSQL port from rotation and transaction-log clients only",
+        )
+        self.rotation_sg = self._sg(
+            "RotationSecurityGroup",
+            name("rotation-sg", suffix),
+            "Secrets Manager rotation function: to the database and AWS API endpoints",
+        )
+        self.txlog_sg = self._sg(
+            "TxlogSecurityGroup",
+            name("txlog-sg", suffix),
+            "Transaction-log clients: to the database, EFS and AWS API endpoints",
+        )
+        self.efs_sg = self._sg(
+            "FileSystemSecurityGroup",
+            name("efs-sg", suffix),
+            "EFS transaction-log store: NFS from transaction-log clients only",
+        )
+
+        for client, label in ((self.rotation_sg, "rotation"), (self.txlog_sg, "txlog")):
+            self._allow(client, self.database_sg, POSTGRES_PORT, f"PostgreSQL from {label}")
+            client.add_egress_rule(
+                self.endpoint_sg,
+                ec2.Port.tcp(HTTPS_PORT),
+                f"HTTPS from {label} to AWS API endpoints",
+            )
+        self._allow(self.txlog_sg, self.efs_sg, NFS_PORT, "NFS over TLS from txlog")
+
+        for endpoint_id, service in INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(
+                endpoint_id,
+                service=service,
+                subnets=self.function_subnets,
+                security_groups=[self.endpoint_sg],
+                open=False,
+                private_dns_enabled=True,
+            )
+        self.vpc.add_gateway_endpoint(
+            "S3Endpoint",
+            service=ec2.GatewayVpcEndpointAwsService.S3,
+            subnets=[self.database_subnets, self.function_subnets],
+        )
+
+    def _sg(self, id_: str, sg_name: str, description: str) -> ec2.SecurityGroup:
+        sg = ec2.SecurityGroup(
+            self,
+            id_,
+            vpc=self.vpc,
+            security_group_name=sg_name,
+            description=description,
+            allow_all_outbound=False,
+        )
+        Tags.of(sg).add("Name", sg_name)
+        return sg
+
+    @staticmethod
+    def _allow(
+        client: ec2.SecurityGroup, server: ec2.SecurityGroup, port: int, description: str
+    ) -> None:
+        client.add_egress_rule(server, ec2.Port.tcp(port), description)
+        server.add_ingress_rule(client, ec2.Port.tcp(port), description)

@@ -1,0 +1,73 @@
+"""Storage nested stack: the EFS file system that holds the transaction-log archive."""
+
+from __future__ import annotations
+
+from aws_cdk import NestedStack, RemovalPolicy, Tags
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_efs as efs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from govdr.config import DrConfig
+from govdr.naming import name
+
+TXLOG_PATH = "/txlog"
+# Fixed POSIX identity of the archive: every client through the access point acts as it.
+TXLOG_UID = "5432"
+TXLOG_GID = "5432"
+TXLOG_PERMISSIONS = "750"
+
+
+class StorageStack(NestedStack):
+    """Encrypted EFS with mount targets in every AZ and a TLS-only file-system policy."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: DrConfig,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        file_system_sg: ec2.ISecurityGroup,
+        file_system_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, id_, description=f"govdr storage ({config.environment_suffix})")
+        suffix = config.environment_suffix
+
+        deny_insecure = iam.PolicyStatement(
+            sid="DenyNonTlsAccess",
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=["*"],
+            resources=["*"],
+            conditions={"Bool": {"aws:SecureTransport": "false"}},
+        )
+        self.file_system = efs.FileSystem(
+            self,
+            "FileSystem",
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_group=file_system_sg,
+            file_system_name=name("efs", suffix),
+            encrypted=True,
+            kms_key=file_system_key,
+            performance_mode=efs.PerformanceMode.GENERAL_PURPOSE,
+            throughput_mode=efs.ThroughputMode.ELASTIC,
+            lifecycle_policy=efs.LifecyclePolicy.AFTER_30_DAYS,
+            out_of_infrequent_access_policy=efs.OutOfInfrequentAccessPolicy.AFTER_1_ACCESS,
+            enable_automatic_backups=True,
+            allow_anonymous_access=False,
+            file_system_policy=iam.PolicyDocument(statements=[deny_insecure]),
+            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        )
+        self.txlog_access_point = self.file_system.add_access_point(
+            "TxlogAccessPoint",
+            path=TXLOG_PATH,
+            posix_user=efs.PosixUser(uid=TXLOG_UID, gid=TXLOG_GID),
+            create_acl=efs.Acl(
+                owner_uid=TXLOG_UID, owner_gid=TXLOG_GID, permissions=TXLOG_PERMISSIONS
+            ),
+        )
+        Tags.of(self.txlog_access_point).add("Name", name("efs-ap-txlog", suffix))

@@ -1,0 +1,108 @@
+"""Root stack ``TapStack<suffix>``: wires the nested stacks and publishes the outputs."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Environment, Fn, Stack, Tags
+from constructs import Construct
+
+from govdr.config import DrConfig
+from govdr.stacks.database import DatabaseStack
+from govdr.stacks.network import NetworkStack
+from govdr.stacks.security import SecurityStack
+from govdr.stacks.storage import StorageStack
+
+
+class TapStack(Stack):
+    """Network -> security -> data; references flow one way."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: DrConfig,
+        env: Environment | None = None,
+    ) -> None:
+        super().__init__(
+            scope,
+            id_,
+            env=env,
+            description=(
+                f"govdr disaster-recovery platform for PostgreSQL ({config.environment_suffix})"
+            ),
+        )
+        self.config = config
+        for key, value in {
+            "Project": "govdr",
+            "Environment": config.environment_suffix,
+            "DataClassification": "citizen-data",
+            "ManagedBy": "aws-cdk",
+        }.items():
+            Tags.of(self).add(key, value)
+
+        self.network = NetworkStack(self, "Network", config=config)
+        self.security = SecurityStack(self, "Security", config=config)
+        self.database = DatabaseStack(
+            self,
+            "Database",
+            config=config,
+            vpc=self.network.vpc,
+            database_subnets=self.network.database_subnets,
+            function_subnets=self.network.function_subnets,
+            database_sg=self.network.database_sg,
+            rotation_sg=self.network.rotation_sg,
+            database_key=self.security.database_key,
+            secrets_key=self.security.secrets_key,
+        )
+        self.storage = StorageStack(
+            self,
+            "Storage",
+            config=config,
+            vpc=self.network.vpc,
+            subnets=self.network.function_subnets,
+            file_system_sg=self.network.efs_sg,
+            file_system_key=self.security.file_system_key,
+        )
+        self._outputs()
+
+    def _outputs(self) -> None:
+        vpc = self.network.vpc
+        db = self.database.instance
+        outputs = {
+            "EnvironmentSuffix": (self.config.environment_suffix, "Suffix carried by every name"),
+            "VpcId": (vpc.vpc_id, "VPC of the DR platform"),
+            "DatabaseSubnetIds": (
+                Fn.join(",", vpc.select_subnets(subnet_group_name="Database").subnet_ids),
+                "Isolated subnets of the database, one per AZ",
+            ),
+            "FunctionSubnetIds": (
+                Fn.join(",", vpc.select_subnets(subnet_group_name="Functions").subnet_ids),
+                "Isolated subnets of in-VPC functions and EFS mount targets, one per AZ",
+            ),
+            "DatabaseInstanceIdentifier": (db.instance_identifier, "RDS instance identifier"),
+            "DatabaseEndpointAddress": (db.db_instance_endpoint_address, "Database host name"),
+            "DatabaseEndpointPort": (db.db_instance_endpoint_port, "Database port"),
+            "DatabaseSecurityGroupId": (
+                self.network.database_sg.security_group_id,
+                "Security group of the database",
+            ),
+            "DatabaseSecretArn": (self.database.master_secret.secret_arn, "Master secret ARN"),
+            "DatabaseSecretReadPolicyArn": (
+                self.database.secret_read_policy.managed_policy_arn,
+                "Managed policy that grants read access to the master secret",
+            ),
+            "FileSystemId": (self.storage.file_system.file_system_id, "EFS file system id"),
+            "TxlogAccessPointId": (
+                self.storage.txlog_access_point.access_point_id,
+                "EFS access point of the transaction-log archive",
+            ),
+            "TxlogSecurityGroupId": (
+                self.network.txlog_sg.security_group_id,
+                "Security group for transaction-log clients",
+            ),
+            "DatabaseKeyArn": (self.security.database_key.key_arn, "KMS key of the database"),
+            "SecretsKeyArn": (self.security.secrets_key.key_arn, "KMS key of the secrets"),
+            "FileSystemKeyArn": (self.security.file_system_key.key_arn, "KMS key of EFS"),
+        }
+        for output_id, (value, description) in outputs.items():
+            CfnOutput(self, output_id, value=value, description=description)

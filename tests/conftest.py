@@ -1,0 +1,89 @@
+"""Shared fixtures: one synth per configuration per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+
+from govdr.config import DrConfig
+from govdr.stacks.tap_stack import TapStack
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SUFFIX = "qa7"
+
+# jsii runs on the pinned Node 22 from node_modules when the suite runs outside `make`.
+_NODE_BIN = ROOT / "node_modules" / ".bin"
+if _NODE_BIN.is_dir() and str(_NODE_BIN) not in os.environ.get("PATH", ""):
+    os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The feature flags and context of cdk.json, so tests synthesize what the CLI does."""
+    doc = json.loads((ROOT / "cdk.json").read_text())
+    context: dict[str, Any] = dict(doc.get("context", {}))
+    context["aws:cdk:version-reporting"] = doc.get("versionReporting", True)
+    return context
+
+
+@dataclass
+class Synth:
+    """A synthesized TapStack: CDK assertion templates and raw JSON per nested stack."""
+
+    config: DrConfig
+    stack: TapStack
+    outdir: Path
+
+    @property
+    def root(self) -> Template:
+        return Template.from_stack(self.stack)
+
+    def nested(self, name: str) -> Template:
+        return Template.from_stack(getattr(self.stack, name))
+
+    def raw(self, name: str | None = None) -> dict[str, Any]:
+        """Raw template JSON of the root (``None``) or of a nested stack attribute."""
+        stack = self.stack if name is None else getattr(self.stack, name)
+        template: dict[str, Any] = Template.from_stack(stack).to_json()
+        return template
+
+    def all_raw(self) -> dict[str, dict[str, Any]]:
+        names = ["network", "security", "database", "storage"]
+        return {"root": self.raw(), **{n: self.raw(n) for n in names}}
+
+    def template_files(self) -> list[Path]:
+        return sorted(self.outdir.glob("*.template.json"))
+
+
+def synthesize(config: DrConfig, outdir: Path) -> Synth:
+    app = cdk.App(outdir=str(outdir), context=cdk_json_context())
+    stack = TapStack(
+        app,
+        config.stack_name,
+        config=config,
+        env=cdk.Environment(region=config.region),
+    )
+    app.synth()
+    return Synth(config=config, stack=stack, outdir=outdir)
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The default configuration (destroyable), with a non-default suffix."""
+    return synthesize(DrConfig(environment_suffix=TEST_SUFFIX), tmp_path_factory.mktemp("cdk"))
+
+
+@pytest.fixture(scope="session")
+def prod_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The production switch turned on."""
+    return synthesize(
+        DrConfig(environment_suffix="prod", production=True),
+        tmp_path_factory.mktemp("cdk-prod"),
+    )

@@ -1,0 +1,167 @@
+"""Configuration: defaults, precedence, and one clear line for every invalid value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from govdr.config import KNOBS, ConfigError, DrConfig, load_config
+from tests.conftest import ROOT
+
+
+def load(context: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> DrConfig:
+    ctx = context or {}
+    return load_config(ctx.get, env or {})
+
+
+def test_defaults_are_destroyable_and_in_eu_central_2() -> None:
+    cfg = load()
+    assert cfg.environment_suffix == "dev"
+    assert cfg.region == "eu-central-2"
+    assert cfg.availability_zones == ("eu-central-2a", "eu-central-2b", "eu-central-2c")
+    assert cfg.production is False
+    assert cfg.deletion_protection is False
+    assert cfg.retain_data is False
+    assert cfg.stack_name == "TapStackdev"
+    assert cfg.engine_major == "18"
+
+
+def test_context_wins_over_environment() -> None:
+    cfg = load({"environmentSuffix": "pr42"}, {"ENVIRONMENT_SUFFIX": "fromenv"})
+    assert cfg.environment_suffix == "pr42"
+    assert load(env={"ENVIRONMENT_SUFFIX": "fromenv"}).environment_suffix == "fromenv"
+
+
+def test_every_knob_reads_context_and_environment() -> None:
+    values = {
+        "environmentSuffix": "stage",
+        "engineVersion": "17.4",
+        "instanceClass": "db.r6i.2xlarge",
+        "allocatedStorageGiB": "200",
+        "maxAllocatedStorageGiB": "1000",
+        "backupRetentionDays": "35",
+        "production": "true",
+        "deletionProtection": "false",
+        "alarmEmail": "ops@example.gov",
+        "vpcCidr": "172.20.0.0/20",
+    }
+    from_ctx = load(values)
+    from_env = load(env={k.env_var: values[k.context_key] for k in KNOBS})
+    assert from_ctx == from_env
+    assert from_ctx.instance_class == "db.r6i.2xlarge"
+    assert from_ctx.allocated_storage_gib == 200
+    assert from_ctx.backup_retention_days == 35
+    assert from_ctx.production is True
+    # An explicit deletionProtection overrides what the prod switch implies.
+    assert from_ctx.deletion_protection is False
+    assert from_ctx.alarm_email == "ops@example.gov"
+
+
+def test_production_switch_turns_on_protection() -> None:
+    cfg = load({"production": True})
+    assert cfg.deletion_protection is True
+    assert cfg.retain_data is True
+
+
+def test_empty_alarm_email_means_none() -> None:
+    assert load({"alarmEmail": ""}).alarm_email is None
+
+
+@pytest.mark.parametrize(
+    ("context", "needle"),
+    [
+        ({"environmentSuffix": "Dev"}, "environmentSuffix 'Dev'"),
+        ({"environmentSuffix": "a_b"}, "single hyphens"),
+        ({"environmentSuffix": "dev-"}, "not ending with a hyphen"),
+        ({"environmentSuffix": "a--b"}, "single hyphens"),
+        ({"environmentSuffix": "1dev"}, "start with a lowercase letter"),
+        ({"environmentSuffix": "x" * 17}, "1-16 characters"),
+        ({"environmentSuffix": ""}, "1-16 characters"),
+        ({"engineVersion": "18"}, "MAJOR.MINOR"),
+        ({"engineVersion": "12.9"}, "major 13-19"),
+        ({"instanceClass": "m5.large"}, "db.<family>.<size>"),
+        ({"instanceClass": "db.m5.huge"}, "db.<family>.<size>"),
+        ({"allocatedStorageGiB": "10"}, "between 20 and 65536"),
+        ({"allocatedStorageGiB": "lots"}, "whole number"),
+        ({"allocatedStorageGiB": True}, "whole number"),
+        ({"maxAllocatedStorageGiB": "50"}, "between allocatedStorageGiB (100)"),
+        ({"backupRetentionDays": "6"}, "between 7 and 35"),
+        ({"backupRetentionDays": "36"}, "between 7 and 35"),
+        ({"production": "maybe"}, "true or false"),
+        ({"alarmEmail": "not-an-email"}, "e-mail address"),
+        ({"vpcCidr": "10.0.0.0/8"}, "between /16 and /24"),
+        ({"vpcCidr": "10.0.0.0/25"}, "between /16 and /24"),
+        ({"vpcCidr": "8.8.0.0/16"}, "private range"),
+        ({"vpcCidr": "10.0.0.1/16"}, "no host bits"),
+        ({"vpcCidr": "banana"}, "CIDR notation"),
+    ],
+)
+def test_invalid_values_name_value_rule_and_how_to_pass(
+    context: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load(context)
+    message = str(excinfo.value)
+    key = next(iter(context))
+    knob = next(k for k in KNOBS if k.context_key == key)
+    assert needle in message
+    assert f"-c {knob.context_key}=" in message
+    assert knob.env_var in message
+    assert "\n" not in message
+
+
+def test_valid_edge_values_are_accepted() -> None:
+    assert load({"environmentSuffix": "a"}).environment_suffix == "a"
+    assert load({"environmentSuffix": "pr-1234-x"}).environment_suffix == "pr-1234-x"
+    assert load({"vpcCidr": "192.168.0.0/24"}).vpc_cidr == "192.168.0.0/24"
+    assert load({"backupRetentionDays": 7}).backup_retention_days == 7
+    assert load({"instanceClass": "db.t4g.medium"}).instance_class == "db.t4g.medium"
+    assert load({"instanceClass": "db.x2iedn.metal"}).instance_class == "db.x2iedn.metal"
+
+
+def test_config_is_frozen() -> None:
+    cfg = load()
+    with pytest.raises(AttributeError):
+        cfg.environment_suffix = "other"  # type: ignore[misc]
+
+
+def run_app(*context: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run app.py the way the CDK CLI does (context via CDK_CONTEXT_JSON)."""
+    import json
+
+    ctx = dict(c.split("=", 1) for c in context)
+    full_env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(ctx), **(env or {})}
+    full_env.pop("ENVIRONMENT_SUFFIX", None)
+    return subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_app_rejects_bad_suffix_with_one_line_and_no_traceback() -> None:
+    result = run_app("environmentSuffix=BAD_one")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "govdr: invalid environmentSuffix 'BAD_one': must start with a lowercase letter and "
+        "contain only lowercase letters, digits and single hyphens, not ending with a hyphen "
+        "(e.g. dev, pr1234, prod-eu); pass it with -c environmentSuffix=... or "
+        "ENVIRONMENT_SUFFIX=..."
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_app_rejects_bad_retention_from_environment() -> None:
+    result = run_app(env={"GOVDR_BACKUP_RETENTION_DAYS": "90"})
+    assert result.returncode != 0
+    assert "invalid backupRetentionDays 90: must be between 7 and 35" in result.stderr
+    assert "Traceback" not in result.stderr
