@@ -40,7 +40,7 @@ synth: install ## synthesize TapStack$(SUFFIX) into cdk.out/ and print a summary
 	$(CDK) synth --quiet $(CDK_FLAGS)
 	@$(PY) -m govdr.tools.summary cdk.out
 
-test: install ## run the whole test suite (unit; coverage of govdr/ >= 90 % enforced)
+test: install lint ## lint, then the whole test suite (coverage of govdr/ >= 90 % enforced)
 	$(PY) -m pytest
 
 lint: install ## ruff (lint + format check) and mypy

@@ -20,7 +20,9 @@ AVAILABILITY_ZONES = ("eu-central-2a", "eu-central-2b", "eu-central-2c")
 # end with a hyphen; the suffix also ends up in S3-style lowercase names, so lowercase only.
 _SUFFIX_RE = re.compile(r"^[a-z](?:[a-z0-9]|-(?!-))*(?<!-)$")
 SUFFIX_MAX_LEN = 16
-_INSTANCE_CLASS_RE = re.compile(r"^db\.[a-z][a-z0-9-]*\.(?:micro|small|medium|(?:[0-9]*x)?large|metal(?:-[0-9]+xl)?)$")
+_INSTANCE_CLASS_RE = re.compile(
+    r"^db\.[a-z][a-z0-9-]*\.(?:micro|small|medium|(?:[0-9]*x)?large|metal(?:-[0-9]+xl)?)$"
+)
 _ENGINE_RE = re.compile(r"^(?P<major>1[3-9])\.(?P<minor>[0-9]{1,2})$")
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _PRIVATE_NETS = tuple(
@@ -167,7 +169,9 @@ def _validate(cfg: DrConfig) -> None:
         )
 
     if cfg.alarm_email is not None and not _EMAIL_RE.match(cfg.alarm_email):
-        raise _fail("alarm_email", cfg.alarm_email, "must be an e-mail address like ops@example.gov")
+        raise _fail(
+            "alarm_email", cfg.alarm_email, "must be an e-mail address like ops@example.gov"
+        )
 
     _validate_cidr(cfg.vpc_cidr)
 
@@ -209,9 +213,7 @@ def _coerce(knob: _Knob, raw: Any) -> Any:
     return str(raw).strip()
 
 
-def load_config(
-    get_context: Callable[[str], Any], environ: Mapping[str, str]
-) -> DrConfig:
+def load_config(get_context: Callable[[str], Any], environ: Mapping[str, str]) -> DrConfig:
     """Build the config from CDK context (``get_context``) and the environment.
 
     Context wins over the environment; unset knobs keep their defaults. An empty

@@ -69,15 +69,15 @@ def database_tls_findings(template: Template) -> list[Finding]:
         for logical_id, group in resources(template, "AWS::RDS::DBParameterGroup")
         if str(_props(group).get("Parameters", {}).get("rds.force_ssl")) == "1"
     }
-    for logical_id, group in resources(template, "AWS::RDS::DBParameterGroup"):
+    for logical_id, _ in resources(template, "AWS::RDS::DBParameterGroup"):
         if logical_id not in enforcing:
             findings.append(f"{logical_id}: parameter group does not set rds.force_ssl=1")
     for logical_id, instance in resources(template, "AWS::RDS::DBInstance"):
         props = _props(instance)
         if not str(props.get("Engine", "")).startswith("postgres"):
             continue
-        group = props.get("DBParameterGroupName")
-        if not (isinstance(group, dict) and group.get("Ref") in enforcing):
+        group_ref = props.get("DBParameterGroupName")
+        if not (isinstance(group_ref, dict) and group_ref.get("Ref") in enforcing):
             findings.append(
                 f"{logical_id}: instance does not use a parameter group that sets rds.force_ssl=1"
             )
@@ -86,7 +86,11 @@ def database_tls_findings(template: Template) -> list[Finding]:
 
 def _denies_insecure_transport(statement: dict[str, Any]) -> bool:
     condition = statement.get("Condition", {})
-    secure = condition.get("Bool", {}).get("aws:SecureTransport") if isinstance(condition, dict) else None
+    secure = (
+        condition.get("Bool", {}).get("aws:SecureTransport")
+        if isinstance(condition, dict)
+        else None
+    )
     return statement.get("Effect") == "Deny" and str(secure).lower() == "false"
 
 
@@ -96,8 +100,12 @@ def file_system_tls_findings(template: Template) -> list[Finding]:
     for logical_id, fs in resources(template, "AWS::EFS::FileSystem"):
         props = _props(fs)
         if props.get("Encrypted") is not True or not props.get("KmsKeyId"):
-            findings.append(f"{logical_id}: file system is not encrypted with a customer-managed key")
-        if not any(_denies_insecure_transport(s) for s in _statements(props.get("FileSystemPolicy"))):
+            findings.append(
+                f"{logical_id}: file system is not encrypted with a customer-managed key"
+            )
+        if not any(
+            _denies_insecure_transport(s) for s in _statements(props.get("FileSystemPolicy"))
+        ):
             findings.append(
                 f"{logical_id}: file-system policy does not deny access without TLS "
                 "(Deny when aws:SecureTransport is false)"
@@ -126,7 +134,9 @@ def destroyability_findings(template: Template) -> list[Finding]:
         # An RDS instance without DeletionPolicy is snapshotted by CloudFormation, so
         # stateful types need an explicit Delete.
         if rtype in STATEFUL_TYPES and policy != "Delete":
-            findings.append(f"{logical_id} ({rtype}): DeletionPolicy is {policy or 'unset'}, not Delete")
+            findings.append(
+                f"{logical_id} ({rtype}): DeletionPolicy is {policy or 'unset'}, not Delete"
+            )
         elif policy not in (None, "Delete"):
             findings.append(f"{logical_id} ({rtype}): DeletionPolicy is {policy}, not Delete")
         if rtype == "AWS::RDS::DBInstance":
@@ -167,7 +177,10 @@ def naming_findings(template: Template, suffix: str) -> list[Finding]:
             continue
         value = _physical_name(rtype, _props(resource))
         if value is None:
-            if rtype in NAME_TAG_TYPES or rtype not in {"AWS::IAM::Role", "AWS::IAM::ManagedPolicy"}:
+            if rtype in NAME_TAG_TYPES or rtype not in {
+                "AWS::IAM::Role",
+                "AWS::IAM::ManagedPolicy",
+            }:
                 findings.append(f"{logical_id} ({rtype}): has no physical name")
             continue
         if not isinstance(value, str):

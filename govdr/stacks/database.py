@@ -23,7 +23,7 @@ DATABASE_NAME = "govdr"
 ROTATION_DAYS = 30
 MONITORING_INTERVAL_SECONDS = 60
 # Characters that break connection strings or shell quoting in operator tooling.
-PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\"
+PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\"  # noqa: S105 - not a password
 
 PARAMETERS = {
     # Static parameters: they take effect at creation, so they are set from the start.

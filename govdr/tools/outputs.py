@@ -40,7 +40,9 @@ def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
         raise OutputsError(f"cannot describe stack {stack_name}: {exc}") from None
     status = stacks[0]["StackStatus"]
     if status not in {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"}:
-        raise OutputsError(f"stack {stack_name} is {status}; outputs are only read from a stable stack")
+        raise OutputsError(
+            f"stack {stack_name} is {status}; outputs are only read from a stable stack"
+        )
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
 
@@ -75,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
             outputs = flatten_cdk_outputs(raw, args.stack)
         else:
             import boto3
-
             from botocore.exceptions import BotoCoreError
 
             try:

@@ -1,0 +1,197 @@
+"""Database: Multi-AZ PostgreSQL, CMK encryption, TLS only, PITR, rotated credentials."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from aws_cdk.assertions import Match
+
+from govdr.compliance.template_checks import database_tls_findings, resources
+from tests.conftest import TEST_SUFFIX, Synth
+
+
+def _param(name: str) -> dict[str, object]:
+    """Match a nested-stack parameter that carries a sibling stack's output."""
+    return {"Ref": Match.string_like_regexp(name)}
+
+
+def test_instance_is_multi_az_encrypted_private_gp3(synth: Synth) -> None:
+    synth.nested("database").has_resource_properties(
+        "AWS::RDS::DBInstance",
+        {
+            "DBInstanceIdentifier": f"rds-{TEST_SUFFIX}",
+            "Engine": "postgres",
+            "EngineVersion": "18.6",
+            "DBInstanceClass": "db.m7g.large",
+            "MultiAZ": True,
+            "StorageEncrypted": True,
+            "KmsKeyId": _param("DatabaseKey"),
+            "StorageType": "gp3",
+            "AllocatedStorage": "100",
+            "MaxAllocatedStorage": 500,
+            "PubliclyAccessible": False,
+            "Port": "5432",
+            "VPCSecurityGroups": [_param("DatabaseSecurityGroup")],
+            "CACertificateIdentifier": "rds-ca-rsa2048-g1",
+        },
+    )
+
+
+def test_observability_and_iam_auth(synth: Synth) -> None:
+    synth.nested("database").has_resource_properties(
+        "AWS::RDS::DBInstance",
+        {
+            "EnablePerformanceInsights": True,
+            "PerformanceInsightsKMSKeyId": _param("DatabaseKey"),
+            "DatabaseInsightsMode": "standard",
+            "MonitoringInterval": 60,
+            "MonitoringRoleArn": {
+                "Fn::GetAtt": [Match.string_like_regexp("MonitoringRole"), "Arn"]
+            },
+            "EnableIAMDatabaseAuthentication": True,
+        },
+    )
+    synth.nested("database").has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "RoleName": f"rds-monitoring-role-{TEST_SUFFIX}",
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    Match.object_like({"Principal": {"Service": "monitoring.rds.amazonaws.com"}})
+                ]
+            },
+        },
+    )
+
+
+def test_backups_pitr_and_maintenance(synth: Synth) -> None:
+    synth.nested("database").has_resource_properties(
+        "AWS::RDS::DBInstance",
+        {
+            "BackupRetentionPeriod": 14,
+            "CopyTagsToSnapshot": True,
+            "AutoMinorVersionUpgrade": True,
+            "AllowMajorVersionUpgrade": False,
+            "PreferredBackupWindow": Match.any_value(),
+            "PreferredMaintenanceWindow": Match.any_value(),
+        },
+    )
+
+
+def test_instance_in_database_subnets(synth: Synth) -> None:
+    database = synth.raw("database")
+    [(_, group)] = resources(database, "AWS::RDS::DBSubnetGroup")
+    assert group["Properties"]["DBSubnetGroupName"] == f"rds-subnets-{TEST_SUFFIX}"
+    subnet_refs = [r["Ref"] for r in group["Properties"]["SubnetIds"]]
+    assert len(subnet_refs) == 3
+    assert all("DatabaseSubnet" in ref for ref in subnet_refs)
+
+
+def test_parameter_group_forces_tls_and_logical_replication(synth: Synth) -> None:
+    synth.nested("database").has_resource_properties(
+        "AWS::RDS::DBParameterGroup",
+        {
+            "DBParameterGroupName": f"rds-params-{TEST_SUFFIX}",
+            "Family": "postgres18",
+            "Parameters": {
+                "rds.force_ssl": "1",
+                "rds.logical_replication": "1",
+                "ssl_min_protocol_version": "TLSv1.2",
+            },
+        },
+    )
+
+
+def test_database_tls_check_and_its_failing_twins(synth: Synth) -> None:
+    database = synth.raw("database")
+    assert database_tls_findings(database) == []
+
+    no_force = copy.deepcopy(database)
+    [(group_id, group)] = resources(no_force, "AWS::RDS::DBParameterGroup")
+    del group["Properties"]["Parameters"]["rds.force_ssl"]
+    [(instance_id, _)] = resources(no_force, "AWS::RDS::DBInstance")
+    assert database_tls_findings(no_force) == [
+        f"{group_id}: parameter group does not set rds.force_ssl=1",
+        f"{instance_id}: instance does not use a parameter group that sets rds.force_ssl=1",
+    ]
+
+    default_group = copy.deepcopy(database)
+    default_group["Resources"][instance_id]["Properties"]["DBParameterGroupName"] = (
+        "default.postgres18"
+    )
+    assert database_tls_findings(default_group) == [
+        f"{instance_id}: instance does not use a parameter group that sets rds.force_ssl=1"
+    ]
+
+
+def test_master_secret_is_generated_under_the_cmk(synth: Synth) -> None:
+    database = synth.raw("database")
+    [(secret_id, secret)] = resources(database, "AWS::SecretsManager::Secret")
+    props = secret["Properties"]
+    assert props["Name"] == f"rds-master-secret-{TEST_SUFFIX}"
+    assert "SecretsKey" in props["KmsKeyId"]["Ref"]
+    assert props["GenerateSecretString"]["GenerateStringKey"] == "password"
+    assert props["GenerateSecretString"]["PasswordLength"] >= 30
+    assert "SecretString" not in props
+    # The instance takes its credentials from the secret by dynamic reference only.
+    [(_, instance)] = resources(database, "AWS::RDS::DBInstance")
+    password = json.dumps(instance["Properties"]["MasterUserPassword"])
+    assert "{{resolve:secretsmanager:" in password
+    assert secret_id in password
+
+
+def test_rotation_every_30_days_hosted_in_the_vpc(synth: Synth) -> None:
+    database = synth.raw("database")
+    assert database["Transform"] == "AWS::SecretsManager-2024-09-16"
+    [(_, schedule)] = resources(database, "AWS::SecretsManager::RotationSchedule")
+    props = schedule["Properties"]
+    assert props["RotationRules"] == {"ScheduleExpression": "rate(30 days)"}
+    hosted = props["HostedRotationLambda"]
+    assert hosted["RotationType"] == "PostgreSQLSingleUser"
+    assert hosted["RotationLambdaName"] == f"rds-rotation-{TEST_SUFFIX}"
+    assert "RotationSecurityGroup" in hosted["VpcSecurityGroupIds"]["Ref"]
+    assert "SecretsKey" in hosted["KmsKeyArn"]["Ref"]
+    subnet_refs = [p["Ref"] for p in hosted["VpcSubnetIds"]["Fn::Join"][1] if isinstance(p, dict)]
+    assert len(subnet_refs) == 3
+    assert all("FunctionsSubnet" in ref for ref in subnet_refs)
+    # Rotation targets the attached secret, which carries host and port.
+    [(attachment_id, _)] = resources(database, "AWS::SecretsManager::SecretTargetAttachment")
+    assert props["SecretId"] == {"Ref": attachment_id}
+
+
+def test_no_serverless_application_repository(synth: Synth) -> None:
+    for template in synth.all_raw().values():
+        types = {r["Type"] for r in template.get("Resources", {}).values()}
+        assert "AWS::Serverless::Application" not in types
+        assert "AWS::Serverless-2016-10-31" not in json.dumps(template.get("Transform", ""))
+
+
+def test_secret_read_policy_is_least_privilege(synth: Synth) -> None:
+    database = synth.raw("database")
+    [(_, policy)] = resources(database, "AWS::IAM::ManagedPolicy")
+    assert policy["Properties"]["ManagedPolicyName"] == f"rds-secret-read-{TEST_SUFFIX}"
+    [secret_id] = [lid for lid, _ in resources(database, "AWS::SecretsManager::Secret")]
+    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert statements["ReadDatabaseSecret"]["Action"] == [
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetSecretValue",
+    ]
+    assert statements["ReadDatabaseSecret"]["Resource"] == {"Ref": secret_id}
+    assert statements["DecryptDatabaseSecret"]["Action"] == "kms:Decrypt"
+    assert "SecretsKey" in statements["DecryptDatabaseSecret"]["Resource"]["Ref"]
+    assert statements["DecryptDatabaseSecret"]["Condition"] == {
+        "StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}
+    }
+    for statement in statements.values():
+        assert "*" not in json.dumps(statement["Action"])
+
+
+def test_no_plaintext_password_in_any_template(synth: Synth) -> None:
+    for template in synth.all_raw().values():
+        for _, instance in resources(template, "AWS::RDS::DBInstance"):
+            assert "{{resolve:secretsmanager:" in json.dumps(
+                instance["Properties"]["MasterUserPassword"]
+            )
+        text = json.dumps(template)
+        assert '"SecretString":' not in text

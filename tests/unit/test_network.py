@@ -1,0 +1,199 @@
+"""Network: three AZs, isolated subnets, endpoints, least-privilege security groups."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from govdr.compliance.template_checks import open_ingress_findings, resources
+from govdr.stacks.network import INTERFACE_ENDPOINTS, subnet_mask
+from tests.conftest import TEST_SUFFIX, Synth
+
+AZS = ["eu-central-2a", "eu-central-2b", "eu-central-2c"]
+
+
+def test_vpc_cidr_dns_and_name(synth: Synth) -> None:
+    synth.nested("network").has_resource_properties(
+        "AWS::EC2::VPC",
+        {
+            "CidrBlock": "10.40.0.0/16",
+            "EnableDnsHostnames": True,
+            "EnableDnsSupport": True,
+            "Tags": Match.array_with([{"Key": "Name", "Value": f"vpc-{TEST_SUFFIX}"}]),
+        },
+    )
+
+
+def test_six_isolated_subnets_over_the_three_real_azs(synth: Synth) -> None:
+    subnets = dict(resources(synth.raw("network"), "AWS::EC2::Subnet"))
+    assert len(subnets) == 6
+    azs = sorted(s["Properties"]["AvailabilityZone"] for s in subnets.values())
+    assert azs == sorted(AZS * 2)
+    for subnet in subnets.values():
+        assert subnet["Properties"]["MapPublicIpOnLaunch"] is False
+        tags = {t["Key"]: t["Value"] for t in subnet["Properties"]["Tags"]}
+        assert tags["aws-cdk:subnet-type"] == "Isolated"
+    names = sorted(
+        {
+            t["Value"]
+            for s in subnets.values()
+            for t in s["Properties"]["Tags"]
+            if t["Key"] == "aws-cdk:subnet-name"
+        }
+    )
+    assert names == ["Database", "Functions"]
+
+
+def test_no_internet_path(synth: Synth) -> None:
+    network = synth.raw("network")
+    types = {r["Type"] for r in network["Resources"].values()}
+    for forbidden in (
+        "AWS::EC2::InternetGateway",
+        "AWS::EC2::NatGateway",
+        "AWS::EC2::EIP",
+        "AWS::EC2::VPCGatewayAttachment",
+        "AWS::EC2::EgressOnlyInternetGateway",
+    ):
+        assert forbidden not in types
+    for _, route in resources(network, "AWS::EC2::Route"):
+        assert "GatewayId" not in route["Properties"]
+
+
+@pytest.mark.parametrize("service", sorted(INTERFACE_ENDPOINTS))
+def test_interface_endpoint_per_service(synth: Synth, service: str) -> None:
+    short = INTERFACE_ENDPOINTS[service].short_name
+    endpoints = [
+        r["Properties"]
+        for _, r in resources(synth.raw("network"), "AWS::EC2::VPCEndpoint")
+        if r["Properties"].get("VpcEndpointType") == "Interface"
+        and short in str(r["Properties"]["ServiceName"])
+    ]
+    assert len(endpoints) == 1, service
+    endpoint = endpoints[0]
+    assert endpoint["PrivateDnsEnabled"] is True
+    assert len(endpoint["SubnetIds"]) == 3
+    assert len(endpoint["SecurityGroupIds"]) == 1
+
+
+def test_endpoint_services_cover_the_issue_list() -> None:
+    shorts = {svc.short_name for svc in INTERFACE_ENDPOINTS.values()}
+    assert shorts == {"secretsmanager", "kms", "logs", "monitoring", "sns", "rds", "events"}
+
+
+def test_s3_gateway_endpoint_on_all_route_tables(synth: Synth) -> None:
+    gateways = [
+        r["Properties"]
+        for _, r in resources(synth.raw("network"), "AWS::EC2::VPCEndpoint")
+        if r["Properties"].get("VpcEndpointType") == "Gateway"
+    ]
+    assert len(gateways) == 1
+    assert "s3" in str(gateways[0]["ServiceName"])
+    assert len(gateways[0]["RouteTableIds"]) == 6
+
+
+def test_default_security_group_is_closed(synth: Synth) -> None:
+    synth.nested("network").resource_count_is("Custom::VpcRestrictDefaultSG", 1)
+
+
+def _sg_ids(network: dict[str, Any]) -> dict[str, str]:
+    return {
+        r["Properties"]["GroupName"]: lid
+        for lid, r in resources(network, "AWS::EC2::SecurityGroup")
+    }
+
+
+def test_every_security_group_is_named_described_and_closed_outbound(synth: Synth) -> None:
+    network = synth.raw("network")
+    groups = dict(resources(network, "AWS::EC2::SecurityGroup"))
+    assert {g["Properties"]["GroupName"] for g in groups.values()} == {
+        f"{n}-{TEST_SUFFIX}" for n in ("vpce-sg", "rds-sg", "rotation-sg", "txlog-sg", "efs-sg")
+    }
+    for group in groups.values():
+        props = group["Properties"]
+        assert len(props["GroupDescription"]) > 20
+        # allow_all_outbound=False renders a single "disallow all" placeholder rule.
+        for rule in props.get("SecurityGroupEgress", []):
+            assert rule["CidrIp"] == "255.255.255.255/32"
+
+
+def _rules(network: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for _, r in resources(network, rtype)]
+
+
+def test_database_ingress_only_postgres_from_rotation_and_txlog(synth: Synth) -> None:
+    network = synth.raw("network")
+    ids = _sg_ids(network)
+    db = ids[f"rds-sg-{TEST_SUFFIX}"]
+    ingress = [
+        r
+        for r in _rules(network, "AWS::EC2::SecurityGroupIngress")
+        if r["GroupId"] == {"Fn::GetAtt": [db, "GroupId"]}
+    ]
+    sources = sorted(r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in ingress)
+    assert sources == sorted([ids[f"rotation-sg-{TEST_SUFFIX}"], ids[f"txlog-sg-{TEST_SUFFIX}"]])
+    for rule in ingress:
+        assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 5432, 5432)
+        assert rule["Description"]
+
+
+def test_efs_ingress_only_nfs_from_txlog(synth: Synth) -> None:
+    network = synth.raw("network")
+    ids = _sg_ids(network)
+    efs = ids[f"efs-sg-{TEST_SUFFIX}"]
+    ingress = [
+        r
+        for r in _rules(network, "AWS::EC2::SecurityGroupIngress")
+        if r["GroupId"] == {"Fn::GetAtt": [efs, "GroupId"]}
+    ]
+    assert len(ingress) == 1
+    assert ingress[0]["SourceSecurityGroupId"]["Fn::GetAtt"][0] == ids[f"txlog-sg-{TEST_SUFFIX}"]
+    assert (ingress[0]["FromPort"], ingress[0]["ToPort"]) == (2049, 2049)
+
+
+def test_endpoint_ingress_is_https_from_literal_vpc_cidr(synth: Synth) -> None:
+    network = synth.raw("network")
+    endpoint_sg = network["Resources"][_sg_ids(network)[f"vpce-sg-{TEST_SUFFIX}"]]
+    assert endpoint_sg["Properties"]["SecurityGroupIngress"] == [
+        {
+            "CidrIp": "10.40.0.0/16",
+            "Description": "HTTPS to AWS APIs from workloads in this VPC",
+            "FromPort": 443,
+            "IpProtocol": "tcp",
+            "ToPort": 443,
+        }
+    ]
+
+
+def test_egress_rules_have_explicit_ports_and_descriptions(synth: Synth) -> None:
+    for rule in _rules(synth.raw("network"), "AWS::EC2::SecurityGroupEgress"):
+        assert rule["IpProtocol"] == "tcp"
+        assert rule["FromPort"] == rule["ToPort"]
+        assert rule["FromPort"] in (443, 2049, 5432)
+        assert "DestinationSecurityGroupId" in rule
+        assert rule["Description"]
+
+
+def test_no_open_ingress_and_its_failing_twin(synth: Synth) -> None:
+    network = synth.raw("network")
+    assert open_ingress_findings(network) == []
+    mutated = copy.deepcopy(network)
+    lid = _sg_ids(mutated)[f"vpce-sg-{TEST_SUFFIX}"]
+    mutated["Resources"][lid]["Properties"]["SecurityGroupIngress"][0]["CidrIp"] = "0.0.0.0/0"
+    assert open_ingress_findings(mutated) == [f"{lid}: ingress open to the internet"]
+    mutated2 = copy.deepcopy(network)
+    mutated2["Resources"]["Open"] = {
+        "Type": "AWS::EC2::SecurityGroupIngress",
+        "Properties": {"CidrIpv6": "::/0", "IpProtocol": "-1"},
+    }
+    assert open_ingress_findings(mutated2) == ["Open: ingress open to the internet"]
+
+
+@pytest.mark.parametrize(
+    ("cidr", "mask"), [("10.0.0.0/16", 19), ("10.0.0.0/24", 27), ("172.16.0.0/20", 23)]
+)
+def test_subnet_mask_fits_six_subnets(cidr: str, mask: int) -> None:
+    assert subnet_mask(cidr) == mask
+    assert 2 ** (mask - int(cidr.split("/")[1])) >= 6

@@ -1,0 +1,155 @@
+"""Root stack: nested stacks, outputs, names, teardown, and pinned logical IDs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from govdr.compliance.template_checks import (
+    destroyability_findings,
+    naming_findings,
+    resources,
+)
+from tests.conftest import TEST_SUFFIX, Synth
+
+OUTPUTS = {
+    "EnvironmentSuffix",
+    "VpcId",
+    "DatabaseSubnetIds",
+    "FunctionSubnetIds",
+    "DatabaseInstanceIdentifier",
+    "DatabaseEndpointAddress",
+    "DatabaseEndpointPort",
+    "DatabaseSecurityGroupId",
+    "DatabaseSecretArn",
+    "DatabaseSecretReadPolicyArn",
+    "FileSystemId",
+    "TxlogAccessPointId",
+    "TxlogSecurityGroupId",
+    "DatabaseKeyArn",
+    "SecretsKeyArn",
+    "FileSystemKeyArn",
+}
+
+# Renaming any of these replaces a stateful resource (data loss): change them only with a
+# migration plan. Nested-stack IDs hash the root stack name, so they hold for TEST_SUFFIX.
+PINNED_LOGICAL_IDS = {
+    "root": {
+        "AWS::CloudFormation::Stack": {
+            "NetworkNestedStackNetworkNestedStackResource0124E108",
+            "SecurityNestedStackSecurityNestedStackResourceA55AC602",
+            "DatabaseNestedStackDatabaseNestedStackResource223659CE",
+            "StorageNestedStackStorageNestedStackResource9807768E",
+        }
+    },
+    "security": {
+        "AWS::KMS::Key": {"DatabaseKey7998E78F", "SecretsKey0D2EC683", "FileSystemKey5A6992BB"}
+    },
+    "database": {
+        "AWS::RDS::DBInstance": {"DatabaseB269D8BB"},
+        "AWS::SecretsManager::Secret": {"MasterSecretA11BF785"},
+        "AWS::RDS::DBParameterGroup": {"ParameterGroup5E32DECB"},
+    },
+    "storage": {"AWS::EFS::FileSystem": {"FileSystem8A8E25C0"}},
+    "network": {"AWS::EC2::VPC": {"Vpc8378EB38"}},
+}
+
+
+def test_root_targets_eu_central_2_with_four_nested_stacks(synth: Synth) -> None:
+    assert synth.stack.region == "eu-central-2"
+    assert synth.stack.stack_name == f"TapStack{TEST_SUFFIX}"
+    synth.root.resource_count_is("AWS::CloudFormation::Stack", 4)
+
+
+def test_root_outputs_have_stable_names_and_descriptions(synth: Synth) -> None:
+    outputs = synth.raw()["Outputs"]
+    assert set(outputs) == OUTPUTS
+    for output in outputs.values():
+        assert output["Description"]
+    assert outputs["EnvironmentSuffix"]["Value"] == TEST_SUFFIX
+
+
+@pytest.mark.parametrize(("template", "types"), sorted(PINNED_LOGICAL_IDS.items()))
+def test_stateful_logical_ids_are_pinned(
+    synth: Synth, template: str, types: dict[str, set[str]]
+) -> None:
+    raw = synth.raw(None if template == "root" else template)
+    for rtype, ids in types.items():
+        assert {lid for lid, _ in resources(raw, rtype)} == ids, rtype
+
+
+def test_every_named_resource_carries_the_suffix(synth: Synth) -> None:
+    for name, template in synth.all_raw().items():
+        assert naming_findings(template, TEST_SUFFIX) == [], name
+
+
+def test_naming_check_failing_twins(synth: Synth) -> None:
+    database = copy.deepcopy(synth.raw("database"))
+    [(lid, instance)] = resources(database, "AWS::RDS::DBInstance")
+    instance["Properties"]["DBInstanceIdentifier"] = "citizen-db"
+    [(sid, secret)] = resources(database, "AWS::SecretsManager::Secret")
+    del secret["Properties"]["Name"]
+    findings = naming_findings(database, TEST_SUFFIX)
+    assert f"{lid} (AWS::RDS::DBInstance): name 'citizen-db' does not end with -{TEST_SUFFIX}" in (
+        findings
+    )
+    assert f"{sid} (AWS::SecretsManager::Secret): has no physical name" in findings
+    instance["Properties"]["DBInstanceIdentifier"] = {"Ref": "Something"}
+    assert f"{lid} (AWS::RDS::DBInstance): physical name is not a literal" in naming_findings(
+        database, TEST_SUFFIX
+    )
+
+
+def test_tags_identify_owner_and_data_class(synth: Synth) -> None:
+    [(_, instance)] = resources(synth.raw("database"), "AWS::RDS::DBInstance")
+    tags = {t["Key"]: t["Value"] for t in instance["Properties"]["Tags"]}
+    assert tags == {
+        "Project": "govdr",
+        "Environment": TEST_SUFFIX,
+        "DataClassification": "citizen-data",
+        "ManagedBy": "aws-cdk",
+    }
+
+
+def test_default_deployment_is_fully_destroyable(synth: Synth) -> None:
+    for name, template in synth.all_raw().items():
+        assert destroyability_findings(template) == [], name
+
+
+def test_destroyability_check_failing_twins(synth: Synth) -> None:
+    database = copy.deepcopy(synth.raw("database"))
+    [(lid, instance)] = resources(database, "AWS::RDS::DBInstance")
+    instance["DeletionPolicy"] = "Snapshot"
+    instance["Properties"]["DeletionProtection"] = True
+    instance["Properties"]["DeleteAutomatedBackups"] = False
+    [(sid, secret)] = resources(database, "AWS::SecretsManager::Secret")
+    del secret["DeletionPolicy"]
+    [(gid, group)] = resources(database, "AWS::RDS::DBParameterGroup")
+    group["DeletionPolicy"] = "Retain"
+    assert sorted(destroyability_findings(database)) == sorted(
+        [
+            f"{lid} (AWS::RDS::DBInstance): DeletionPolicy is Snapshot, not Delete",
+            f"{lid}: DeletionProtection is not false",
+            f"{lid}: automated backups would outlive the instance",
+            f"{sid} (AWS::SecretsManager::Secret): DeletionPolicy is unset, not Delete",
+            f"{gid} (AWS::RDS::DBParameterGroup): DeletionPolicy is Retain, not Delete",
+        ]
+    )
+
+
+def test_production_switch_protects_every_stateful_resource(prod_synth: Synth) -> None:
+    templates = prod_synth.all_raw()
+    [(_, instance)] = resources(templates["database"], "AWS::RDS::DBInstance")
+    assert instance["DeletionPolicy"] == "Snapshot"
+    assert instance["Properties"]["DeletionProtection"] is True
+    assert instance["Properties"]["DeleteAutomatedBackups"] is False
+    [(_, secret)] = resources(templates["database"], "AWS::SecretsManager::Secret")
+    assert secret["DeletionPolicy"] == "Retain"
+    [(_, fs)] = resources(templates["storage"], "AWS::EFS::FileSystem")
+    assert fs["DeletionPolicy"] == "Retain"
+    keys = list(resources(templates["security"], "AWS::KMS::Key"))
+    assert len(keys) == 3
+    assert {k["DeletionPolicy"] for _, k in keys} == {"Retain"}
+    findings = [f for t in templates.values() for f in destroyability_findings(t)]
+    assert len(findings) == 8

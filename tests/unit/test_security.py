@@ -1,0 +1,129 @@
+"""Encryption: customer-managed keys that rotate, carry the suffix, and serve named services."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from govdr.compliance.template_checks import key_rotation_findings, resources
+from govdr.constructs.service_key import ADMIN_ACTIONS
+from tests.conftest import TEST_SUFFIX, Synth
+
+EXPECTED = {"rds": "rds", "secrets": "secretsmanager", "efs": "elasticfilesystem"}
+
+
+def _keys_by_alias(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    aliases = {
+        a["Properties"]["AliasName"]: a["Properties"]["TargetKeyId"]["Fn::GetAtt"][0]
+        for _, a in resources(template, "AWS::KMS::Alias")
+    }
+    return {alias: template["Resources"][lid] for alias, lid in aliases.items()}
+
+
+def test_one_key_per_domain_with_suffixed_alias(synth: Synth) -> None:
+    keys = _keys_by_alias(synth.raw("security"))
+    assert sorted(keys) == sorted(f"alias/{n}-{TEST_SUFFIX}" for n in EXPECTED)
+
+
+def test_keys_rotate_with_seven_day_window(synth: Synth) -> None:
+    for key in _keys_by_alias(synth.raw("security")).values():
+        assert key["Properties"]["EnableKeyRotation"] is True
+        assert key["Properties"]["PendingWindowInDays"] == 7
+        assert key["Properties"].get("KeySpec", "SYMMETRIC_DEFAULT") == "SYMMETRIC_DEFAULT"
+
+
+def test_key_rotation_check_and_its_failing_twin(synth: Synth) -> None:
+    template = synth.raw("security")
+    assert key_rotation_findings(template) == []
+    mutated = copy.deepcopy(template)
+    lid = next(lid for lid, _ in resources(mutated, "AWS::KMS::Key"))
+    mutated["Resources"][lid]["Properties"]["EnableKeyRotation"] = False
+    mutated["Resources"][lid]["Properties"]["PendingWindowInDays"] = 3
+    assert key_rotation_findings(mutated) == [
+        f"{lid}: key rotation is not enabled",
+        f"{lid}: pending window must be 7-30 days",
+    ]
+
+
+@pytest.mark.parametrize(("short", "service"), sorted(EXPECTED.items()))
+def test_key_use_is_scoped_to_its_service(synth: Synth, short: str, service: str) -> None:
+    key = _keys_by_alias(synth.raw("security"))[f"alias/{short}-{TEST_SUFFIX}"]
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    by_sid = {s["Sid"]: s for s in statements if "Sid" in s}
+    assert set(by_sid) == {"KeyAdministration", "UseThroughServices"}
+    # Secrets Manager's L2 adds its own grant for the account; it must also go through
+    # the one service.
+    for extra in (s for s in statements if "Sid" not in s):
+        assert extra["Condition"]["StringEquals"]["kms:ViaService"] == (
+            f"{service}.eu-central-2.amazonaws.com"
+        )
+
+    admin = by_sid["KeyAdministration"]
+    assert sorted(admin["Action"]) == sorted(ADMIN_ACTIONS)
+    # The account can administer the key but not use it for cryptography directly.
+    assert not {"kms:Decrypt", "kms:Encrypt", "kms:*"} & set(admin["Action"])
+
+    use = by_sid["UseThroughServices"]
+    assert "kms:Decrypt" in use["Action"]
+    condition = use["Condition"]["StringEquals"]
+    assert condition["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
+    assert condition["kms:ViaService"] == [
+        {"Fn::Join": ["", [f"{service}.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+    ]
+
+
+def test_no_key_statement_grants_use_without_conditions(synth: Synth) -> None:
+    for key in _keys_by_alias(synth.raw("security")).values():
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+            actions = set(statement["Action"])
+            if actions & {"kms:Decrypt", "kms:Encrypt", "kms:*"}:
+                assert "Condition" in statement
+
+
+def test_service_key_requires_a_service() -> None:
+    import aws_cdk as cdk
+
+    from govdr.constructs.service_key import ServiceKey
+
+    stack = cdk.Stack(cdk.App())
+    with pytest.raises(ValueError, match="at least one service"):
+        ServiceKey(stack, "K", alias_name="alias/x-dev", description="x", retain=False)
+
+
+def test_service_principal_statement() -> None:
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Match, Template
+
+    from govdr.constructs.service_key import ServiceKey
+
+    stack = cdk.Stack(cdk.App())
+    ServiceKey(
+        stack,
+        "K",
+        alias_name="alias/logs-dev",
+        description="logs",
+        service_principals=["logs.amazonaws.com"],
+        retain=False,
+    )
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Sid": "UseByServicePrincipals",
+                                "Principal": {"Service": "logs.amazonaws.com"},
+                                "Condition": {
+                                    "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+                                },
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )

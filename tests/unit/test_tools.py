@@ -1,0 +1,104 @@
+"""Makefile helpers: the synth summary and the flat-outputs writer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from govdr.tools import outputs, summary
+from tests.conftest import Synth
+
+
+def test_summary_counts_resources_of_the_real_synth(
+    synth: Synth, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert summary.main([str(synth.outdir)]) == 0
+    text = capsys.readouterr().out
+    assert f"root   TapStack{synth.config.environment_suffix}.template.json" in text
+    assert text.count("nested ") == 4
+    assert "AWS::RDS::DBInstance                         1" in text
+    assert "AWS::EFS::MountTarget                        3" in text
+    assert "transform AWS::SecretsManager-2024-09-16" in text
+    assert f"templates are in {synth.outdir.resolve()}" in text
+
+
+def test_summary_of_a_missing_assembly_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert summary.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a cloud assembly" in err
+    assert "make synth" in err
+
+
+def test_flatten_cdk_outputs_file(tmp_path: Path) -> None:
+    raw = {"TapStackdev": {"VpcId": "vpc-1", "DatabaseEndpointPort": 5432}, "Other": {}}
+    source = tmp_path / "cdk-outputs.json"
+    source.write_text(json.dumps(raw))
+    out = tmp_path / "cfn-outputs" / "flat-outputs.json"
+    rc = outputs.main(["--stack", "TapStackdev", "--from-file", str(source), "--out", str(out)])
+    assert rc == 0
+    assert json.loads(out.read_text()) == {"DatabaseEndpointPort": "5432", "VpcId": "vpc-1"}
+
+
+def test_flatten_unknown_stack_names_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "cdk-outputs.json"
+    source.write_text(json.dumps({"TapStackpr1": {}}))
+    rc = outputs.main(
+        ["--stack", "TapStackdev", "--from-file", str(source), "--out", str(tmp_path / "x.json")]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "stack TapStackdev not in the outputs file (stacks there: TapStackpr1)" in err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_unreadable_outputs_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "cdk-outputs.json"
+    source.write_text("{not json")
+    assert outputs.main(["--stack", "S", "--from-file", str(source)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+STACK_BODY = json.dumps(
+    {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"TopicArn": {"Value": {"Ref": "Topic"}}, "Answer": {"Value": "42"}},
+    }
+)
+
+
+@mock_aws
+def test_outputs_from_a_deployed_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-2")
+    cfn = boto3.client("cloudformation", region_name="eu-central-2")
+    cfn.create_stack(StackName="TapStackdev", TemplateBody=STACK_BODY)
+    out = tmp_path / "flat.json"
+    assert outputs.main(["--stack", "TapStackdev", "--out", str(out)]) == 0
+    flat = json.loads(out.read_text())
+    assert flat["Answer"] == "42"
+    assert flat["TopicArn"].startswith("arn:aws:sns:eu-central-2:")
+
+
+@mock_aws
+def test_outputs_of_a_missing_stack(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-2")
+    assert outputs.main(["--stack", "TapStacknope"]) == 2
+    assert "cannot describe stack TapStacknope" in capsys.readouterr().err
+
+
+def test_outputs_refuse_an_unstable_stack() -> None:
+    class FakeCfn:
+        def describe_stacks(self, StackName: str) -> dict[str, object]:
+            return {"Stacks": [{"StackStatus": "ROLLBACK_COMPLETE", "Outputs": []}]}
+
+    with pytest.raises(outputs.OutputsError, match="is ROLLBACK_COMPLETE"):
+        outputs.stack_outputs(FakeCfn(), "TapStackdev")
