@@ -28,6 +28,25 @@ _EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _PRIVATE_NETS = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 )
+_VAULT_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:backup:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]):[0-9]{12}:"
+    r"backup-vault:[A-Za-z0-9_.-]{2,50}$"
+)
+# CloudWatch Logs accepts only these retention periods; FedRAMP AU-11 asks for >= 1 year.
+LOG_RETENTION_DAYS = (365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+# Inclusive ranges of the alarm thresholds, with their unit for messages.
+THRESHOLD_RANGES: dict[str, tuple[int, int, str]] = {
+    "cpu_alarm_percent": (1, 100, "percent"),
+    "free_storage_alarm_gib": (1, 65536, "GiB"),
+    "freeable_memory_alarm_mib": (16, 1048576, "MiB"),
+    "connections_alarm": (1, 100000, "connections"),
+    "read_latency_alarm_ms": (1, 60000, "ms"),
+    "write_latency_alarm_ms": (1, 60000, "ms"),
+    "disk_queue_depth_alarm": (1, 100000, "requests"),
+    "txlog_disk_usage_alarm_gib": (1, 65536, "GiB"),
+    "replication_slot_lag_alarm_mib": (1, 1048576, "MiB"),
+    "efs_io_limit_alarm_percent": (1, 100, "percent"),
+}
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -50,6 +69,19 @@ class DrConfig:
     deletion_protection: bool | None = None
     alarm_email: str | None = None
     vpc_cidr: str = "10.40.0.0/16"
+    log_retention_days: int = 365
+    backup_copy_vault_arn: str | None = None
+    # Alarm thresholds (docs/architecture.md explains each default).
+    cpu_alarm_percent: int = 80
+    free_storage_alarm_gib: int = 10
+    freeable_memory_alarm_mib: int = 512
+    connections_alarm: int = 400
+    read_latency_alarm_ms: int = 20
+    write_latency_alarm_ms: int = 20
+    disk_queue_depth_alarm: int = 64
+    txlog_disk_usage_alarm_gib: int = 10
+    replication_slot_lag_alarm_mib: int = 1024
+    efs_io_limit_alarm_percent: int = 90
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -103,6 +135,38 @@ KNOBS: tuple[_Knob, ...] = (
     _Knob("deletion_protection", "deletionProtection", "GOVDR_DELETION_PROTECTION", bool),
     _Knob("alarm_email", "alarmEmail", "GOVDR_ALARM_EMAIL", str),
     _Knob("vpc_cidr", "vpcCidr", "GOVDR_VPC_CIDR", str),
+    _Knob("log_retention_days", "logRetentionDays", "GOVDR_LOG_RETENTION_DAYS", int),
+    _Knob("backup_copy_vault_arn", "backupCopyVaultArn", "GOVDR_BACKUP_COPY_VAULT_ARN", str),
+    _Knob("cpu_alarm_percent", "cpuAlarmPercent", "GOVDR_CPU_ALARM_PERCENT", int),
+    _Knob("free_storage_alarm_gib", "freeStorageAlarmGiB", "GOVDR_FREE_STORAGE_ALARM_GIB", int),
+    _Knob(
+        "freeable_memory_alarm_mib",
+        "freeableMemoryAlarmMiB",
+        "GOVDR_FREEABLE_MEMORY_ALARM_MIB",
+        int,
+    ),
+    _Knob("connections_alarm", "connectionsAlarm", "GOVDR_CONNECTIONS_ALARM", int),
+    _Knob("read_latency_alarm_ms", "readLatencyAlarmMs", "GOVDR_READ_LATENCY_ALARM_MS", int),
+    _Knob("write_latency_alarm_ms", "writeLatencyAlarmMs", "GOVDR_WRITE_LATENCY_ALARM_MS", int),
+    _Knob("disk_queue_depth_alarm", "diskQueueDepthAlarm", "GOVDR_DISK_QUEUE_DEPTH_ALARM", int),
+    _Knob(
+        "txlog_disk_usage_alarm_gib",
+        "txlogDiskUsageAlarmGiB",
+        "GOVDR_TXLOG_DISK_USAGE_ALARM_GIB",
+        int,
+    ),
+    _Knob(
+        "replication_slot_lag_alarm_mib",
+        "replicationSlotLagAlarmMiB",
+        "GOVDR_REPLICATION_SLOT_LAG_ALARM_MIB",
+        int,
+    ),
+    _Knob(
+        "efs_io_limit_alarm_percent",
+        "efsIoLimitAlarmPercent",
+        "GOVDR_EFS_IO_LIMIT_ALARM_PERCENT",
+        int,
+    ),
 )
 _BY_FIELD = {k.field: k for k in KNOBS}
 
@@ -175,6 +239,42 @@ def _validate(cfg: DrConfig) -> None:
 
     _validate_cidr(cfg.vpc_cidr)
 
+    if cfg.log_retention_days not in LOG_RETENTION_DAYS:
+        allowed = ", ".join(str(d) for d in LOG_RETENTION_DAYS)
+        raise _fail(
+            "log_retention_days",
+            cfg.log_retention_days,
+            f"must be a CloudWatch Logs retention of at least one year: one of {allowed}",
+        )
+
+    if cfg.backup_copy_vault_arn is not None:
+        match = _VAULT_ARN_RE.match(cfg.backup_copy_vault_arn)
+        if not match:
+            raise _fail(
+                "backup_copy_vault_arn",
+                cfg.backup_copy_vault_arn,
+                "must be an AWS Backup vault ARN "
+                "(arn:aws:backup:<region>:<account>:backup-vault:<name>)",
+            )
+        if match.group("region") == REGION:
+            raise _fail(
+                "backup_copy_vault_arn",
+                cfg.backup_copy_vault_arn,
+                f"must be in another region than {REGION} (a copy in the same region "
+                "does not survive a regional outage)",
+            )
+
+    for field, (low, high, unit) in THRESHOLD_RANGES.items():
+        value = getattr(cfg, field)
+        if not low <= value <= high:
+            raise _fail(field, value, f"must be between {low} and {high} {unit}")
+    if cfg.free_storage_alarm_gib >= cfg.allocated_storage_gib:
+        raise _fail(
+            "free_storage_alarm_gib",
+            cfg.free_storage_alarm_gib,
+            f"must be below allocatedStorageGiB ({cfg.allocated_storage_gib})",
+        )
+
 
 def _validate_cidr(cidr: str) -> None:
     try:
@@ -227,7 +327,7 @@ def load_config(get_context: Callable[[str], Any], environ: Mapping[str, str]) -
         if raw is None:
             continue
         value = _coerce(knob, raw)
-        if knob.field == "alarm_email" and value == "":
+        if knob.field in {"alarm_email", "backup_copy_vault_arn"} and value == "":
             continue
         values[knob.field] = value
     known = {f.name for f in fields(DrConfig)}

@@ -17,6 +17,7 @@ from govdr.stacks.tap_stack import TapStack
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SUFFIX = "qa7"
+NESTED = ("network", "security", "backup", "database", "storage", "audit", "monitoring")
 
 # jsii runs on the pinned Node 22 from node_modules when the suite runs outside `make`.
 _NODE_BIN = ROOT / "node_modules" / ".bin"
@@ -55,8 +56,7 @@ class Synth:
         return template
 
     def all_raw(self) -> dict[str, dict[str, Any]]:
-        names = ["network", "security", "database", "storage"]
-        return {"root": self.raw(), **{n: self.raw(n) for n in names}}
+        return {"root": self.raw(), **{n: self.raw(n) for n in NESTED}}
 
     def template_files(self) -> list[Path]:
         return sorted(self.outdir.glob("*.template.json"))

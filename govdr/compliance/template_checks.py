@@ -6,6 +6,7 @@ per violation, naming the logical ID. An empty list means the template passes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,8 +36,27 @@ NAME_PROPERTIES: dict[str, tuple[str, ...]] = {
     "AWS::IAM::Role": ("RoleName",),
     "AWS::IAM::ManagedPolicy": ("ManagedPolicyName",),
     "AWS::SecretsManager::RotationSchedule": ("HostedRotationLambda", "RotationLambdaName"),
+    "AWS::SNS::Topic": ("TopicName",),
+    "AWS::CloudWatch::Alarm": ("AlarmName",),
+    "AWS::CloudWatch::Dashboard": ("DashboardName",),
+    "AWS::RDS::EventSubscription": ("SubscriptionName",),
+    "AWS::Events::Rule": ("Name",),
+    "AWS::CloudTrail::Trail": ("TrailName",),
+    "AWS::Backup::BackupVault": ("BackupVaultName",),
+    "AWS::Backup::BackupPlan": ("BackupPlan", "BackupPlanName"),
+    "AWS::Backup::BackupSelection": ("BackupSelection", "SelectionName"),
+    "AWS::Lambda::Function": ("FunctionName",),
 }
-NAME_TAG_TYPES = frozenset({"AWS::EC2::VPC", "AWS::EFS::FileSystem", "AWS::EFS::AccessPoint"})
+# Names fixed by the service that writes to them carry the suffix as a path segment.
+LOG_GROUP_TYPE = "AWS::Logs::LogGroup"
+# Functions that CDK itself adds (custom-resource providers) keep generated names, which
+# start with the stack name and so carry the suffix too.
+GENERATED_NAME_TYPES = frozenset(
+    {"AWS::IAM::Role", "AWS::IAM::ManagedPolicy", "AWS::Lambda::Function"}
+)
+NAME_TAG_TYPES = frozenset(
+    {"AWS::EC2::VPC", "AWS::EFS::FileSystem", "AWS::EFS::AccessPoint", "AWS::EC2::FlowLog"}
+)
 
 
 def resources(template: Template, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -173,20 +193,39 @@ def naming_findings(template: Template, suffix: str) -> list[Finding]:
     findings = []
     for logical_id, resource in template.get("Resources", {}).items():
         rtype = resource.get("Type", "")
+        if rtype == LOG_GROUP_TYPE:
+            value = _props(resource).get("LogGroupName")
+            carries = re.compile(rf"(^|[-/]){re.escape(suffix)}($|[-/])")
+            if not isinstance(value, str) or not carries.search(value):
+                findings.append(f"{logical_id} ({rtype}): name {value!r} does not carry {suffix}")
+            continue
         if rtype not in NAME_PROPERTIES and rtype not in NAME_TAG_TYPES:
             continue
         value = _physical_name(rtype, _props(resource))
         if value is None:
-            if rtype in NAME_TAG_TYPES or rtype not in {
-                "AWS::IAM::Role",
-                "AWS::IAM::ManagedPolicy",
-            }:
+            if rtype not in GENERATED_NAME_TYPES:
                 findings.append(f"{logical_id} ({rtype}): has no physical name")
             continue
         if not isinstance(value, str):
             findings.append(f"{logical_id} ({rtype}): physical name is not a literal")
         elif not value.endswith(f"-{suffix}"):
             findings.append(f"{logical_id} ({rtype}): name {value!r} does not end with -{suffix}")
+    return findings
+
+
+def log_group_findings(template: Template, min_retention_days: int = 365) -> list[Finding]:
+    """Every log group is KMS-encrypted and kept at least ``min_retention_days``."""
+    findings = []
+    for logical_id, group in resources(template, LOG_GROUP_TYPE):
+        props = _props(group)
+        if not props.get("KmsKeyId"):
+            findings.append(f"{logical_id}: log group is not encrypted with a KMS key")
+        retention = props.get("RetentionInDays")
+        if not isinstance(retention, int) or retention < min_retention_days:
+            findings.append(
+                f"{logical_id}: retention {retention or 'unlimited'} days, "
+                f"must be set and >= {min_retention_days}"
+            )
     return findings
 
 
@@ -211,4 +250,5 @@ CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
     "file-system-tls": file_system_tls_findings,
     "key-rotation": key_rotation_findings,
     "no-open-ingress": open_ingress_findings,
+    "log-groups": log_group_findings,
 }

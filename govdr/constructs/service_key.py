@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -42,8 +43,9 @@ class ServiceKey(Construct):
     """Symmetric CMK with yearly rotation, an alias and a service-scoped key policy.
 
     ``via_services`` are service prefixes (``rds``, ``secretsmanager``, ...) that principals of
-    this account may use the key through (``kms:ViaService``); ``service_principals`` are
-    service principals that use the key directly (CloudWatch Logs, SNS, ...).
+    this account may use the key through (``kms:ViaService``); ``service_principals`` maps
+    service principals that use the key directly (CloudWatch Logs, CloudTrail, ...) to the
+    conditions that tie their use to this account (``None`` where the service documents none).
     """
 
     def __init__(
@@ -54,7 +56,7 @@ class ServiceKey(Construct):
         alias_name: str,
         description: str,
         via_services: Sequence[str] = (),
-        service_principals: Sequence[str] = (),
+        service_principals: Mapping[str, Mapping[str, Any] | None] | None = None,
         retain: bool,
     ) -> None:
         super().__init__(scope, id_)
@@ -85,14 +87,14 @@ class ServiceKey(Construct):
                     },
                 )
             )
-        if service_principals:
+        for index, (principal, conditions) in enumerate((service_principals or {}).items()):
             statements.append(
                 iam.PolicyStatement(
-                    sid="UseByServicePrincipals",
-                    principals=[iam.ServicePrincipal(p) for p in service_principals],
+                    sid=f"UseByServicePrincipal{index}",
+                    principals=[iam.ServicePrincipal(principal)],
                     actions=list(USE_ACTIONS),
                     resources=["*"],
-                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+                    conditions=dict(conditions) if conditions else None,
                 )
             )
         self.key = kms.Key(

@@ -8,6 +8,7 @@ schedule, and compliance rules look for a secret's rotation in the secret's own 
 from __future__ import annotations
 
 from aws_cdk import Duration, NestedStack, RemovalPolicy
+from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -16,6 +17,7 @@ from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
 from govdr.config import DrConfig
+from govdr.constructs.log_group import encrypted_log_group
 from govdr.naming import name
 
 MASTER_USERNAME = "govdr_admin"
@@ -30,7 +32,17 @@ PARAMETERS = {
     "rds.force_ssl": "1",
     "rds.logical_replication": "1",
     "ssl_min_protocol_version": "TLSv1.2",
+    # Audit trail inside the database (FedRAMP AU-2/AU-12): who connected, and every DDL,
+    # role change and write, as pgaudit session records in the exported postgresql log.
+    "shared_preload_libraries": "pg_stat_statements,pgaudit",
+    "pgaudit.log": "ddl,role,write",
+    "pgaudit.log_catalog": "0",
+    "pgaudit.log_parameter": "0",
+    "pgaudit.role": "rds_pgaudit",
+    "log_connections": "1",
+    "log_disconnections": "1",
 }
+LOG_EXPORTS = ("postgresql", "upgrade")
 
 
 class DatabaseStack(NestedStack):
@@ -49,6 +61,9 @@ class DatabaseStack(NestedStack):
         rotation_sg: ec2.ISecurityGroup,
         database_key: kms.IKey,
         secrets_key: kms.IKey,
+        logs_key: kms.IKey,
+        backup_plan: backup.IBackupPlan,
+        backup_role: iam.IRole,
     ) -> None:
         super().__init__(scope, id_, description=f"govdr database ({config.environment_suffix})")
         suffix = config.environment_suffix
@@ -100,10 +115,22 @@ class DatabaseStack(NestedStack):
             RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
         )
 
+        instance_id = name("rds", suffix)
+        self.log_groups = [
+            encrypted_log_group(
+                self,
+                f"LogGroup{export.capitalize()}",
+                log_group_name=f"/aws/rds/instance/{instance_id}/{export}",
+                key=logs_key,
+                config=config,
+            )
+            for export in LOG_EXPORTS
+        ]
+
         self.instance = rds.DatabaseInstance(
             self,
             "Database",
-            instance_identifier=name("rds", suffix),
+            instance_identifier=instance_id,
             engine=engine,
             instance_type=ec2.InstanceType(config.instance_class.removeprefix("db.")),
             credentials=rds.Credentials.from_secret(self.master_secret),
@@ -128,6 +155,7 @@ class DatabaseStack(NestedStack):
             database_insights_mode=rds.DatabaseInsightsMode.STANDARD,
             monitoring_interval=Duration.seconds(MONITORING_INTERVAL_SECONDS),
             monitoring_role=monitoring_role,
+            cloudwatch_logs_exports=list(LOG_EXPORTS),
             backup_retention=Duration.days(config.backup_retention_days),
             preferred_backup_window="01:00-02:00",
             preferred_maintenance_window="sun:02:30-sun:03:30",
@@ -138,22 +166,44 @@ class DatabaseStack(NestedStack):
             delete_automated_backups=not config.retain_data,
             removal_policy=RemovalPolicy.SNAPSHOT if config.retain_data else RemovalPolicy.DESTROY,
         )
+        for log_group in self.log_groups:
+            self.instance.node.add_dependency(log_group)
         assert self.instance.secret is not None
         # The attachment adds host, port and engine to the secret; rotation must use it.
         self.secret: sm.ISecret = self.instance.secret
 
+        rotation_function = name("rds-rotation", suffix)
+        self.rotation_log_group = encrypted_log_group(
+            self,
+            "RotationLogGroup",
+            log_group_name=f"/aws/lambda/{rotation_function}",
+            key=logs_key,
+            config=config,
+        )
         # Hosted rotation (AWS::SecretsManager transform) instead of the Serverless
         # Application Repository, which does not exist in eu-central-2.
         self.rotation = self.secret.add_rotation_schedule(
             "Rotation",
             automatically_after=Duration.days(ROTATION_DAYS),
             hosted_rotation=sm.HostedRotation.postgre_sql_single_user(
-                function_name=name("rds-rotation", suffix),
+                function_name=rotation_function,
                 vpc=vpc,
                 vpc_subnets=function_subnets,
                 security_groups=[rotation_sg],
                 exclude_characters=PASSWORD_EXCLUDE,
             ),
+        )
+
+        # The first rotation runs at creation; its log group must already exist.
+        self.rotation.node.add_dependency(self.rotation_log_group)
+
+        self.backup_selection = backup.BackupSelection(
+            self,
+            "BackupSelection",
+            backup_plan=backup_plan,
+            backup_selection_name=name("backup-rds", suffix),
+            resources=[backup.BackupResource.from_rds_database_instance(self.instance)],
+            role=backup_role,
         )
 
         # The one way to read the credentials: attach this policy to an operator or

@@ -30,6 +30,7 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
     "Rds": ec2.InterfaceVpcEndpointAwsService.RDS,
     "EventBridge": ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
+    "Backup": ec2.InterfaceVpcEndpointAwsService.BACKUP,
 }
 
 
@@ -100,6 +101,19 @@ class NetworkStack(NestedStack):
             "TxlogSecurityGroup",
             name("txlog-sg", suffix),
             "Transaction-log clients: to the database, EFS and AWS API endpoints",
+        )
+        self.ops_sg = self._sg(
+            "OpsSecurityGroup",
+            name("ops-sg", suffix),
+            "Operations functions (backup-vault cleanup): HTTPS to AWS APIs only",
+        )
+        # The isolated subnets have no route to the internet: HTTPS can only reach the
+        # interface endpoints and the S3 gateway endpoint (custom-resource responses go to
+        # a pre-signed S3 URL, and the S3 prefix list ID is not known at synth time).
+        self.ops_sg.add_egress_rule(
+            ec2.Peer.any_ipv4(),
+            ec2.Port.tcp(HTTPS_PORT),
+            "HTTPS to VPC endpoints only (isolated subnets, no internet route)",
         )
         self.efs_sg = self._sg(
             "FileSystemSecurityGroup",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import NestedStack, RemovalPolicy, Tags
+from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
@@ -32,6 +33,8 @@ class StorageStack(NestedStack):
         subnets: ec2.SubnetSelection,
         file_system_sg: ec2.ISecurityGroup,
         file_system_key: kms.IKey,
+        backup_plan: backup.IBackupPlan,
+        backup_role: iam.IRole,
     ) -> None:
         super().__init__(scope, id_, description=f"govdr storage ({config.environment_suffix})")
         suffix = config.environment_suffix
@@ -57,11 +60,16 @@ class StorageStack(NestedStack):
             throughput_mode=efs.ThroughputMode.ELASTIC,
             lifecycle_policy=efs.LifecyclePolicy.AFTER_30_DAYS,
             out_of_infrequent_access_policy=efs.OutOfInfrequentAccessPolicy.AFTER_1_ACCESS,
-            enable_automatic_backups=True,
+            # Backed up by the govdr plan into the CMK vault. EFS's own automatic backups are
+            # off: they land in an AWS-managed vault that outlives the stack.
+            enable_automatic_backups=False,
             allow_anonymous_access=False,
             file_system_policy=iam.PolicyDocument(statements=[deny_insecure]),
             removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
         )
+        cfn_fs = self.file_system.node.default_child
+        assert isinstance(cfn_fs, efs.CfnFileSystem)
+        cfn_fs.backup_policy = efs.CfnFileSystem.BackupPolicyProperty(status="DISABLED")
         self.txlog_access_point = self.file_system.add_access_point(
             "TxlogAccessPoint",
             path=TXLOG_PATH,
@@ -71,3 +79,12 @@ class StorageStack(NestedStack):
             ),
         )
         Tags.of(self.txlog_access_point).add("Name", name("efs-ap-txlog", suffix))
+
+        self.backup_selection = backup.BackupSelection(
+            self,
+            "BackupSelection",
+            backup_plan=backup_plan,
+            backup_selection_name=name("backup-efs", suffix),
+            resources=[backup.BackupResource.from_efs_file_system(self.file_system)],
+            role=backup_role,
+        )

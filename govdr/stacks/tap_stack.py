@@ -6,14 +6,17 @@ from aws_cdk import CfnOutput, Environment, Fn, Stack, Tags
 from constructs import Construct
 
 from govdr.config import DrConfig
+from govdr.stacks.audit import AuditStack
+from govdr.stacks.backup import BackupStack
 from govdr.stacks.database import DatabaseStack
+from govdr.stacks.monitoring import MonitoringStack
 from govdr.stacks.network import NetworkStack
 from govdr.stacks.security import SecurityStack
 from govdr.stacks.storage import StorageStack
 
 
 class TapStack(Stack):
-    """Network -> security -> data; references flow one way."""
+    """Security and network first, then backup, data, audit and monitoring; one way."""
 
     def __init__(
         self,
@@ -42,6 +45,16 @@ class TapStack(Stack):
 
         self.network = NetworkStack(self, "Network", config=config)
         self.security = SecurityStack(self, "Security", config=config)
+        self.backup = BackupStack(
+            self,
+            "Backup",
+            config=config,
+            vpc=self.network.vpc,
+            function_subnets=self.network.function_subnets,
+            ops_sg=self.network.ops_sg,
+            backup_key=self.security.backup_key,
+            logs_key=self.security.logs_key,
+        )
         self.database = DatabaseStack(
             self,
             "Database",
@@ -53,6 +66,9 @@ class TapStack(Stack):
             rotation_sg=self.network.rotation_sg,
             database_key=self.security.database_key,
             secrets_key=self.security.secrets_key,
+            logs_key=self.security.logs_key,
+            backup_plan=self.backup.plan,
+            backup_role=self.backup.selection_role,
         )
         self.storage = StorageStack(
             self,
@@ -62,6 +78,25 @@ class TapStack(Stack):
             subnets=self.network.function_subnets,
             file_system_sg=self.network.efs_sg,
             file_system_key=self.security.file_system_key,
+            backup_plan=self.backup.plan,
+            backup_role=self.backup.selection_role,
+        )
+        self.audit = AuditStack(
+            self,
+            "Audit",
+            config=config,
+            vpc=self.network.vpc,
+            logs_key=self.security.logs_key,
+            audit_key=self.security.audit_key,
+        )
+        self.monitoring = MonitoringStack(
+            self,
+            "Monitoring",
+            config=config,
+            instance=self.database.instance,
+            file_system_id=self.storage.file_system.file_system_id,
+            secret_arn=self.database.master_secret.secret_arn,
+            alarms_key=self.security.alarms_key,
         )
         self._outputs()
 
@@ -103,6 +138,27 @@ class TapStack(Stack):
             "DatabaseKeyArn": (self.security.database_key.key_arn, "KMS key of the database"),
             "SecretsKeyArn": (self.security.secrets_key.key_arn, "KMS key of the secrets"),
             "FileSystemKeyArn": (self.security.file_system_key.key_arn, "KMS key of EFS"),
+            "LogsKeyArn": (self.security.logs_key.key_arn, "KMS key of the log groups"),
+            "AuditKeyArn": (self.security.audit_key.key_arn, "KMS key of CloudTrail"),
+            "AlarmsKeyArn": (self.security.alarms_key.key_arn, "KMS key of the alarm topic"),
+            "BackupKeyArn": (self.security.backup_key.key_arn, "KMS key of the backup vault"),
+            "AlarmTopicArn": (self.monitoring.topic.topic_arn, "SNS topic of alarms and events"),
+            "DashboardName": (
+                self.monitoring.dashboard.dashboard_name,
+                "CloudWatch dashboard of the platform",
+            ),
+            "RdsEventSubscriptionName": (
+                self.monitoring.event_subscription.ref,
+                "RDS event subscription of the database",
+            ),
+            "TrailArn": (self.audit.trail.trail_arn, "CloudTrail trail"),
+            "TrailBucketName": (self.audit.trail_bucket.bucket_name, "Bucket of the trail"),
+            "FlowLogGroupName": (
+                self.audit.flow_log_group.log_group_name,
+                "Log group of the VPC flow logs",
+            ),
+            "BackupVaultName": (self.backup.vault.backup_vault_name, "AWS Backup vault"),
+            "BackupPlanId": (self.backup.plan.backup_plan_id, "AWS Backup plan"),
         }
         for output_id, (value, description) in outputs.items():
             CfnOutput(self, output_id, value=value, description=description)

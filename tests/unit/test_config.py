@@ -48,6 +48,18 @@ def test_every_knob_reads_context_and_environment() -> None:
         "deletionProtection": "false",
         "alarmEmail": "ops@example.gov",
         "vpcCidr": "172.20.0.0/20",
+        "logRetentionDays": "731",
+        "backupCopyVaultArn": "arn:aws:backup:eu-west-1:123456789012:backup-vault:govdr-copy",
+        "cpuAlarmPercent": "70",
+        "freeStorageAlarmGiB": "20",
+        "freeableMemoryAlarmMiB": "1024",
+        "connectionsAlarm": "800",
+        "readLatencyAlarmMs": "15",
+        "writeLatencyAlarmMs": "25",
+        "diskQueueDepthAlarm": "32",
+        "txlogDiskUsageAlarmGiB": "5",
+        "replicationSlotLagAlarmMiB": "512",
+        "efsIoLimitAlarmPercent": "80",
     }
     from_ctx = load(values)
     from_env = load(env={k.env_var: values[k.context_key] for k in KNOBS})
@@ -59,6 +71,15 @@ def test_every_knob_reads_context_and_environment() -> None:
     # An explicit deletionProtection overrides what the prod switch implies.
     assert from_ctx.deletion_protection is False
     assert from_ctx.alarm_email == "ops@example.gov"
+    assert from_ctx.log_retention_days == 731
+    assert from_ctx.backup_copy_vault_arn is not None
+    assert from_ctx.replication_slot_lag_alarm_mib == 512
+    # Every knob was given a non-default value above, so each one is really read.
+    assert all(
+        getattr(from_ctx, k.field) != getattr(DrConfig(), k.field)
+        for k in KNOBS
+        if k.field != "deletion_protection"
+    )
 
 
 def test_production_switch_turns_on_protection() -> None:
@@ -67,8 +88,9 @@ def test_production_switch_turns_on_protection() -> None:
     assert cfg.retain_data is True
 
 
-def test_empty_alarm_email_means_none() -> None:
+def test_empty_optional_values_mean_none() -> None:
     assert load({"alarmEmail": ""}).alarm_email is None
+    assert load({"backupCopyVaultArn": ""}).backup_copy_vault_arn is None
 
 
 @pytest.mark.parametrize(
@@ -98,6 +120,17 @@ def test_empty_alarm_email_means_none() -> None:
         ({"vpcCidr": "8.8.0.0/16"}, "private range"),
         ({"vpcCidr": "10.0.0.1/16"}, "no host bits"),
         ({"vpcCidr": "banana"}, "CIDR notation"),
+        ({"logRetentionDays": "30"}, "at least one year"),
+        ({"logRetentionDays": "366"}, "one of 365, 400"),
+        ({"backupCopyVaultArn": "vault-1"}, "AWS Backup vault ARN"),
+        (
+            {"backupCopyVaultArn": "arn:aws:backup:eu-central-2:123456789012:backup-vault:x1"},
+            "another region than eu-central-2",
+        ),
+        ({"cpuAlarmPercent": "101"}, "between 1 and 100 percent"),
+        ({"connectionsAlarm": "0"}, "between 1 and 100000 connections"),
+        ({"freeStorageAlarmGiB": "100"}, "below allocatedStorageGiB (100)"),
+        ({"efsIoLimitAlarmPercent": "-5"}, "between 1 and 100 percent"),
     ],
 )
 def test_invalid_values_name_value_rule_and_how_to_pass(

@@ -80,7 +80,9 @@ def test_interface_endpoint_per_service(synth: Synth, service: str) -> None:
 
 def test_endpoint_services_cover_the_issue_list() -> None:
     shorts = {svc.short_name for svc in INTERFACE_ENDPOINTS.values()}
-    assert shorts == {"secretsmanager", "kms", "logs", "monitoring", "sns", "rds", "events"}
+    assert shorts == {
+        "secretsmanager", "kms", "logs", "monitoring", "sns", "rds", "events", "backup"
+    }
 
 
 def test_s3_gateway_endpoint_on_all_route_tables(synth: Synth) -> None:
@@ -109,13 +111,27 @@ def test_every_security_group_is_named_described_and_closed_outbound(synth: Synt
     network = synth.raw("network")
     groups = dict(resources(network, "AWS::EC2::SecurityGroup"))
     assert {g["Properties"]["GroupName"] for g in groups.values()} == {
-        f"{n}-{TEST_SUFFIX}" for n in ("vpce-sg", "rds-sg", "rotation-sg", "txlog-sg", "efs-sg")
+        f"{n}-{TEST_SUFFIX}"
+        for n in ("vpce-sg", "rds-sg", "rotation-sg", "txlog-sg", "efs-sg", "ops-sg")
     }
     for group in groups.values():
         props = group["Properties"]
         assert len(props["GroupDescription"]) > 20
+        inline_egress = props.get("SecurityGroupEgress", [])
+        if props["GroupName"] == f"ops-sg-{TEST_SUFFIX}":
+            # HTTPS only; the isolated subnets route it to VPC endpoints and nowhere else.
+            assert inline_egress == [
+                {
+                    "CidrIp": "0.0.0.0/0",
+                    "Description": "HTTPS to VPC endpoints only (isolated subnets, no internet route)",
+                    "FromPort": 443,
+                    "IpProtocol": "tcp",
+                    "ToPort": 443,
+                }
+            ]
+            continue
         # allow_all_outbound=False renders a single "disallow all" placeholder rule.
-        for rule in props.get("SecurityGroupEgress", []):
+        for rule in inline_egress:
             assert rule["CidrIp"] == "255.255.255.255/32"
 
 

@@ -11,7 +11,8 @@ from govdr.compliance.template_checks import (
     naming_findings,
     resources,
 )
-from tests.conftest import TEST_SUFFIX, Synth
+from govdr.compliance.template_checks import STATEFUL_TYPES
+from tests.conftest import NESTED, TEST_SUFFIX, Synth
 
 OUTPUTS = {
     "EnvironmentSuffix",
@@ -30,6 +31,18 @@ OUTPUTS = {
     "DatabaseKeyArn",
     "SecretsKeyArn",
     "FileSystemKeyArn",
+    "LogsKeyArn",
+    "AuditKeyArn",
+    "AlarmsKeyArn",
+    "BackupKeyArn",
+    "AlarmTopicArn",
+    "DashboardName",
+    "RdsEventSubscriptionName",
+    "TrailArn",
+    "TrailBucketName",
+    "FlowLogGroupName",
+    "BackupVaultName",
+    "BackupPlanId",
 }
 
 # Renaming any of these replaces a stateful resource (data loss): change them only with a
@@ -41,11 +54,24 @@ PINNED_LOGICAL_IDS = {
             "SecurityNestedStackSecurityNestedStackResourceA55AC602",
             "DatabaseNestedStackDatabaseNestedStackResource223659CE",
             "StorageNestedStackStorageNestedStackResource9807768E",
+            "BackupNestedStackBackupNestedStackResourceCC3124C7",
+            "AuditNestedStackAuditNestedStackResourceF69BD105",
+            "MonitoringNestedStackMonitoringNestedStackResource001F85AB",
         }
     },
     "security": {
-        "AWS::KMS::Key": {"DatabaseKey7998E78F", "SecretsKey0D2EC683", "FileSystemKey5A6992BB"}
+        "AWS::KMS::Key": {
+            "DatabaseKey7998E78F",
+            "SecretsKey0D2EC683",
+            "FileSystemKey5A6992BB",
+            "LogsKeyFE4C4A83",
+            "AuditKey55555D67",
+            "AlarmsKeyBF5F52A3",
+            "BackupKey1226E6A1",
+        }
     },
+    "backup": {"AWS::Backup::BackupVault": {"Vault23237E5B"}},
+    "audit": {"AWS::S3::Bucket": {"AccessLogBucketDA470295", "TrailBucketA831CE63"}},
     "database": {
         "AWS::RDS::DBInstance": {"DatabaseB269D8BB"},
         "AWS::SecretsManager::Secret": {"MasterSecretA11BF785"},
@@ -56,10 +82,10 @@ PINNED_LOGICAL_IDS = {
 }
 
 
-def test_root_targets_eu_central_2_with_four_nested_stacks(synth: Synth) -> None:
+def test_root_targets_eu_central_2_with_its_nested_stacks(synth: Synth) -> None:
     assert synth.stack.region == "eu-central-2"
     assert synth.stack.stack_name == f"TapStack{TEST_SUFFIX}"
-    synth.root.resource_count_is("AWS::CloudFormation::Stack", 4)
+    synth.root.resource_count_is("AWS::CloudFormation::Stack", len(NESTED))
 
 
 def test_root_outputs_have_stable_names_and_descriptions(synth: Synth) -> None:
@@ -144,12 +170,17 @@ def test_production_switch_protects_every_stateful_resource(prod_synth: Synth) -
     assert instance["DeletionPolicy"] == "Snapshot"
     assert instance["Properties"]["DeletionProtection"] is True
     assert instance["Properties"]["DeleteAutomatedBackups"] is False
-    [(_, secret)] = resources(templates["database"], "AWS::SecretsManager::Secret")
-    assert secret["DeletionPolicy"] == "Retain"
-    [(_, fs)] = resources(templates["storage"], "AWS::EFS::FileSystem")
-    assert fs["DeletionPolicy"] == "Retain"
-    keys = list(resources(templates["security"], "AWS::KMS::Key"))
-    assert len(keys) == 3
-    assert {k["DeletionPolicy"] for _, k in keys} == {"Retain"}
+    stateful = [
+        (name, lid, r)
+        for name, t in templates.items()
+        for lid, r in t["Resources"].items()
+        if r["Type"] in STATEFUL_TYPES and r["Type"] != "AWS::RDS::DBInstance"
+    ]
+    assert {r["Type"] for _, _, r in stateful} == STATEFUL_TYPES - {"AWS::RDS::DBInstance"}
+    for name, lid, resource in stateful:
+        assert resource["DeletionPolicy"] == "Retain", (name, lid)
+    # Nothing empties the audit buckets when the prod switch is on.
+    for template in templates.values():
+        assert not list(resources(template, "Custom::S3AutoDeleteObjects"))
     findings = [f for t in templates.values() for f in destroyability_findings(t)]
-    assert len(findings) == 8
+    assert len(findings) == len(stateful) + 3

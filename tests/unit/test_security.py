@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +12,14 @@ from govdr.compliance.template_checks import key_rotation_findings, resources
 from govdr.constructs.service_key import ADMIN_ACTIONS
 from tests.conftest import TEST_SUFFIX, Synth
 
-EXPECTED = {"rds": "rds", "secrets": "secretsmanager", "efs": "elasticfilesystem"}
+EXPECTED = {
+    "rds": "rds",
+    "secrets": "secretsmanager",
+    "efs": "elasticfilesystem",
+    "audit": "s3",
+    "backup": "backup",
+}
+ALL_ALIASES = {*EXPECTED, "logs", "alarms"}
 
 
 def _keys_by_alias(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -24,7 +32,7 @@ def _keys_by_alias(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_one_key_per_domain_with_suffixed_alias(synth: Synth) -> None:
     keys = _keys_by_alias(synth.raw("security"))
-    assert sorted(keys) == sorted(f"alias/{n}-{TEST_SUFFIX}" for n in EXPECTED)
+    assert sorted(keys) == sorted(f"alias/{n}-{TEST_SUFFIX}" for n in ALL_ALIASES)
 
 
 def test_keys_rotate_with_seven_day_window(synth: Synth) -> None:
@@ -52,7 +60,8 @@ def test_key_use_is_scoped_to_its_service(synth: Synth, short: str, service: str
     key = _keys_by_alias(synth.raw("security"))[f"alias/{short}-{TEST_SUFFIX}"]
     statements = key["Properties"]["KeyPolicy"]["Statement"]
     by_sid = {s["Sid"]: s for s in statements if "Sid" in s}
-    assert set(by_sid) == {"KeyAdministration", "UseThroughServices"}
+    assert {"KeyAdministration", "UseThroughServices"} <= set(by_sid)
+    assert set(by_sid) - {"KeyAdministration", "UseThroughServices"} <= {"UseByServicePrincipal0"}
     # Secrets Manager's L2 adds its own grant for the account; it must also go through
     # the one service.
     for extra in (s for s in statements if "Sid" not in s):
@@ -74,12 +83,40 @@ def test_key_use_is_scoped_to_its_service(synth: Synth, short: str, service: str
     ]
 
 
-def test_no_key_statement_grants_use_without_conditions(synth: Synth) -> None:
+def test_no_key_grants_use_to_accounts_or_roles_without_conditions(synth: Synth) -> None:
     for key in _keys_by_alias(synth.raw("security")).values():
         for statement in key["Properties"]["KeyPolicy"]["Statement"]:
             actions = set(statement["Action"])
-            if actions & {"kms:Decrypt", "kms:Encrypt", "kms:*"}:
+            if actions & {"kms:Decrypt", "kms:Encrypt", "kms:*"} and "AWS" in statement["Principal"]:
                 assert "Condition" in statement
+
+
+def test_logs_key_is_bound_to_this_accounts_log_groups(synth: Synth) -> None:
+    key = _keys_by_alias(synth.raw("security"))[f"alias/logs-{TEST_SUFFIX}"]
+    [use] = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s["Sid"].startswith("UseBy")]
+    assert "logs." in json.dumps(use["Principal"])
+    assert "kms:EncryptionContext:aws:logs:arn" in use["Condition"]["ArnLike"]
+
+
+def test_audit_key_is_bound_to_this_accounts_trails(synth: Synth) -> None:
+    key = _keys_by_alias(synth.raw("security"))[f"alias/audit-{TEST_SUFFIX}"]
+    [use] = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s["Sid"].startswith("UseBy")]
+    assert use["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
+    assert "kms:EncryptionContext:aws:cloudtrail:arn" in use["Condition"]["StringLike"]
+
+
+def test_alarms_key_serves_the_notification_publishers(synth: Synth) -> None:
+    key = _keys_by_alias(synth.raw("security"))[f"alias/alarms-{TEST_SUFFIX}"]
+    principals = {
+        s["Principal"].get("Service")
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if "Service" in s["Principal"]
+    }
+    assert principals == {
+        "cloudwatch.amazonaws.com",
+        "events.rds.amazonaws.com",
+        "events.amazonaws.com",
+    }
 
 
 def test_service_key_requires_a_service() -> None:
@@ -104,7 +141,9 @@ def test_service_principal_statement() -> None:
         "K",
         alias_name="alias/logs-dev",
         description="logs",
-        service_principals=["logs.amazonaws.com"],
+        service_principals={
+            "logs.amazonaws.com": {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+        },
         retain=False,
     )
     Template.from_stack(stack).has_resource_properties(
@@ -115,10 +154,10 @@ def test_service_principal_statement() -> None:
                     [
                         Match.object_like(
                             {
-                                "Sid": "UseByServicePrincipals",
+                                "Sid": "UseByServicePrincipal0",
                                 "Principal": {"Service": "logs.amazonaws.com"},
                                 "Condition": {
-                                    "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+                                    "StringEquals": {"aws:SourceAccount": "123456789012"}
                                 },
                             }
                         )

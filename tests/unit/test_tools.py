@@ -19,7 +19,7 @@ def test_summary_counts_resources_of_the_real_synth(
     assert summary.main([str(synth.outdir)]) == 0
     text = capsys.readouterr().out
     assert f"root   TapStack{synth.config.environment_suffix}.template.json" in text
-    assert text.count("nested ") == 4
+    assert text.count("nested ") == 7
     assert "AWS::RDS::DBInstance                         1" in text
     assert "AWS::EFS::MountTarget                        3" in text
     assert "transform AWS::SecretsManager-2024-09-16" in text

@@ -1,0 +1,199 @@
+"""Backup nested stack (FedRAMP CP-9): encrypted vault, plan, and teardown of the vault.
+
+The plan's selections live beside the resources they cover (Database and Storage stacks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, CustomResource, Duration, NestedStack, RemovalPolicy
+from aws_cdk import aws_backup as backup
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from govdr.config import DrConfig
+from govdr.constructs.log_group import encrypted_log_group
+from govdr.naming import name
+
+RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
+
+
+class BackupStack(NestedStack):
+    """Vault under a CMK and a daily plan with continuous backup (PITR) for RDS."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: DrConfig,
+        vpc: ec2.IVpc,
+        function_subnets: ec2.SubnetSelection,
+        ops_sg: ec2.ISecurityGroup,
+        backup_key: kms.IKey,
+        logs_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, id_, description=f"govdr backups ({config.environment_suffix})")
+        suffix = config.environment_suffix
+
+        self.vault = backup.BackupVault(
+            self,
+            "Vault",
+            backup_vault_name=name("backup-vault", suffix),
+            encryption_key=backup_key,
+            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        )
+
+        copy_actions = []
+        if config.backup_copy_vault_arn:
+            copy_actions.append(
+                backup.BackupPlanCopyActionProps(
+                    destination_backup_vault=backup.BackupVault.from_backup_vault_arn(
+                        self, "CopyVault", config.backup_copy_vault_arn
+                    ),
+                    delete_after=Duration.days(config.backup_retention_days),
+                )
+            )
+        self.plan = backup.BackupPlan(
+            self,
+            "Plan",
+            backup_plan_name=name("backup-plan", suffix),
+            backup_vault=self.vault,
+            backup_plan_rules=[
+                backup.BackupPlanRule(
+                    rule_name="daily-with-continuous",
+                    # Continuous backup gives RDS point-in-time recovery from the vault;
+                    # resources without continuous support (EFS) get the daily snapshot.
+                    enable_continuous_backup=True,
+                    schedule_expression=events.Schedule.cron(hour="3", minute="0"),
+                    start_window=Duration.hours(1),
+                    completion_window=Duration.hours(4),
+                    delete_after=Duration.days(config.backup_retention_days),
+                    copy_actions=copy_actions or None,
+                )
+            ],
+        )
+        self.selection_role = iam.Role(
+            self,
+            "SelectionRole",
+            role_name=name("backup-role", suffix),
+            description="AWS Backup creates and restores recovery points of the selected resources",
+            assumed_by=iam.ServicePrincipal("backup.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AWSBackupServiceRolePolicyForBackup"
+                ),
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AWSBackupServiceRolePolicyForRestores"
+                ),
+            ],
+        )
+
+        self._vault_cleaner(config, vpc, function_subnets, ops_sg, logs_key)
+
+    def _vault_cleaner(
+        self,
+        config: DrConfig,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        ops_sg: ec2.ISecurityGroup,
+        logs_key: kms.IKey,
+    ) -> None:
+        """Empty the vault on stack deletion, or the vault blocks every teardown."""
+        suffix = config.environment_suffix
+        function_name = name("backup-vault-cleaner", suffix)
+        log_group = encrypted_log_group(
+            self,
+            "VaultCleanerLogGroup",
+            log_group_name=f"/aws/lambda/{function_name}",
+            key=logs_key,
+            config=config,
+        )
+        role = iam.Role(
+            self,
+            "VaultCleanerRole",
+            role_name=name("backup-vault-cleaner-role", suffix),
+            description="Deletes the recovery points of the one govdr backup vault on teardown",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        )
+        recovery_points = (
+            f"arn:{Aws.PARTITION}:backup:{Aws.REGION}:{Aws.ACCOUNT_ID}:recovery-point:*"
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListAndDeleteRecoveryPoints",
+                actions=["backup:ListRecoveryPointsByBackupVault", "backup:DeleteRecoveryPoint"],
+                resources=[self.vault.backup_vault_arn, recovery_points],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DeleteBackupSnapshotsOfRds",
+                actions=["rds:DeleteDBSnapshot"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:rds:{Aws.REGION}:{Aws.ACCOUNT_ID}:snapshot:awsbackup:*"
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StopBackupJobs",
+                # ListBackupJobs and StopBackupJob have no resource-level permissions.
+                actions=["backup:ListBackupJobs", "backup:StopBackupJob"],
+                resources=["*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="VpcNetworkInterfaces",
+                # Lambda in a VPC manages its ENIs; these EC2 actions take no resource ARN.
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                resources=["*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[f"{log_group.log_group_arn}:*"],
+            )
+        )
+        function = lambda_.Function(
+            self,
+            "VaultCleaner",
+            function_name=function_name,
+            description="Empties the govdr backup vault when the stack is deleted",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(
+                str(RUNTIME_DIR / "backup_vault_cleaner"), exclude=["__pycache__", "*.pyc"]
+            ),
+            timeout=Duration.minutes(15),
+            memory_size=256,
+            role=role,
+            log_group=log_group,
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[ops_sg],
+        )
+        self.vault_cleaner = CustomResource(
+            self,
+            "VaultCleanerResource",
+            service_token=function.function_arn,
+            resource_type="Custom::BackupVaultCleaner",
+            properties={"BackupVaultName": self.vault.backup_vault_name},
+        )
+        # Deleted before the cleaner runs: no plan can start a job into an emptied vault.
+        self.plan.node.add_dependency(self.vault_cleaner)
