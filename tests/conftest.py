@@ -80,6 +80,23 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize(DrConfig(environment_suffix=TEST_SUFFIX), tmp_path_factory.mktemp("cdk"))
 
 
+VARIANT = DrConfig(
+    environment_suffix="pr-42",
+    alarm_email="dr-operators@example.gov",
+    backup_copy_vault_arn="arn:aws:backup:eu-west-1:123456789012:backup-vault:govdr-copy",
+    log_retention_days=731,
+    backup_retention_days=35,
+    cpu_alarm_percent=65,
+    replication_slot_lag_alarm_mib=256,
+)
+
+
+@pytest.fixture(scope="session")
+def variant_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Optional features on (e-mail, cross-region copy) and non-default thresholds."""
+    return synthesize(VARIANT, tmp_path_factory.mktemp("cdk-variant"))
+
+
 @pytest.fixture(scope="session")
 def prod_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """The production switch turned on."""

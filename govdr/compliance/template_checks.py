@@ -245,10 +245,102 @@ def open_ingress_findings(template: Template) -> list[Finding]:
     return findings
 
 
+def pgaudit_findings(template: Template) -> list[Finding]:
+    """PostgreSQL parameter groups load pgaudit and log DDL, role and write statements."""
+    findings = []
+    for logical_id, group in resources(template, "AWS::RDS::DBParameterGroup"):
+        params = _props(group).get("Parameters", {})
+        libraries = str(params.get("shared_preload_libraries", "")).split(",")
+        if "pgaudit" not in [lib.strip() for lib in libraries]:
+            findings.append(f"{logical_id}: pgaudit is not in shared_preload_libraries")
+        logged = {c.strip() for c in str(params.get("pgaudit.log", "")).split(",")}
+        missing = set() if "all" in logged else {"ddl", "role", "write"} - logged
+        if missing:
+            findings.append(
+                f"{logical_id}: pgaudit.log does not cover {', '.join(sorted(missing))}"
+            )
+        for param in ("log_connections", "log_disconnections"):
+            if str(params.get(param)) != "1":
+                findings.append(f"{logical_id}: {param} is not 1")
+    return findings
+
+
+def alarm_action_findings(template: Template) -> list[Finding]:
+    """Every alarm notifies on ALARM and on OK."""
+    findings = []
+    for logical_id, alarm in resources(template, "AWS::CloudWatch::Alarm"):
+        props = _props(alarm)
+        if not props.get("AlarmActions"):
+            findings.append(f"{logical_id}: alarm has no alarm action")
+        if not props.get("OKActions"):
+            findings.append(f"{logical_id}: alarm has no OK action")
+    return findings
+
+
+def _policy_denies_insecure(
+    template: Template, policy_type: str, target_key: str, ref: str
+) -> bool:
+    for _, policy in resources(template, policy_type):
+        props = _props(policy)
+        targets = _as_list(props.get(target_key))
+        if {"Ref": ref} not in targets:
+            continue
+        if any(_denies_insecure_transport(s) for s in _statements(props.get("PolicyDocument"))):
+            return True
+    return False
+
+
+def transport_tls_findings(template: Template) -> list[Finding]:
+    """Every S3 bucket and SNS topic has a policy that denies requests without TLS."""
+    findings = []
+    for logical_id, _ in resources(template, "AWS::S3::Bucket"):
+        if not _policy_denies_insecure(template, "AWS::S3::BucketPolicy", "Bucket", logical_id):
+            findings.append(f"{logical_id}: bucket policy does not deny requests without TLS")
+    for logical_id, _ in resources(template, "AWS::SNS::Topic"):
+        if not _policy_denies_insecure(template, "AWS::SNS::TopicPolicy", "Topics", logical_id):
+            findings.append(f"{logical_id}: topic policy does not deny publishing without TLS")
+    return findings
+
+
+def backup_coverage_findings(template: Template) -> list[Finding]:
+    """Every database instance and file system is in a backup selection of its own template."""
+    covered: set[str] = set()
+    for _, selection in resources(template, "AWS::Backup::BackupSelection"):
+        spec = _props(selection).get("BackupSelection", {})
+        for entry in spec.get("Resources", []) if isinstance(spec, dict) else []:
+            covered.update(_referenced_ids(entry))
+    findings = []
+    for rtype in ("AWS::RDS::DBInstance", "AWS::EFS::FileSystem"):
+        for logical_id, _ in resources(template, rtype):
+            if logical_id not in covered:
+                findings.append(f"{logical_id} ({rtype}): not in any backup selection")
+    return findings
+
+
+def _referenced_ids(value: Any) -> set[str]:
+    """Logical IDs that a template value refers to (Ref and Fn::GetAtt, at any depth)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            found.add(value["Ref"])
+        if "Fn::GetAtt" in value and isinstance(value["Fn::GetAtt"], list):
+            found.add(str(value["Fn::GetAtt"][0]))
+        for item in value.values():
+            found |= _referenced_ids(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _referenced_ids(item)
+    return found
+
+
 CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
     "database-tls": database_tls_findings,
     "file-system-tls": file_system_tls_findings,
     "key-rotation": key_rotation_findings,
     "no-open-ingress": open_ingress_findings,
     "log-groups": log_group_findings,
+    "pgaudit": pgaudit_findings,
+    "alarm-actions": alarm_action_findings,
+    "transport-tls": transport_tls_findings,
+    "backup-coverage": backup_coverage_findings,
 }

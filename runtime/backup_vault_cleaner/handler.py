@@ -151,7 +151,12 @@ def send_response(request: Request, status: str, reason: str, data: dict[str, An
         response.read()
 
 
-def handle(event: dict[str, Any], client: Any, remaining_ms: Callable[[], int]) -> None:
+def handle(
+    event: dict[str, Any],
+    client: Any,
+    remaining_ms: Callable[[], int],
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     try:
         request = Request.parse(event)
     except (KeyError, ValueError) as exc:
@@ -171,7 +176,7 @@ def handle(event: dict[str, Any], client: Any, remaining_ms: Callable[[], int]) 
     try:
         if request.request_type == "Delete":
             data["DeletedRecoveryPoints"] = empty_vault(
-                client, request.vault_name, remaining_ms=remaining_ms
+                client, request.vault_name, remaining_ms=remaining_ms, sleep=sleep
             )
         status, reason = "SUCCESS", "ok"
     except Exception as exc:
@@ -184,4 +189,4 @@ def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - 
     import boto3
 
     client = boto3.client("backup", region_name=os.environ.get("AWS_REGION"))
-    handle(event, client, context.get_remaining_time_in_millis)
+    handle(event, client, remaining_ms=context.get_remaining_time_in_millis)

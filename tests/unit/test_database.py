@@ -7,7 +7,7 @@ import json
 
 from aws_cdk.assertions import Match
 
-from govdr.compliance.template_checks import database_tls_findings, resources
+from govdr.compliance.template_checks import database_tls_findings, pgaudit_findings, resources
 from tests.conftest import TEST_SUFFIX, Synth
 
 
@@ -195,3 +195,47 @@ def test_no_plaintext_password_in_any_template(synth: Synth) -> None:
             )
         text = json.dumps(template)
         assert '"SecretString":' not in text
+
+
+def test_log_exports_and_pgaudit(synth: Synth) -> None:
+    database = synth.raw("database")
+    [(_instance_id, instance)] = resources(database, "AWS::RDS::DBInstance")
+    assert instance["Properties"]["EnableCloudwatchLogsExports"] == ["postgresql", "upgrade"]
+    [(_, group)] = resources(database, "AWS::RDS::DBParameterGroup")
+    params = group["Properties"]["Parameters"]
+    assert params["shared_preload_libraries"] == "pg_stat_statements,pgaudit"
+    assert params["pgaudit.log"] == "ddl,role,write"
+    assert params["log_connections"] == "1"
+    assert params["log_disconnections"] == "1"
+    assert pgaudit_findings(database) == []
+
+
+def test_pgaudit_check_failing_twins(synth: Synth) -> None:
+    database = copy.deepcopy(synth.raw("database"))
+    [(gid, group)] = resources(database, "AWS::RDS::DBParameterGroup")
+    params = group["Properties"]["Parameters"]
+    params["shared_preload_libraries"] = "pg_stat_statements"
+    params["pgaudit.log"] = "ddl"
+    params["log_connections"] = "0"
+    assert pgaudit_findings(database) == [
+        f"{gid}: pgaudit is not in shared_preload_libraries",
+        f"{gid}: pgaudit.log does not cover role, write",
+        f"{gid}: log_connections is not 1",
+    ]
+    params.update(
+        {"shared_preload_libraries": "pgaudit", "pgaudit.log": "all", "log_connections": "1"}
+    )
+    assert pgaudit_findings(database) == []
+
+
+def test_log_groups_exist_before_their_writers(synth: Synth) -> None:
+    database = synth.raw("database")
+    groups = {
+        g["Properties"]["LogGroupName"]: lid
+        for lid, g in resources(database, "AWS::Logs::LogGroup")
+    }
+    [(_, instance)] = resources(database, "AWS::RDS::DBInstance")
+    for export in ("postgresql", "upgrade"):
+        assert groups[f"/aws/rds/instance/rds-{TEST_SUFFIX}/{export}"] in instance["DependsOn"]
+    [(_, schedule)] = resources(database, "AWS::SecretsManager::RotationSchedule")
+    assert groups[f"/aws/lambda/rds-rotation-{TEST_SUFFIX}"] in schedule["DependsOn"]

@@ -81,7 +81,14 @@ def test_interface_endpoint_per_service(synth: Synth, service: str) -> None:
 def test_endpoint_services_cover_the_issue_list() -> None:
     shorts = {svc.short_name for svc in INTERFACE_ENDPOINTS.values()}
     assert shorts == {
-        "secretsmanager", "kms", "logs", "monitoring", "sns", "rds", "events", "backup"
+        "secretsmanager",
+        "kms",
+        "logs",
+        "monitoring",
+        "sns",
+        "rds",
+        "events",
+        "backup",
     }
 
 
@@ -123,7 +130,9 @@ def test_every_security_group_is_named_described_and_closed_outbound(synth: Synt
             assert inline_egress == [
                 {
                     "CidrIp": "0.0.0.0/0",
-                    "Description": "HTTPS to VPC endpoints only (isolated subnets, no internet route)",
+                    "Description": (
+                        "HTTPS to VPC endpoints only (isolated subnets, no internet route)"
+                    ),
                     "FromPort": 443,
                     "IpProtocol": "tcp",
                     "ToPort": 443,

@@ -7,11 +7,11 @@ import copy
 import pytest
 
 from govdr.compliance.template_checks import (
+    STATEFUL_TYPES,
     destroyability_findings,
     naming_findings,
     resources,
 )
-from govdr.compliance.template_checks import STATEFUL_TYPES
 from tests.conftest import NESTED, TEST_SUFFIX, Synth
 
 OUTPUTS = {

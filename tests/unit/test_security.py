@@ -87,7 +87,10 @@ def test_no_key_grants_use_to_accounts_or_roles_without_conditions(synth: Synth)
     for key in _keys_by_alias(synth.raw("security")).values():
         for statement in key["Properties"]["KeyPolicy"]["Statement"]:
             actions = set(statement["Action"])
-            if actions & {"kms:Decrypt", "kms:Encrypt", "kms:*"} and "AWS" in statement["Principal"]:
+            if (
+                actions & {"kms:Decrypt", "kms:Encrypt", "kms:*"}
+                and "AWS" in statement["Principal"]
+            ):
                 assert "Condition" in statement
 
 

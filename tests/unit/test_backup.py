@@ -1,0 +1,147 @@
+"""Backups (CP-9): CMK vault, daily plan with continuous backup, coverage, vault teardown."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from govdr.compliance.template_checks import backup_coverage_findings, resources
+from tests.conftest import TEST_SUFFIX, Synth
+
+
+def _plan(synth: Synth) -> dict[str, Any]:
+    [(_, plan)] = resources(synth.raw("backup"), "AWS::Backup::BackupPlan")
+    return dict(plan["Properties"]["BackupPlan"])
+
+
+def test_vault_is_encrypted_with_the_backup_key(synth: Synth) -> None:
+    [(_, vault)] = resources(synth.raw("backup"), "AWS::Backup::BackupVault")
+    assert vault["Properties"]["BackupVaultName"] == f"backup-vault-{TEST_SUFFIX}"
+    assert "BackupKey" in json.dumps(vault["Properties"]["EncryptionKeyArn"])
+    assert vault["DeletionPolicy"] == "Delete"
+
+
+def test_plan_runs_daily_with_continuous_backup_and_config_retention(synth: Synth) -> None:
+    plan = _plan(synth)
+    assert plan["BackupPlanName"] == f"backup-plan-{TEST_SUFFIX}"
+    [rule] = plan["BackupPlanRule"]
+    assert rule["EnableContinuousBackup"] is True
+    assert rule["ScheduleExpression"] == "cron(0 3 * * ? *)"
+    assert rule["Lifecycle"] == {"DeleteAfterDays": 14}
+    assert rule["StartWindowMinutes"] == 60
+    assert rule["CompletionWindowMinutes"] == 240
+    assert "CopyActions" not in rule
+
+
+def test_cross_region_copy_when_configured(variant_synth: Synth) -> None:
+    [rule] = _plan(variant_synth)["BackupPlanRule"]
+    assert rule["Lifecycle"] == {"DeleteAfterDays": 35}
+    assert rule["CopyActions"] == [
+        {
+            "DestinationBackupVaultArn": (
+                "arn:aws:backup:eu-west-1:123456789012:backup-vault:govdr-copy"
+            ),
+            "Lifecycle": {"DeleteAfterDays": 35},
+        }
+    ]
+
+
+def _selection(template: dict[str, Any]) -> dict[str, Any]:
+    [(_, selection)] = resources(template, "AWS::Backup::BackupSelection")
+    return dict(selection["Properties"])
+
+
+def test_selections_cover_database_and_file_system_in_one_plan(synth: Synth) -> None:
+    database, storage = synth.raw("database"), synth.raw("storage")
+    db_sel, efs_sel = _selection(database), _selection(storage)
+    assert db_sel["BackupSelection"]["SelectionName"] == f"backup-rds-{TEST_SUFFIX}"
+    assert efs_sel["BackupSelection"]["SelectionName"] == f"backup-efs-{TEST_SUFFIX}"
+    [(db_id, _)] = resources(database, "AWS::RDS::DBInstance")
+    [(fs_id, _)] = resources(storage, "AWS::EFS::FileSystem")
+    assert db_id in json.dumps(db_sel["BackupSelection"]["Resources"])
+    assert ":rds:" in json.dumps(db_sel["BackupSelection"]["Resources"])
+    assert fs_id in json.dumps(efs_sel["BackupSelection"]["Resources"])
+    assert ":elasticfilesystem:" in json.dumps(efs_sel["BackupSelection"]["Resources"])
+    # Both selections point at the same plan through the same parameter of the root stack.
+    assert "BackupPlan" in db_sel["BackupPlanId"]["Ref"]
+    assert "BackupPlan" in efs_sel["BackupPlanId"]["Ref"]
+    assert backup_coverage_findings(database) == []
+    assert backup_coverage_findings(storage) == []
+
+
+def test_backup_coverage_failing_twins(synth: Synth) -> None:
+    for name, rtype in (("database", "AWS::RDS::DBInstance"), ("storage", "AWS::EFS::FileSystem")):
+        mutated = copy.deepcopy(synth.raw(name))
+        for lid, _ in list(resources(mutated, "AWS::Backup::BackupSelection")):
+            del mutated["Resources"][lid]
+        [(resource_id, _)] = resources(mutated, rtype)
+        assert backup_coverage_findings(mutated) == [
+            f"{resource_id} ({rtype}): not in any backup selection"
+        ]
+
+
+def test_selection_role_is_the_backup_service_role(synth: Synth) -> None:
+    [(_lid, role)] = [
+        (lid, r)
+        for lid, r in resources(synth.raw("backup"), "AWS::IAM::Role")
+        if lid.startswith("SelectionRole")
+    ]
+    assert role["Properties"]["RoleName"] == f"backup-role-{TEST_SUFFIX}"
+    trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust[0]["Principal"] == {"Service": "backup.amazonaws.com"}
+
+
+def _cleaner(synth: Synth) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    backup = synth.raw("backup")
+    [(_, function)] = [
+        (lid, f)
+        for lid, f in resources(backup, "AWS::Lambda::Function")
+        if lid.startswith("VaultCleaner")
+    ]
+    [(_, policy)] = [
+        (lid, p)
+        for lid, p in resources(backup, "AWS::IAM::Policy")
+        if lid.startswith("VaultCleanerRole")
+    ]
+    [(_, custom)] = resources(backup, "Custom::BackupVaultCleaner")
+    return function, policy, custom
+
+
+def test_vault_cleaner_runs_in_the_vpc_with_its_own_log_group(synth: Synth) -> None:
+    function, _, custom = _cleaner(synth)
+    props = function["Properties"]
+    assert props["FunctionName"] == f"backup-vault-cleaner-{TEST_SUFFIX}"
+    assert props["Handler"] == "handler.handler"
+    assert props["Runtime"].startswith("python3.")
+    assert props["Timeout"] == 900
+    assert len(props["VpcConfig"]["SubnetIds"]) == 3
+    assert "OpsSecurityGroup" in json.dumps(props["VpcConfig"]["SecurityGroupIds"])
+    assert "VaultCleanerLogGroup" in json.dumps(props["LoggingConfig"])
+    assert "Vault" in json.dumps(custom["Properties"]["BackupVaultName"])
+
+
+def test_vault_cleaner_permissions_are_scoped(synth: Synth) -> None:
+    _, policy, _ = _cleaner(synth)
+    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert set(statements) == {
+        "ListAndDeleteRecoveryPoints",
+        "DeleteBackupSnapshotsOfRds",
+        "StopBackupJobs",
+        "VpcNetworkInterfaces",
+        "WriteOwnLogs",
+    }
+    recovery = statements["ListAndDeleteRecoveryPoints"]
+    assert "Vault" in json.dumps(recovery["Resource"])
+    assert "recovery-point:*" in json.dumps(recovery["Resource"])
+    assert "snapshot:awsbackup:*" in json.dumps(statements["DeleteBackupSnapshotsOfRds"])
+    assert "VaultCleanerLogGroup" in json.dumps(statements["WriteOwnLogs"]["Resource"])
+    for statement in statements.values():
+        assert "*" not in json.dumps(statement["Action"])
+
+
+def test_plan_is_deleted_before_the_vault_is_emptied(synth: Synth) -> None:
+    backup = synth.raw("backup")
+    [(_plan_id, plan)] = resources(backup, "AWS::Backup::BackupPlan")
+    [(custom_id, _)] = resources(backup, "Custom::BackupVaultCleaner")
+    assert custom_id in plan.get("DependsOn", [])

@@ -1,0 +1,231 @@
+"""Monitoring: alarm topic, metric alarms, RDS and EventBridge notifications, dashboard."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from govdr.compliance.template_checks import (
+    alarm_action_findings,
+    resources,
+    transport_tls_findings,
+)
+from govdr.config import DrConfig
+from govdr.stacks.monitoring import RDS_EVENT_CATEGORIES, alarm_specs
+from tests.conftest import TEST_SUFFIX, VARIANT, Synth
+
+EXPECTED_ALARMS = {
+    # short name: (namespace, metric, comparison, threshold with default config)
+    "rds-cpu": ("AWS/RDS", "CPUUtilization", "GreaterThanOrEqualToThreshold", 80),
+    "rds-free-storage": ("AWS/RDS", "FreeStorageSpace", "LessThanOrEqualToThreshold", 10 * 1024**3),
+    "rds-freeable-memory": (
+        "AWS/RDS",
+        "FreeableMemory",
+        "LessThanOrEqualToThreshold",
+        512 * 1024**2,
+    ),
+    "rds-connections": ("AWS/RDS", "DatabaseConnections", "GreaterThanOrEqualToThreshold", 400),
+    "rds-read-latency": ("AWS/RDS", "ReadLatency", "GreaterThanOrEqualToThreshold", 0.02),
+    "rds-write-latency": ("AWS/RDS", "WriteLatency", "GreaterThanOrEqualToThreshold", 0.02),
+    "rds-disk-queue-depth": ("AWS/RDS", "DiskQueueDepth", "GreaterThanOrEqualToThreshold", 64),
+    "rds-txlog-disk-usage": (
+        "AWS/RDS",
+        "TransactionLogsDiskUsage",
+        "GreaterThanOrEqualToThreshold",
+        10 * 1024**3,
+    ),
+    "rds-replication-slot-lag": (
+        "AWS/RDS",
+        "OldestReplicationSlotLag",
+        "GreaterThanOrEqualToThreshold",
+        1024**3,
+    ),
+    "efs-io-limit": ("AWS/EFS", "PercentIOLimit", "GreaterThanOrEqualToThreshold", 90),
+}
+
+
+def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for _, a in resources(template, "AWS::CloudWatch::Alarm")
+    }
+
+
+def _topic_id(template: dict[str, Any]) -> str:
+    [(lid, _)] = resources(template, "AWS::SNS::Topic")
+    return lid
+
+
+def test_alarm_topic_is_named_encrypted_and_tls_only(synth: Synth) -> None:
+    monitoring = synth.raw("monitoring")
+    [(_, topic)] = resources(monitoring, "AWS::SNS::Topic")
+    assert topic["Properties"]["TopicName"] == f"alarms-{TEST_SUFFIX}"
+    assert "AlarmsKey" in json.dumps(topic["Properties"]["KmsMasterKeyId"])
+    assert transport_tls_findings(monitoring) == []
+
+
+def test_topic_policy_names_each_publisher(synth: Synth) -> None:
+    [(_, policy)] = resources(synth.raw("monitoring"), "AWS::SNS::TopicPolicy")
+    allows = {
+        s["Principal"]["Service"]: s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow"
+    }
+    assert set(allows) == {
+        "cloudwatch.amazonaws.com",
+        "events.rds.amazonaws.com",
+        "events.amazonaws.com",
+    }
+    for statement in allows.values():
+        assert statement["Action"] == "sns:Publish"
+
+
+def test_topic_tls_check_failing_twin(synth: Synth) -> None:
+    monitoring = copy.deepcopy(synth.raw("monitoring"))
+    [(_, policy)] = resources(monitoring, "AWS::SNS::TopicPolicy")
+    document = policy["Properties"]["PolicyDocument"]
+    document["Statement"] = [s for s in document["Statement"] if s["Effect"] != "Deny"]
+    topic = _topic_id(monitoring)
+    assert transport_tls_findings(monitoring) == [
+        f"{topic}: topic policy does not deny publishing without TLS"
+    ]
+
+
+def test_no_email_subscription_unless_configured(synth: Synth, variant_synth: Synth) -> None:
+    assert not list(resources(synth.raw("monitoring"), "AWS::SNS::Subscription"))
+    [(_, sub)] = resources(variant_synth.raw("monitoring"), "AWS::SNS::Subscription")
+    assert sub["Properties"]["Protocol"] == "email"
+    assert sub["Properties"]["Endpoint"] == "dr-operators@example.gov"
+
+
+@pytest.mark.parametrize("short", sorted(EXPECTED_ALARMS))
+def test_each_alarm_metric_threshold_and_actions(synth: Synth, short: str) -> None:
+    monitoring = synth.raw("monitoring")
+    alarm = _alarms(monitoring)[f"{short}-{TEST_SUFFIX}"]
+    namespace, metric, comparison, threshold = EXPECTED_ALARMS[short]
+    assert alarm["Namespace"] == namespace
+    assert alarm["MetricName"] == metric
+    assert alarm["ComparisonOperator"] == comparison
+    assert alarm["Threshold"] == pytest.approx(threshold)
+    assert alarm["Period"] == 60
+    assert alarm["DatapointsToAlarm"] <= alarm["EvaluationPeriods"] <= 5
+    assert alarm["AlarmDescription"]
+    topic_ref = {"Ref": _topic_id(monitoring)}
+    assert alarm["AlarmActions"] == [topic_ref]
+    assert alarm["OKActions"] == [topic_ref]
+    [dimension] = alarm["Dimensions"]
+    expected = "DBInstanceIdentifier" if namespace == "AWS/RDS" else "FileSystemId"
+    assert dimension["Name"] == expected
+
+
+def test_alarm_set_is_exactly_the_specified_one(synth: Synth) -> None:
+    assert set(_alarms(synth.raw("monitoring"))) == {
+        f"{short}-{TEST_SUFFIX}" for short in EXPECTED_ALARMS
+    }
+    assert {spec.short for spec in alarm_specs(DrConfig())} == set(EXPECTED_ALARMS)
+
+
+def test_thresholds_follow_config(variant_synth: Synth) -> None:
+    alarms = _alarms(variant_synth.raw("monitoring"))
+    suffix = VARIANT.environment_suffix
+    assert alarms[f"rds-cpu-{suffix}"]["Threshold"] == 65
+    assert alarms[f"rds-replication-slot-lag-{suffix}"]["Threshold"] == 256 * 1024**2
+
+
+def test_alarm_action_check_failing_twin(synth: Synth) -> None:
+    monitoring = copy.deepcopy(synth.raw("monitoring"))
+    assert alarm_action_findings(monitoring) == []
+    [(lid, alarm), *_] = resources(monitoring, "AWS::CloudWatch::Alarm")
+    del alarm["Properties"]["OKActions"]
+    alarm["Properties"]["AlarmActions"] = []
+    assert alarm_action_findings(monitoring) == [
+        f"{lid}: alarm has no alarm action",
+        f"{lid}: alarm has no OK action",
+    ]
+
+
+def test_rds_event_subscription_categories(synth: Synth) -> None:
+    monitoring = synth.raw("monitoring")
+    [(_, sub)] = resources(monitoring, "AWS::RDS::EventSubscription")
+    props = sub["Properties"]
+    assert props["SubscriptionName"] == f"rds-events-{TEST_SUFFIX}"
+    assert props["SourceType"] == "db-instance"
+    assert props["Enabled"] is True
+    assert props["SnsTopicArn"] == {"Ref": _topic_id(monitoring)}
+    assert sorted(props["EventCategories"]) == sorted(
+        [
+            "failover",
+            "failure",
+            "availability",
+            "maintenance",
+            "notification",
+            "recovery",
+            "low storage",
+        ]
+    )
+    assert len(props["SourceIds"]) == 1
+    assert set(RDS_EVENT_CATEGORIES) == set(props["EventCategories"])
+
+
+def _rule(template: dict[str, Any], name: str) -> dict[str, Any]:
+    rules = {
+        r["Properties"]["Name"]: r["Properties"]
+        for _, r in resources(template, "AWS::Events::Rule")
+    }
+    return rules[name]
+
+
+def test_failover_rule_pattern_and_readable_message(synth: Synth) -> None:
+    monitoring = synth.raw("monitoring")
+    rule = _rule(monitoring, f"rds-failover-{TEST_SUFFIX}")
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.rds"]
+    assert pattern["detail-type"] == ["RDS DB Instance Event"]
+    assert pattern["detail"]["EventCategories"] == ["failover"]
+    assert len(pattern["detail"]["SourceIdentifier"]) == 1
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Ref": _topic_id(monitoring)}
+    transformer = target["InputTransformer"]
+    assert transformer["InputPathsMap"]["detail-Message"] == "$.detail.Message"
+    assert "RDS failover on <detail-SourceIdentifier>" in transformer["InputTemplate"]
+
+
+def test_rotation_failure_rule_pattern(synth: Synth) -> None:
+    monitoring = synth.raw("monitoring")
+    rule = _rule(monitoring, f"rotation-failure-{TEST_SUFFIX}")
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.secretsmanager"]
+    assert pattern["detail-type"] == ["AWS Service Event via CloudTrail"]
+    assert pattern["detail"]["eventName"] == ["RotationFailed", "RotationAbandoned"]
+    assert "MasterSecret" in json.dumps(pattern["detail"]["additionalEventData"]["SecretId"])
+    [target] = rule["Targets"]
+    assert "secret rotation <detail-eventName>" in target["InputTransformer"]["InputTemplate"]
+
+
+def test_dashboard_shows_health_latency_storage_slots_efs_and_alarms(synth: Synth) -> None:
+    [(_, dashboard)] = resources(synth.raw("monitoring"), "AWS::CloudWatch::Dashboard")
+    assert dashboard["Properties"]["DashboardName"] == f"dashboard-{TEST_SUFFIX}"
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for needle in (
+        "CPUUtilization",
+        "DatabaseConnections",
+        "ReadLatency",
+        "WriteLatency",
+        "FreeStorageSpace",
+        "FreeableMemory",
+        "TransactionLogsDiskUsage",
+        "OldestReplicationSlotLag",
+        "DiskQueueDepth",
+        "DataWriteIOBytes",
+        "ClientConnections",
+        "PercentIOLimit",
+        "alarm",
+    ):
+        assert needle in body, needle
+    # The alarm-status widget lists every alarm of the stack.
+    alarm_ids = [lid for lid, _ in resources(synth.raw("monitoring"), "AWS::CloudWatch::Alarm")]
+    for lid in alarm_ids:
+        assert lid in body
