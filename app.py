@@ -8,6 +8,7 @@ import sys
 
 import aws_cdk as cdk
 
+from govdr.compliance.gate import apply_compliance
 from govdr.config import ConfigError, load_config
 from govdr.stacks.tap_stack import TapStack
 
@@ -24,6 +25,8 @@ def main() -> None:
         config=config,
         env=cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=config.region),
     )
+    # Rule packs and govdr's own checks: any unacknowledged finding fails the synth.
+    apply_compliance(app, config)
     app.synth()
 
 

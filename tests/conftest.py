@@ -12,6 +12,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
+from govdr.compliance.gate import apply_compliance
 from govdr.config import DrConfig
 from govdr.stacks.tap_stack import TapStack
 
@@ -70,6 +71,7 @@ def synthesize(config: DrConfig, outdir: Path) -> Synth:
         config=config,
         env=cdk.Environment(region=config.region),
     )
+    apply_compliance(app, config)
     app.synth()
     return Synth(config=config, stack=stack, outdir=outdir)
 

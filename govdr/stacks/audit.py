@@ -1,10 +1,12 @@
-"""Audit nested stack (FedRAMP AU family): CloudTrail and VPC flow logs."""
+"""Audit nested stack (FedRAMP AU family): CloudTrail, its buckets and log group.
+
+VPC flow logs live in the Network stack beside the VPC they record.
+"""
 
 from __future__ import annotations
 
 from aws_cdk import NestedStack, RemovalPolicy
 from aws_cdk import aws_cloudtrail as cloudtrail
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -12,11 +14,12 @@ from constructs import Construct
 
 from govdr.config import DrConfig
 from govdr.constructs.log_group import encrypted_log_group
+from govdr.constructs.service_role import ServiceRole
 from govdr.naming import name
 
 
 class AuditStack(NestedStack):
-    """Trail with validated, encrypted log files; flow logs of all VPC traffic."""
+    """Trail with validated, encrypted log files in S3 and CloudWatch Logs."""
 
     def __init__(
         self,
@@ -24,7 +27,6 @@ class AuditStack(NestedStack):
         id_: str,
         *,
         config: DrConfig,
-        vpc: ec2.IVpc,
         logs_key: kms.IKey,
         audit_key: kms.IKey,
     ) -> None:
@@ -69,6 +71,21 @@ class AuditStack(NestedStack):
             key=logs_key,
             config=config,
         )
+        trail_logs_role = ServiceRole(
+            self,
+            "TrailLogsRole",
+            role_name=name("cloudtrail-logs-role", suffix),
+            policy_name=name("cloudtrail-logs-policy", suffix),
+            description="CloudTrail delivers events to its one log group",
+            assumed_by=iam.ServicePrincipal("cloudtrail.amazonaws.com"),
+            statements=[
+                iam.PolicyStatement(
+                    sid="DeliverToTrailLogGroup",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[self.trail_log_group.log_group_arn],
+                )
+            ],
+        )
         self.trail = cloudtrail.Trail(
             self,
             "Trail",
@@ -79,31 +96,10 @@ class AuditStack(NestedStack):
             include_global_service_events=True,
             is_multi_region_trail=True,
             management_events=cloudtrail.ReadWriteType.ALL,
-            send_to_cloud_watch_logs=True,
-            cloud_watch_log_group=self.trail_log_group,
+            # The L2 would create its own role with an inline policy; ours is managed.
+            send_to_cloud_watch_logs=False,
         )
-
-        self.flow_log_group = encrypted_log_group(
-            self,
-            "FlowLogGroup",
-            log_group_name=name("vpc-flow-logs", suffix),
-            key=logs_key,
-            config=config,
-        )
-        flow_log_role = iam.Role(
-            self,
-            "FlowLogRole",
-            role_name=name("vpc-flow-logs-role", suffix),
-            description="VPC flow logs deliver records to their one log group",
-            assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"),
-        )
-        self.flow_log = ec2.FlowLog(
-            self,
-            "FlowLog",
-            flow_log_name=name("vpc-flow-log", suffix),
-            resource_type=ec2.FlowLogResourceType.from_vpc(vpc),
-            traffic_type=ec2.FlowLogTrafficType.ALL,
-            destination=ec2.FlowLogDestination.to_cloud_watch_logs(
-                self.flow_log_group, flow_log_role
-            ),
-        )
+        cfn_trail = self.trail.node.default_child
+        assert isinstance(cfn_trail, cloudtrail.CfnTrail)
+        cfn_trail.cloud_watch_logs_log_group_arn = self.trail_log_group.log_group_arn
+        cfn_trail.cloud_watch_logs_role_arn = trail_logs_role.role.role_arn

@@ -18,6 +18,7 @@ from constructs import Construct
 
 from govdr.config import DrConfig
 from govdr.constructs.log_group import encrypted_log_group
+from govdr.constructs.service_role import ServiceRole
 from govdr.naming import name
 
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
@@ -114,67 +115,65 @@ class BackupStack(NestedStack):
             key=logs_key,
             config=config,
         )
-        role = iam.Role(
-            self,
-            "VaultCleanerRole",
-            role_name=name("backup-vault-cleaner-role", suffix),
-            description="Deletes the recovery points of the one govdr backup vault on teardown",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-        )
         recovery_points = (
             f"arn:{Aws.PARTITION}:backup:{Aws.REGION}:{Aws.ACCOUNT_ID}:recovery-point:*"
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ListAndDeleteRecoveryPoints",
-                actions=["backup:ListRecoveryPointsByBackupVault", "backup:DeleteRecoveryPoint"],
-                resources=[self.vault.backup_vault_arn, recovery_points],
-            )
+        role = ServiceRole(
+            self,
+            "VaultCleanerRole",
+            role_name=name("backup-vault-cleaner-role", suffix),
+            policy_name=name("backup-vault-cleaner-policy", suffix),
+            description="Deletes the recovery points of the one govdr backup vault on teardown",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            statements=[
+                iam.PolicyStatement(
+                    sid="ListAndDeleteRecoveryPoints",
+                    actions=[
+                        "backup:ListRecoveryPointsByBackupVault",
+                        "backup:DeleteRecoveryPoint",
+                    ],
+                    resources=[self.vault.backup_vault_arn, recovery_points],
+                ),
+                iam.PolicyStatement(
+                    sid="DeleteBackupSnapshotsOfRds",
+                    actions=["rds:DeleteDBSnapshot"],
+                    resources=[
+                        f"arn:{Aws.PARTITION}:rds:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+                        ":snapshot:awsbackup:*"
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="StopBackupJobs",
+                    # ListBackupJobs and StopBackupJob have no resource-level permissions.
+                    actions=["backup:ListBackupJobs", "backup:StopBackupJob"],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="VpcNetworkInterfaces",
+                    # Lambda in a VPC manages its ENIs; these EC2 actions take no resource ARN.
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_group.log_group_arn],
+                ),
+            ],
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="DeleteBackupSnapshotsOfRds",
-                actions=["rds:DeleteDBSnapshot"],
-                resources=[
-                    f"arn:{Aws.PARTITION}:rds:{Aws.REGION}:{Aws.ACCOUNT_ID}:snapshot:awsbackup:*"
-                ],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="StopBackupJobs",
-                # ListBackupJobs and StopBackupJob have no resource-level permissions.
-                actions=["backup:ListBackupJobs", "backup:StopBackupJob"],
-                resources=["*"],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="VpcNetworkInterfaces",
-                # Lambda in a VPC manages its ENIs; these EC2 actions take no resource ARN.
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:AssignPrivateIpAddresses",
-                    "ec2:UnassignPrivateIpAddresses",
-                ],
-                resources=["*"],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteOwnLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[f"{log_group.log_group_arn}:*"],
-            )
-        )
-        function = lambda_.Function(
+        self.vault_cleaner_role = role
+        self.vault_cleaner_function = lambda_.Function(
             self,
             "VaultCleaner",
             function_name=function_name,
             description="Empties the govdr backup vault when the stack is deleted",
-            runtime=lambda_.Runtime.PYTHON_3_13,
+            runtime=lambda_.Runtime.PYTHON_3_14,
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.handler",
             code=lambda_.Code.from_asset(
@@ -182,8 +181,10 @@ class BackupStack(NestedStack):
             ),
             timeout=Duration.minutes(15),
             memory_size=256,
-            role=role,
+            role=role.immutable,
             log_group=log_group,
+            # One stack deletion at a time; never competes for the account's pool.
+            reserved_concurrent_executions=1,
             vpc=vpc,
             vpc_subnets=subnets,
             security_groups=[ops_sg],
@@ -191,7 +192,7 @@ class BackupStack(NestedStack):
         self.vault_cleaner = CustomResource(
             self,
             "VaultCleanerResource",
-            service_token=function.function_arn,
+            service_token=self.vault_cleaner_function.function_arn,
             resource_type="Custom::BackupVaultCleaner",
             properties={"BackupVaultName": self.vault.backup_vault_name},
         )

@@ -7,7 +7,7 @@ schedule, and compliance rules look for a secret's rotation in the secret's own 
 
 from __future__ import annotations
 
-from aws_cdk import Duration, NestedStack, RemovalPolicy
+from aws_cdk import Aws, Duration, NestedStack, RemovalPolicy
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -18,6 +18,7 @@ from constructs import Construct
 
 from govdr.config import DrConfig
 from govdr.constructs.log_group import encrypted_log_group
+from govdr.constructs.service_role import ServiceRole
 from govdr.naming import name
 
 MASTER_USERNAME = "govdr_admin"
@@ -90,16 +91,34 @@ class DatabaseStack(NestedStack):
             description="govdr database: isolated subnets in three AZs",
             removal_policy=RemovalPolicy.DESTROY,
         )
-        monitoring_role = iam.Role(
+        # The statements of AWS's AmazonRDSEnhancedMonitoringRole, narrowed from any RDS*
+        # log group in any region to the one RDSOSMetrics group of this account and region.
+        os_metrics = (
+            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:RDSOSMetrics"
+        )
+        self.monitoring_role = ServiceRole(
             self,
             "MonitoringRole",
             role_name=name("rds-monitoring-role", suffix),
+            policy_name=name("rds-monitoring-policy", suffix),
             description="RDS enhanced monitoring publishes OS metrics to CloudWatch Logs",
             assumed_by=iam.ServicePrincipal("monitoring.rds.amazonaws.com"),
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name(
-                    "service-role/AmazonRDSEnhancedMonitoringRole"
-                )
+            statements=[
+                iam.PolicyStatement(
+                    sid="EnableCreationAndManagementOfRDSCloudwatchLogGroups",
+                    actions=["logs:CreateLogGroup", "logs:PutRetentionPolicy"],
+                    resources=[os_metrics],
+                ),
+                iam.PolicyStatement(
+                    sid="EnableCreationAndManagementOfRDSCloudwatchLogStreams",
+                    actions=[
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogStreams",
+                        "logs:GetLogEvents",
+                    ],
+                    resources=[f"{os_metrics}:log-stream:*"],
+                ),
             ],
         )
 
@@ -154,7 +173,7 @@ class DatabaseStack(NestedStack):
             performance_insight_retention=rds.PerformanceInsightRetention.DEFAULT,
             database_insights_mode=rds.DatabaseInsightsMode.STANDARD,
             monitoring_interval=Duration.seconds(MONITORING_INTERVAL_SECONDS),
-            monitoring_role=monitoring_role,
+            monitoring_role=self.monitoring_role.immutable,
             cloudwatch_logs_exports=list(LOG_EXPORTS),
             backup_retention=Duration.days(config.backup_retention_days),
             preferred_backup_window="01:00-02:00",

@@ -11,9 +11,13 @@ import ipaddress
 
 from aws_cdk import NestedStack, Tags
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from govdr.config import DrConfig
+from govdr.constructs.log_group import encrypted_log_group
+from govdr.constructs.service_role import ServiceRole
 from govdr.naming import name
 
 DATABASE_SUBNETS = "Database"
@@ -43,7 +47,7 @@ def subnet_mask(vpc_cidr: str) -> int:
 class NetworkStack(NestedStack):
     """VPC without internet access; functions reach AWS APIs through VPC endpoints."""
 
-    def __init__(self, scope: Construct, id_: str, *, config: DrConfig) -> None:
+    def __init__(self, scope: Construct, id_: str, *, config: DrConfig, logs_key: kms.IKey) -> None:
         super().__init__(scope, id_, description=f"govdr network ({config.environment_suffix})")
         suffix = config.environment_suffix
         mask = subnet_mask(config.vpc_cidr)
@@ -143,6 +147,48 @@ class NetworkStack(NestedStack):
             "S3Endpoint",
             service=ec2.GatewayVpcEndpointAwsService.S3,
             subnets=[self.database_subnets, self.function_subnets],
+        )
+
+        self._flow_logs(config, logs_key)
+
+    def _flow_logs(self, config: DrConfig, logs_key: kms.IKey) -> None:
+        """Flow logs of all traffic (AU-12), beside the VPC they record."""
+        suffix = config.environment_suffix
+        self.flow_log_group = encrypted_log_group(
+            self,
+            "FlowLogGroup",
+            log_group_name=name("vpc-flow-logs", suffix),
+            key=logs_key,
+            config=config,
+        )
+        role = ServiceRole(
+            self,
+            "FlowLogRole",
+            role_name=name("vpc-flow-logs-role", suffix),
+            policy_name=name("vpc-flow-logs-policy", suffix),
+            description="VPC flow logs deliver records to their one log group",
+            assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"),
+            statements=[
+                iam.PolicyStatement(
+                    sid="DeliverToFlowLogGroup",
+                    actions=[
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogStreams",
+                    ],
+                    resources=[self.flow_log_group.log_group_arn],
+                )
+            ],
+        )
+        self.flow_log = ec2.FlowLog(
+            self,
+            "FlowLog",
+            flow_log_name=name("vpc-flow-log", suffix),
+            resource_type=ec2.FlowLogResourceType.from_vpc(self.vpc),
+            traffic_type=ec2.FlowLogTrafficType.ALL,
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                self.flow_log_group, role.immutable
+            ),
         )
 
     def _sg(self, id_: str, sg_name: str, description: str) -> ec2.SecurityGroup:

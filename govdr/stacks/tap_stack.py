@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Environment, Fn, Stack, Tags
 from constructs import Construct
 
+from govdr.compliance.gate import acknowledge_findings
 from govdr.config import DrConfig
 from govdr.stacks.audit import AuditStack
 from govdr.stacks.backup import BackupStack
@@ -16,7 +17,7 @@ from govdr.stacks.storage import StorageStack
 
 
 class TapStack(Stack):
-    """Security and network first, then backup, data, audit and monitoring; one way."""
+    """Keys first, then network, backup, data, audit and monitoring; references flow one way."""
 
     def __init__(
         self,
@@ -43,8 +44,8 @@ class TapStack(Stack):
         }.items():
             Tags.of(self).add(key, value)
 
-        self.network = NetworkStack(self, "Network", config=config)
         self.security = SecurityStack(self, "Security", config=config)
+        self.network = NetworkStack(self, "Network", config=config, logs_key=self.security.logs_key)
         self.backup = BackupStack(
             self,
             "Backup",
@@ -85,7 +86,6 @@ class TapStack(Stack):
             self,
             "Audit",
             config=config,
-            vpc=self.network.vpc,
             logs_key=self.security.logs_key,
             audit_key=self.security.audit_key,
         )
@@ -99,6 +99,7 @@ class TapStack(Stack):
             alarms_key=self.security.alarms_key,
         )
         self._outputs()
+        self.acknowledgments = acknowledge_findings(self)
 
     def _outputs(self) -> None:
         vpc = self.network.vpc
@@ -154,7 +155,7 @@ class TapStack(Stack):
             "TrailArn": (self.audit.trail.trail_arn, "CloudTrail trail"),
             "TrailBucketName": (self.audit.trail_bucket.bucket_name, "Bucket of the trail"),
             "FlowLogGroupName": (
-                self.audit.flow_log_group.log_group_name,
+                self.network.flow_log_group.log_group_name,
                 "Log group of the VPC flow logs",
             ),
             "BackupVaultName": (self.backup.vault.backup_vault_name, "AWS Backup vault"),

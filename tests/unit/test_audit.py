@@ -94,18 +94,32 @@ def test_trail_bucket_policy_lets_cloudtrail_write(synth: Synth) -> None:
 
 
 def test_flow_logs_capture_all_traffic_to_encrypted_logs(synth: Synth) -> None:
-    audit = synth.raw("audit")
-    [(_, flow)] = resources(audit, "AWS::EC2::FlowLog")
+    # Beside the VPC they record (rule packs look for the flow log in the VPC's stack).
+    network = synth.raw("network")
+    [(_, flow)] = resources(network, "AWS::EC2::FlowLog")
     props = flow["Properties"]
     assert props["TrafficType"] == "ALL"
     assert props["ResourceType"] == "VPC"
+    assert props["ResourceId"] == {
+        "Ref": next(lid for lid, _ in resources(network, "AWS::EC2::VPC"))
+    }
     assert props["LogDestinationType"] == "cloud-watch-logs"
     assert "FlowLogGroup" in json.dumps(props["LogGroupName"])
     assert {"Key": "Name", "Value": f"vpc-flow-log-{TEST_SUFFIX}"} in props["Tags"]
-    [(_, role)] = [
-        (lid, r) for lid, r in resources(audit, "AWS::IAM::Role") if lid.startswith("FlowLogRole")
+    [(role_id, role)] = [
+        (lid, r) for lid, r in resources(network, "AWS::IAM::Role") if lid.startswith("FlowLogRole")
     ]
     assert role["Properties"]["RoleName"] == f"vpc-flow-logs-role-{TEST_SUFFIX}"
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "vpc-flow-logs.amazonaws.com"
+    }
+    assert "Policies" not in role["Properties"]
+    [policy_ref] = role["Properties"]["ManagedPolicyArns"]
+    policy = network["Resources"][policy_ref["Ref"]]["Properties"]
+    assert policy["ManagedPolicyName"] == f"vpc-flow-logs-policy-{TEST_SUFFIX}"
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert "FlowLogGroup" in json.dumps(statement["Resource"])
+    assert props["DeliverLogsPermissionArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
 
 
 def _log_groups(synth: Synth) -> dict[str, dict[str, Any]]:

@@ -101,7 +101,7 @@ def _cleaner(synth: Synth) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
     ]
     [(_, policy)] = [
         (lid, p)
-        for lid, p in resources(backup, "AWS::IAM::Policy")
+        for lid, p in resources(backup, "AWS::IAM::ManagedPolicy")
         if lid.startswith("VaultCleanerRole")
     ]
     [(_, custom)] = resources(backup, "Custom::BackupVaultCleaner")

@@ -169,8 +169,11 @@ def test_no_serverless_application_repository(synth: Synth) -> None:
 
 def test_secret_read_policy_is_least_privilege(synth: Synth) -> None:
     database = synth.raw("database")
-    [(_, policy)] = resources(database, "AWS::IAM::ManagedPolicy")
-    assert policy["Properties"]["ManagedPolicyName"] == f"rds-secret-read-{TEST_SUFFIX}"
+    [(_, policy)] = [
+        (lid, p)
+        for lid, p in resources(database, "AWS::IAM::ManagedPolicy")
+        if p["Properties"]["ManagedPolicyName"] == f"rds-secret-read-{TEST_SUFFIX}"
+    ]
     [secret_id] = [lid for lid, _ in resources(database, "AWS::SecretsManager::Secret")]
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
     assert statements["ReadDatabaseSecret"]["Action"] == [

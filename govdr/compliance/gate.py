@@ -1,0 +1,324 @@
+"""The compliance gate that runs on every synth.
+
+Three cdk-nag packs (NIST SP 800-53 rev5, AWS Solutions, HIPAA Security) plus govdr's own
+checks for what those packs cannot see. Any unacknowledged finding fails ``app.synth()``,
+so ``make synth``, ``cdk synth``, ``cdk deploy`` and the tests all stop on it.
+Every acknowledgment is listed in :func:`acknowledge_findings` with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aws_cdk as cdk
+import jsii
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
+from constructs import IConstruct
+
+from govdr.compliance import template_checks as tc
+from govdr.config import DrConfig
+
+if TYPE_CHECKING:
+    from govdr.stacks.tap_stack import TapStack
+
+PACKS = ("NIST.800.53.R5", "AwsSolutions", "HIPAA.Security")
+PLUGIN_NAME = "govdr"
+
+# IAM statements may use Resource "*" only where the AWS API has no resource-level
+# permissions. Each such statement is named by its Sid here, with the reason.
+WILDCARD_RESOURCE_SIDS = {
+    "StopBackupJobs": "backup:ListBackupJobs and backup:StopBackupJob accept no resource ARN",
+    "VpcNetworkInterfaces": (
+        "Lambda in a VPC creates and deletes its ENIs; these ec2 actions accept no resource ARN "
+        "at creation time"
+    ),
+}
+
+RULE_FIXES = {
+    "database-tls": "keep rds.force_ssl=1 in govdr/stacks/database.py PARAMETERS",
+    "file-system-tls": "keep the DenyNonTlsAccess statement and the CMK on the file system",
+    "key-rotation": "create keys through govdr.constructs.service_key.ServiceKey",
+    "no-open-ingress": "allow traffic from security groups or the VPC CIDR only",
+    "log-groups": "create log groups through govdr.constructs.log_group.encrypted_log_group",
+    "pgaudit": "keep pgaudit and connection logging in the parameter group",
+    "alarm-actions": "give every alarm an alarm and an OK action to the alarms topic",
+    "transport-tls": "set enforce_ssl=True on buckets and topics",
+    "backup-coverage": "add a BackupSelection beside the resource, in the same stack",
+    "naming": "name resources with govdr.naming.name(resource_type, suffix)",
+    "iam-wildcards": "scope actions and resources, or list the Sid in WILDCARD_RESOURCE_SIDS",
+    "plaintext-secrets": "generate secrets in Secrets Manager and use dynamic references",
+    "destroyable": "use RemovalPolicy.DESTROY unless config.retain_data (the prod switch)",
+}
+
+_SECRET_KEY_RE = re.compile(r"(?i)(password|passwd|secretstring$|apikey|accesskey|token$)")
+_SAFE_SECRET_KEYS = frozenset({"SecretStringTemplate", "GenerateStringKey", "ExcludeCharacters"})
+_SECRET_VALUE_RES = (
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """One acknowledged finding: where, which rule, and why."""
+
+    path: str
+    rule: str
+    reason: str
+
+
+def iam_wildcard_findings(template: tc.Template) -> list[tc.Finding]:
+    """No Allow statement with a wildcard action; ``*`` resources only where listed."""
+    findings = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        for statement in _identity_statements(resource):
+            if statement.get("Effect") != "Allow":
+                continue
+            actions = statement.get("Action", [])
+            for action in actions if isinstance(actions, list) else [actions]:
+                if action == "*" or str(action).endswith(":*"):
+                    findings.append(f"{logical_id}: wildcard action {action!r}")
+            resources = statement.get("Resource", [])
+            if "*" in (resources if isinstance(resources, list) else [resources]):
+                sid = statement.get("Sid")
+                if sid not in WILDCARD_RESOURCE_SIDS:
+                    findings.append(
+                        f"{logical_id}: Resource '*' in statement {sid or '(no Sid)'}; scope it "
+                        "to ARNs or list the Sid with its reason in WILDCARD_RESOURCE_SIDS"
+                    )
+    return findings
+
+
+def _identity_statements(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    rtype = resource.get("Type")
+    props = resource.get("Properties", {})
+    documents: list[Any] = []
+    if rtype in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        documents.append(props.get("PolicyDocument"))
+    elif rtype == "AWS::IAM::Role":
+        documents.extend(p.get("PolicyDocument") for p in props.get("Policies", []))
+    for document in documents:
+        statements = document.get("Statement", []) if isinstance(document, dict) else []
+        yield from statements if isinstance(statements, list) else [statements]
+
+
+def plaintext_secret_findings(template: tc.Template) -> list[tc.Finding]:
+    """No literal credential in a template: passwords, access keys, private keys."""
+    findings: list[tc.Finding] = []
+
+    def walk(logical_id: str, value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(logical_id, v, str(k))
+        elif isinstance(value, list):
+            for item in value:
+                walk(logical_id, item, key)
+        elif isinstance(value, str):
+            if (
+                _SECRET_KEY_RE.search(key)
+                and key not in _SAFE_SECRET_KEYS
+                and value
+                and "{{resolve:" not in value
+            ):
+                findings.append(f"{logical_id}: literal value in {key}")
+            if any(r.search(value) for r in _SECRET_VALUE_RES):
+                findings.append(f"{logical_id}: credential-like value in {key}")
+
+    for logical_id, resource in template.get("Resources", {}).items():
+        walk(logical_id, resource, "")
+    for section in ("Parameters", "Outputs"):
+        for name, entry in template.get(section, {}).items():
+            walk(name, entry, "")
+    return findings
+
+
+def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[tc.Finding]]]:
+    """govdr's rules, by name; destroyability applies unless the prod switch is on."""
+    checks = dict(tc.CHECKS)
+    checks["naming"] = lambda t: tc.naming_findings(t, config.environment_suffix)
+    checks["log-groups"] = lambda t: tc.log_group_findings(t, 365)
+    checks["iam-wildcards"] = iam_wildcard_findings
+    checks["plaintext-secrets"] = plaintext_secret_findings
+    if not config.retain_data:
+        checks["destroyable"] = tc.destroyability_findings
+    return checks
+
+
+def run_own_checks(
+    config: DrConfig, templates: dict[str, tc.Template]
+) -> list[tuple[str, str, str]]:
+    """(rule, template name, finding) for every violation in the given templates."""
+    results: list[tuple[str, str, str]] = []
+    for rule, check in own_checks(config).items():
+        for name, template in templates.items():
+            results.extend((rule, name, finding) for finding in check(template))
+    return results
+
+
+@jsii.implements(cdk.IPolicyValidationPlugin)
+class GovdrChecks:
+    """CDK validation plugin running govdr's own checks over every synthesized template."""
+
+    def __init__(self, config: DrConfig) -> None:
+        self._config = config
+
+    @property
+    def name(self) -> str:
+        return PLUGIN_NAME
+
+    @property
+    def version(self) -> str:
+        return "1.0.0"
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [f"govdr-{rule}" for rule in own_checks(self._config)]
+
+    def validate(self, context: cdk.IPolicyValidationContext) -> cdk.PolicyValidationPluginReport:
+        paths = _all_template_paths(list(context.template_paths))
+        templates = {str(p): json.loads(p.read_text()) for p in paths}
+        violations = []
+        for rule, path, finding in run_own_checks(self._config, templates):
+            logical_id = finding.split(" ", 1)[0].rstrip(":")
+            violations.append(
+                cdk.PolicyViolation(
+                    rule_name=f"govdr-{rule}",
+                    description=finding,
+                    violating_resources=[
+                        cdk.PolicyViolatingResource(
+                            resource_logical_id=logical_id,
+                            template_path=path,
+                            locations=["Properties"],
+                        )
+                    ],
+                    severity="error",
+                    fix=RULE_FIXES.get(rule, "see docs/compliance/fedramp-moderate.md"),
+                )
+            )
+        return cdk.PolicyValidationPluginReport(success=not violations, violations=violations)
+
+
+def _all_template_paths(paths: list[str]) -> list[Path]:
+    """The root templates and, beside them, the nested-stack templates they reference."""
+    found: dict[str, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        found[str(path)] = path
+        for nested in path.parent.glob("*.nested.template.json"):
+            found[str(nested)] = nested
+    return sorted(found.values())
+
+
+def apply_compliance(app: cdk.App, config: DrConfig) -> None:
+    """Attach the rule packs and govdr's checks to the app; findings then fail synth."""
+    cdk.Validations.of(app).add_plugins(
+        NIST80053R5Checks(app),
+        AwsSolutionsChecks(app),
+        HIPAASecurityChecks(app),
+        GovdrChecks(config),
+    )
+
+
+def _default_child(construct: IConstruct) -> IConstruct:
+    child = construct.node.default_child
+    return child if child is not None else construct
+
+
+def acknowledge_findings(stack: TapStack) -> list[Ack]:
+    """Acknowledge, on the narrowest construct, each finding that is accepted by design."""
+    config = stack.config
+    acks: list[Ack] = []
+
+    def ack(construct: IConstruct, rules: list[str], reason: str) -> None:
+        target = _default_child(construct)
+        for rule in rules:
+            cdk.Validations.of(target).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
+            acks.append(Ack(path=target.node.path, rule=rule, reason=reason))
+
+    db = stack.database.instance
+    if not config.deletion_protection:
+        ack(
+            db,
+            [
+                "AwsSolutions-RDS10",
+                "NIST.800.53.R5-RDSInstanceDeletionProtectionEnabled",
+                "HIPAA.Security-RDSInstanceDeletionProtectionEnabled",
+            ],
+            "destroyable by mission (every pull request deploys and deletes a copy): deletion "
+            "protection is a config switch (-c production=true or -c deletionProtection=true), "
+            "on in prod",
+        )
+    ack(
+        db,
+        ["AwsSolutions-RDS11"],
+        "port 5432 is reachable only from two security groups inside isolated subnets; a "
+        "non-default port adds no control, and operator tools read the port from the outputs",
+    )
+    ack(
+        stack.database.monitoring_role.policy,
+        [
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+            "<AWS::AccountId>:log-group:RDSOSMetrics:log-stream:*]"
+        ],
+        "RDS names enhanced-monitoring log streams after the instance's resource ID, which "
+        "exists only after the instance that needs this role; scoped to the one RDSOSMetrics "
+        "group of this account and region",
+    )
+    ack(
+        stack.backup.selection_role,
+        [
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSBackupServiceRolePolicyForBackup]",
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSBackupServiceRolePolicyForRestores]",
+        ],
+        "AWS Backup's service-role policies, maintained by AWS for every resource type it backs "
+        "up and restores; a copy would freeze it and break with new backup features",
+    )
+    cleaner_policy = stack.backup.vault_cleaner_role.policy
+    ack(
+        cleaner_policy,
+        ["AwsSolutions-IAM5[Resource::*]"],
+        "only the statements listed in WILDCARD_RESOURCE_SIDS: "
+        + "; ".join(f"{sid}: {why}" for sid, why in WILDCARD_RESOURCE_SIDS.items()),
+    )
+    ack(
+        cleaner_policy,
+        [
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:backup:<AWS::Region>:"
+            "<AWS::AccountId>:recovery-point:*]",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rds:<AWS::Region>:"
+            "<AWS::AccountId>:snapshot:awsbackup:*]",
+        ],
+        "recovery points and AWS Backup's RDS snapshots get their IDs when a backup runs; "
+        "deletion is further limited to the one vault by ListRecoveryPointsByBackupVault",
+    )
+    ack(
+        stack.backup.vault_cleaner_function,
+        ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
+        "a CloudFormation custom resource run once per stack deletion: every outcome is "
+        "answered to CloudFormation (FAILED with the reason) and logged to its encrypted log "
+        "group, so a dead-letter queue would hold nothing to act on",
+    )
+    for bucket in (stack.audit.trail_bucket, stack.audit.access_log_bucket):
+        ack(
+            bucket,
+            [
+                "NIST.800.53.R5-S3BucketReplicationEnabled",
+                "HIPAA.Security-S3BucketReplicationEnabled",
+            ],
+            "audit records are also delivered to CloudWatch Logs (CMK, >= 365 days); cross-region "
+            "replication needs a bucket in another region, outside this single-region stack",
+        )
+    ack(
+        stack.audit.access_log_bucket,
+        ["NIST.800.53.R5-S3DefaultEncryptionKMS", "HIPAA.Security-S3DefaultEncryptionKMS"],
+        "S3 delivers server access logs only to buckets with S3-managed encryption (SSE-S3); "
+        "the bucket holds access records of the trail bucket, no citizen data",
+    )
+    return acks

@@ -1,0 +1,166 @@
+"""The compliance gate: rule packs and own checks on every synth, acknowledgments counted."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_rds as rds
+from aws_cdk import aws_s3 as s3
+
+from govdr.compliance.gate import (
+    PACKS,
+    WILDCARD_RESOURCE_SIDS,
+    apply_compliance,
+    iam_wildcard_findings,
+    own_checks,
+    plaintext_secret_findings,
+    run_own_checks,
+)
+from govdr.compliance.template_checks import resources
+from govdr.config import DrConfig
+from govdr.stacks.tap_stack import TapStack
+from tests.conftest import NESTED, Synth, cdk_json_context
+
+# Every acknowledgment is a reviewed decision: adding one must change this number.
+EXPECTED_ACKNOWLEDGMENTS = 18
+# The prod switch turns deletion protection on, so its three acknowledgments go away.
+EXPECTED_PROD_ACKNOWLEDGMENTS = 15
+
+
+def test_real_templates_pass_every_own_check(synth: Synth) -> None:
+    templates = synth.all_raw()
+    assert run_own_checks(synth.config, templates) == []
+    assert set(own_checks(synth.config)) >= {
+        "database-tls",
+        "file-system-tls",
+        "key-rotation",
+        "no-open-ingress",
+        "log-groups",
+        "pgaudit",
+        "alarm-actions",
+        "transport-tls",
+        "backup-coverage",
+        "naming",
+        "iam-wildcards",
+        "plaintext-secrets",
+        "destroyable",
+    }
+
+
+def test_destroyability_is_not_required_with_the_prod_switch() -> None:
+    assert "destroyable" not in own_checks(DrConfig(production=True))
+
+
+def test_acknowledgments_are_counted_specific_and_narrow(synth: Synth) -> None:
+    acks = synth.stack.acknowledgments
+    assert len(acks) == EXPECTED_ACKNOWLEDGMENTS
+    assert len({(a.path, a.rule) for a in acks}) == len(acks)
+    for ack in acks:
+        assert ack.rule.split("-", 1)[0] in PACKS
+        assert len(ack.reason) >= 60, ack
+        # On the CloudFormation resource itself, never a stack or a whole construct tree.
+        assert ack.path.endswith("/Resource"), ack.path
+    multi = [a for a in acks if a.rule.startswith(("AwsSolutions-IAM4", "AwsSolutions-IAM5"))]
+    assert multi and all("[" in a.rule for a in multi)
+
+
+def test_prod_switch_drops_the_deletion_protection_acknowledgments(prod_synth: Synth) -> None:
+    acks = prod_synth.stack.acknowledgments
+    assert len(acks) == EXPECTED_PROD_ACKNOWLEDGMENTS
+    assert not [a for a in acks if "DeletionProtection" in a.rule or a.rule.endswith("RDS10")]
+
+
+def test_wildcard_resource_allowlist_is_explained() -> None:
+    for sid, reason in WILDCARD_RESOURCE_SIDS.items():
+        assert sid.isidentifier()
+        assert len(reason) > 30
+
+
+def _fresh_app(tmp_path: Path) -> cdk.App:
+    return cdk.App(outdir=str(tmp_path), context=cdk_json_context())
+
+
+def test_rule_packs_fail_the_synth_on_a_finding(tmp_path: Path) -> None:
+    app = _fresh_app(tmp_path)
+    stack = cdk.Stack(app, "Probe", env=cdk.Environment(region="eu-central-2"))
+    s3.Bucket(stack, "Unprotected")
+    apply_compliance(app, DrConfig())
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    rules = {v["ruleName"] for p in report["pluginReports"] for v in p["violations"]}
+    assert "AwsSolutions-S1" in rules  # no server access logs
+    assert "NIST.800.53.R5-S3BucketSSLRequestsOnly" in rules
+    assert "HIPAA.Security-S3BucketSSLRequestsOnly" in rules
+    assert "govdr-transport-tls" in rules
+
+
+def test_own_checks_fail_the_synth_of_a_weakened_platform(tmp_path: Path) -> None:
+    app = _fresh_app(tmp_path)
+    config = DrConfig(environment_suffix="weak")
+    stack = TapStack(
+        app, config.stack_name, config=config, env=cdk.Environment(region=config.region)
+    )
+    group = stack.database.parameter_group.node.find_child("Resource")
+    assert isinstance(group, rds.CfnDBParameterGroup)
+    group.add_property_override("Parameters.rds\\.force_ssl", "0")
+    apply_compliance(app, config)
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    govdr = next(p for p in report["pluginReports"] if p["pluginName"] == "govdr")
+    messages = [v["description"] for v in govdr["violations"]]
+    assert any("does not set rds.force_ssl=1" in m for m in messages)
+    assert {v["ruleName"] for v in govdr["violations"]} == {"govdr-database-tls"}
+
+
+def _mutable(synth: Synth, name: str) -> dict[str, Any]:
+    return copy.deepcopy(synth.raw(name))
+
+
+def test_iam_wildcard_check_and_its_failing_twins(synth: Synth) -> None:
+    for name in ("root", *NESTED):
+        assert iam_wildcard_findings(synth.raw(None if name == "root" else name)) == [], name
+    backup = _mutable(synth, "backup")
+    [(lid, policy)] = [
+        (lid, p)
+        for lid, p in resources(backup, "AWS::IAM::ManagedPolicy")
+        if lid.startswith("VaultCleanerRole")
+    ]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    statements.append({"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::x"})
+    statements.append(
+        {"Sid": "Sneaky", "Effect": "Allow", "Action": "sns:Publish", "Resource": "*"}
+    )
+    assert iam_wildcard_findings(backup) == [
+        f"{lid}: wildcard action 's3:*'",
+        f"{lid}: Resource '*' in statement Sneaky; scope it to ARNs or list the Sid with its "
+        "reason in WILDCARD_RESOURCE_SIDS",
+    ]
+
+
+def test_deny_statements_may_use_wildcards(synth: Synth) -> None:
+    backup = _mutable(synth, "backup")
+    [(_, policy), *_] = resources(backup, "AWS::IAM::ManagedPolicy")
+    policy["Properties"]["PolicyDocument"]["Statement"].append(
+        {"Effect": "Deny", "Action": "*", "Resource": "*"}
+    )
+    assert iam_wildcard_findings(backup) == []
+
+
+def test_plaintext_secret_check_and_its_failing_twins(synth: Synth) -> None:
+    for name in ("root", *NESTED):
+        assert plaintext_secret_findings(synth.raw(None if name == "root" else name)) == [], name
+    database = _mutable(synth, "database")
+    [(lid, instance)] = resources(database, "AWS::RDS::DBInstance")
+    instance["Properties"]["MasterUserPassword"] = "hunter2-but-longer"
+    instance["Properties"]["Tags"].append({"Key": "note", "Value": "key AKIAABCDEFGHIJKLMNOP"})
+    assert plaintext_secret_findings(database) == [
+        f"{lid}: literal value in MasterUserPassword",
+        f"{lid}: credential-like value in Value",
+    ]
