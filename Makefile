@@ -43,6 +43,9 @@ synth: install ## synthesize TapStack$(SUFFIX) into cdk.out/ and print a summary
 test: install lint ## lint, then the whole test suite (coverage of govdr/ >= 90 % enforced)
 	$(PY) -m pytest
 
+compliance: install ## regenerate docs/compliance/fedramp-moderate.{md,json} from a synth
+	$(PY) -m govdr.compliance.matrix --out docs/compliance
+
 lint: install ## ruff (lint + format check) and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

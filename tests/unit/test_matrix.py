@@ -1,0 +1,136 @@
+"""The control matrix: current, honest about status, and pointing only at real rules and tests."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import cdk_nag
+import pytest
+
+from govdr.compliance import matrix
+from govdr.compliance.gate import own_checks
+from govdr.compliance.template_checks import resources
+from tests.conftest import ROOT, Synth
+
+DOCS = ROOT / "docs" / "compliance"
+REQUIRED = {
+    "AC-6",
+    "AU-2",
+    "AU-9",
+    "AU-11",
+    "AU-12",
+    "CM-2",
+    "CP-6",
+    "CP-9",
+    "CP-10",
+    "IA-5(1)",
+    "SC-7",
+    "SC-8",
+    "SC-12",
+    "SC-13",
+    "SC-28",
+    "SI-4",
+}
+
+
+def _matrix(synth: Synth) -> dict[str, object]:
+    return matrix.build_matrix(synth.config, synth.all_raw(), synth.stack.acknowledgments)
+
+
+def test_committed_matrix_is_current(synth: Synth) -> None:
+    current = _matrix(synth)
+    committed = json.loads((DOCS / "fedramp-moderate.json").read_text())
+    assert committed == json.loads(json.dumps(current)), "run `make compliance` and commit"
+    assert (DOCS / "fedramp-moderate.md").read_text() == matrix.render_markdown(current), (
+        "run `make compliance` and commit"
+    )
+
+
+def test_matrix_covers_the_required_controls_and_states_the_authorization_limit(
+    synth: Synth,
+) -> None:
+    data = _matrix(synth)
+    ids = {c["id"] for c in data["controls"]}  # type: ignore[index, union-attr]
+    assert ids >= REQUIRED
+    assert "cannot claim a FedRAMP authorization" in str(data["authorization_note"])
+    for control in data["controls"]:  # type: ignore[union-attr]
+        assert control["evidence"], control["id"]
+        assert control["proven_by"]["tests"], control["id"]
+        assert control["status"] == "implemented" or control["status"].startswith("partial: ")
+
+
+def test_every_referenced_test_exists() -> None:
+    for control in matrix.CONTROLS:
+        for ref in control.tests:
+            path, name = ref.split("::")
+            source = (ROOT / path).read_text()
+            assert re.search(rf"^def {re.escape(name)}\(", source, re.M), ref
+
+
+def test_every_referenced_rule_exists(synth: Synth) -> None:
+    known_own = set(own_checks(synth.config))
+    bundle = next(Path(cdk_nag.__file__).parent.joinpath("_jsii").glob("*.tgz"))
+    with tarfile.open(bundle) as tar:
+        packs = {
+            name: tar.extractfile(f"package/lib/packs/{name}.js").read().decode()  # type: ignore[union-attr]
+            for name in ("nist-800-53-r5", "aws-solutions")
+        }
+    nist = set(re.findall(r"rule: \w+\.(\w+)", packs["nist-800-53-r5"]))
+    solutions = set(re.findall(r"ruleSuffixOverride: '(\w+)'", packs["aws-solutions"]))
+    assert len(nist) > 50 and len(solutions) > 50
+    for control in matrix.CONTROLS:
+        assert set(control.rules) <= known_own, control.id
+        for rule in control.nag_rules:
+            pack, _, name = rule.partition("-")
+            assert name in (nist if pack == "NIST.800.53.R5" else solutions), rule
+
+
+def test_a_weakened_template_turns_its_controls_failing(synth: Synth) -> None:
+    templates = copy.deepcopy(synth.all_raw())
+    [(_, group)] = resources(templates["database"], "AWS::RDS::DBParameterGroup")
+    group["Properties"]["Parameters"]["rds.force_ssl"] = "0"
+    data = matrix.build_matrix(synth.config, templates, synth.stack.acknowledgments)
+    status = {c["id"]: c["status"] for c in data["controls"]}
+    assert status["SC-8"].startswith("failing: govdr-database-tls")
+    assert status["SC-13"].startswith("failing: ")
+    assert status["AU-2"] == "implemented"
+
+
+def test_cross_region_copy_completes_cp6(variant_synth: Synth) -> None:
+    data = matrix.build_matrix(
+        variant_synth.config, variant_synth.all_raw(), variant_synth.stack.acknowledgments
+    )
+    cp6 = next(c for c in data["controls"] if c["id"] == "CP-6")
+    assert cp6["status"] == "implemented"
+    assert any("eu-west-1" in line for line in cp6["evidence"])
+
+
+def test_names_are_shown_without_the_deployment_suffix(synth: Synth) -> None:
+    text = json.dumps(_matrix(synth))
+    assert f"-{synth.config.environment_suffix}" not in text
+    assert "rds-<suffix>" in text
+
+
+def test_make_compliance_writes_both_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert matrix.main(["--out", str(tmp_path)]) == 0
+    assert (tmp_path / "fedramp-moderate.md").read_text() == (
+        DOCS / "fedramp-moderate.md"
+    ).read_text()
+    assert json.loads((tmp_path / "fedramp-moderate.json").read_text()) == json.loads(
+        (DOCS / "fedramp-moderate.json").read_text()
+    )
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_control_definitions_are_well_formed() -> None:
+    for control in matrix.CONTROLS:
+        for field in (control.implementation, control.rules, control.nag_rules, control.tests):
+            assert isinstance(field, tuple)
+            # A missing trailing comma turns a one-item tuple into a string of characters.
+            assert all(isinstance(item, str) and len(item) > 3 for item in field), control.id
