@@ -18,7 +18,8 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: help install synth test lint format compliance outputs deploy destroy lock clean
+.PHONY: help install synth test lint format compliance outputs deploy destroy lock clean \
+	deploy-local destroy-local emulator-stop integ
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -54,6 +55,18 @@ lint: install ## ruff (lint + format check) and mypy
 format: install ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+deploy-local: synth ## deploy onto the embedded AWS emulator, verify, summarize (KEEP=1 keeps it)
+	$(PY) -m govdr.emulator.deploy --suffix $(SUFFIX) $(if $(KEEP),--keep)
+
+destroy-local: install ## delete the stack from the kept emulator and prove nothing is left
+	$(PY) -m govdr.emulator.deploy --suffix $(SUFFIX) --destroy
+
+emulator-stop: install ## stop the emulator kept by `make deploy-local KEEP=1`
+	$(PY) -m govdr.emulator.deploy --stop
+
+integ: install ## integration tests against a real deployment (cfn-outputs/flat-outputs.json + credentials)
+	GOVDR_OUTPUTS=cfn-outputs/flat-outputs.json $(PY) -m pytest tests/integration --no-cov -p no:cacheprovider
 
 deploy: install ## deploy to the AWS account of your credentials, then write the flat outputs
 	mkdir -p cfn-outputs

@@ -1,0 +1,212 @@
+"""The emulator's fixes, each proven in-process on the real synthesized templates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from govdr.emulator import deploy
+from govdr.emulator.fixes import install
+from tests.conftest import TEST_SUFFIX, Synth
+
+# Fix name -> the test below that proves it.
+PROVEN_BY = {
+    "kms-key-properties": "test_kms_key_policy_and_tags_read_back",
+    "failed-create-reporting": "test_failed_create_names_the_failing_resource",
+    "nested-stack-outputs": "test_root_outputs_resolve_through_nested_stacks",
+    "missing-resource-types": "test_skipped_types_are_created_on_their_backends",
+    "backup-selections-api": "test_backup_selections_are_listed",
+    "rds-parameter-group-ref": "test_database_properties_read_back",
+    "rds-instance-properties": "test_database_properties_read_back",
+    "rds-parameter-group-name": "test_database_properties_read_back",
+    "efs-file-system-policy": "test_file_system_policy_and_access_point_read_back",
+    "efs-access-point-ref": "test_file_system_policy_and_access_point_read_back",
+    "ec2-network-teardown": "test_teardown_leaves_nothing_behind",
+    "iam-managed-policy-teardown": "test_teardown_leaves_nothing_behind",
+}
+
+
+def test_every_fix_is_documented_and_proven() -> None:
+    fixes = install()
+    assert install() == fixes  # idempotent
+    assert {f.name for f in fixes} == set(PROVEN_BY)
+    for fix in fixes:
+        assert len(fix.gap) > 40
+    source = Path(__file__).read_text()
+    for test in set(PROVEN_BY.values()):
+        assert f"def {test}(" in source
+
+
+def _deployed(synth: Synth) -> Iterator[tuple[deploy.Aws, dict[str, str]]]:
+    install()
+    with mock_aws():
+        aws = deploy.Aws(None)
+        url = deploy.publish_assets(aws, synth.outdir, synth.config.stack_name)
+        deploy.create_stack(aws, url, synth.config.stack_name)
+        outputs = {
+            o["OutputKey"]: o["OutputValue"]
+            for o in aws.client("cloudformation").describe_stacks(
+                StackName=synth.config.stack_name
+            )["Stacks"][0]["Outputs"]
+        }
+        yield aws, outputs
+
+
+@pytest.fixture(scope="module")
+def stack(synth: Synth) -> Iterator[tuple[deploy.Aws, dict[str, str]]]:
+    """One in-process deployment shared by the read-only tests of this module."""
+    yield from _deployed(synth)
+
+
+def test_root_outputs_resolve_through_nested_stacks(
+    stack: tuple[deploy.Aws, dict[str, str]], synth: Synth
+) -> None:
+    aws, outputs = stack
+    assert len(outputs) == len(synth.raw()["Outputs"])
+    assert outputs["VpcId"].startswith("vpc-")
+    assert outputs["DatabaseInstanceIdentifier"] == f"rds-{TEST_SUFFIX}"
+    resources = deploy.stack_resources(aws, synth.config.stack_name)
+    assert len(resources) == sum(len(t["Resources"]) for t in synth.all_raw().values())
+
+
+def test_kms_key_policy_and_tags_read_back(stack: tuple[deploy.Aws, dict[str, str]]) -> None:
+    aws, outputs = stack
+    kms = aws.client("kms")
+    policy = json.loads(
+        kms.get_key_policy(KeyId=outputs["DatabaseKeyArn"], PolicyName="default")["Policy"]
+    )
+    assert {s.get("Sid") for s in policy["Statement"]} >= {"KeyAdministration"}
+    tags = {
+        t["TagKey"]: t["TagValue"]
+        for t in kms.list_resource_tags(KeyId=outputs["DatabaseKeyArn"])["Tags"]
+    }
+    assert tags["Project"] == "govdr"
+
+
+def test_database_properties_read_back(stack: tuple[deploy.Aws, dict[str, str]]) -> None:
+    aws, outputs = stack
+    [db] = aws.client("rds").describe_db_instances(
+        DBInstanceIdentifier=outputs["DatabaseInstanceIdentifier"]
+    )["DBInstances"]
+    assert db["Endpoint"]["Port"] == 5432
+    assert db["DBParameterGroups"][0]["DBParameterGroupName"] == f"rds-params-{TEST_SUFFIX}"
+    assert db["VpcSecurityGroups"][0]["VpcSecurityGroupId"] == outputs["DatabaseSecurityGroupId"]
+    assert db["DeletionProtection"] is False
+    assert db["EnabledCloudwatchLogsExports"] == ["postgresql", "upgrade"]
+    assert db["IAMDatabaseAuthenticationEnabled"] is True
+    assert db["CACertificateIdentifier"] == "rds-ca-rsa2048-g1"
+
+
+def test_skipped_types_are_created_on_their_backends(
+    stack: tuple[deploy.Aws, dict[str, str]],
+) -> None:
+    aws, outputs = stack
+    secret = aws.client("secretsmanager").describe_secret(SecretId=outputs["DatabaseSecretArn"])
+    assert secret["RotationEnabled"] is True
+    assert secret["RotationRules"]["AutomaticallyAfterDays"] == 30
+    policy = aws.client("secretsmanager").get_resource_policy(SecretId=outputs["DatabaseSecretArn"])
+    assert "secretsmanager:DeleteSecret" in policy["ResourcePolicy"]
+    assert len(aws.client("cloudwatch").describe_alarms()["MetricAlarms"]) == 10
+    topic = aws.client("sns").get_topic_attributes(TopicArn=outputs["AlarmTopicArn"])
+    assert "aws:SecureTransport" in topic["Attributes"]["Policy"]
+    bucket_policy = aws.client("s3").get_bucket_policy(Bucket=outputs["TrailBucketName"])
+    assert "aws:SecureTransport" in bucket_policy["Policy"]
+    [sub] = aws.client("rds").describe_event_subscriptions()["EventSubscriptionsList"]
+    assert "failover" in sub["EventCategoriesList"]
+    assert aws.client("cloudtrail").get_trail_status(Name=outputs["TrailArn"])["IsLogging"]
+    egress = aws.client("ec2").describe_security_groups(GroupIds=[outputs["TxlogSecurityGroupId"]])[
+        "SecurityGroups"
+    ][0]["IpPermissionsEgress"]
+    assert {(p.get("FromPort"), p.get("ToPort")) for p in egress} >= {(5432, 5432), (2049, 2049)}
+    vault = aws.client("backup").describe_backup_vault(BackupVaultName=outputs["BackupVaultName"])
+    assert vault["EncryptionKeyArn"] == outputs["BackupKeyArn"]
+
+
+def test_backup_selections_are_listed(stack: tuple[deploy.Aws, dict[str, str]]) -> None:
+    aws, outputs = stack
+    backup = aws.client("backup")
+    listed = backup.list_backup_selections(BackupPlanId=outputs["BackupPlanId"])[
+        "BackupSelectionsList"
+    ]
+    names = sorted(s["SelectionName"] for s in listed)
+    assert names == [f"backup-efs-{TEST_SUFFIX}", f"backup-rds-{TEST_SUFFIX}"]
+    created = backup.create_backup_selection(
+        BackupPlanId=outputs["BackupPlanId"],
+        BackupSelection={
+            "SelectionName": "extra",
+            "IamRoleArn": "arn:aws:iam::123456789012:role/x",
+        },
+    )
+    got = backup.get_backup_selection(
+        BackupPlanId=outputs["BackupPlanId"], SelectionId=created["SelectionId"]
+    )
+    assert got["BackupSelection"]["SelectionName"] == "extra"
+
+
+def test_file_system_policy_and_access_point_read_back(
+    stack: tuple[deploy.Aws, dict[str, str]],
+) -> None:
+    aws, outputs = stack
+    efs = aws.client("efs")
+    policy = json.loads(
+        efs.describe_file_system_policy(FileSystemId=outputs["FileSystemId"])["Policy"]
+    )
+    assert any(s["Effect"] == "Deny" for s in policy["Statement"])
+    [ap] = efs.describe_access_points(AccessPointId=outputs["TxlogAccessPointId"])["AccessPoints"]
+    assert ap["RootDirectory"]["Path"] == "/txlog"
+
+
+BROKEN = {
+    "Resources": {
+        "Fine": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "fine"}},
+        "Broken": {
+            "Type": "AWS::RDS::DBInstance",
+            "Properties": {"Engine": "not-an-engine", "DBInstanceClass": "db.m7g.large"},
+        },
+    }
+}
+
+
+def test_failed_create_names_the_failing_resource() -> None:
+    install()
+    with mock_aws():
+        aws = deploy.Aws(None)
+        aws.client("s3").create_bucket(
+            Bucket="govdr-templates",
+            CreateBucketConfiguration={"LocationConstraint": "eu-central-2"},
+        )
+        aws.client("s3").put_object(
+            Bucket="govdr-templates", Key="broken.json", Body=json.dumps(BROKEN)
+        )
+        with pytest.raises(deploy.DeployError) as excinfo:
+            deploy.create_stack(
+                aws, "https://s3.eu-central-2.amazonaws.com/govdr-templates/broken.json", "Broken"
+            )
+    message = str(excinfo.value)
+    assert "stack Broken is CREATE_FAILED" in message
+    assert "Broken (AWS::RDS::DBInstance)" in message
+    assert "not-an-engine" in message
+
+
+def test_publish_without_a_synth_is_a_clear_error(tmp_path: Any) -> None:
+    with mock_aws(), pytest.raises(deploy.DeployError, match="synthesize TapStackdev first"):
+        deploy.publish_assets(deploy.Aws(None), tmp_path, "TapStackdev")
+
+
+def test_teardown_leaves_nothing_behind(
+    stack: tuple[deploy.Aws, dict[str, str]], synth: Synth
+) -> None:
+    # Deletes the module's shared deployment, so it is the last test of this module.
+    aws, outputs = stack
+    before = deploy.leftovers(aws, TEST_SUFFIX)
+    assert {"vpcs", "iam policies", "vpc endpoints", "log groups", "alarms"} <= set(before)
+    assert deploy.teardown(aws, synth.config.stack_name, TEST_SUFFIX) == {}
+    key = aws.client("kms").describe_key(KeyId=outputs["DatabaseKeyArn"])["KeyMetadata"]
+    # As on AWS: the key waits out its 7-day pending window.
+    assert key["KeyState"] == "PendingDeletion"
+    assert 6 <= (key["DeletionDate"] - key["CreationDate"]).days <= 7
