@@ -26,10 +26,13 @@ help: ## list the targets
 
 install: $(PY_STAMP) $(NODE_STAMP) ## create the venv and install pinned Python and Node deps
 
+# uv (pinned) installs the locked set in seconds where pip needs a minute and a half.
+UV_VERSION := 0.13.8
 $(PY_STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/uv pip install --quiet -r requirements.lock
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/uv pip install --quiet --no-deps -e .
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -82,10 +85,11 @@ destroy: install ## delete TapStack$(SUFFIX) and everything in it
 
 lock: ## re-resolve requirements.lock from pyproject.toml in a scratch venv
 	rm -rf .lockvenv && python3 -m venv .lockvenv
-	.lockvenv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	.lockvenv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	VIRTUAL_ENV=$(CURDIR)/.lockvenv .lockvenv/bin/uv pip install --quiet -e '.[dev]'
 	{ echo '# Exact versions of every Python package (direct and transitive), installed by `make install`.'; \
 	  echo '# Regenerate after changing pyproject.toml: make lock'; \
-	  .lockvenv/bin/pip freeze --exclude-editable; } > requirements.lock
+	  VIRTUAL_ENV=$(CURDIR)/.lockvenv .lockvenv/bin/uv pip freeze --exclude-editable | grep -v '^uv=='; } > requirements.lock
 	rm -rf .lockvenv
 
 clean: ## remove build output (keeps the venv and node_modules)
