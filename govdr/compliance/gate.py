@@ -49,6 +49,9 @@ RULE_FIXES = {
     "alarm-actions": "give every alarm an alarm and an OK action to the alarms topic",
     "transport-tls": "set enforce_ssl=True on buckets and topics",
     "backup-coverage": "add a BackupSelection beside the resource, in the same stack",
+    "trail": "keep the trail logging, validated, encrypted, multi-region and sent to Logs",
+    "monitoring-coverage": "keep the alarms, dashboard, event subscription and rules of "
+    "govdr/stacks/monitoring.py",
     "naming": "name resources with govdr.naming.name(resource_type, suffix)",
     "iam-wildcards": "scope actions and resources, or list the Sid in WILDCARD_RESOURCE_SIDS",
     "plaintext-secrets": "generate secrets in Secrets Manager and use dynamic references",

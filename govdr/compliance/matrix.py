@@ -365,7 +365,7 @@ CONTROLS: tuple[Control, ...] = (
             "log groups encrypted with a dedicated key",
         ),
         _ev_audit_protection,
-        rules=("transport-tls", "log-groups"),
+        rules=("transport-tls", "log-groups", "trail"),
         nag_rules=(
             "NIST.800.53.R5-CloudTrailLogFileValidationEnabled",
             "NIST.800.53.R5-CloudTrailEncryptionEnabled",
@@ -374,6 +374,7 @@ CONTROLS: tuple[Control, ...] = (
         tests=(
             "tests/unit/test_audit.py::test_trail_bucket_is_private_versioned_encrypted_and_access_logged",
             "tests/unit/test_audit.py::test_buckets_deny_non_tls_and_its_failing_twin",
+            "tests/unit/test_audit.py::test_trail_check_and_its_failing_twins",
         ),
     ),
     Control(
@@ -403,7 +404,7 @@ CONTROLS: tuple[Control, ...] = (
             "trail to CloudWatch Logs",
         ),
         _ev_event_logging,
-        rules=("log-groups", "pgaudit"),
+        rules=("log-groups", "pgaudit", "trail"),
         nag_rules=(
             "NIST.800.53.R5-CloudTrailCloudWatchLogsEnabled",
             "NIST.800.53.R5-RDSLoggingEnabled",
@@ -603,11 +604,12 @@ CONTROLS: tuple[Control, ...] = (
             "dashboard; flow logs",
         ),
         _ev_monitoring,
-        rules=("alarm-actions",),
+        rules=("alarm-actions", "monitoring-coverage"),
         nag_rules=("NIST.800.53.R5-RDSEnhancedMonitoringEnabled",),
         tests=(
             "tests/unit/test_monitoring.py::test_each_alarm_metric_threshold_and_actions",
             "tests/unit/test_monitoring.py::test_alarm_action_check_failing_twin",
+            "tests/unit/test_monitoring.py::test_monitoring_coverage_check_and_its_failing_twins",
             "tests/unit/test_monitoring.py::test_rds_event_subscription_categories",
         ),
     ),

@@ -333,6 +333,93 @@ def _referenced_ids(value: Any) -> set[str]:
     return found
 
 
+REQUIRED_RDS_EVENT_CATEGORIES = frozenset(
+    {
+        "availability",
+        "failover",
+        "failure",
+        "low storage",
+        "maintenance",
+        "notification",
+        "recovery",
+    }
+)
+# Metrics the platform must alarm on wherever it defines alarms (issue-level contract with
+# operators: health, storage, memory, connections, latency, queueing, WAL retention, EFS).
+REQUIRED_ALARM_METRICS = frozenset(
+    {
+        ("AWS/RDS", "CPUUtilization"),
+        ("AWS/RDS", "FreeStorageSpace"),
+        ("AWS/RDS", "FreeableMemory"),
+        ("AWS/RDS", "DatabaseConnections"),
+        ("AWS/RDS", "ReadLatency"),
+        ("AWS/RDS", "WriteLatency"),
+        ("AWS/RDS", "DiskQueueDepth"),
+        ("AWS/RDS", "TransactionLogsDiskUsage"),
+        ("AWS/RDS", "OldestReplicationSlotLag"),
+        ("AWS/EFS", "PercentIOLimit"),
+    }
+)
+
+
+def trail_findings(template: Template) -> list[Finding]:
+    """Every trail logs, validates and encrypts its files, covers all regions, feeds Logs."""
+    findings = []
+    for logical_id, trail in resources(template, "AWS::CloudTrail::Trail"):
+        props = _props(trail)
+        for prop, wanted in (
+            ("IsLogging", True),
+            ("EnableLogFileValidation", True),
+            ("IsMultiRegionTrail", True),
+            ("IncludeGlobalServiceEvents", True),
+        ):
+            if props.get(prop) is not wanted:
+                findings.append(f"{logical_id}: {prop} is not {wanted}")
+        for prop in ("KMSKeyId", "CloudWatchLogsLogGroupArn", "CloudWatchLogsRoleArn"):
+            if not props.get(prop):
+                findings.append(f"{logical_id}: {prop} is not set")
+    return findings
+
+
+def monitoring_coverage_findings(template: Template) -> list[Finding]:
+    """A template that defines alarms covers the required metrics, events and a dashboard."""
+    alarms = [_props(a) for _, a in resources(template, "AWS::CloudWatch::Alarm")]
+    if not alarms:
+        return []
+    findings = []
+    alarmed = {(a.get("Namespace"), a.get("MetricName")) for a in alarms}
+    for namespace, metric in sorted(REQUIRED_ALARM_METRICS - alarmed):
+        findings.append(f"monitoring: no alarm on {namespace} {metric}")
+    if not list(resources(template, "AWS::CloudWatch::Dashboard")):
+        findings.append("monitoring: no dashboard")
+    subscriptions = [_props(s) for _, s in resources(template, "AWS::RDS::EventSubscription")]
+    if not subscriptions:
+        findings.append("monitoring: no RDS event subscription")
+    for sub in subscriptions:
+        missing = REQUIRED_RDS_EVENT_CATEGORIES - set(sub.get("EventCategories", []))
+        if missing or sub.get("Enabled") is not True:
+            findings.append(
+                f"monitoring: RDS event subscription {sub.get('SubscriptionName')} misses "
+                f"{', '.join(sorted(missing)) or 'Enabled=true'}"
+            )
+    patterns = [
+        _props(r).get("EventPattern", {}) for _, r in resources(template, "AWS::Events::Rule")
+    ]
+    if not any(
+        p.get("source") == ["aws.rds"]
+        and "failover" in p.get("detail", {}).get("EventCategories", [])
+        for p in patterns
+    ):
+        findings.append("monitoring: no EventBridge rule for RDS failover events")
+    if not any(
+        p.get("source") == ["aws.secretsmanager"]
+        and "RotationFailed" in p.get("detail", {}).get("eventName", [])
+        for p in patterns
+    ):
+        findings.append("monitoring: no EventBridge rule for failed secret rotation")
+    return findings
+
+
 CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
     "database-tls": database_tls_findings,
     "file-system-tls": file_system_tls_findings,
@@ -343,4 +430,6 @@ CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
     "alarm-actions": alarm_action_findings,
     "transport-tls": transport_tls_findings,
     "backup-coverage": backup_coverage_findings,
+    "trail": trail_findings,
+    "monitoring-coverage": monitoring_coverage_findings,
 }

@@ -9,6 +9,7 @@ from typing import Any
 from govdr.compliance.template_checks import (
     log_group_findings,
     resources,
+    trail_findings,
     transport_tls_findings,
 )
 from tests.conftest import TEST_SUFFIX, VARIANT, Synth
@@ -165,3 +166,20 @@ def test_log_group_check_failing_twins(synth: Synth) -> None:
     ]
     del group["Properties"]["RetentionInDays"]
     assert f"{lid}: retention unlimited days, must be set and >= 365" in log_group_findings(audit)
+
+
+def test_trail_check_and_its_failing_twins(synth: Synth) -> None:
+    audit = synth.raw("audit")
+    assert trail_findings(audit) == []
+    mutated = copy.deepcopy(audit)
+    [(lid, trail)] = resources(mutated, "AWS::CloudTrail::Trail")
+    trail["Properties"]["EnableLogFileValidation"] = False
+    trail["Properties"]["IsMultiRegionTrail"] = False
+    del trail["Properties"]["KMSKeyId"]
+    del trail["Properties"]["CloudWatchLogsLogGroupArn"]
+    assert trail_findings(mutated) == [
+        f"{lid}: EnableLogFileValidation is not True",
+        f"{lid}: IsMultiRegionTrail is not True",
+        f"{lid}: KMSKeyId is not set",
+        f"{lid}: CloudWatchLogsLogGroupArn is not set",
+    ]

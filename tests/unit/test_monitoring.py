@@ -10,6 +10,7 @@ import pytest
 
 from govdr.compliance.template_checks import (
     alarm_action_findings,
+    monitoring_coverage_findings,
     resources,
     transport_tls_findings,
 )
@@ -229,3 +230,37 @@ def test_dashboard_shows_health_latency_storage_slots_efs_and_alarms(synth: Synt
     alarm_ids = [lid for lid, _ in resources(synth.raw("monitoring"), "AWS::CloudWatch::Alarm")]
     for lid in alarm_ids:
         assert lid in body
+
+
+def test_monitoring_coverage_check_and_its_failing_twins(synth: Synth) -> None:
+    monitoring = synth.raw("monitoring")
+    assert monitoring_coverage_findings(monitoring) == []
+    # Other templates define no alarms and are not judged.
+    assert monitoring_coverage_findings(synth.raw("database")) == []
+
+    no_cpu = copy.deepcopy(monitoring)
+    cpu = next(
+        lid
+        for lid, a in resources(no_cpu, "AWS::CloudWatch::Alarm")
+        if a["Properties"]["MetricName"] == "CPUUtilization"
+    )
+    del no_cpu["Resources"][cpu]
+    assert monitoring_coverage_findings(no_cpu) == [
+        "monitoring: no alarm on AWS/RDS CPUUtilization"
+    ]
+
+    weakened = copy.deepcopy(monitoring)
+    [(sub_id, sub)] = resources(weakened, "AWS::RDS::EventSubscription")
+    sub["Properties"]["EventCategories"].remove("failover")
+    for lid, _ in list(resources(weakened, "AWS::CloudWatch::Dashboard")):
+        del weakened["Resources"][lid]
+    for lid, _ in list(resources(weakened, "AWS::Events::Rule")):
+        del weakened["Resources"][lid]
+    assert monitoring_coverage_findings(weakened) == [
+        "monitoring: no dashboard",
+        f"monitoring: RDS event subscription rds-events-{TEST_SUFFIX} misses failover",
+        "monitoring: no EventBridge rule for RDS failover events",
+        "monitoring: no EventBridge rule for failed secret rotation",
+    ]
+    del weakened["Resources"][sub_id]
+    assert "monitoring: no RDS event subscription" in monitoring_coverage_findings(weakened)
