@@ -207,13 +207,23 @@ class GovdrChecks:
 
 
 def _all_template_paths(paths: list[str]) -> list[Path]:
-    """The root templates and, beside them, the nested-stack templates they reference."""
+    """The given root templates and the nested-stack templates of this synth.
+
+    Nested templates are taken from each root stack's asset manifest, which every synth
+    rewrites, not by listing the directory, which may hold templates of earlier synths.
+    """
     found: dict[str, Path] = {}
     for raw in paths:
-        path = Path(raw)
-        found[str(path)] = path
-        for nested in path.parent.glob("*.nested.template.json"):
-            found[str(nested)] = nested
+        root = Path(raw)
+        found[str(root)] = root
+        manifest = root.with_name(root.name.replace(".template.json", ".assets.json"))
+        if not manifest.is_file():
+            continue
+        for asset in json.loads(manifest.read_text()).get("files", {}).values():
+            source = str(asset.get("source", {}).get("path", ""))
+            if source.endswith(".nested.template.json"):
+                nested = root.parent / source
+                found[str(nested)] = nested
     return sorted(found.values())
 
 

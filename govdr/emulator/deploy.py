@@ -348,11 +348,19 @@ def leftovers(aws: Aws, suffix: str) -> dict[str, list[str]]:
             for b in aws.client("s3").list_buckets().get("Buckets", [])
             if b["Name"].startswith(f"tapstack{suffix}-")
         ],
-        "flow logs": [f["FlowLogId"] for f in ec2.describe_flow_logs()["FlowLogs"]],
     }
-    custom_vpcs = [v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"] if not v.get("IsDefault")]
-    if custom_vpcs:
-        scope = [{"Name": "vpc-id", "Values": custom_vpcs}]
+    own_vpcs = [
+        v["VpcId"]
+        for v in ec2.describe_vpcs()["Vpcs"]
+        if any(t["Key"] == "Name" and suffix in t["Value"] for t in v.get("Tags", []))
+    ]
+    inventory["flow logs"] = [
+        f["FlowLogId"]
+        for f in ec2.describe_flow_logs()["FlowLogs"]
+        if f.get("ResourceId") in own_vpcs or suffix in str(f.get("LogGroupName", ""))
+    ]
+    if own_vpcs:
+        scope = [{"Name": "vpc-id", "Values": own_vpcs}]
         inventory["subnets"] = [
             s["SubnetId"] for s in ec2.describe_subnets(Filters=scope)["Subnets"]
         ]

@@ -414,3 +414,23 @@ def _iam_policy_teardown() -> None:
             backend.delete_policy(self.arn)
 
     ManagedPolicy.delete = delete  # type: ignore[attr-defined]
+
+
+@_fix(
+    "change-set-outputs",
+    "ExecuteChangeSet (the path `cdk deploy` takes) creates the resources but keeps the "
+    "outputs of the empty template the change set started from, so the stack has no outputs",
+)
+def _change_set_outputs() -> None:
+    from moto.cloudformation.models import CloudFormationBackend
+
+    original = CloudFormationBackend.execute_change_set
+
+    def execute(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
+        original(self, change_set_name, stack_name)
+        for stack in self.stacks.values():
+            if stack.template and not stack.template_dict:
+                stack._parse_template()
+                stack.output_map = stack._create_output_map()
+
+    CloudFormationBackend.execute_change_set = execute

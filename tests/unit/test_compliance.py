@@ -164,3 +164,23 @@ def test_plaintext_secret_check_and_its_failing_twins(synth: Synth) -> None:
         f"{lid}: literal value in MasterUserPassword",
         f"{lid}: credential-like value in Value",
     ]
+
+
+def test_own_checks_read_only_the_templates_of_this_synth(synth: Synth, tmp_path: Path) -> None:
+    from govdr.compliance.gate import _all_template_paths
+
+    for path in [*synth.template_files(), *synth.outdir.glob("*.assets.json")]:
+        (tmp_path / path.name).write_text(path.read_text())
+    # A nested template left behind by an earlier synth (another suffix) must not be judged.
+    (tmp_path / "TapStackoldNetworkABCDEF12.nested.template.json").write_text(
+        json.dumps(
+            {
+                "Resources": {
+                    "Old": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "alarms-old"}}
+                }
+            }
+        )
+    )
+    root = tmp_path / f"{synth.config.stack_name}.template.json"
+    found = {p.name for p in _all_template_paths([str(root)])}
+    assert found == {p.name for p in synth.template_files()}

@@ -28,6 +28,7 @@ PROVEN_BY = {
     "efs-access-point-ref": "test_file_system_policy_and_access_point_read_back",
     "ec2-network-teardown": "test_teardown_leaves_nothing_behind",
     "iam-managed-policy-teardown": "test_teardown_leaves_nothing_behind",
+    "change-set-outputs": "test_change_set_execution_keeps_the_outputs",
 }
 
 
@@ -191,6 +192,26 @@ def test_failed_create_names_the_failing_resource() -> None:
     assert "stack Broken is CREATE_FAILED" in message
     assert "Broken (AWS::RDS::DBInstance)" in message
     assert "not-an-engine" in message
+
+
+def test_change_set_execution_keeps_the_outputs() -> None:
+    install()
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "cs"}}},
+        "Outputs": {"TopicArn": {"Value": {"Ref": "Topic"}}},
+    }
+    with mock_aws():
+        cfn = deploy.Aws(None).client("cloudformation")
+        cfn.create_change_set(
+            StackName="ChangeSetStack",
+            ChangeSetName="first",
+            ChangeSetType="CREATE",
+            TemplateBody=json.dumps(template),
+        )
+        cfn.execute_change_set(ChangeSetName="first", StackName="ChangeSetStack")
+        [stack] = cfn.describe_stacks(StackName="ChangeSetStack")["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert stack["Outputs"][0]["OutputValue"].endswith(":cs")
 
 
 def test_publish_without_a_synth_is_a_clear_error(tmp_path: Any) -> None:
