@@ -1,0 +1,162 @@
+"""The transaction-log archive: a directory of immutable, LSN-ordered segment files.
+
+A segment holds whole committed transactions, one JSON object per line, in commit order:
+``{"xid", "lsn", "end_lsn", "commit_time", "changes": [...]}`` (``changes`` are wal2json
+format-2 records). Its name carries the range it covers, so the archive can be listed, searched
+by time and resumed without opening a file::
+
+    <first end LSN:016X>-<last end LSN:016X>_<first commit time>_<last commit time>.jsonl
+
+A segment becomes visible only complete and on disk: written to a temporary name, fsynced,
+renamed, and the directory fsynced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SEGMENT_RE = re.compile(
+    r"^(?P<first>[0-9A-F]{16})-(?P<last>[0-9A-F]{16})_(?P<t0>\d{8}T\d{12}Z)_(?P<t1>\d{8}T\d{12}Z)\.jsonl$"
+)
+TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
+
+
+class ArchiveError(RuntimeError):
+    """The archive cannot be read or written; the message says what to fix."""
+
+
+def parse_lsn(text: str) -> int:
+    """``'16/B374D848'`` -> integer position."""
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def format_lsn(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+def parse_commit_time(text: str) -> datetime:
+    """wal2json's ``2026-11-22 00:39:12.710667+00`` as an aware datetime."""
+    stamp = datetime.fromisoformat(text.replace(" ", "T"))
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+@dataclass
+class Transaction:
+    """One committed transaction; ``changes`` are wal2json records as received (bytes)."""
+
+    xid: int
+    lsn: str
+    end_lsn: int
+    commit_time: str
+    changes: list[bytes]
+
+    def to_line(self) -> bytes:
+        head = json.dumps(
+            {
+                "xid": self.xid,
+                "lsn": self.lsn,
+                "end_lsn": self.end_lsn,
+                "commit_time": self.commit_time,
+            },
+            separators=(",", ":"),
+        ).encode()
+        return head[:-1] + b',"changes":[' + b",".join(self.changes) + b"]}\n"
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: Path
+    first_end_lsn: int
+    last_end_lsn: int
+    first_commit: datetime
+    last_commit: datetime
+
+    @classmethod
+    def from_path(cls, path: Path) -> Segment | None:
+        match = SEGMENT_RE.match(path.name)
+        if not match:
+            return None
+        return cls(
+            path=path,
+            first_end_lsn=int(match["first"], 16),
+            last_end_lsn=int(match["last"], 16),
+            first_commit=datetime.strptime(match["t0"], TIME_FORMAT).replace(tzinfo=UTC),
+            last_commit=datetime.strptime(match["t1"], TIME_FORMAT).replace(tzinfo=UTC),
+        )
+
+    def transactions(self) -> Iterator[dict[str, Any]]:
+        with self.path.open("rb") as handle:
+            for line in handle:
+                yield json.loads(line)
+
+
+class Archive:
+    """A directory of segments; the highest end LSN in it is what the archive has."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def check_writable(self) -> None:
+        if not self.directory.is_dir():
+            raise ArchiveError(
+                f"archive directory {self.directory} does not exist; create it or mount the "
+                "EFS access point there"
+            )
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise ArchiveError(
+                f"archive directory {self.directory} is not writable by uid {os.getuid()}; "
+                "nothing was archived and the replication slot was not advanced"
+            )
+
+    def segments(self) -> list[Segment]:
+        if not self.directory.is_dir():
+            return []
+        found = (Segment.from_path(p) for p in self.directory.iterdir())
+        return sorted((s for s in found if s is not None), key=lambda s: s.first_end_lsn)
+
+    def highest_end_lsn(self) -> int:
+        segments = self.segments()
+        return segments[-1].last_end_lsn if segments else 0
+
+    def write_segment(self, transactions: list[Transaction]) -> Segment:
+        """Write whole transactions durably; return the new segment."""
+        if not transactions:
+            raise ValueError("a segment holds at least one transaction")
+        first, last = transactions[0], transactions[-1]
+        t0 = parse_commit_time(first.commit_time).strftime(TIME_FORMAT)
+        t1 = parse_commit_time(last.commit_time).strftime(TIME_FORMAT)
+        name = f"{first.end_lsn:016X}-{last.end_lsn:016X}_{t0}_{t1}.jsonl"
+        final = self.directory / name
+        temporary = self.directory / f".{name}.tmp"
+        try:
+            with temporary.open("wb") as handle:
+                handle.write(b"".join(txn.to_line() for txn in transactions))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(temporary, final)
+            directory = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise ArchiveError(
+                f"cannot write segment {name} to {self.directory}: {exc.strerror or exc}; "
+                "nothing was acknowledged, so the replication slot was not advanced"
+            ) from exc
+        segment = Segment.from_path(final)
+        assert segment is not None
+        return segment
+
+    def transactions(self) -> Iterator[dict[str, Any]]:
+        for segment in self.segments():
+            yield from segment.transactions()

@@ -1,0 +1,207 @@
+"""Stream committed transactions from a logical replication slot into the archive.
+
+Exactly once, by construction:
+
+1. changes arrive over the streaming replication protocol (wal2json, format 2) and are
+   grouped into whole transactions; a transaction without its COMMIT is never written;
+2. a batch of whole transactions is written as one segment: temporary file, fsync, rename,
+   directory fsync (:meth:`Archive.write_segment`);
+3. **only then** is the last archived commit's end LSN acknowledged to the server, so the slot
+   never moves past anything that is not on disk;
+4. after a restart or a reconnect the server redelivers from the slot's confirmed position;
+   every transaction whose end LSN is at or below the highest archived one is dropped.
+
+A crash between 2 and 3 redelivers the batch, and step 4 drops it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.txlog_archiver.archive import Archive, ArchiveError, Transaction, parse_lsn
+
+LOG = logging.getLogger(__name__)
+
+PLUGIN = "wal2json"
+OPTIONS = {
+    "format-version": "2",
+    "include-xids": "1",
+    "include-timestamp": "1",
+    "include-lsn": "1",
+}
+DEFAULT_BATCH_TRANSACTIONS = 5000
+DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class RunStats:
+    transactions: int = 0
+    bytes: int = 0
+    segments: int = 0
+    skipped: int = 0
+    reconnects: int = 0
+    last_commit_time: str | None = None
+    last_end_lsn: int = 0
+    stopped_by: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def ensure_slot(cursor: Any, slot: str) -> bool:
+    """Create the logical slot unless it exists; return whether it was created."""
+    cursor.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    if cursor.fetchone():
+        return False
+    cursor.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (slot, PLUGIN))
+    return True
+
+
+class Archiver:
+    """One run: drain the slot until idle, the deadline, or an error.
+
+    ``connect_sql`` opens an ordinary connection (slot management); ``connect_replication``
+    opens a psycopg2 LogicalReplicationConnection.
+    """
+
+    def __init__(
+        self,
+        *,
+        archive: Archive,
+        slot: str,
+        connect_sql: Callable[[], Any],
+        connect_replication: Callable[[], Any],
+        batch_transactions: int = DEFAULT_BATCH_TRANSACTIONS,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        idle_seconds: float = 1.0,
+        deadline: float | None = None,
+        max_reconnects: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.archive = archive
+        self.slot = slot
+        self.connect_sql = connect_sql
+        self.connect_replication = connect_replication
+        self.batch_transactions = batch_transactions
+        self.batch_bytes = batch_bytes
+        self.idle_seconds = idle_seconds
+        self.deadline = deadline
+        self.max_reconnects = max_reconnects
+        self.clock = clock
+        self.stats = RunStats()
+        self._pending: list[Transaction] = []
+        self._pending_bytes = 0
+        self._highest = 0
+
+    def prepare(self) -> None:
+        """Check the archive, create the slot if needed, and learn what is archived."""
+        self.archive.check_writable()
+        conn = self.connect_sql()
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                ensure_slot(cursor, self.slot)
+        finally:
+            conn.close()
+        self._highest = self.archive.highest_end_lsn()
+
+    def run(self) -> RunStats:
+        import psycopg2
+
+        self.prepare()
+        attempts = 0
+        while True:
+            try:
+                self._stream()
+                return self.stats
+            except (psycopg2.DatabaseError, psycopg2.InterfaceError) as exc:
+                # A failover or restart drops the connection: keep what is complete, resume.
+                self._flush(cursor=None)
+                attempts += 1
+                self.stats.reconnects += 1
+                if attempts > self.max_reconnects or self._past_deadline():
+                    raise
+                LOG.warning("replication connection lost (%s); reconnecting", exc)
+                time.sleep(min(0.2 * attempts, 2.0))
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and self.clock() >= self.deadline
+
+    def _stream(self) -> None:
+        conn = self.connect_replication()
+        cursor = conn.cursor()
+        try:
+            cursor.start_replication(slot_name=self.slot, decode=False, options=OPTIONS)
+            # Acknowledge what is archived, so redelivery starts as late as possible.
+            if self._highest:
+                cursor.send_feedback(flush_lsn=self._highest, force=True)
+            current: Transaction | None = None
+            last_message = self.clock()
+            while True:
+                if self._past_deadline():
+                    self.stats.stopped_by = "deadline"
+                    break
+                message = cursor.read_message()
+                if message is None:
+                    if self._pending:
+                        self._flush(cursor)
+                    if self.clock() - last_message >= self.idle_seconds:
+                        self.stats.stopped_by = "idle"
+                        break
+                    select.select([conn], [], [], min(0.2, self.idle_seconds))
+                    continue
+                last_message = self.clock()
+                payload: bytes = message.payload
+                action = payload[11:12]
+                if action == b"B":
+                    record = json.loads(payload)
+                    current = Transaction(record["xid"], "", 0, record["timestamp"], [])
+                elif action == b"C":
+                    if current is None:
+                        continue
+                    record = json.loads(payload)
+                    end_lsn = parse_lsn(record["nextlsn"])
+                    if end_lsn <= self._highest:
+                        self.stats.skipped += 1
+                    else:
+                        current.lsn = record["lsn"]
+                        current.end_lsn = end_lsn
+                        current.commit_time = record["timestamp"]
+                        self._pending.append(current)
+                        if (
+                            len(self._pending) >= self.batch_transactions
+                            or self._pending_bytes >= self.batch_bytes
+                        ):
+                            self._flush(cursor)
+                    current = None
+                elif current is not None:
+                    current.changes.append(payload)
+                    self._pending_bytes += len(payload)
+            # A transaction without its COMMIT is dropped here and redelivered next run.
+            self._flush(cursor)
+            if self._highest:
+                cursor.send_feedback(flush_lsn=self._highest, force=True)
+        finally:
+            conn.close()
+
+    def _flush(self, cursor: Any) -> None:
+        if not self._pending:
+            return
+        segment = self.archive.write_segment(self._pending)
+        self.stats.transactions += len(self._pending)
+        self.stats.bytes += self._pending_bytes
+        self.stats.segments += 1
+        self.stats.last_commit_time = self._pending[-1].commit_time
+        self._highest = segment.last_end_lsn
+        self.stats.last_end_lsn = self._highest
+        self._pending = []
+        self._pending_bytes = 0
+        if cursor is not None:
+            cursor.send_feedback(flush_lsn=self._highest, force=True)
+
+
+__all__ = ["ArchiveError", "Archiver", "RunStats", "ensure_slot"]

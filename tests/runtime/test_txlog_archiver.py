@@ -1,0 +1,267 @@
+"""The transaction-log archiver against a real PostgreSQL 15 with wal2json."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extras
+import pytest
+
+from runtime.txlog_archiver.archive import Archive, ArchiveError, format_lsn, parse_lsn
+from runtime.txlog_archiver.archiver import Archiver, ensure_slot
+from tests.conftest import ROOT
+from tests.runtime.conftest import Postgres
+
+SLOT = "govdr_txlog"
+WITNESS = "witness"
+
+
+class Db:
+    """A fresh database with the archiver's slot and a witness slot created at one point."""
+
+    def __init__(self, postgres: Postgres) -> None:
+        self.pg = postgres
+        self.name = f"t_{uuid.uuid4().hex[:10]}"
+        postgres.psql(f"CREATE DATABASE {self.name}")
+        self.dsn = postgres.dsn(self.name)
+
+    def sql(self, statement: str) -> str:
+        return self.pg.psql(statement, self.name)
+
+    def create_slots(self) -> None:
+        conn = psycopg2.connect(self.dsn)
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            assert ensure_slot(cursor, SLOT) is True
+            assert ensure_slot(cursor, SLOT) is False  # idempotent
+            cursor.execute(
+                "SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (WITNESS,)
+            )
+        conn.close()
+
+    def witness_xids(self) -> list[int]:
+        rows = self.sql(
+            f"SELECT data FROM pg_logical_slot_peek_changes('{WITNESS}', NULL, NULL) "
+            "WHERE data LIKE 'COMMIT %'"
+        )
+        return [int(line.split()[1]) for line in rows.splitlines() if line]
+
+    def confirmed_flush(self) -> str:
+        return self.sql(
+            f"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+        )
+
+    def archiver(self, directory: Path, **kwargs: object) -> Archiver:
+        return Archiver(
+            archive=Archive(directory),
+            slot=SLOT,
+            connect_sql=lambda: psycopg2.connect(self.dsn),
+            connect_replication=lambda: psycopg2.connect(
+                self.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+            ),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def drop(self) -> None:
+        for slot in (SLOT, WITNESS):
+            self.sql(
+                f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                f"WHERE slot_name = '{slot}' AND database = '{self.name}'"
+            )
+        self.pg.psql(f"DROP DATABASE {self.name}")
+
+
+@pytest.fixture
+def db(postgres: Postgres) -> Iterator[Db]:
+    database = Db(postgres)
+    database.sql("CREATE TABLE ledger (id bigserial PRIMARY KEY, note text)")
+    yield database
+    database.drop()
+
+
+def archived_xids(directory: Path) -> list[int]:
+    return [txn["xid"] for txn in Archive(directory).transactions()]
+
+
+def test_lsn_round_trip() -> None:
+    for text in ("0/0", "0/1527E98", "16/B374D848", "FFFFFFFF/FFFFFFFF"):
+        assert format_lsn(parse_lsn(text)) == text
+
+
+def test_every_committed_transaction_exactly_once_in_commit_order(db: Db, tmp_path: Path) -> None:
+    db.pg.pgbench("-i", "-s", "1", "-q", dbname=db.name)
+    db.create_slots()
+    db.sql("BEGIN; INSERT INTO ledger(note) VALUES ('rolled-back-marker'); ROLLBACK;")
+    db.pg.pgbench("-n", "-c", "2", "-j", "2", "-t", "300", dbname=db.name)
+    db.sql("INSERT INTO ledger(note) VALUES ('committed-marker')")
+
+    stats = db.archiver(tmp_path, batch_transactions=100, idle_seconds=0.5).run()
+
+    expected = db.witness_xids()
+    assert len(expected) == 601
+    assert archived_xids(tmp_path) == expected
+    assert stats.transactions == 601
+    assert stats.segments >= 7
+    text = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"committed-marker" in text
+    assert b"rolled-back-marker" not in text
+    # The slot was acknowledged up to the last archived commit, and not beyond.
+    assert parse_lsn(db.confirmed_flush()) == Archive(tmp_path).highest_end_lsn()
+    # Nothing new: a second run archives nothing and drops nothing.
+    again = db.archiver(tmp_path, idle_seconds=0.3).run()
+    assert (again.transactions, again.skipped) == (0, 0)
+
+
+def _run_cli(db: Db, directory: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runtime.txlog_archiver",
+            "--dsn",
+            db.dsn,
+            "--dir",
+            str(directory),
+            "--slot",
+            SLOT,
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_kill_minus_9_at_ten_random_points_loses_and_duplicates_nothing(
+    db: Db, tmp_path: Path
+) -> None:
+    db.pg.pgbench("-i", "-s", "1", "-q", dbname=db.name)
+    db.create_slots()
+    load = threading.Thread(
+        target=db.pg.pgbench,
+        args=("-n", "-c", "2", "-j", "2", "-t", "1500"),
+        kwargs={"dbname": db.name},
+    )
+    load.start()
+    rng = random.Random(20261122)
+    kills = 0
+    while kills < 10:
+        proc = _run_cli(db, tmp_path, "--batch", "40", "--idle", "5")
+        time.sleep(rng.uniform(0.4, 1.5))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+    load.join()
+    final = _run_cli(db, tmp_path, "--batch", "40", "--idle", "1")
+    _out, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()
+    expected = db.witness_xids()
+    assert len(expected) == 3000
+    got = archived_xids(tmp_path)
+    assert len(got) == len(set(got)), "duplicated transactions"
+    assert got == expected, "lost or reordered transactions"
+    # No temporary file survives as a segment, and leftovers are only hidden temporaries.
+    assert all(p.name.endswith(".jsonl") or p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_postgres_restart_mid_run_resumes_with_nothing_lost(db: Db, tmp_path: Path) -> None:
+    db.create_slots()
+    for i in range(4):
+        db.sql(f"INSERT INTO ledger(note) VALUES ('before-{i}')")
+    db.sql("INSERT INTO ledger(note) SELECT 'bulk-' || g FROM generate_series(1, 10) g")
+    archiver = db.archiver(tmp_path, batch_transactions=1, idle_seconds=6.0)
+    result: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: result.update(stats=archiver.run()))
+    runner.start()
+    time.sleep(1.0)
+    db.pg.restart()
+    for i in range(20):
+        db.sql(f"INSERT INTO ledger(note) VALUES ('after-restart-{i}')")
+    runner.join(timeout=120)
+    assert not runner.is_alive()
+    stats = result["stats"]
+    assert stats.reconnects >= 1  # type: ignore[attr-defined]
+    assert archived_xids(tmp_path) == db.witness_xids()
+    assert len(archived_xids(tmp_path)) == 4 + 1 + 20
+
+
+def test_a_transaction_larger_than_a_batch_stays_whole(db: Db, tmp_path: Path) -> None:
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) SELECT repeat('x', 200) FROM generate_series(1, 20000)")
+    stats = db.archiver(
+        tmp_path, batch_transactions=2, batch_bytes=64 * 1024, idle_seconds=0.5
+    ).run()
+    [txn] = list(Archive(tmp_path).transactions())
+    assert len(txn["changes"]) == 20000
+    assert stats.transactions == 1
+
+
+def test_an_empty_slot_archives_nothing(db: Db, tmp_path: Path) -> None:
+    db.create_slots()
+    before = db.confirmed_flush()
+    stats = db.archiver(tmp_path, idle_seconds=0.3).run()
+    assert (stats.transactions, stats.segments, stats.stopped_by) == (0, 0, "idle")
+    assert list(tmp_path.iterdir()) == []
+    assert db.confirmed_flush() == before
+
+
+def test_read_only_archive_is_a_clear_error_and_the_slot_stays(db: Db, tmp_path: Path) -> None:
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    # A read-only mount: refused even to root, as an EFS mount without write access would be.
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(readonly)], check=True
+    )
+    try:
+        db.create_slots()
+        db.sql("INSERT INTO ledger(note) VALUES ('pending')")
+        before = db.confirmed_flush()
+        proc = _run_cli(db, readonly, "--idle", "0.5")
+        _, err = proc.communicate(timeout=120)
+        message = err.decode()
+        assert proc.returncode == 2, message
+        assert "is not writable" in message
+        assert "replication slot was not advanced" in message
+        assert "Traceback" not in message
+        assert db.confirmed_flush() == before
+    finally:
+        subprocess.run(["umount", str(readonly)], check=False)
+
+
+def test_full_archive_is_a_clear_error_and_the_slot_stays(db: Db, tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
+    try:
+        db.create_slots()
+        db.sql("INSERT INTO ledger(note) SELECT repeat('y', 500) FROM generate_series(1, 2000)")
+        before = db.confirmed_flush()
+        with pytest.raises(ArchiveError, match="No space left on device"):
+            db.archiver(full, idle_seconds=0.5).run()
+        assert db.confirmed_flush() == before
+        assert [p for p in full.iterdir() if not p.name.startswith(".")] == []
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
+
+
+def test_cli_prints_the_run_as_json(db: Db, tmp_path: Path) -> None:
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('one')")
+    proc = _run_cli(db, tmp_path, "--idle", "0.5")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    stats = json.loads(out)
+    assert stats["transactions"] == 1
+    assert stats["stopped_by"] == "idle"
