@@ -1,0 +1,182 @@
+"""``govdr``: operator commands for the DR platform.
+
+    govdr txlog list    --dir DIR [--from TIME] [--to TIME] [--json]
+    govdr txlog show    --dir DIR --table SCHEMA.TABLE [--from TIME] [--to TIME] [--json]
+    govdr txlog replay  --dir DIR --target-dsn DSN (--start-lsn LSN | --start-time TIME)
+                        --until TIME [--json]
+
+TIME is ISO 8601 with a zone (2026-11-22T08:00:00+00:00); LSN is PostgreSQL's X/Y form.
+The target DSN names no password: libpq reads it from PGPASSWORD or ~/.pgpass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
+from runtime.txlog_archiver.replay import (
+    Window,
+    changes_to_table,
+    describe_segment,
+    replay,
+    segments_between,
+)
+
+
+class UsageError(ValueError):
+    """Bad input; the message says what was wrong and what is allowed."""
+
+
+def _time(value: str | None, flag: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"{flag} {value!r} is not an ISO 8601 time; use e.g. 2026-11-22T08:00:00+00:00"
+        ) from None
+    if parsed.tzinfo is None:
+        raise UsageError(f"{flag} {value!r} has no time zone; add one, e.g. +00:00")
+    return parsed
+
+
+def _lsn(value: str | None) -> int:
+    if value is None:
+        return 0
+    try:
+        return parse_lsn(value)
+    except ValueError:
+        raise UsageError(
+            f"--start-lsn {value!r} is not an LSN; use PostgreSQL's X/Y form, e.g. 0/1527E98"
+        ) from None
+
+
+def _archive(directory: Path) -> Archive:
+    if not directory.is_dir():
+        raise UsageError(
+            f"--dir {directory} is not a directory; point it at the archive (EFS mount)"
+        )
+    return Archive(directory)
+
+
+def cmd_list(args: argparse.Namespace) -> list[dict[str, Any]]:
+    archive = _archive(args.dir)
+    return [
+        describe_segment(s)
+        for s in segments_between(archive, _time(args.start, "--from"), _time(args.end, "--to"))
+    ]
+
+
+def cmd_show(args: argparse.Namespace) -> list[dict[str, Any]]:
+    archive = _archive(args.dir)
+    window = Window(start_time=_time(args.start, "--from"), until=_time(args.end, "--to"))
+    return [
+        {"xid": txn["xid"], "commit_time": txn["commit_time"], "change": change}
+        for txn, change in changes_to_table(archive, args.table, window)
+    ]
+
+
+def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
+    import psycopg2
+
+    archive = _archive(args.dir)
+    if (args.start_lsn is None) == (args.start_time is None):
+        raise UsageError(
+            "give exactly one of --start-lsn and --start-time (where the restore ends)"
+        )
+    window = Window(
+        start_lsn=_lsn(args.start_lsn),
+        start_time=_time(args.start_time, "--start-time"),
+        until=_time(args.until, "--until"),
+    )
+    try:
+        connection = psycopg2.connect(args.target_dsn)
+    except psycopg2.Error as exc:
+        raise UsageError(f"cannot connect to the target database: {str(exc).strip()}") from None
+    try:
+        result = replay(
+            archive,
+            connection,
+            window,
+            progress=lambda n, at: print(f"applied {n} transactions (up to {at})", file=sys.stderr),
+        )
+    finally:
+        connection.close()
+    return {
+        "applied": result.applied,
+        "skipped_already_applied": result.skipped,
+        "last_end_lsn": result.last_end_lsn,
+        "last_commit_time": result.last_commit_time,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="govdr", description="Operator commands for govdr.")
+    groups = parser.add_subparsers(dest="group", required=True)
+    txlog = groups.add_parser("txlog", help="the transaction-log archive on EFS")
+    commands = txlog.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dir", type=Path, required=True, help="archive directory")
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+    listing = commands.add_parser("list", help="segments overlapping a time range")
+    common(listing)
+    listing.add_argument("--from", dest="start")
+    listing.add_argument("--to", dest="end")
+    listing.set_defaults(func=cmd_list)
+
+    show = commands.add_parser("show", help="changes to one table between two times")
+    common(show)
+    show.add_argument("--table", required=True, help="schema.table (schema defaults to public)")
+    show.add_argument("--from", dest="start")
+    show.add_argument("--to", dest="end")
+    show.set_defaults(func=cmd_show)
+
+    rep = commands.add_parser("replay", help="apply archived changes to a restored database")
+    common(rep)
+    rep.add_argument("--target-dsn", required=True, help="libpq DSN of the restored database")
+    rep.add_argument("--start-lsn", help="end LSN covered by the restore (X/Y)")
+    rep.add_argument("--start-time", help="time covered by the restore (ISO 8601)")
+    rep.add_argument("--until", required=True, help="replay commits up to this time (inclusive)")
+    rep.set_defaults(func=cmd_replay)
+    return parser
+
+
+def _render(result: Any) -> str:
+    if isinstance(result, dict):
+        return "\n".join(f"{k}: {v}" for k, v in result.items())
+    lines = []
+    for row in result:
+        if "file" in row:
+            lines.append(
+                f"{row['file']}  {row['first_commit']} .. {row['last_commit']}  {row['bytes']} B"
+            )
+        else:
+            change = row["change"]
+            lines.append(
+                f"{row['commit_time']}  xid {row['xid']}  {change['action']} "
+                f"{change.get('schema')}.{change.get('table')}"
+            )
+    return "\n".join(lines) if lines else "(nothing in that range)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except (UsageError, ArchiveError) as exc:
+        print(f"govdr: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, default=str, indent=2) if args.json else _render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""The operator CLI rejects bad input with one clear line (no PostgreSQL needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from govdr.cli.main import main
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["txlog", "list", "--dir", "/nonexistent/archive"], "is not a directory"),
+        (["txlog", "list", "--dir", "{tmp}", "--from", "yesterday"], "is not an ISO 8601 time"),
+        (["txlog", "list", "--dir", "{tmp}", "--to", "2026-11-22T08:00:00"], "has no time zone"),
+        (
+            [
+                "txlog",
+                "replay",
+                "--dir",
+                "{tmp}",
+                "--target-dsn",
+                "host=/x",
+                "--until",
+                "2026-11-22T08:00:00+00:00",
+            ],
+            "exactly one of --start-lsn and --start-time",
+        ),
+        (
+            [
+                "txlog",
+                "replay",
+                "--dir",
+                "{tmp}",
+                "--target-dsn",
+                "host=/x",
+                "--start-lsn",
+                "zz",
+                "--until",
+                "2026-11-22T08:00:00+00:00",
+            ],
+            "is not an LSN",
+        ),
+        (
+            [
+                "txlog",
+                "replay",
+                "--dir",
+                "{tmp}",
+                "--target-dsn",
+                "host=/nonexistent port=1",
+                "--start-lsn",
+                "0/0",
+                "--until",
+                "2026-11-22T08:00:00+00:00",
+            ],
+            "cannot connect to the target database",
+        ),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    args: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert err.startswith("govdr: ")
+    assert "Traceback" not in err
+
+
+def test_empty_archive_lists_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["txlog", "list", "--dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == "(nothing in that range)"
