@@ -144,7 +144,7 @@ def replay(
     """Apply the window's transactions to ``connection`` exactly once, in commit order."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS {BOOKKEEPING} "  # noqa: S608 - constant name
+            f"CREATE TABLE IF NOT EXISTS {BOOKKEEPING} "
             "(id int PRIMARY KEY CHECK (id = 1), last_end_lsn bigint NOT NULL, "
             "last_commit_time text)"
         )
@@ -164,7 +164,8 @@ def replay(
             cursor.execute(
                 f"INSERT INTO {BOOKKEEPING} (id, last_end_lsn, last_commit_time) "  # noqa: S608
                 "VALUES (1, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                "last_end_lsn = EXCLUDED.last_end_lsn, last_commit_time = EXCLUDED.last_commit_time",
+                "last_end_lsn = EXCLUDED.last_end_lsn, "
+                "last_commit_time = EXCLUDED.last_commit_time",
                 (txn["end_lsn"], txn["commit_time"]),
             )
         connection.commit()
