@@ -19,7 +19,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .PHONY: help install synth test lint format compliance outputs deploy destroy lock clean \
-	deploy-local destroy-local emulator-stop integ
+	deploy-local destroy-local emulator-stop integ bench-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test: install lint ## lint, then the whole test suite (coverage of govdr/ >= 90 
 
 compliance: install ## regenerate docs/compliance/fedramp-moderate.{md,json} from a synth
 	$(PY) -m govdr.compliance.matrix --out docs/compliance
+
+bench-archive: install ## archiver vs pg_recvlogical on 200,000 pgbench transactions -> bench/results/archive.json
+	$(PY) bench/archive_bench.py
 
 lint: install ## ruff (lint + format check) and mypy
 	$(PY) -m ruff check .

@@ -42,6 +42,8 @@ PARAMETERS = {
     "pgaudit.role": "rds_pgaudit",
     "log_connections": "1",
     "log_disconnections": "1",
+    # Commit times of the newest transaction, for the archive-lag metric (static).
+    "track_commit_timestamp": "1",
 }
 LOG_EXPORTS = ("postgresql", "upgrade")
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from runtime.txlog_archiver.archive import Archive, ArchiveError
+from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=1.0, help="stop after this many idle seconds")
     parser.add_argument("--max-seconds", type=float, default=None)
     parser.add_argument("--batch", type=int, default=5000, help="transactions per segment")
+    parser.add_argument(
+        "--stop-lsn", default=None, help="stop once a commit ending at or after this LSN (X/Y)"
+    )
     args = parser.parse_args(argv)
 
     import psycopg2
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_transactions=args.batch,
         idle_seconds=args.idle,
         deadline=time.monotonic() + args.max_seconds if args.max_seconds else None,
+        stop_lsn=parse_lsn(args.stop_lsn) if args.stop_lsn else None,
     )
     try:
         stats = archiver.run()

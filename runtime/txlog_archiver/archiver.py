@@ -16,8 +16,8 @@ A crash between 2 and 3 redelivers the batch, and step 4 drops it.
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import select
 import time
 from collections.abc import Callable
@@ -37,6 +37,26 @@ OPTIONS = {
 }
 DEFAULT_BATCH_TRANSACTIONS = 5000
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
+QUIET_SECONDS = 0.25
+_BEGIN, _COMMIT = ord("B"), ord("C")
+
+
+_COMMIT_FIELDS = re.compile(
+    rb'"timestamp":"(?P<ts>[^"]*)","lsn":"(?P<lsn>[^"]*)","nextlsn":"(?P<next>[^"]*)"'
+)
+
+
+def _commit_fields(payload: bytes) -> tuple[str, str, str]:
+    """(commit time, commit LSN, end LSN) of a wal2json COMMIT record, without full parsing."""
+    match = _COMMIT_FIELDS.search(payload)
+    if match is None:
+        raise ValueError(f"unexpected wal2json COMMIT record: {payload[:200]!r}")
+    return match["ts"].decode(), match["lsn"].decode(), match["next"].decode()
+
+
+def _xid(payload: bytes) -> int:
+    start = payload.index(b'"xid":') + 6
+    return int(payload[start : payload.index(b",", start)])
 
 
 @dataclass
@@ -80,6 +100,7 @@ class Archiver:
         idle_seconds: float = 1.0,
         deadline: float | None = None,
         max_reconnects: int = 30,
+        stop_lsn: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.archive = archive
@@ -91,6 +112,7 @@ class Archiver:
         self.idle_seconds = idle_seconds
         self.deadline = deadline
         self.max_reconnects = max_reconnects
+        self.stop_lsn = stop_lsn
         self.clock = clock
         self.stats = RunStats()
         self._pending: list[Transaction] = []
@@ -140,44 +162,60 @@ class Archiver:
             if self._highest:
                 cursor.send_feedback(flush_lsn=self._highest, force=True)
             current: Transaction | None = None
+            # The hot loop touches locals only: it runs once per decoded change.
+            read = cursor.read_message
+            pending = self._pending
+            batch_transactions, batch_bytes = self.batch_transactions, self.batch_bytes
+            stop_lsn = self.stop_lsn
             last_message = self.clock()
+            received = False
             while True:
-                if self._past_deadline():
-                    self.stats.stopped_by = "deadline"
-                    break
-                message = cursor.read_message()
+                message = read()
                 if message is None:
-                    if self._pending:
-                        self._flush(cursor)
+                    if received:
+                        last_message = self.clock()
+                        received = False
+                    if self._past_deadline():
+                        self.stats.stopped_by = "deadline"
+                        break
+                    if stop_lsn is not None and current is None and cursor.wal_end >= stop_lsn:
+                        # The server has sent everything up to the stop position.
+                        self.stats.stopped_by = "stop_lsn"
+                        break
+                    readable, _, _ = select.select([conn], [], [], QUIET_SECONDS)
+                    if readable:
+                        continue
+                    # Quiet for a moment: make what is pending durable now (keeps lag low
+                    # without writing a segment per network read).
+                    self._flush(cursor)
                     if self.clock() - last_message >= self.idle_seconds:
                         self.stats.stopped_by = "idle"
                         break
-                    select.select([conn], [], [], min(0.2, self.idle_seconds))
                     continue
-                last_message = self.clock()
+                received = True
                 payload: bytes = message.payload
-                action = payload[11:12]
-                if action == b"B":
-                    record = json.loads(payload)
-                    current = Transaction(record["xid"], "", 0, record["timestamp"], [])
-                elif action == b"C":
+                action = payload[11]
+                if action == _BEGIN:
+                    current = Transaction(_xid(payload), "", 0, "", [])
+                elif action == _COMMIT:
                     if current is None:
                         continue
-                    record = json.loads(payload)
-                    end_lsn = parse_lsn(record["nextlsn"])
+                    commit_time, commit_lsn, next_lsn = _commit_fields(payload)
+                    end_lsn = parse_lsn(next_lsn)
                     if end_lsn <= self._highest:
                         self.stats.skipped += 1
                     else:
-                        current.lsn = record["lsn"]
+                        current.lsn = commit_lsn
                         current.end_lsn = end_lsn
-                        current.commit_time = record["timestamp"]
-                        self._pending.append(current)
-                        if (
-                            len(self._pending) >= self.batch_transactions
-                            or self._pending_bytes >= self.batch_bytes
-                        ):
+                        current.commit_time = commit_time
+                        pending.append(current)
+                        if len(pending) >= batch_transactions or self._pending_bytes >= batch_bytes:
                             self._flush(cursor)
+                            pending = self._pending
                     current = None
+                    if stop_lsn is not None and end_lsn >= stop_lsn:
+                        self.stats.stopped_by = "stop_lsn"
+                        break
                 elif current is not None:
                     current.changes.append(payload)
                     self._pending_bytes += len(payload)

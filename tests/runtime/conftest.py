@@ -1,153 +1,94 @@
-"""A throwaway PostgreSQL 15 cluster with wal2json, started per test session.
-
-The cluster lives in a temporary directory, listens only on a Unix socket there (and a free
-port number for the socket name), and runs as the ``postgres`` system user when the tests run
-as root (PostgreSQL refuses to run as root).
-"""
+"""The PostgreSQL fixture of the runtime tests (tests/support/pgcluster.py starts it)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
+import psycopg2.extras
 import pytest
 
-BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
-
-
-def _bin_dir() -> Path:
-    for candidate in BIN_DIRS:
-        if (candidate / "postgres").is_file():
-            return candidate
-    found = shutil.which("pg_config")
-    if found:
-        out = subprocess.run([found, "--bindir"], capture_output=True, text=True, check=True)
-        return Path(out.stdout.strip())
-    pytest.fail("PostgreSQL 15 server binaries not found: install postgresql-15 (.ci/run does)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Postgres:
-    bin_dir: Path
-    data_dir: Path
-    socket_dir: Path
-    port: int
-    as_user: list[str]
-
-    def dsn(self, dbname: str = "postgres") -> str:
-        return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"
-
-    def ctl(self, *args: str) -> None:
-        subprocess.run(
-            [*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
-    def restart(self) -> None:
-        self.ctl("-m", "fast", "-w", "restart", "-l", str(self.socket_dir / "server.log"))
-
-    def psql(self, sql: str, dbname: str = "postgres") -> str:
-        out = subprocess.run(
-            [
-                str(self.bin_dir / "psql"),
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                self.dsn(dbname),
-                "-c",
-                sql,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        return out.stdout.strip()
-
-    def pgbench(self, *args: str, dbname: str = "postgres") -> None:
-        subprocess.run(
-            [
-                str(self.bin_dir / "pgbench"),
-                "-h",
-                str(self.socket_dir),
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
-                *args,
-                dbname,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
+from runtime.txlog_archiver.archive import Archive
+from runtime.txlog_archiver.archiver import Archiver, ensure_slot
+from tests.support.pgcluster import ClusterError, Postgres, start_cluster, stop_cluster
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
-    bin_dir = _bin_dir()
-    root = Path(tempfile.mkdtemp(prefix="govdr-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    os.chmod(root, 0o755)
-    data = root / "data"
-    port = _free_port()
-    subprocess.run(
-        [
-            *as_user,
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    with (data / "postgresql.conf").open("a") as conf:
-        conf.write(
-            "\nwal_level = logical\nmax_replication_slots = 16\nmax_wal_senders = 16\n"
-            f"listen_addresses = ''\nunix_socket_directories = '{root}'\nport = {port}\n"
-            "fsync = on\nsynchronous_commit = on\n"
-        )
-    server = Postgres(bin_dir, data, root, port, as_user)
-    server.ctl("-w", "start", "-l", str(root / "server.log"))
-    lib = (
-        subprocess.run(
-            [str(bin_dir / "pg_config"), "--pkglibdir"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        or "/usr/lib/postgresql/15/lib"
-    )
-    if not (Path(lib) / "wal2json.so").is_file():
-        server.ctl("-m", "immediate", "stop")
-        pytest.fail(
-            "wal2json is not installed: apt-get install postgresql-15-wal2json (.ci/run does)"
-        )
+    try:
+        server = start_cluster()
+    except ClusterError as exc:
+        pytest.fail(str(exc))
     try:
         yield server
     finally:
-        server.ctl("-m", "fast", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+        stop_cluster(server)
+
+
+SLOT = "govdr_txlog"
+WITNESS = "witness"
+
+
+class Db:
+    """A fresh database with the archiver's slot and a witness slot created at one point."""
+
+    def __init__(self, postgres: Postgres) -> None:
+        self.pg = postgres
+        self.name = f"t_{uuid.uuid4().hex[:10]}"
+        postgres.psql(f"CREATE DATABASE {self.name}")
+        self.dsn = postgres.dsn(self.name)
+
+    def sql(self, statement: str) -> str:
+        return self.pg.psql(statement, self.name)
+
+    def create_slots(self) -> None:
+        conn = psycopg2.connect(self.dsn)
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            assert ensure_slot(cursor, SLOT) is True
+            assert ensure_slot(cursor, SLOT) is False  # idempotent
+            cursor.execute(
+                "SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (WITNESS,)
+            )
+        conn.close()
+
+    def witness_xids(self) -> list[int]:
+        rows = self.sql(
+            f"SELECT data FROM pg_logical_slot_peek_changes('{WITNESS}', NULL, NULL) "
+            "WHERE data LIKE 'COMMIT %'"
+        )
+        return [int(line.split()[1]) for line in rows.splitlines() if line]
+
+    def confirmed_flush(self) -> str:
+        return self.sql(
+            f"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+        )
+
+    def archiver(self, directory: Path, **kwargs: object) -> Archiver:
+        return Archiver(
+            archive=Archive(directory),
+            slot=SLOT,
+            connect_sql=lambda: psycopg2.connect(self.dsn),
+            connect_replication=lambda: psycopg2.connect(
+                self.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+            ),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def drop(self) -> None:
+        for slot in (SLOT, WITNESS):
+            self.sql(
+                f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                f"WHERE slot_name = '{slot}' AND database = '{self.name}'"
+            )
+        self.pg.psql(f"DROP DATABASE {self.name}")
+
+
+@pytest.fixture
+def db(postgres: Postgres) -> Iterator[Db]:
+    database = Db(postgres)
+    database.sql("CREATE TABLE ledger (id bigserial PRIMARY KEY, note text)")
+    yield database
+    database.drop()

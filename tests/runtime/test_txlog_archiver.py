@@ -10,84 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
-import psycopg2.extras
 import pytest
 
 from runtime.txlog_archiver.archive import Archive, ArchiveError, format_lsn, parse_lsn
-from runtime.txlog_archiver.archiver import Archiver, ensure_slot
 from tests.conftest import ROOT
-from tests.runtime.conftest import Postgres
-
-SLOT = "govdr_txlog"
-WITNESS = "witness"
-
-
-class Db:
-    """A fresh database with the archiver's slot and a witness slot created at one point."""
-
-    def __init__(self, postgres: Postgres) -> None:
-        self.pg = postgres
-        self.name = f"t_{uuid.uuid4().hex[:10]}"
-        postgres.psql(f"CREATE DATABASE {self.name}")
-        self.dsn = postgres.dsn(self.name)
-
-    def sql(self, statement: str) -> str:
-        return self.pg.psql(statement, self.name)
-
-    def create_slots(self) -> None:
-        conn = psycopg2.connect(self.dsn)
-        conn.autocommit = True
-        with conn.cursor() as cursor:
-            assert ensure_slot(cursor, SLOT) is True
-            assert ensure_slot(cursor, SLOT) is False  # idempotent
-            cursor.execute(
-                "SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (WITNESS,)
-            )
-        conn.close()
-
-    def witness_xids(self) -> list[int]:
-        rows = self.sql(
-            f"SELECT data FROM pg_logical_slot_peek_changes('{WITNESS}', NULL, NULL) "
-            "WHERE data LIKE 'COMMIT %'"
-        )
-        return [int(line.split()[1]) for line in rows.splitlines() if line]
-
-    def confirmed_flush(self) -> str:
-        return self.sql(
-            f"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
-        )
-
-    def archiver(self, directory: Path, **kwargs: object) -> Archiver:
-        return Archiver(
-            archive=Archive(directory),
-            slot=SLOT,
-            connect_sql=lambda: psycopg2.connect(self.dsn),
-            connect_replication=lambda: psycopg2.connect(
-                self.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
-            ),
-            **kwargs,  # type: ignore[arg-type]
-        )
-
-    def drop(self) -> None:
-        for slot in (SLOT, WITNESS):
-            self.sql(
-                f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                f"WHERE slot_name = '{slot}' AND database = '{self.name}'"
-            )
-        self.pg.psql(f"DROP DATABASE {self.name}")
-
-
-@pytest.fixture
-def db(postgres: Postgres) -> Iterator[Db]:
-    database = Db(postgres)
-    database.sql("CREATE TABLE ledger (id bigserial PRIMARY KEY, note text)")
-    yield database
-    database.drop()
+from tests.runtime.conftest import SLOT, Db
 
 
 def archived_xids(directory: Path) -> list[int]:

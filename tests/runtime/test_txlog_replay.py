@@ -12,8 +12,8 @@ import pytest
 
 from runtime.txlog_archiver.archive import Archive, parse_lsn
 from runtime.txlog_archiver.replay import Window, changes_to_table, replay, segments_between
-from tests.runtime.conftest import Postgres
-from tests.runtime.test_txlog_archiver import Db
+from tests.runtime.conftest import Db
+from tests.support.pgcluster import Postgres
 
 TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
 

@@ -1,0 +1,194 @@
+"""``make bench-archive``: the archiver against pg_recvlogical on the same WAL, in one run.
+
+1. Start a throwaway PostgreSQL 15, ``pgbench -i``, then create two wal2json slots and a
+   test_decoding witness slot at the same point.
+2. Run pgbench until at least ``--transactions`` transactions are committed.
+3. Drain slot 1 with ``pg_recvlogical`` (wal2json format 2, same options) to a file, and slot 2
+   with the archiver into a local directory, both up to the same end LSN.
+4. Check exactly-once (archived transaction IDs == the witness's, in order) and write
+   ``bench/results/archive.json``: transactions/s, MB/s, peak RSS and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runtime.txlog_archiver.archive import Archive, parse_lsn  # noqa: E402
+from runtime.txlog_archiver.archiver import OPTIONS  # noqa: E402
+from tests.support.pgcluster import Postgres, start_cluster, stop_cluster  # noqa: E402
+
+DB = "bench"
+
+
+def timed(command: list[str], **kwargs: Any) -> tuple[float, int, subprocess.Popen[bytes]]:
+    """Run a command; return wall seconds, its own peak RSS in KiB, and the process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, **kwargs)  # noqa: S603 - fixed tool invocations
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command[0]} exited with {proc.returncode}")
+    return elapsed, int(usage.ru_maxrss), proc
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def run(pg: Postgres, transactions: int, work: Path) -> dict[str, Any]:
+    pg.psql(f"CREATE DATABASE {DB}")
+    pg.pgbench("-i", "-s", "10", "-q", dbname=DB)
+    for slot, plugin in (
+        ("recv", "wal2json"),
+        ("archiver", "wal2json"),
+        ("witness", "test_decoding"),
+    ):
+        pg.psql(f"SELECT pg_create_logical_replication_slot('{slot}', '{plugin}')", DB)
+    start_lsn = pg.psql("SELECT pg_current_wal_lsn()", DB)
+    clients = 4
+    load_started = time.perf_counter()
+    pg.pgbench(
+        "-n",
+        "-c",
+        str(clients),
+        "-j",
+        "2",
+        "-t",
+        str(-(-transactions // clients)),
+        dbname=DB,
+        fast_commit=True,
+    )
+    load_seconds = time.perf_counter() - load_started
+    # The load commits asynchronously: flush the WAL so decoding sees every commit.
+    pg.psql("CHECKPOINT", DB)
+    end_lsn = pg.psql("SELECT pg_current_wal_flush_lsn()", DB)
+    committed = int(
+        pg.psql(
+            "SELECT count(*) FROM pg_logical_slot_peek_changes('witness', NULL, NULL) "
+            "WHERE data LIKE 'COMMIT %'",
+            DB,
+        )
+    )
+
+    recv_out = work / "recvlogical.jsonl"
+    options = [arg for k, v in OPTIONS.items() for arg in ("-o", f"{k}={v}")]
+    recv_seconds, recv_rss, _ = timed(
+        [
+            str(pg.bin_dir / "pg_recvlogical"),
+            "-d",
+            pg.dsn(DB),
+            "--slot",
+            "recv",
+            "--start",
+            "--endpos",
+            end_lsn,
+            "-f",
+            str(recv_out),
+            "--no-loop",
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    archive_dir = work / "archive"
+    archive_dir.mkdir()
+    arch_seconds, arch_rss, _ = timed(
+        [
+            sys.executable,
+            "-m",
+            "runtime.txlog_archiver",
+            "--dsn",
+            pg.dsn(DB),
+            "--dir",
+            str(archive_dir),
+            "--slot",
+            "archiver",
+            "--stop-lsn",
+            end_lsn,
+            "--idle",
+            "30",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    witness = [
+        int(line.split()[1])
+        for line in pg.psql(
+            "SELECT data FROM pg_logical_slot_peek_changes('witness', NULL, NULL, "
+            "'skip-empty-xacts', '1') WHERE data LIKE 'COMMIT %'",
+            DB,
+        ).splitlines()
+    ]
+    # Compare transactions that changed rows: creating a slot can itself commit an empty
+    # transaction that only the slots created before it see.
+    archived = [txn["xid"] for txn in Archive(archive_dir).transactions() if txn["changes"]]
+    exactly_once = archived == witness
+    recv_bytes, arch_bytes = recv_out.stat().st_size, dir_bytes(archive_dir)
+
+    def side(seconds: float, rss_kib: int, size: int) -> dict[str, Any]:
+        return {
+            "seconds": round(seconds, 3),
+            "transactions_per_second": round(committed / seconds),
+            "output_mb": round(size / 1e6, 1),
+            "mb_per_second": round(size / 1e6 / seconds, 1),
+            "peak_rss_mb": round(rss_kib / 1024, 1),
+        }
+
+    result = {
+        "workload": {
+            "pgbench_transactions": committed,
+            "pgbench_seconds": round(load_seconds, 1),
+            "start_lsn": start_lsn,
+            "end_lsn": end_lsn,
+            "wal_mb_decoded": round((parse_lsn(end_lsn) - parse_lsn(start_lsn)) / 1e6, 1),
+        },
+        "pg_recvlogical": side(recv_seconds, recv_rss, recv_bytes),
+        "archiver": side(arch_seconds, arch_rss, arch_bytes),
+        "exactly_once": exactly_once,
+        "archived_transactions": len(archived),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    result["ratio_archiver_vs_pg_recvlogical"] = round(recv_seconds / arch_seconds, 2)
+    result["targets"] = {
+        "throughput_ratio_at_least_1": result["ratio_archiver_vs_pg_recvlogical"] >= 1.0,
+        "peak_rss_at_most_128_mb": result["archiver"]["peak_rss_mb"] <= 128,
+        "exactly_once": exactly_once,
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--transactions", type=int, default=200_000)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "archive.json")
+    args = parser.parse_args(argv)
+    pg = start_cluster()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run(pg, args.transactions, Path(tmp))
+    finally:
+        stop_cluster(pg)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0 if all(result["targets"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""Lambda entry point of the transaction-log archiver (one-minute schedule, concurrency 1).
+
+Reads the replication user's credentials from Secrets Manager, connects over TLS, drains the
+slot into the EFS access point mounted at ``ARCHIVE_DIR`` until the time budget ends, and
+publishes the run as CloudWatch metrics in embedded metric format (Powertools):
+``ArchiveLagSeconds``, ``TransactionsArchived``, ``BytesArchived``, ``SegmentsWritten``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runtime.txlog_archiver.archive import Archive, parse_commit_time
+from runtime.txlog_archiver.archiver import Archiver, RunStats
+
+NAMESPACE = "govdr/txlog"
+# Stop this long before the Lambda timeout: the last batch is flushed and acknowledged.
+SAFETY_MARGIN_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    secret_arn: str
+    archive_dir: str
+    slot: str
+    environment: str
+    sslmode: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        missing = [k for k in ("SECRET_ARN", "ARCHIVE_DIR", "SLOT_NAME") if not env.get(k)]
+        if missing:
+            raise ValueError(f"environment variables not set: {', '.join(missing)}")
+        return cls(
+            secret_arn=env["SECRET_ARN"],
+            archive_dir=env["ARCHIVE_DIR"],
+            slot=env["SLOT_NAME"],
+            environment=env.get("ENVIRONMENT_SUFFIX", "unknown"),
+            sslmode=env.get("PGSSLMODE", "require"),
+        )
+
+
+def dsn_from_secret(secret: Mapping[str, Any], sslmode: str) -> str:
+    """A libpq DSN from an RDS secret (host, port, username, password, dbname)."""
+    import psycopg2.extensions
+
+    dsn: str = psycopg2.extensions.make_dsn(
+        host=secret["host"],
+        port=int(secret.get("port", 5432)),
+        user=secret["username"],
+        password=secret["password"],
+        dbname=secret.get("dbname") or "postgres",
+        sslmode=sslmode,
+        connect_timeout=10,
+        application_name="govdr-txlog-archiver",
+    )
+    return dsn
+
+
+def newest_commit(connection: Any) -> datetime | None:
+    """Commit time of the newest transaction on the database (track_commit_timestamp)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT timestamp FROM pg_last_committed_xact()")
+        row = cursor.fetchone()
+    return row[0] if row and row[0] is not None else None
+
+
+def archive_lag_seconds(db_newest: datetime | None, archived_newest: datetime | None) -> float:
+    """Seconds the archive is behind the database; 0 when it holds the newest commit."""
+    if db_newest is None:
+        return 0.0
+    if archived_newest is None:
+        return max(0.0, (datetime.now(db_newest.tzinfo) - db_newest).total_seconds())
+    return max(0.0, (db_newest - archived_newest).total_seconds())
+
+
+def run_once(
+    settings: Settings,
+    secret: Mapping[str, Any],
+    remaining_seconds: Callable[[], float],
+) -> tuple[RunStats, float]:
+    """Drain within the time budget; return the run's figures and the archive lag."""
+    import psycopg2
+    import psycopg2.extras
+
+    dsn = dsn_from_secret(secret, settings.sslmode)
+    archive = Archive(Path(settings.archive_dir))
+    archiver = Archiver(
+        archive=archive,
+        slot=settings.slot,
+        connect_sql=lambda: psycopg2.connect(dsn),
+        connect_replication=lambda: psycopg2.connect(
+            dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+        ),
+        idle_seconds=2.0,
+        deadline=time.monotonic() + max(0.0, remaining_seconds() - SAFETY_MARGIN_SECONDS),
+    )
+    stats = archiver.run()
+    segments = archive.segments()
+    archived_newest = segments[-1].last_commit if segments else None
+    if stats.last_commit_time:
+        archived_newest = parse_commit_time(stats.last_commit_time)
+    connection = psycopg2.connect(dsn)
+    try:
+        lag = archive_lag_seconds(newest_commit(connection), archived_newest)
+    finally:
+        connection.close()
+    return stats, lag
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    import boto3
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    settings = Settings.from_env(os.environ)
+    logger = Logger(service="txlog-archiver")
+    metrics = Metrics(namespace=NAMESPACE, service="txlog-archiver")
+    metrics.add_dimension(name="Environment", value=settings.environment)
+    secret = json.loads(
+        boto3.client("secretsmanager").get_secret_value(SecretId=settings.secret_arn)[
+            "SecretString"
+        ]
+    )
+    stats, lag = run_once(settings, secret, lambda: context.get_remaining_time_in_millis() / 1000.0)
+    metrics.add_metric(name="ArchiveLagSeconds", unit=MetricUnit.Seconds, value=lag)
+    metrics.add_metric(name="TransactionsArchived", unit=MetricUnit.Count, value=stats.transactions)
+    metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=stats.bytes)
+    metrics.add_metric(name="SegmentsWritten", unit=MetricUnit.Count, value=stats.segments)
+    metrics.flush_metrics()
+    summary = {
+        "transactions": stats.transactions,
+        "bytes": stats.bytes,
+        "segments": stats.segments,
+        "skipped_redelivered": stats.skipped,
+        "reconnects": stats.reconnects,
+        "lag_seconds": round(lag, 3),
+        "stopped_by": stats.stopped_by,
+    }
+    logger.info("archive run", extra=summary)
+    return summary
