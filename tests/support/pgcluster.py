@@ -138,6 +138,8 @@ def start_cluster() -> Postgres:
             "\nwal_level = logical\nmax_replication_slots = 16\nmax_wal_senders = 16\n"
             f"listen_addresses = ''\nunix_socket_directories = '{root}'\nport = {port}\n"
             "fsync = on\nsynchronous_commit = on\ntrack_commit_timestamp = on\n"
+            # No background transactions: the tests count transactions exactly.
+            "autovacuum = off\n"
         )
     server = Postgres(bin_dir, data, root, port, as_user)
     server.ctl("-w", "start", "-l", str(root / "server.log"))
