@@ -7,9 +7,7 @@ deploy says so.
 
 from __future__ import annotations
 
-from typing import Any
-
-from govdr.emulator.models import _Model, _props
+from govdr.emulator.models import Props, _Model
 
 
 class RestrictDefaultSecurityGroup(_Model):
@@ -19,17 +17,12 @@ class RestrictDefaultSecurityGroup(_Model):
     EMULATED = "CDK's Lambda would revoke the default security group's rules; done in-process"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
+    def create(
+        cls, props: Props, name: str, account_id: str, region_name: str
     ) -> RestrictDefaultSecurityGroup:
         from moto.ec2.models import ec2_backends
 
-        group_id = _props(cloudformation_json)["DefaultSecurityGroupId"]
+        group_id = props["DefaultSecurityGroupId"]
         backend = ec2_backends[account_id][region_name]
         group = backend.get_security_group_from_id(group_id)
         for rule in list(group.ingress_rules):
@@ -46,20 +39,13 @@ class AutoDeleteObjects(_Model):
     EMULATED = "CDK's Lambda would empty the bucket on delete; done in-process"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
+    def create(
+        cls, props: Props, name: str, account_id: str, region_name: str
     ) -> AutoDeleteObjects:
-        return cls(str(_props(cloudformation_json)["BucketName"]))
+        return cls(str(props["BucketName"]))
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
+    def delete_resource(cls, resource_name: str, account_id: str, region_name: str) -> None:
         from moto.s3.models import s3_backends
 
         backend = s3_backends[account_id]["global"]
@@ -83,15 +69,10 @@ class BackupVaultCleaner(_Model):
     EMULATED = "govdr's cleaner Lambda cannot run; the emulator's vaults never hold recovery points"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
+    def create(
+        cls, props: Props, name: str, account_id: str, region_name: str
     ) -> BackupVaultCleaner:
-        vault = _props(cloudformation_json)["BackupVaultName"]
+        vault = props["BackupVaultName"]
         return cls(f"empty-on-delete:{vault}")
 
 

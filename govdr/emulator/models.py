@@ -84,10 +84,30 @@ class _Model(CloudFormationModel):
         )
 
     @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        return cls.create(_props(cloudformation_json), resource_name, account_id, region_name)
+
+    @classmethod
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> _Model:
+        """Create the resource on its backend from the template's Properties."""
+        raise NotImplementedError
+
+    @classmethod
     def delete_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+        cls, name: str, cloudformation_json: Any, account_id: str, region_name: str
     ) -> None:
-        return None
+        cls.delete_resource(name, account_id, region_name)
+
+    @classmethod
+    def delete_resource(cls, physical_id: str, account_id: str, region_name: str) -> None:
+        """Delete the resource from its backend (nothing to do by default)."""
 
 
 # --- Secrets Manager ---------------------------------------------------------------------
@@ -109,17 +129,9 @@ class Secret(_Model):
     ATTRIBUTES: ClassVar[dict[str, str]] = {"Id": "", "Arn": ""}
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> Secret:
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> Secret:
         from moto.secretsmanager.models import secretsmanager_backends
 
-        props = _props(cloudformation_json)
         backend = secretsmanager_backends[account_id][region_name]
         secret_string = props.get("SecretString")
         generate = props.get("GenerateSecretString")
@@ -132,7 +144,7 @@ class Secret(_Model):
                 secret_string = json.dumps(doc)
             else:
                 secret_string = value
-        name = props.get("Name") or resource_name
+        name = props.get("Name") or name
         result = backend.create_secret(
             name=name,
             secret_string=secret_string,
@@ -148,15 +160,13 @@ class Secret(_Model):
         return cls(arn, Id=arn, Arn=arn)
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
+    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
         from moto.secretsmanager.models import secretsmanager_backends
 
         backend = secretsmanager_backends[account_id][region_name]
-        if backend._is_valid_identifier(resource_name):
+        if backend._is_valid_identifier(name):
             backend.delete_secret(
-                secret_id=resource_name,
+                secret_id=name,
                 recovery_window_in_days=None,
                 force_delete_without_recovery=True,
             )
@@ -168,18 +178,12 @@ class SecretTargetAttachment(_Model):
     CFN_TYPE = "AWS::SecretsManager::SecretTargetAttachment"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
+    def create(
+        cls, props: Props, name: str, account_id: str, region_name: str
     ) -> SecretTargetAttachment:
         from moto.rds.models import rds_backends
         from moto.secretsmanager.models import secretsmanager_backends
 
-        props = _props(cloudformation_json)
         secret_id = props["SecretId"]
         backend = secretsmanager_backends[account_id][region_name]
         value = backend.get_secret_value(secret_id, None, "AWSCURRENT")  # type: ignore[arg-type]
@@ -209,17 +213,11 @@ class SecretResourcePolicy(_Model):
     CFN_TYPE = "AWS::SecretsManager::ResourcePolicy"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
+    def create(
+        cls, props: Props, name: str, account_id: str, region_name: str
     ) -> SecretResourcePolicy:
         from moto.secretsmanager.models import secretsmanager_backends
 
-        props = _props(cloudformation_json)
         secretsmanager_backends[account_id][region_name].put_resource_policy(
             props["SecretId"], _json(props["ResourcePolicy"])
         )
@@ -233,17 +231,9 @@ class RotationSchedule(_Model):
     EMULATED = "rotation is configured, but the emulator cannot run the rotation function"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> RotationSchedule:
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> RotationSchedule:
         from moto.secretsmanager.models import secretsmanager_backends
 
-        props = _props(cloudformation_json)
         backend = secretsmanager_backends[account_id][region_name]
         secret = backend.secrets[props["SecretId"]]
         hosted = props.get("HostedRotationLambda") or {}
@@ -278,18 +268,11 @@ class Alarm(_Model):
     ATTRIBUTES: ClassVar[dict[str, str]] = {"Arn": ""}
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> Alarm:
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> Alarm:
         from moto.cloudwatch.models import cloudwatch_backends
 
-        p = _props(cloudformation_json)
-        name = p.get("AlarmName") or resource_name
+        p = props
+        name = p.get("AlarmName") or name
         alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(
             name=name,
             namespace=p.get("Namespace"),
@@ -311,84 +294,61 @@ class Alarm(_Model):
         return cls(name, Arn=alarm.alarm_arn)
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
+    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
         from moto.cloudwatch.models import cloudwatch_backends
 
-        cloudwatch_backends[account_id][region_name].delete_alarms([resource_name])
+        cloudwatch_backends[account_id][region_name].delete_alarms([name])
 
 
 class TopicPolicy(_Model):
     CFN_TYPE = "AWS::SNS::TopicPolicy"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> TopicPolicy:
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> TopicPolicy:
         from moto.sns.models import sns_backends
 
-        p = _props(cloudformation_json)
+        p = props
         for topic_arn in p.get("Topics", []):
             # The backend takes the attribute name in snake case, as its API layer passes it.
             sns_backends[account_id][region_name].set_topic_attribute(
                 topic_arn, "policy", _json(p["PolicyDocument"])
             )
-        return cls(f"{resource_name}")
+        return cls(f"{name}")
 
 
 class BucketPolicy(_Model):
     CFN_TYPE = "AWS::S3::BucketPolicy"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> BucketPolicy:
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> BucketPolicy:
         from moto.s3.models import s3_backends
 
-        p = _props(cloudformation_json)
+        p = props
         s3_backends[account_id]["global"].put_bucket_policy(
             p["Bucket"], _json(p["PolicyDocument"]).encode()
         )
         return cls(p["Bucket"])
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
+    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
         from moto.s3.models import s3_backends
 
         backend = s3_backends[account_id]["global"]
-        if resource_name in backend.buckets:
-            backend.delete_bucket_policy(resource_name)
+        if name in backend.buckets:
+            backend.delete_bucket_policy(name)
 
 
 class EventSubscription(_Model):
     CFN_TYPE = "AWS::RDS::EventSubscription"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
+    def create(
+        cls, props: Props, name: str, account_id: str, region_name: str
     ) -> EventSubscription:
         from moto.rds.models import rds_backends
 
-        p = _props(cloudformation_json)
-        name = p.get("SubscriptionName") or resource_name
+        p = props
+        name = p.get("SubscriptionName") or name
         rds_backends[account_id][region_name].create_event_subscription(
             {
                 "subscription_name": name,
@@ -403,14 +363,12 @@ class EventSubscription(_Model):
         return cls(name)
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
+    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
         from moto.rds.models import rds_backends
 
         backend = rds_backends[account_id][region_name]
-        if resource_name in backend.event_subscriptions:
-            backend.delete_event_subscription(resource_name)
+        if name in backend.event_subscriptions:
+            backend.delete_event_subscription(name)
 
 
 class Trail(_Model):
@@ -418,18 +376,11 @@ class Trail(_Model):
     ATTRIBUTES: ClassVar[dict[str, str]] = {"Arn": "", "SnsTopicArn": ""}
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> Trail:
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> Trail:
         from moto.cloudtrail.models import cloudtrail_backends
 
-        p = _props(cloudformation_json)
-        name = p.get("TrailName") or resource_name
+        p = props
+        name = p.get("TrailName") or name
         backend = cloudtrail_backends[account_id][region_name]
         trail = backend.create_trail(
             name=name,
@@ -450,14 +401,12 @@ class Trail(_Model):
         return cls(name, Arn=trail.arn, SnsTopicArn=p.get("SnsTopicName"))
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
+    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
         from moto.cloudtrail.models import cloudtrail_backends
 
         backend = cloudtrail_backends[account_id][region_name]
-        if resource_name in backend.trails:
-            backend.delete_trail(resource_name)
+        if name in backend.trails:
+            backend.delete_trail(name)
 
 
 # --- EC2 ---------------------------------------------------------------------------------
@@ -484,17 +433,12 @@ class SecurityGroupEgress(_Model):
         }
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
+    def create(
+        cls, props: Props, name: str, account_id: str, region_name: str
     ) -> SecurityGroupEgress:
         from moto.ec2.models import ec2_backends
 
-        rule = cls._rule(_props(cloudformation_json))
+        rule = cls._rule(props)
         ec2_backends[account_id][region_name].authorize_security_group_egress(
             group_name_or_id=rule["group_id"],
             ip_protocol=rule["ip_protocol"],
@@ -514,18 +458,11 @@ class BackupVault(_Model):
     ATTRIBUTES: ClassVar[dict[str, str]] = {"BackupVaultName": "", "BackupVaultArn": ""}
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> BackupVault:
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> BackupVault:
         from moto.backup.models import backup_backends
 
-        p = _props(cloudformation_json)
-        name = p.get("BackupVaultName") or resource_name
+        p = props
+        name = p.get("BackupVaultName") or name
         vault = backup_backends[account_id][region_name].create_backup_vault(
             backup_vault_name=name,
             backup_vault_tags=_tags_dict(p.get("BackupVaultTags")),
@@ -535,14 +472,12 @@ class BackupVault(_Model):
         return cls(name, BackupVaultName=name, BackupVaultArn=vault.backup_vault_arn)
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
+    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
         from moto.backup.models import backup_backends
 
         backend = backup_backends[account_id][region_name]
-        if resource_name in backend.vaults:
-            backend.delete_backup_vault(resource_name)
+        if name in backend.vaults:
+            backend.delete_backup_vault(name)
 
 
 _RULE_KEYS = {
@@ -567,17 +502,10 @@ class BackupPlan(_Model):
     }
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> BackupPlan:
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> BackupPlan:
         from moto.backup.models import backup_backends
 
-        p = _props(cloudformation_json)
+        p = props
         doc = p["BackupPlan"]
         plan_doc = {
             "BackupPlanName": doc["BackupPlanName"],
@@ -599,14 +527,12 @@ class BackupPlan(_Model):
         )
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
+    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
         from moto.backup.models import backup_backends
 
         backend = backup_backends[account_id][region_name]
-        if resource_name in backend.plans:
-            backend.delete_backup_plan(resource_name)
+        if name in backend.plans:
+            backend.delete_backup_plan(name)
 
 
 class BackupSelection(_Model):
@@ -614,17 +540,10 @@ class BackupSelection(_Model):
     ATTRIBUTES: ClassVar[dict[str, str]] = {"SelectionId": "", "BackupPlanId": "", "Id": ""}
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> BackupSelection:
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> BackupSelection:
         from govdr.emulator.backup_selections import create_selection
 
-        p = _props(cloudformation_json)
+        p = props
         selection_id = create_selection(
             account_id, region_name, p["BackupPlanId"], p["BackupSelection"]
         )
@@ -633,12 +552,10 @@ class BackupSelection(_Model):
         )
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
+    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
         from govdr.emulator.backup_selections import delete_selection
 
-        delete_selection(account_id, region_name, resource_name)
+        delete_selection(account_id, region_name, name)
 
 
 MODELS: tuple[type[_Model], ...] = (
