@@ -48,24 +48,26 @@ def parse_commit_time(text: str) -> datetime:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
-@dataclass
-class Transaction:
-    """One committed transaction; ``changes`` are wal2json records as received (bytes)."""
+def transaction_line(
+    xid: int, lsn: str, end_lsn: int, commit_time: str, changes: list[bytes]
+) -> bytes:
+    """One archived transaction as a JSON line; ``changes`` are wal2json records as received.
 
-    xid: int
-    lsn: str
+    Built by hand: this runs once per transaction. The fields are an integer, an LSN and a
+    timestamp, none of which needs JSON escaping.
+    """
+    head = (
+        f'{{"xid":{xid},"lsn":"{lsn}","end_lsn":{end_lsn},"commit_time":"{commit_time}","changes":['
+    ).encode()
+    return head + b",".join(changes) + b"]}\n"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """End LSN and commit time of the first or last transaction of a segment."""
+
     end_lsn: int
     commit_time: str
-    changes: list[bytes]
-
-    def to_line(self) -> bytes:
-        # Built by hand: this runs once per archived transaction. The fields are an integer,
-        # an LSN and a timestamp, none of which needs JSON escaping.
-        head = (
-            f'{{"xid":{self.xid},"lsn":"{self.lsn}","end_lsn":{self.end_lsn},'
-            f'"commit_time":"{self.commit_time}","changes":['
-        ).encode()
-        return head + b",".join(self.changes) + b"]}\n"
 
 
 @dataclass(frozen=True)
@@ -123,11 +125,10 @@ class Archive:
         segments = self.segments()
         return segments[-1].last_end_lsn if segments else 0
 
-    def write_segment(self, transactions: list[Transaction]) -> Segment:
-        """Write whole transactions durably; return the new segment."""
-        if not transactions:
+    def write_segment(self, lines: list[bytes], first: Bound, last: Bound) -> Segment:
+        """Write whole transactions (see :func:`transaction_line`) durably; return the segment."""
+        if not lines:
             raise ValueError("a segment holds at least one transaction")
-        first, last = transactions[0], transactions[-1]
         t0 = parse_commit_time(first.commit_time).strftime(TIME_FORMAT)
         t1 = parse_commit_time(last.commit_time).strftime(TIME_FORMAT)
         name = f"{first.end_lsn:016X}-{last.end_lsn:016X}_{t0}_{t1}.jsonl"
@@ -135,7 +136,7 @@ class Archive:
         temporary = self.directory / f".{name}.tmp"
         try:
             with temporary.open("wb") as handle:
-                handle.write(b"".join(txn.to_line() for txn in transactions))
+                handle.write(b"".join(lines))
                 handle.flush()
                 os.fsync(handle.fileno())
             os.rename(temporary, final)

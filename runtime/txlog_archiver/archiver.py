@@ -24,7 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.txlog_archiver.archive import Archive, ArchiveError, Transaction, parse_lsn
+from runtime.txlog_archiver.archive import (
+    Archive,
+    ArchiveError,
+    Bound,
+    parse_lsn,
+    transaction_line,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -42,21 +48,17 @@ _BEGIN, _COMMIT = ord("B"), ord("C")
 
 
 _COMMIT_FIELDS = re.compile(
-    rb'"timestamp":"(?P<ts>[^"]*)","lsn":"(?P<lsn>[^"]*)","nextlsn":"(?P<next>[^"]*)"'
+    rb'"xid":(?P<xid>\d+),"timestamp":"(?P<ts>[^"]*)","lsn":"(?P<lsn>[^"]*)",'
+    rb'"nextlsn":"(?P<next>[^"]*)"'
 )
 
 
-def _commit_fields(payload: bytes) -> tuple[str, str, str]:
-    """(commit time, commit LSN, end LSN) of a wal2json COMMIT record, without full parsing."""
+def _commit_fields(payload: bytes) -> tuple[int, str, str, str]:
+    """(xid, commit time, commit LSN, end LSN) of a wal2json COMMIT record, unparsed."""
     match = _COMMIT_FIELDS.search(payload)
     if match is None:
         raise ValueError(f"unexpected wal2json COMMIT record: {payload[:200]!r}")
-    return match["ts"].decode(), match["lsn"].decode(), match["next"].decode()
-
-
-def _xid(payload: bytes) -> int:
-    start = payload.index(b'"xid":') + 6
-    return int(payload[start : payload.index(b",", start)])
+    return int(match["xid"]), match["ts"].decode(), match["lsn"].decode(), match["next"].decode()
 
 
 @dataclass
@@ -115,8 +117,10 @@ class Archiver:
         self.stop_lsn = stop_lsn
         self.clock = clock
         self.stats = RunStats()
-        self._pending: list[Transaction] = []
+        self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._first: Bound | None = None
+        self._last_commit: tuple[int, str] | None = None
         self._highest = 0
 
     def prepare(self) -> None:
@@ -161,10 +165,13 @@ class Archiver:
             # Acknowledge what is archived, so redelivery starts as late as possible.
             if self._highest:
                 cursor.send_feedback(flush_lsn=self._highest, force=True)
-            current: Transaction | None = None
             # The hot loop touches locals only: it runs once per decoded change.
+            current: list[bytes] | None = None
+            add_change: Callable[[bytes], None] = list[bytes]().append
+            pending = self._pending  # _flush clears it in place, so this alias stays valid
+            add_pending = pending.append
+            highest = self._highest
             read = cursor.read_message
-            pending = self._pending
             batch_transactions, batch_bytes = self.batch_transactions, self.batch_bytes
             stop_lsn = self.stop_lsn
             last_message = self.clock()
@@ -188,6 +195,7 @@ class Archiver:
                     # Quiet for a moment: make what is pending durable now (keeps lag low
                     # without writing a segment per network read).
                     self._flush(cursor)
+                    highest = self._highest
                     if self.clock() - last_message >= self.idle_seconds:
                         self.stats.stopped_by = "idle"
                         break
@@ -196,29 +204,31 @@ class Archiver:
                 payload: bytes = message.payload
                 action = payload[11]
                 if action == _BEGIN:
-                    current = Transaction(_xid(payload), "", 0, "", [])
+                    current = []
+                    add_change = current.append
                 elif action == _COMMIT:
                     if current is None:
                         continue
-                    commit_time, commit_lsn, next_lsn = _commit_fields(payload)
+                    xid, commit_time, commit_lsn, next_lsn = _commit_fields(payload)
                     end_lsn = parse_lsn(next_lsn)
-                    if end_lsn <= self._highest:
+                    if end_lsn <= highest:
                         self.stats.skipped += 1
                     else:
-                        current.lsn = commit_lsn
-                        current.end_lsn = end_lsn
-                        current.commit_time = commit_time
-                        pending.append(current)
+                        line = transaction_line(xid, commit_lsn, end_lsn, commit_time, current)
+                        if not pending:
+                            self._first = Bound(end_lsn, commit_time)
+                        add_pending(line)
+                        self._pending_bytes += len(line)
+                        self._last_commit = (end_lsn, commit_time)
                         if len(pending) >= batch_transactions or self._pending_bytes >= batch_bytes:
                             self._flush(cursor)
-                            pending = self._pending
+                            highest = self._highest
                     current = None
                     if stop_lsn is not None and end_lsn >= stop_lsn:
                         self.stats.stopped_by = "stop_lsn"
                         break
                 elif current is not None:
-                    current.changes.append(payload)
-                    self._pending_bytes += len(payload)
+                    add_change(payload)
             # A transaction without its COMMIT is dropped here and redelivered next run.
             self._flush(cursor)
             if self._highest:
@@ -227,17 +237,19 @@ class Archiver:
             conn.close()
 
     def _flush(self, cursor: Any) -> None:
-        if not self._pending:
+        if not self._pending or self._first is None or self._last_commit is None:
             return
-        segment = self.archive.write_segment(self._pending)
+        last = Bound(*self._last_commit)
+        segment = self.archive.write_segment(self._pending, self._first, last)
         self.stats.transactions += len(self._pending)
         self.stats.bytes += self._pending_bytes
         self.stats.segments += 1
-        self.stats.last_commit_time = self._pending[-1].commit_time
+        self.stats.last_commit_time = last.commit_time
         self._highest = segment.last_end_lsn
         self.stats.last_end_lsn = self._highest
-        self._pending = []
+        self._pending.clear()
         self._pending_bytes = 0
+        self._first = self._last_commit = None
         if cursor is not None:
             cursor.send_feedback(flush_lsn=self._highest, force=True)
 
