@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
-from govdr.compliance.gate import apply_compliance
 from govdr.config import DrConfig
 from govdr.stacks.tap_stack import TapStack
+from govdr.synth import synthesize as build
+from govdr.synth import templates
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SUFFIX = "qa7"
-NESTED = ("network", "security", "backup", "database", "storage", "audit", "monitoring")
 
 # jsii runs on the pinned Node 22 from node_modules when the suite runs outside `make`.
 _NODE_BIN = ROOT / "node_modules" / ".bin"
 if _NODE_BIN.is_dir() and str(_NODE_BIN) not in os.environ.get("PATH", ""):
     os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
-
-
-def cdk_json_context() -> dict[str, Any]:
-    """The feature flags and context of cdk.json, so tests synthesize what the CLI does."""
-    doc = json.loads((ROOT / "cdk.json").read_text())
-    context: dict[str, Any] = dict(doc.get("context", {}))
-    context["aws:cdk:version-reporting"] = doc.get("versionReporting", True)
-    return context
 
 
 @dataclass
@@ -57,23 +47,14 @@ class Synth:
         return template
 
     def all_raw(self) -> dict[str, dict[str, Any]]:
-        return {"root": self.raw(), **{n: self.raw(n) for n in NESTED}}
+        return templates(self.stack)
 
     def template_files(self) -> list[Path]:
         return sorted(self.outdir.glob("*.template.json"))
 
 
 def synthesize(config: DrConfig, outdir: Path) -> Synth:
-    app = cdk.App(outdir=str(outdir), context=cdk_json_context())
-    stack = TapStack(
-        app,
-        config.stack_name,
-        config=config,
-        env=cdk.Environment(region=config.region),
-    )
-    apply_compliance(app, config)
-    app.synth()
-    return Synth(config=config, stack=stack, outdir=outdir)
+    return Synth(config=config, stack=build(config, outdir), outdir=outdir)
 
 
 @pytest.fixture(scope="session")

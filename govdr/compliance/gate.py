@@ -9,11 +9,10 @@ Every acknowledgment is listed in :func:`acknowledge_findings` with its reason.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 import jsii
@@ -21,6 +20,11 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 from constructs import IConstruct
 
 from govdr.compliance import template_checks as tc
+from govdr.compliance.template_checks import (
+    WILDCARD_RESOURCE_SIDS,
+    iam_wildcard_findings,
+    plaintext_secret_findings,
+)
 from govdr.config import DrConfig
 
 if TYPE_CHECKING:
@@ -28,16 +32,6 @@ if TYPE_CHECKING:
 
 PACKS = ("NIST.800.53.R5", "AwsSolutions", "HIPAA.Security")
 PLUGIN_NAME = "govdr"
-
-# IAM statements may use Resource "*" only where the AWS API has no resource-level
-# permissions. Each such statement is named by its Sid here, with the reason.
-WILDCARD_RESOURCE_SIDS = {
-    "StopBackupJobs": "backup:ListBackupJobs and backup:StopBackupJob accept no resource ARN",
-    "VpcNetworkInterfaces": (
-        "Lambda in a VPC creates and deletes its ENIs; these ec2 actions accept no resource ARN "
-        "at creation time"
-    ),
-}
 
 RULE_FIXES = {
     "database-tls": "keep rds.force_ssl=1 in govdr/stacks/database.py PARAMETERS",
@@ -58,13 +52,6 @@ RULE_FIXES = {
     "destroyable": "use RemovalPolicy.DESTROY unless config.retain_data (the prod switch)",
 }
 
-_SECRET_KEY_RE = re.compile(r"(?i)(password|passwd|secretstring$|apikey|accesskey|token$)")
-_SAFE_SECRET_KEYS = frozenset({"SecretStringTemplate", "GenerateStringKey", "ExcludeCharacters"})
-_SECRET_VALUE_RES = (
-    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-)
-
 
 @dataclass(frozen=True)
 class Ack:
@@ -73,71 +60,6 @@ class Ack:
     path: str
     rule: str
     reason: str
-
-
-def iam_wildcard_findings(template: tc.Template) -> list[tc.Finding]:
-    """No Allow statement with a wildcard action; ``*`` resources only where listed."""
-    findings = []
-    for logical_id, resource in template.get("Resources", {}).items():
-        for statement in _identity_statements(resource):
-            if statement.get("Effect") != "Allow":
-                continue
-            actions = statement.get("Action", [])
-            for action in actions if isinstance(actions, list) else [actions]:
-                if action == "*" or str(action).endswith(":*"):
-                    findings.append(f"{logical_id}: wildcard action {action!r}")
-            resources = statement.get("Resource", [])
-            if "*" in (resources if isinstance(resources, list) else [resources]):
-                sid = statement.get("Sid")
-                if sid not in WILDCARD_RESOURCE_SIDS:
-                    findings.append(
-                        f"{logical_id}: Resource '*' in statement {sid or '(no Sid)'}; scope it "
-                        "to ARNs or list the Sid with its reason in WILDCARD_RESOURCE_SIDS"
-                    )
-    return findings
-
-
-def _identity_statements(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    rtype = resource.get("Type")
-    props = resource.get("Properties", {})
-    documents: list[Any] = []
-    if rtype in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-        documents.append(props.get("PolicyDocument"))
-    elif rtype == "AWS::IAM::Role":
-        documents.extend(p.get("PolicyDocument") for p in props.get("Policies", []))
-    for document in documents:
-        statements = document.get("Statement", []) if isinstance(document, dict) else []
-        yield from statements if isinstance(statements, list) else [statements]
-
-
-def plaintext_secret_findings(template: tc.Template) -> list[tc.Finding]:
-    """No literal credential in a template: passwords, access keys, private keys."""
-    findings: list[tc.Finding] = []
-
-    def walk(logical_id: str, value: Any, key: str) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(logical_id, v, str(k))
-        elif isinstance(value, list):
-            for item in value:
-                walk(logical_id, item, key)
-        elif isinstance(value, str):
-            if (
-                _SECRET_KEY_RE.search(key)
-                and key not in _SAFE_SECRET_KEYS
-                and value
-                and "{{resolve:" not in value
-            ):
-                findings.append(f"{logical_id}: literal value in {key}")
-            if any(r.search(value) for r in _SECRET_VALUE_RES):
-                findings.append(f"{logical_id}: credential-like value in {key}")
-
-    for logical_id, resource in template.get("Resources", {}).items():
-        walk(logical_id, resource, "")
-    for section in ("Parameters", "Outputs"):
-        for name, entry in template.get(section, {}).items():
-            walk(name, entry, "")
-    return findings
 
 
 def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[tc.Finding]]]:

@@ -77,7 +77,7 @@ def _statements(document: Any) -> list[dict[str, Any]]:
     return statements if isinstance(statements, list) else [statements]
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
@@ -238,7 +238,7 @@ def open_ingress_findings(template: Template) -> list[Finding]:
             findings.append(f"{logical_id}: ingress open to the internet")
 
     for logical_id, sg in resources(template, "AWS::EC2::SecurityGroup"):
-        for rule in _as_list(_props(sg).get("SecurityGroupIngress", [])):
+        for rule in as_list(_props(sg).get("SecurityGroupIngress", [])):
             check(logical_id, rule)
     for logical_id, rule in resources(template, "AWS::EC2::SecurityGroupIngress"):
         check(logical_id, _props(rule))
@@ -282,7 +282,7 @@ def _policy_denies_insecure(
 ) -> bool:
     for _, policy in resources(template, policy_type):
         props = _props(policy)
-        targets = _as_list(props.get(target_key))
+        targets = as_list(props.get(target_key))
         if {"Ref": ref} not in targets:
             continue
         if any(_denies_insecure_transport(s) for s in _statements(props.get("PolicyDocument"))):
@@ -333,6 +333,92 @@ def _referenced_ids(value: Any) -> set[str]:
     return found
 
 
+# IAM statements may use Resource "*" only where the AWS API has no resource-level
+# permissions. Each such statement is named by its Sid here, with the reason.
+WILDCARD_RESOURCE_SIDS = {
+    "StopBackupJobs": "backup:ListBackupJobs and backup:StopBackupJob accept no resource ARN",
+    "VpcNetworkInterfaces": (
+        "Lambda in a VPC creates and deletes its ENIs; these ec2 actions accept no resource ARN "
+        "at creation time"
+    ),
+}
+
+_SECRET_KEY_RE = re.compile(r"(?i)(password|passwd|secretstring$|apikey|accesskey|token$)")
+_SAFE_SECRET_KEYS = frozenset({"SecretStringTemplate", "GenerateStringKey", "ExcludeCharacters"})
+_SECRET_VALUE_RES = (
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+)
+
+
+def iam_wildcard_findings(template: Template) -> list[Finding]:
+    """No Allow statement with a wildcard action; ``*`` resources only where listed."""
+    findings = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        for statement in identity_statements(resource):
+            if statement.get("Effect") != "Allow":
+                continue
+            actions = statement.get("Action", [])
+            for action in actions if isinstance(actions, list) else [actions]:
+                if action == "*" or str(action).endswith(":*"):
+                    findings.append(f"{logical_id}: wildcard action {action!r}")
+            resources = statement.get("Resource", [])
+            if "*" in (resources if isinstance(resources, list) else [resources]):
+                sid = statement.get("Sid")
+                if sid not in WILDCARD_RESOURCE_SIDS:
+                    findings.append(
+                        f"{logical_id}: Resource '*' in statement {sid or '(no Sid)'}; scope it "
+                        "to ARNs or list the Sid with its reason in WILDCARD_RESOURCE_SIDS"
+                    )
+    return findings
+
+
+def identity_statements(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Statements of IAM policies (managed, inline, role inline) in a template resource."""
+    rtype = resource.get("Type")
+    props = resource.get("Properties", {})
+    documents: list[Any] = []
+    if rtype in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        documents.append(props.get("PolicyDocument"))
+    elif rtype == "AWS::IAM::Role":
+        documents.extend(p.get("PolicyDocument") for p in props.get("Policies", []))
+    for document in documents:
+        statements = document.get("Statement", []) if isinstance(document, dict) else []
+        yield from statements if isinstance(statements, list) else [statements]
+
+
+def plaintext_secret_findings(template: Template) -> list[Finding]:
+    """No literal credential in a template: passwords, access keys, private keys."""
+    findings: list[Finding] = []
+
+    def walk(logical_id: str, value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(logical_id, v, str(k))
+        elif isinstance(value, list):
+            for item in value:
+                walk(logical_id, item, key)
+        elif isinstance(value, str):
+            if (
+                _SECRET_KEY_RE.search(key)
+                and key not in _SAFE_SECRET_KEYS
+                and value
+                and "{{resolve:" not in value
+            ):
+                findings.append(f"{logical_id}: literal value in {key}")
+            if any(r.search(value) for r in _SECRET_VALUE_RES):
+                findings.append(f"{logical_id}: credential-like value in {key}")
+
+    for logical_id, resource in template.get("Resources", {}).items():
+        walk(logical_id, resource, "")
+    for section in ("Parameters", "Outputs"):
+        for name, entry in template.get(section, {}).items():
+            walk(name, entry, "")
+    return findings
+
+
+# Written out here rather than imported from the stacks: a check that read the code's own
+# constant could not notice the code dropping a category.
 REQUIRED_RDS_EVENT_CATEGORIES = frozenset(
     {
         "availability",

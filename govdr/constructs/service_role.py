@@ -43,3 +43,32 @@ class ServiceRole(Construct):
             managed_policies=[self.policy],
         )
         self.immutable: iam.IRole = self.role.without_policy_updates()
+
+
+def log_delivery_role(
+    scope: Construct,
+    id_: str,
+    *,
+    role_name: str,
+    policy_name: str,
+    service: str,
+    log_group_arn: str,
+    description: str,
+    extra_actions: Sequence[str] = (),
+) -> ServiceRole:
+    """A role an AWS service assumes to write into one log group, and nowhere else."""
+    return ServiceRole(
+        scope,
+        id_,
+        role_name=role_name,
+        policy_name=policy_name,
+        description=description,
+        assumed_by=iam.ServicePrincipal(service),
+        statements=[
+            iam.PolicyStatement(
+                sid="DeliverToLogGroup",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents", *extra_actions],
+                resources=[log_group_arn],
+            )
+        ],
+    )

@@ -52,6 +52,27 @@ def _wrap_create(model: Any, prepare: Callable[[Props], None]) -> None:
     model.create_from_cloudformation_json = classmethod(create)
 
 
+def _after_create(model: Any, finish: Callable[[Any, Props, str, str], None]) -> None:
+    """Let ``finish(resource, properties, account, region)`` complete moto's own create."""
+    original = model.create_from_cloudformation_json.__func__
+
+    def create(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        resource = original(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
+        finish(resource, cloudformation_json.get("Properties", {}), account_id, region_name)
+        return resource
+
+    model.create_from_cloudformation_json = classmethod(create)
+
+
 def _cfn_tags_to(props: Props, key_name: str, value_name: str) -> None:
     tags = props.get("Tags")
     if isinstance(tags, list):
@@ -76,23 +97,17 @@ def _kms() -> None:
             props["KeyPolicy"] = json.dumps(props["KeyPolicy"])
 
     _wrap_create(Key, prepare)
-    create = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
 
-    def create_remembering_window(
-        cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        key = create(cls, resource_name, cloudformation_json, *args, **kwargs)
-        key.govdr_pending_window = int(
-            cloudformation_json.get("Properties", {}).get("PendingWindowInDays", 30)
-        )
-        return key
+    def remember_window(key: Any, props: Props, account_id: str, region_name: str) -> None:
+        key.govdr_pending_window = int(props.get("PendingWindowInDays", 30))
+
+    _after_create(Key, remember_window)
 
     def schedule_deletion(self: Any, account_id: str, region_name: str) -> None:
         kms_backends[account_id][region_name].schedule_key_deletion(
             self.id, getattr(self, "govdr_pending_window", 30)
         )
 
-    Key.create_from_cloudformation_json = classmethod(create_remembering_window)  # type: ignore[method-assign]
     Key.delete = schedule_deletion  # type: ignore[method-assign]
 
 
@@ -194,18 +209,13 @@ def _nested() -> None:
         raise UnformattedGetAttTemplateException()
 
     Stack.get_cfn_attribute = get_cfn_attribute
-    original = Stack.create_from_cloudformation_json.__func__
 
-    def create(
-        cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        stack = original(cls, resource_name, cloudformation_json, *args, **kwargs)
+    def fail_with_child(stack: Any, props: Props, account_id: str, region_name: str) -> None:
         failure = getattr(stack, "failure", None)
         if stack.status == "CREATE_FAILED" and failure is not None:
             raise ResourceCreateFailed(failure.logical_id, failure.resource_type, failure.reason)
-        return stack
 
-    Stack.create_from_cloudformation_json = classmethod(create)
+    _after_create(Stack, fail_with_child)
 
 
 @_fix(
@@ -332,25 +342,13 @@ def _rds_parameter_group_name() -> None:
 def _efs_policy() -> None:
     from moto.efs.models import FileSystem, efs_backends
 
-    original = FileSystem.create_from_cloudformation_json.__func__
-
-    def create(
-        cls: Any,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> Any:
-        fs = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        policy = cloudformation_json.get("Properties", {}).get("FileSystemPolicy")
-        if policy is not None:
+    def put_policy(fs: Any, props: Props, account_id: str, region_name: str) -> None:
+        if props.get("FileSystemPolicy") is not None:
             efs_backends[account_id][region_name].put_file_system_policy(
-                fs.file_system_id, json.dumps(policy), False
+                fs.file_system_id, json.dumps(props["FileSystemPolicy"]), False
             )
-        return fs
 
-    FileSystem.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign]
+    _after_create(FileSystem, put_policy)
 
 
 @_fix(

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from aws_cdk import NestedStack, RemovalPolicy
 from aws_cdk import aws_cloudtrail as cloudtrail
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from govdr.config import DrConfig
 from govdr.constructs.log_group import encrypted_log_group
-from govdr.constructs.service_role import ServiceRole
+from govdr.constructs.service_role import log_delivery_role
 from govdr.naming import name
 
 
@@ -71,20 +70,14 @@ class AuditStack(NestedStack):
             key=logs_key,
             config=config,
         )
-        trail_logs_role = ServiceRole(
+        trail_logs_role = log_delivery_role(
             self,
             "TrailLogsRole",
             role_name=name("cloudtrail-logs-role", suffix),
             policy_name=name("cloudtrail-logs-policy", suffix),
+            service="cloudtrail.amazonaws.com",
+            log_group_arn=self.trail_log_group.log_group_arn,
             description="CloudTrail delivers events to its one log group",
-            assumed_by=iam.ServicePrincipal("cloudtrail.amazonaws.com"),
-            statements=[
-                iam.PolicyStatement(
-                    sid="DeliverToTrailLogGroup",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[self.trail_log_group.log_group_arn],
-                )
-            ],
         )
         self.trail = cloudtrail.Trail(
             self,

@@ -11,13 +11,12 @@ import ipaddress
 
 from aws_cdk import NestedStack, Tags
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from govdr.config import DrConfig
 from govdr.constructs.log_group import encrypted_log_group
-from govdr.constructs.service_role import ServiceRole
+from govdr.constructs.service_role import log_delivery_role
 from govdr.naming import name
 
 DATABASE_SUBNETS = "Database"
@@ -161,24 +160,15 @@ class NetworkStack(NestedStack):
             key=logs_key,
             config=config,
         )
-        role = ServiceRole(
+        role = log_delivery_role(
             self,
             "FlowLogRole",
             role_name=name("vpc-flow-logs-role", suffix),
             policy_name=name("vpc-flow-logs-policy", suffix),
+            service="vpc-flow-logs.amazonaws.com",
+            log_group_arn=self.flow_log_group.log_group_arn,
             description="VPC flow logs deliver records to their one log group",
-            assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"),
-            statements=[
-                iam.PolicyStatement(
-                    sid="DeliverToFlowLogGroup",
-                    actions=[
-                        "logs:CreateLogStream",
-                        "logs:PutLogEvents",
-                        "logs:DescribeLogStreams",
-                    ],
-                    resources=[self.flow_log_group.log_group_arn],
-                )
-            ],
+            extra_actions=["logs:DescribeLogStreams"],
         )
         self.flow_log = ec2.FlowLog(
             self,

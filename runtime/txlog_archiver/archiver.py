@@ -21,7 +21,7 @@ import re
 import select
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.txlog_archiver.archive import (
@@ -71,7 +71,6 @@ class RunStats:
     last_commit_time: str | None = None
     last_end_lsn: int = 0
     stopped_by: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def ensure_slot(cursor: Any, slot: str) -> bool:

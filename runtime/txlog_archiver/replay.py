@@ -7,7 +7,6 @@ so a replay that is interrupted or run twice applies every transaction exactly o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -185,7 +184,3 @@ def describe_segment(segment: Segment) -> dict[str, Any]:
         "last_end_lsn": segment.last_end_lsn,
         "bytes": segment.path.stat().st_size,
     }
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, default=str)

@@ -8,16 +8,9 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Deployment
+from tests.unit.test_root import OUTPUTS
 
-KEY_OUTPUTS = (
-    "DatabaseKeyArn",
-    "SecretsKeyArn",
-    "FileSystemKeyArn",
-    "LogsKeyArn",
-    "AuditKeyArn",
-    "AlarmsKeyArn",
-    "BackupKeyArn",
-)
+KEY_OUTPUTS = sorted(o for o in OUTPUTS if o.endswith("KeyArn"))
 
 
 def _db(d: Deployment) -> dict[str, Any]:

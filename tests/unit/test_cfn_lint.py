@@ -8,7 +8,8 @@ import pytest
 from cfnlint.api import ManualArgs, lint_file
 from cfnlint.match import Match
 
-from tests.conftest import NESTED, Synth
+from govdr.synth import NESTED
+from tests.conftest import Synth
 
 
 def _lint(path: Path) -> list[Match]:

@@ -12,19 +12,17 @@ import pytest
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_s3 as s3
 
-from govdr.compliance.gate import (
-    PACKS,
+from govdr.compliance.gate import PACKS, apply_compliance, own_checks, run_own_checks
+from govdr.compliance.template_checks import (
     WILDCARD_RESOURCE_SIDS,
-    apply_compliance,
     iam_wildcard_findings,
-    own_checks,
     plaintext_secret_findings,
-    run_own_checks,
+    resources,
 )
-from govdr.compliance.template_checks import resources
 from govdr.config import DrConfig
 from govdr.stacks.tap_stack import TapStack
-from tests.conftest import NESTED, Synth, cdk_json_context
+from govdr.synth import NESTED, cdk_json_context
+from tests.conftest import Synth
 
 # Every acknowledgment is a reviewed decision: adding one must change this number.
 EXPECTED_ACKNOWLEDGMENTS = 18

@@ -198,3 +198,10 @@ def test_app_rejects_bad_retention_from_environment() -> None:
     assert result.returncode != 0
     assert "invalid backupRetentionDays 90: must be between 7 and 35" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_setting_has_exactly_one_knob() -> None:
+    from dataclasses import fields
+
+    assert sorted(k.field for k in KNOBS) == sorted(f.name for f in fields(DrConfig))
+    assert len({k.context_key for k in KNOBS}) == len({k.env_var for k in KNOBS}) == len(KNOBS)

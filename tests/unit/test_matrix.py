@@ -95,9 +95,27 @@ def test_a_weakened_template_turns_its_controls_failing(synth: Synth) -> None:
     group["Properties"]["Parameters"]["rds.force_ssl"] = "0"
     data = matrix.build_matrix(synth.config, templates, synth.stack.acknowledgments)
     status = {c["id"]: c["status"] for c in data["controls"]}
+    evidence = {c["id"]: c["evidence"] for c in data["controls"]}
+    assert "rds.force_ssl=0, ssl_min_protocol_version=TLSv1.2" in evidence["SC-8"]
     assert status["SC-8"].startswith("failing: govdr-database-tls")
     assert status["SC-13"].startswith("failing: ")
     assert status["AU-2"] == "implemented"
+
+
+def test_evidence_reports_what_the_templates_lack(synth: Synth) -> None:
+    templates = copy.deepcopy(synth.all_raw())
+    for _, policy in resources(templates["audit"], "AWS::S3::BucketPolicy"):
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        policy["Properties"]["PolicyDocument"]["Statement"] = [
+            s for s in statements if s["Effect"] != "Deny"
+        ]
+    for lid, _ in list(resources(templates["network"], "Custom::VpcRestrictDefaultSG")):
+        del templates["network"]["Resources"][lid]
+    data = matrix.build_matrix(synth.config, templates, synth.stack.acknowledgments)
+    evidence = {c["id"]: "\n".join(c["evidence"]) for c in data["controls"]}
+    assert "NOT MET: " in evidence["SC-8"]
+    assert "bucket policy does not deny requests without TLS" in evidence["AU-9"]
+    assert "(Custom::VpcRestrictDefaultSG): MISSING" in evidence["SC-7"]
 
 
 def test_cross_region_copy_completes_cp6(variant_synth: Synth) -> None:

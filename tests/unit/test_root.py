@@ -12,7 +12,8 @@ from govdr.compliance.template_checks import (
     naming_findings,
     resources,
 )
-from tests.conftest import NESTED, TEST_SUFFIX, Synth
+from govdr.synth import NESTED
+from tests.conftest import TEST_SUFFIX, Synth
 
 OUTPUTS = {
     "EnvironmentSuffix",
