@@ -35,6 +35,9 @@ _VAULT_ARN_RE = re.compile(
 # CloudWatch Logs accepts only these retention periods; FedRAMP AU-11 asks for >= 1 year.
 LOG_RETENTION_DAYS = (365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 # Inclusive ranges of the alarm thresholds, with their unit for messages.
+# The recovery objectives the platform is held to (REQUIREMENTS: RPO < 1 hour, RTO < 15 min).
+RPO_OBJECTIVE_SECONDS = 3600
+RTO_OBJECTIVE_SECONDS = 900
 THRESHOLD_RANGES: dict[str, tuple[int, int, str]] = {
     "cpu_alarm_percent": (1, 100, "percent"),
     "free_storage_alarm_gib": (1, 65536, "GiB"),
@@ -46,6 +49,9 @@ THRESHOLD_RANGES: dict[str, tuple[int, int, str]] = {
     "txlog_disk_usage_alarm_gib": (1, 65536, "GiB"),
     "replication_slot_lag_alarm_mib": (1, 1048576, "MiB"),
     "efs_io_limit_alarm_percent": (1, 100, "percent"),
+    # Both must leave room below the 60-minute recovery point objective.
+    "archive_lag_alarm_seconds": (60, RPO_OBJECTIVE_SECONDS - 60, "seconds"),
+    "rpo_alarm_seconds": (60, RPO_OBJECTIVE_SECONDS - 60, "seconds"),
 }
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
@@ -82,6 +88,8 @@ class DrConfig:
     txlog_disk_usage_alarm_gib: int = 10
     replication_slot_lag_alarm_mib: int = 1024
     efs_io_limit_alarm_percent: int = 90
+    archive_lag_alarm_seconds: int = 300
+    rpo_alarm_seconds: int = 900
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -167,6 +175,13 @@ KNOBS: tuple[_Knob, ...] = (
         "GOVDR_EFS_IO_LIMIT_ALARM_PERCENT",
         int,
     ),
+    _Knob(
+        "archive_lag_alarm_seconds",
+        "archiveLagAlarmSeconds",
+        "GOVDR_ARCHIVE_LAG_ALARM_SECONDS",
+        int,
+    ),
+    _Knob("rpo_alarm_seconds", "rpoAlarmSeconds", "GOVDR_RPO_ALARM_SECONDS", int),
 )
 _BY_FIELD = {k.field: k for k in KNOBS}
 

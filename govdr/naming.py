@@ -19,3 +19,9 @@ def name(resource_type: str, suffix: str) -> str:
 def alias(resource_type: str, suffix: str) -> str:
     """Return a KMS alias name, e.g. ``alias("rds", "dev") == "alias/rds-dev"``."""
     return f"alias/{name(resource_type, suffix)}"
+
+
+def slot_name(suffix: str) -> str:
+    """The archive's logical replication slot, e.g. ``govdr_txlog_pr_12`` (PostgreSQL allows
+    lowercase letters, digits and underscores only)."""
+    return "govdr_txlog_" + suffix.replace("-", "_")

@@ -1,5 +1,8 @@
 """``govdr``: operator commands for the DR platform.
 
+    govdr status                      [--outputs F] [--stack NAME] [--json]
+    govdr drill failover [--dry-run]  [--via-fis] [--reports-dir DIR] [--json] ...
+    govdr drill restore  [--dry-run]  [--reports-dir DIR] [--json] ...
     govdr txlog list    --dir DIR [--from TIME] [--to TIME] [--json]
     govdr txlog show    --dir DIR --table SCHEMA.TABLE [--from TIME] [--to TIME] [--json]
     govdr txlog replay  --dir DIR --target-dsn DSN (--start-lsn LSN | --start-time TIME)
@@ -18,6 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from govdr.drills.commands import add_commands, render
+from govdr.drills.failover import DrillError
+from govdr.tools.outputs import OutputsError
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
 from runtime.txlog_archiver.replay import (
     Window,
@@ -146,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--start-time", help="time covered by the restore (ISO 8601)")
     rep.add_argument("--until", required=True, help="replay commits up to this time (inclusive)")
     rep.set_defaults(func=cmd_replay)
+
+    add_commands(groups)
     return parser
 
 
@@ -168,14 +176,26 @@ def _render(result: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     args = build_parser().parse_args(argv)
+    code = 0
     try:
-        result = args.func(args)
-    except (UsageError, ArchiveError) as exc:
+        if getattr(args, "renders", None):
+            result, code = args.func(args)
+        else:
+            result = args.func(args)
+    except (UsageError, ArchiveError, DrillError, OutputsError) as exc:
         print(f"govdr: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, default=str, indent=2) if args.json else _render(result))
-    return 0
+    except (BotoCoreError, ClientError) as exc:
+        print(f"govdr: an AWS request failed: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, default=str, indent=2))
+    else:
+        print(render(result) if getattr(args, "renders", None) else _render(result))
+    return code
 
 
 if __name__ == "__main__":

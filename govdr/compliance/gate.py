@@ -216,12 +216,18 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
         "up and restores; a copy would freeze it and break with new backup features",
     )
     cleaner_policy = stack.backup.vault_cleaner_role.policy
-    ack(
+    for function_policy in (
         cleaner_policy,
-        ["AwsSolutions-IAM5[Resource::*]"],
-        "only the statements listed in WILDCARD_RESOURCE_SIDS: "
-        + "; ".join(f"{sid}: {why}" for sid, why in WILDCARD_RESOURCE_SIDS.items()),
-    )
+        stack.database.bootstrap.role.policy,
+        stack.storage.archiver.role.policy,
+        stack.monitoring.rpo_monitor.role.policy,
+    ):
+        ack(
+            function_policy,
+            ["AwsSolutions-IAM5[Resource::*]"],
+            "only the statements listed in WILDCARD_RESOURCE_SIDS: "
+            + "; ".join(f"{sid}: {why}" for sid, why in WILDCARD_RESOURCE_SIDS.items()),
+        )
     ack(
         cleaner_policy,
         [
@@ -233,12 +239,31 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
         "recovery points and AWS Backup's RDS snapshots get their IDs when a backup runs; "
         "deletion is further limited to the one vault by ListRecoveryPointsByBackupVault",
     )
-    ack(
+    for custom_resource_function in (
         stack.backup.vault_cleaner_function,
+        stack.database.bootstrap.function,
+    ):
+        ack(
+            custom_resource_function,
+            ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
+            "a CloudFormation custom-resource handler: every outcome is answered to "
+            "CloudFormation (FAILED with the reason) and logged to its encrypted log group, "
+            "so a dead-letter queue would hold nothing to act on",
+        )
+    ack(
+        stack.storage.archiver.function,
         ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
-        "a CloudFormation custom resource run once per stack deletion: every outcome is "
-        "answered to CloudFormation (FAILED with the reason) and logged to its encrypted log "
-        "group, so a dead-letter queue would hold nothing to act on",
+        "invoked by a one-minute schedule with empty events and no retries: a failed run "
+        "leaves the slot where it was (nothing is acknowledged before it is on disk), the next "
+        "tick resumes, and the archive-lag alarm (missing data breaches) pages operators, so "
+        "a dead-letter queue would only collect empty schedule ticks",
+    )
+    ack(
+        stack.monitoring.rpo_monitor.function,
+        ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
+        "invoked by a one-minute schedule with empty events and no retries: a failed run "
+        "publishes no RpoSeconds data point and the RPO alarm treats missing data as breaching, "
+        "so operators are paged; a dead-letter queue would only collect empty schedule ticks",
     )
     for bucket in (stack.audit.trail_bucket, stack.audit.access_log_bucket):
         ack(

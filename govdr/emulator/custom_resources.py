@@ -7,6 +7,8 @@ deploy says so.
 
 from __future__ import annotations
 
+import json
+
 from govdr.emulator.models import Props, _Model
 
 
@@ -76,6 +78,31 @@ class BackupVaultCleaner(_Model):
         return cls(f"empty-on-delete:{vault}")
 
 
+class TxlogBootstrap(_Model):
+    """Custom::TxlogBootstrap: the function's first step, reading both secrets, is done here.
+
+    The emulator's RDS runs no PostgreSQL, so no user or slot can be created; the function
+    itself is tested against a real PostgreSQL in tests/runtime/test_txlog_bootstrap.py.
+    """
+
+    CFN_TYPE = "Custom::TxlogBootstrap"
+    EMULATED = (
+        "govdr's bootstrap Lambda cannot run and the emulator's RDS has no PostgreSQL; both "
+        "secrets are read in-process, no replication user or slot is created"
+    )
+
+    @classmethod
+    def create(cls, props: Props, name: str, account_id: str, region_name: str) -> TxlogBootstrap:
+        from moto.secretsmanager.models import secretsmanager_backends
+
+        backend = secretsmanager_backends[account_id][region_name]
+        replication = backend.get_secret_value(props["ReplicationSecretArn"], None, None)
+        backend.get_secret_value(props["MasterSecretArn"], None, None)
+        username = json.loads(replication["SecretString"])["username"]
+        return cls(f"txlog-bootstrap:{username}")
+
+
 CUSTOM_MODELS: dict[str, type[_Model]] = {
-    m.CFN_TYPE: m for m in (RestrictDefaultSecurityGroup, AutoDeleteObjects, BackupVaultCleaner)
+    m.CFN_TYPE: m
+    for m in (RestrictDefaultSecurityGroup, AutoDeleteObjects, BackupVaultCleaner, TxlogBootstrap)
 }

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
+
 from govdr.config import REGION
 from govdr.emulator.server import HOST, free_port
 from govdr.tools.outputs import DEFAULT_OUT, stack_outputs, write_flat
@@ -33,14 +36,20 @@ BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 BOOTSTRAP_VERSION = "30"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 STATE_FILE = ROOT / ".emulator.json"
+EMULATOR_LOG = ROOT / ".emulator.log"
 # The emulator accepts any credentials; these name it and are no secret.
 EMULATOR_ACCESS = {"aws_access_key_id": "govdr-emulator", "aws_secret_access_key": "govdr-emulator"}
 
 CANNOT = (
-    "run Lambda functions: the hosted rotation and the backup-vault cleaner are configured but "
-    "never execute; CDK's custom resources run as in-process equivalents",
-    "fail over, restore, or take backups: Multi-AZ, PITR and the backup plan exist as "
-    "configuration only",
+    "run Lambda functions or schedules: the hosted rotations, the backup-vault cleaner and the "
+    "transaction-log archiver are configured but never execute (the archiver and the "
+    "bootstrap are tested against a real PostgreSQL in tests/runtime); custom resources run "
+    "as in-process equivalents",
+    "run PostgreSQL: the instance exists as configuration, no connection can be made",
+    "mount EFS into a Lambda function (FileSystemConfigs is not kept; checked by `make integ`)",
+    "fail over or take backups: Multi-AZ, PITR and the backup plan exist as configuration; a "
+    "point-in-time restore creates an instance record with no data (`govdr drill restore` runs "
+    "its control flow here, unverified)",
     "enforce IAM, KMS key policies, TLS-only policies or security groups",
     "report Performance Insights or Database Insights settings of the instance",
 )
@@ -66,13 +75,14 @@ class Emulator:
         cls, port: int | None = None, *, detach: bool = False, timeout: float = 60
     ) -> Emulator:
         emulator = cls(port or free_port())
-        emulator.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "govdr.emulator.server", "--port", str(emulator.port)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=detach,
-        )
+        with EMULATOR_LOG.open("wb") as log:
+            emulator.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+                [sys.executable, "-m", "govdr.emulator.server", "--port", str(emulator.port)],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=detach,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if emulator.process.poll() is not None:
@@ -543,6 +553,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if code == 0 else 1
     except DeployError as exc:
         print(f"govdr: deploy to the emulator failed: {exc}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError, ResponseParserError) as exc:
+        print(
+            f"govdr: the emulator rejected a request ({type(exc).__name__}: {str(exc)[:300]}); "
+            f"its log is {EMULATOR_LOG.relative_to(ROOT)}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         if not keep_running:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -157,8 +158,9 @@ class ResourceCreateFailed(RuntimeError):
 @_fix(
     "failed-create-reporting",
     "a resource that fails to create leaves the stack "
-    "CREATE_IN_PROGRESS with no event; now the stack is CREATE_FAILED and its event names "
-    "the innermost failing resource and the reason",
+    "CREATE_IN_PROGRESS with no event, and DescribeStacks of a failed stack re-creates the "
+    "resources its outputs name (an HTTP 500); now the stack is CREATE_FAILED, its event names "
+    "the innermost failing resource and the reason, and the emulator's log says it too",
 )
 def _failures() -> None:
     from moto.cloudformation import parsing
@@ -184,11 +186,23 @@ def _failures() -> None:
         try:
             create_resources(self)
         except ResourceCreateFailed as exc:
+            print(f"govdr emulator: {self.name} CREATE_FAILED: {exc}", file=sys.stderr, flush=True)
             self.status = "CREATE_FAILED"
             self._add_stack_event("CREATE_FAILED", resource_status_reason=str(exc))
             self.failure = exc
 
     Stack.create_resources = create_resources_reporting
+
+    # Outputs are resolved lazily: on a failed stack that would re-create the failed
+    # resources on every DescribeStacks and answer 500 instead of the stack's status.
+    resolve_outputs = Stack.outputs.fget
+
+    def outputs(self: Any) -> list[Any]:
+        if self.status == "CREATE_FAILED":
+            return []
+        return list(resolve_outputs(self))
+
+    Stack.outputs = property(outputs)
 
 
 @_fix(
@@ -349,6 +363,25 @@ def _efs_policy() -> None:
             )
 
     _after_create(FileSystem, put_policy)
+
+
+@_fix(
+    "efs-file-system-attributes",
+    "AWS::EFS::FileSystem: Fn::GetAtt Arn and FileSystemId are not implemented",
+)
+def _efs_attributes() -> None:
+    from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+    from moto.efs.models import FileSystem
+
+    def get_cfn_attribute(self: Any, attribute_name: str) -> Any:
+        if attribute_name == "Arn":
+            return self.file_system_arn
+        if attribute_name == "FileSystemId":
+            return self.file_system_id
+        raise UnformattedGetAttTemplateException()
+
+    FileSystem.get_cfn_attribute = get_cfn_attribute
+    FileSystem.has_cfn_attr = classmethod(lambda cls, attr: attr in ("Arn", "FileSystemId"))
 
 
 @_fix(

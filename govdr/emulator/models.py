@@ -8,6 +8,7 @@ say so in their ``EMULATED`` note.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import string
@@ -558,6 +559,58 @@ class BackupSelection(_Model):
         delete_selection(account_id, region_name, name)
 
 
+class EventInvokeConfig(_Model):
+    """Retry and event-age limits of asynchronous invocations of one function."""
+
+    CFN_TYPE = "AWS::Lambda::EventInvokeConfig"
+
+    @classmethod
+    def create(
+        cls, props: Props, name: str, account_id: str, region_name: str
+    ) -> EventInvokeConfig:
+        from moto.awslambda.models import lambda_backends
+
+        function = props["FunctionName"]
+        config = {
+            key: props[key]
+            for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+            if key in props
+        }
+        lambda_backends[account_id][region_name].put_function_event_invoke_config(function, config)
+        return cls(f"{function}|{props.get('Qualifier', '$LATEST')}")
+
+    @classmethod
+    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
+        from moto.awslambda.models import lambda_backends
+
+        function = name.split("|", 1)[0]
+        with contextlib.suppress(Exception):  # the function may already be gone
+            lambda_backends[account_id][region_name].delete_function_event_invoke_config(function)
+
+
+class ExperimentTemplate(_Model):
+    """AWS FIS has no emulator backend: the template is validated and kept in-process."""
+
+    CFN_TYPE = "AWS::FIS::ExperimentTemplate"
+    EMULATED = "the emulator has no AWS FIS: the failover template is validated, never run"
+    TEMPLATES: ClassVar[dict[str, Props]] = {}
+
+    @classmethod
+    def create(
+        cls, props: Props, name: str, account_id: str, region_name: str
+    ) -> ExperimentTemplate:
+        for required in ("Actions", "Targets", "StopConditions", "RoleArn"):
+            if not props.get(required):
+                raise ValueError(f"AWS::FIS::ExperimentTemplate needs {required}")
+        template_id = "EXT" + uuid.uuid4().hex[:14].upper()
+        cls.TEMPLATES[template_id] = props
+        return cls(template_id)
+
+    @classmethod
+    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
+        cls.TEMPLATES.pop(name, None)
+
+
 MODELS: tuple[type[_Model], ...] = (
     Secret,
     SecretTargetAttachment,
@@ -572,4 +625,6 @@ MODELS: tuple[type[_Model], ...] = (
     BackupVault,
     BackupPlan,
     BackupSelection,
+    EventInvokeConfig,
+    ExperimentTemplate,
 )

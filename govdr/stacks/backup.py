@@ -5,23 +5,18 @@ The plan's selections live beside the resources they cover (Database and Storage
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aws_cdk import Aws, CustomResource, Duration, NestedStack, RemovalPolicy
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from govdr.config import DrConfig
-from govdr.constructs.log_group import encrypted_log_group
-from govdr.constructs.service_role import ServiceRole
+from govdr.constructs.python_bundle import bundled_code
+from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
-
-RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
 
 
 class BackupStack(NestedStack):
@@ -106,25 +101,17 @@ class BackupStack(NestedStack):
         logs_key: kms.IKey,
     ) -> None:
         """Empty the vault on stack deletion, or the vault blocks every teardown."""
-        suffix = config.environment_suffix
-        function_name = name("backup-vault-cleaner", suffix)
-        log_group = encrypted_log_group(
-            self,
-            "VaultCleanerLogGroup",
-            log_group_name=f"/aws/lambda/{function_name}",
-            key=logs_key,
-            config=config,
-        )
         recovery_points = (
             f"arn:{Aws.PARTITION}:backup:{Aws.REGION}:{Aws.ACCOUNT_ID}:recovery-point:*"
         )
-        role = ServiceRole(
+        cleaner = VpcFunction(
             self,
-            "VaultCleanerRole",
-            role_name=name("backup-vault-cleaner-role", suffix),
-            policy_name=name("backup-vault-cleaner-policy", suffix),
-            description="Deletes the recovery points of the one govdr backup vault on teardown",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            "VaultCleaner",
+            config=config,
+            function_type="backup-vault-cleaner",
+            description="Empties the govdr backup vault when the stack is deleted",
+            code=bundled_code("backup_vault_cleaner", dependencies=False),
+            handler="runtime.backup_vault_cleaner.handler.handler",
             statements=[
                 iam.PolicyStatement(
                     sid="ListAndDeleteRecoveryPoints",
@@ -148,47 +135,15 @@ class BackupStack(NestedStack):
                     actions=["backup:ListBackupJobs", "backup:StopBackupJob"],
                     resources=["*"],
                 ),
-                iam.PolicyStatement(
-                    sid="VpcNetworkInterfaces",
-                    # Lambda in a VPC manages its ENIs; these EC2 actions take no resource ARN.
-                    actions=[
-                        "ec2:CreateNetworkInterface",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:AssignPrivateIpAddresses",
-                        "ec2:UnassignPrivateIpAddresses",
-                    ],
-                    resources=["*"],
-                ),
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[log_group.log_group_arn],
-                ),
             ],
-        )
-        self.vault_cleaner_role = role
-        self.vault_cleaner_function = lambda_.Function(
-            self,
-            "VaultCleaner",
-            function_name=function_name,
-            description="Empties the govdr backup vault when the stack is deleted",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(
-                str(RUNTIME_DIR / "backup_vault_cleaner"), exclude=["__pycache__", "*.pyc"]
-            ),
-            timeout=Duration.minutes(15),
-            memory_size=256,
-            role=role.immutable,
-            log_group=log_group,
-            # One stack deletion at a time; never competes for the account's pool.
-            reserved_concurrent_executions=1,
             vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[ops_sg],
+            subnets=subnets,
+            security_group=ops_sg,
+            logs_key=logs_key,
+            timeout=Duration.minutes(15),
         )
+        self.vault_cleaner_role = cleaner.role
+        self.vault_cleaner_function = cleaner.function
         self.vault_cleaner = CustomResource(
             self,
             "VaultCleanerResource",

@@ -7,7 +7,9 @@ schedule, and compliance rules look for a secret's rotation in the secret's own 
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, NestedStack, RemovalPolicy
+from collections.abc import Sequence
+
+from aws_cdk import Aws, CustomResource, Duration, NestedStack, RemovalPolicy
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -18,10 +20,14 @@ from constructs import Construct
 
 from govdr.config import DrConfig
 from govdr.constructs.log_group import encrypted_log_group
+from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.service_role import ServiceRole
-from govdr.naming import name
+from govdr.constructs.vpc_function import VpcFunction
+from govdr.naming import name, slot_name
 
 MASTER_USERNAME = "govdr_admin"
+# The archiver's own login: logical replication only, never the master credentials.
+REPLICATION_USERNAME = "govdr_txlog"
 DATABASE_NAME = "govdr"
 ROTATION_DAYS = 30
 MONITORING_INTERVAL_SECONDS = 60
@@ -62,6 +68,7 @@ class DatabaseStack(NestedStack):
         function_subnets: ec2.SubnetSelection,
         database_sg: ec2.ISecurityGroup,
         rotation_sg: ec2.ISecurityGroup,
+        txlog_sg: ec2.ISecurityGroup,
         database_key: kms.IKey,
         secrets_key: kms.IKey,
         logs_key: kms.IKey,
@@ -218,6 +225,10 @@ class DatabaseStack(NestedStack):
         # The first rotation runs at creation; its log group must already exist.
         self.rotation.node.add_dependency(self.rotation_log_group)
 
+        self._replication_user(
+            config, vpc, function_subnets, rotation_sg, txlog_sg, secrets_key, logs_key
+        )
+
         self.backup_selection = backup.BackupSelection(
             self,
             "BackupSelection",
@@ -237,14 +248,107 @@ class DatabaseStack(NestedStack):
             statements=secret_read_statements(self.master_secret.secret_arn, secrets_key.key_arn),
         )
 
+    def _replication_user(
+        self,
+        config: DrConfig,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        rotation_sg: ec2.ISecurityGroup,
+        txlog_sg: ec2.ISecurityGroup,
+        secrets_key: kms.IKey,
+        logs_key: kms.IKey,
+    ) -> None:
+        """The archiver's login: its own secret (CMK), created in the database by a bootstrap
+        custom resource, then rotated every 30 days by the multi-user hosted rotation."""
+        suffix = config.environment_suffix
+        self.slot_name = slot_name(suffix)
+        self.replication_secret = rds.DatabaseSecret(
+            self,
+            "ReplicationSecret",
+            username=REPLICATION_USERNAME,
+            secret_name=name("rds-txlog-secret", suffix),
+            encryption_key=secrets_key,
+            exclude_characters=PASSWORD_EXCLUDE,
+            master_secret=self.master_secret,
+        )
+        self.replication_secret.apply_removal_policy(
+            RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        )
+        # host, port, engine and dbname, which the rotation and the archiver read
+        attached = self.replication_secret.attach(self.instance)
 
-def secret_read_statements(secret_arn: str, key_arn: str) -> list[iam.PolicyStatement]:
-    """Least-privilege statements to read one secret encrypted with one key."""
+        self.bootstrap = VpcFunction(
+            self,
+            "TxlogBootstrap",
+            config=config,
+            function_type="txlog-bootstrap",
+            description="Creates the archiver's replication user; drops its slot on teardown",
+            code=bundled_code("txlog_archiver"),
+            handler="runtime.txlog_archiver.bootstrap.handler",
+            statements=secret_read_statements(
+                [self.master_secret.secret_arn, self.replication_secret.secret_arn],
+                secrets_key.key_arn,
+            ),
+            vpc=vpc,
+            subnets=subnets,
+            security_group=txlog_sg,
+            logs_key=logs_key,
+            timeout=Duration.minutes(2),
+        )
+        self.bootstrap_resource = CustomResource(
+            self,
+            "TxlogBootstrapResource",
+            service_token=self.bootstrap.function.function_arn,
+            resource_type="Custom::TxlogBootstrap",
+            properties={
+                "MasterSecretArn": self.master_secret.secret_arn,
+                "ReplicationSecretArn": self.replication_secret.secret_arn,
+                "SlotName": self.slot_name,
+            },
+        )
+        # Both attachments (host, port) must exist before the bootstrap reads the secrets. The
+        # CfnResources, not the constructs: an attachment's rotation schedule is its child.
+        for dependency in (self.secret, attached, self.instance):
+            child = dependency.node.default_child
+            assert child is not None
+            self.bootstrap_resource.node.add_dependency(child)
+
+        rotation_function = name("rds-txlog-rotation", suffix)
+        self.replication_rotation_log_group = encrypted_log_group(
+            self,
+            "ReplicationRotationLogGroup",
+            log_group_name=f"/aws/lambda/{rotation_function}",
+            key=logs_key,
+            config=config,
+        )
+        self.replication_rotation = attached.add_rotation_schedule(
+            "Rotation",
+            automatically_after=Duration.days(ROTATION_DAYS),
+            hosted_rotation=sm.HostedRotation.postgre_sql_multi_user(
+                master_secret=self.secret,
+                function_name=rotation_function,
+                vpc=vpc,
+                vpc_subnets=subnets,
+                security_groups=[rotation_sg],
+                exclude_characters=PASSWORD_EXCLUDE,
+            ),
+        )
+        # The first rotation runs at creation and clones the user the bootstrap creates.
+        self.replication_rotation.node.add_dependency(
+            self.bootstrap_resource, self.replication_rotation_log_group
+        )
+        self.replication_secret_arn = self.replication_secret.secret_arn
+
+
+def secret_read_statements(
+    secret_arns: str | Sequence[str], key_arn: str
+) -> list[iam.PolicyStatement]:
+    """Least-privilege statements to read the given secrets, encrypted with one key."""
     return [
         iam.PolicyStatement(
             sid="ReadDatabaseSecret",
             actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-            resources=[secret_arn],
+            resources=[secret_arns] if isinstance(secret_arns, str) else list(secret_arns),
         ),
         iam.PolicyStatement(
             sid="DecryptDatabaseSecret",

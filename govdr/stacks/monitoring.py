@@ -5,13 +5,16 @@ Every alarm and event goes to one encrypted SNS topic ``alarms-<suffix>``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Aws, Duration, NestedStack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_fis as fis
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_rds as rds
@@ -19,8 +22,15 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
-from govdr.config import DrConfig
+from govdr.config import RPO_OBJECTIVE_SECONDS, DrConfig
+from govdr.constructs.python_bundle import bundled_code
+from govdr.constructs.service_role import ServiceRole
+from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
+from runtime.rpo_monitor.handler import NAMESPACE as RPO_NAMESPACE
+from runtime.rpo_monitor.handler import SERVICE as RPO_SERVICE
+from runtime.txlog_archiver.handler import NAMESPACE as TXLOG_NAMESPACE
+from runtime.txlog_archiver.handler import SERVICE as TXLOG_SERVICE
 
 GIB = 1024**3
 MIB = 1024**2
@@ -175,6 +185,32 @@ def alarm_specs(config: DrConfig) -> list[AlarmSpec]:
             f"Transaction-log file system at >= {c.efs_io_limit_alarm_percent} % of its I/O limit",
             cw.TreatMissingData.NOT_BREACHING,
         ),
+        AlarmSpec(
+            "txlog-archive-lag",
+            TXLOG_NAMESPACE,
+            "ArchiveLagSeconds",
+            "Maximum",
+            c.archive_lag_alarm_seconds,
+            GT,
+            2,
+            3,
+            f"Transaction-log archive >= {c.archive_lag_alarm_seconds} s behind the database, "
+            "or the archiver has stopped reporting (missing data breaches)",
+            cw.TreatMissingData.BREACHING,
+        ),
+        AlarmSpec(
+            "rpo",
+            RPO_NAMESPACE,
+            "RpoSeconds",
+            "Maximum",
+            c.rpo_alarm_seconds,
+            GT,
+            2,
+            3,
+            f"Recovery point >= {c.rpo_alarm_seconds} s old (objective: < "
+            f"{RPO_OBJECTIVE_SECONDS} s), or the RPO monitor has stopped reporting",
+            cw.TreatMissingData.BREACHING,
+        ),
     ]
 
 
@@ -189,8 +225,12 @@ class MonitoringStack(NestedStack):
         config: DrConfig,
         instance: rds.IDatabaseInstance,
         file_system_id: str,
-        secret_arn: str,
+        secret_arns: Sequence[str],
         alarms_key: kms.IKey,
+        logs_key: kms.IKey,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        ops_sg: ec2.ISecurityGroup,
     ) -> None:
         super().__init__(scope, id_, description=f"govdr monitoring ({config.environment_suffix})")
         suffix = config.environment_suffix
@@ -223,6 +263,9 @@ class MonitoringStack(NestedStack):
         dimensions = {
             "AWS/RDS": {"DBInstanceIdentifier": instance.instance_identifier},
             "AWS/EFS": {"FileSystemId": file_system_id},
+            # Powertools' dimensions of the archiver's embedded-metric-format records
+            TXLOG_NAMESPACE: {"service": TXLOG_SERVICE, "Environment": suffix},
+            RPO_NAMESPACE: {"service": RPO_SERVICE, "Environment": suffix},
         }
         action = cw_actions.SnsAction(self.topic)
         self.alarms: dict[str, cw.Alarm] = {}
@@ -291,14 +334,14 @@ class MonitoringStack(NestedStack):
             self,
             "RotationFailureRule",
             rule_name=name("rotation-failure", suffix),
-            description="Failed or abandoned rotation of the govdr database master secret",
+            description="Failed or abandoned rotation of a govdr database secret",
             event_pattern=events.EventPattern(
                 source=["aws.secretsmanager"],
                 detail_type=["AWS Service Event via CloudTrail"],
                 detail={
                     "eventSource": ["secretsmanager.amazonaws.com"],
                     "eventName": list(ROTATION_FAILURE_EVENTS),
-                    "additionalEventData": {"SecretId": [secret_arn]},
+                    "additionalEventData": {"SecretId": list(secret_arns)},
                 },
             ),
         )
@@ -316,6 +359,104 @@ class MonitoringStack(NestedStack):
         )
 
         self.dashboard = self._dashboard(config, dimensions)
+        self._rpo_monitor(config, instance, logs_key, vpc, subnets, ops_sg)
+        self._failover_drill(config, instance)
+
+    def _rpo_monitor(
+        self,
+        config: DrConfig,
+        instance: rds.IDatabaseInstance,
+        logs_key: kms.IKey,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        ops_sg: ec2.ISecurityGroup,
+    ) -> None:
+        """Every minute: RpoSeconds = now - LatestRestorableTime (alarm above)."""
+        self.rpo_monitor = VpcFunction(
+            self,
+            "RpoMonitor",
+            config=config,
+            function_type="rpo-monitor",
+            description="Publishes the database's recovery point age (RpoSeconds) every minute",
+            code=bundled_code("rpo_monitor"),
+            handler="runtime.rpo_monitor.handler.handler",
+            statements=[
+                iam.PolicyStatement(
+                    sid="DescribeTheDatabase",
+                    actions=["rds:DescribeDBInstances"],
+                    resources=[instance.instance_arn],
+                )
+            ],
+            vpc=vpc,
+            subnets=subnets,
+            security_group=ops_sg,
+            logs_key=logs_key,
+            timeout=Duration.seconds(30),
+            environment={
+                "DB_INSTANCE_ID": instance.instance_identifier,
+                "ENVIRONMENT_SUFFIX": config.environment_suffix,
+            },
+        )
+        self.rpo_schedule = events.Rule(
+            self,
+            "RpoMonitorSchedule",
+            rule_name=name("rpo-monitor-schedule", config.environment_suffix),
+            description="Measures the recovery point every minute",
+            schedule=events.Schedule.rate(Duration.minutes(1)),
+            targets=[targets.LambdaFunction(self.rpo_monitor.function, retry_attempts=0)],
+        )
+
+    def _failover_drill(self, config: DrConfig, instance: rds.IDatabaseInstance) -> None:
+        """An AWS FIS experiment template that forces a Multi-AZ failover of the database.
+
+        It stops when the RPO alarm fires: no fault is injected while data is at risk.
+        """
+        suffix = config.environment_suffix
+        self.fis_role = ServiceRole(
+            self,
+            "FailoverDrillRole",
+            role_name=name("fis-failover-role", suffix),
+            policy_name=name("fis-failover-policy", suffix),
+            description="AWS FIS may reboot (force a failover of) the one govdr database",
+            assumed_by=iam.ServicePrincipal(
+                "fis.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            ),
+            statements=[
+                iam.PolicyStatement(
+                    sid="RebootTheDatabase",
+                    actions=["rds:RebootDBInstance", "rds:DescribeDBInstances"],
+                    resources=[instance.instance_arn],
+                )
+            ],
+        )
+        self.failover_drill = fis.CfnExperimentTemplate(
+            self,
+            "FailoverDrill",
+            description=f"govdr {suffix}: forced Multi-AZ failover of the database (RTO drill)",
+            role_arn=self.fis_role.role.role_arn,
+            stop_conditions=[
+                fis.CfnExperimentTemplate.ExperimentTemplateStopConditionProperty(
+                    source="aws:cloudwatch:alarm", value=self.alarms["rpo"].alarm_arn
+                )
+            ],
+            targets={
+                "Database": fis.CfnExperimentTemplate.ExperimentTemplateTargetProperty(
+                    resource_type="aws:rds:db",
+                    resource_arns=[instance.instance_arn],
+                    selection_mode="ALL",
+                )
+            },
+            actions={
+                "ForceFailover": fis.CfnExperimentTemplate.ExperimentTemplateActionProperty(
+                    action_id="aws:rds:reboot-db-instances",
+                    description="Reboot with failover to the standby in another AZ",
+                    parameters={"forceFailover": "true"},
+                    targets={"DBInstances": "Database"},
+                )
+            },
+            tags={"Name": name("fis-failover", suffix)},
+        )
 
     def _dashboard(self, config: DrConfig, dimensions: dict[str, dict[str, str]]) -> cw.Dashboard:
         def metric(namespace: str, metric_name: str, statistic: str = "Average") -> cw.Metric:
@@ -375,5 +516,32 @@ class MonitoringStack(NestedStack):
                 metric(efs_ns, "ClientConnections", "Sum"),
                 metric(efs_ns, "PercentIOLimit", "Maximum"),
             ),
+            graph(
+                "Transaction-log archive lag (s)",
+                metric(TXLOG_NAMESPACE, "ArchiveLagSeconds", "Maximum"),
+            ),
+        )
+        dashboard.add_widgets(
+            graph(
+                "Transactions archived per minute",
+                metric(TXLOG_NAMESPACE, "TransactionsArchived", "Sum"),
+            ),
+            graph("Bytes archived per minute", metric(TXLOG_NAMESPACE, "BytesArchived", "Sum")),
+            graph("Segments written per minute", metric(TXLOG_NAMESPACE, "SegmentsWritten", "Sum")),
+        )
+        dashboard.add_widgets(
+            cw.GraphWidget(
+                title=f"Recovery point (s): RPO objective < {RPO_OBJECTIVE_SECONDS} s",
+                left=[
+                    metric(RPO_NAMESPACE, "RpoSeconds", "Maximum"),
+                    metric(TXLOG_NAMESPACE, "ArchiveLagSeconds", "Maximum"),
+                ],
+                left_annotations=[
+                    cw.HorizontalAnnotation(value=config.rpo_alarm_seconds, label="alarm"),
+                    cw.HorizontalAnnotation(value=RPO_OBJECTIVE_SECONDS, label="objective"),
+                ],
+                width=24,
+                height=6,
+            )
         )
         return dashboard

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from aws_cdk import NestedStack, RemovalPolicy, Tags
+from aws_cdk import Duration, NestedStack, RemovalPolicy, Tags
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from govdr.config import DrConfig
+from govdr.constructs.python_bundle import bundled_code
+from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
+from govdr.stacks.database import secret_read_statements
 
 TXLOG_PATH = "/txlog"
 # Fixed POSIX identity of the archive: every client through the access point acts as it.
 TXLOG_UID = "5432"
 TXLOG_GID = "5432"
 TXLOG_PERMISSIONS = "750"
+ARCHIVE_MOUNT = "/mnt/txlog"
+# Each run stops SAFETY_MARGIN_SECONDS (handler) before this, flushes and acknowledges.
+ARCHIVER_TIMEOUT_SECONDS = 60
 
 
 class StorageStack(NestedStack):
@@ -35,6 +44,11 @@ class StorageStack(NestedStack):
         file_system_key: kms.IKey,
         backup_plan: backup.IBackupPlan,
         backup_role: iam.IRole,
+        archiver_sg: ec2.ISecurityGroup,
+        replication_secret_arn: str,
+        secrets_key: kms.IKey,
+        logs_key: kms.IKey,
+        slot: str,
     ) -> None:
         super().__init__(scope, id_, description=f"govdr storage ({config.environment_suffix})")
         suffix = config.environment_suffix
@@ -87,4 +101,81 @@ class StorageStack(NestedStack):
             backup_selection_name=name("backup-efs", suffix),
             resources=[backup.BackupResource.from_efs_file_system(self.file_system)],
             role=backup_role,
+        )
+
+        self._archiver(
+            config, vpc, subnets, archiver_sg, replication_secret_arn, secrets_key, logs_key, slot
+        )
+
+    def _archiver(
+        self,
+        config: DrConfig,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        archiver_sg: ec2.ISecurityGroup,
+        replication_secret_arn: str,
+        secrets_key: kms.IKey,
+        logs_key: kms.IKey,
+        slot: str,
+    ) -> None:
+        """The transaction-log archiver: every minute, one run at a time, into /txlog."""
+        self.archiver = VpcFunction(
+            self,
+            "TxlogArchiver",
+            config=config,
+            function_type="txlog-archiver",
+            description="Archives committed transactions from the logical slot to EFS",
+            code=bundled_code("txlog_archiver"),
+            handler="runtime.txlog_archiver.handler.handler",
+            statements=[
+                *secret_read_statements(replication_secret_arn, secrets_key.key_arn),
+                iam.PolicyStatement(
+                    sid="MountTxlogAccessPoint",
+                    actions=["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                    resources=[self.file_system.file_system_arn],
+                    conditions={
+                        "StringEquals": {
+                            "elasticfilesystem:AccessPointArn": (
+                                self.txlog_access_point.access_point_arn
+                            )
+                        }
+                    },
+                ),
+            ],
+            vpc=vpc,
+            subnets=subnets,
+            security_group=archiver_sg,
+            logs_key=logs_key,
+            timeout=Duration.seconds(ARCHIVER_TIMEOUT_SECONDS),
+            memory_size=512,
+            environment={
+                "SECRET_ARN": replication_secret_arn,
+                "ARCHIVE_DIR": ARCHIVE_MOUNT,
+                "SLOT_NAME": slot,
+                "ENVIRONMENT_SUFFIX": config.environment_suffix,
+                "PGSSLMODE": "require",
+            },
+            # One run at a time: two readers of one slot would fight over it.
+            reserved_concurrency=1,
+            filesystem=lambda_.FileSystem.from_efs_access_point(
+                self.txlog_access_point, ARCHIVE_MOUNT
+            ),
+        )
+        self.archiver.function.node.add_dependency(self.file_system.mount_targets_available)
+        # A tick that finds the previous run still going is throttled; retrying it later
+        # would only queue up runs, the next tick comes within a minute anyway.
+        lambda_.EventInvokeConfig(
+            self,
+            "TxlogArchiverInvokeConfig",
+            function=self.archiver.function,
+            retry_attempts=0,
+            max_event_age=Duration.seconds(60),
+        )
+        self.archiver_schedule = events.Rule(
+            self,
+            "TxlogArchiverSchedule",
+            rule_name=name("txlog-archiver-schedule", config.environment_suffix),
+            description="Runs the transaction-log archiver every minute",
+            schedule=events.Schedule.rate(Duration.minutes(1)),
+            targets=[targets.LambdaFunction(self.archiver.function, retry_attempts=0)],
         )

@@ -65,6 +65,7 @@ class TapStack(Stack):
             function_subnets=self.network.function_subnets,
             database_sg=self.network.database_sg,
             rotation_sg=self.network.rotation_sg,
+            txlog_sg=self.network.txlog_sg,
             database_key=self.security.database_key,
             secrets_key=self.security.secrets_key,
             logs_key=self.security.logs_key,
@@ -81,6 +82,11 @@ class TapStack(Stack):
             file_system_key=self.security.file_system_key,
             backup_plan=self.backup.plan,
             backup_role=self.backup.selection_role,
+            archiver_sg=self.network.txlog_sg,
+            replication_secret_arn=self.database.replication_secret_arn,
+            secrets_key=self.security.secrets_key,
+            logs_key=self.security.logs_key,
+            slot=self.database.slot_name,
         )
         self.audit = AuditStack(
             self,
@@ -95,8 +101,15 @@ class TapStack(Stack):
             config=config,
             instance=self.database.instance,
             file_system_id=self.storage.file_system.file_system_id,
-            secret_arn=self.database.master_secret.secret_arn,
+            secret_arns=[
+                self.database.master_secret.secret_arn,
+                self.database.replication_secret_arn,
+            ],
             alarms_key=self.security.alarms_key,
+            logs_key=self.security.logs_key,
+            vpc=self.network.vpc,
+            subnets=self.network.function_subnets,
+            ops_sg=self.network.ops_sg,
         )
         self._outputs()
         self.acknowledgments = acknowledge_findings(self)
@@ -160,6 +173,23 @@ class TapStack(Stack):
             ),
             "BackupVaultName": (self.backup.vault.backup_vault_name, "AWS Backup vault"),
             "BackupPlanId": (self.backup.plan.backup_plan_id, "AWS Backup plan"),
+            "ReplicationSecretArn": (
+                self.database.replication_secret_arn,
+                "Secret of the archiver's replication user (rotated every 30 days)",
+            ),
+            "TxlogSlotName": (self.database.slot_name, "Logical replication slot of the archive"),
+            "TxlogArchiverFunctionName": (
+                self.storage.archiver.function.function_name,
+                "Lambda function of the transaction-log archiver",
+            ),
+            "RpoMonitorFunctionName": (
+                self.monitoring.rpo_monitor.function.function_name,
+                "Lambda function that publishes RpoSeconds every minute",
+            ),
+            "FailoverDrillTemplateId": (
+                self.monitoring.failover_drill.ref,
+                "AWS FIS experiment template that forces a Multi-AZ failover",
+            ),
         }
         for output_id, (value, description) in outputs.items():
             CfnOutput(self, output_id, value=value, description=description)

@@ -12,10 +12,11 @@ import json
 import logging
 import os
 import time
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
+
+from runtime.cfn_response import CfnRequest, send_response
 
 LOG = logging.getLogger()
 LOG.setLevel(logging.INFO)
@@ -28,33 +29,6 @@ SAFETY_MARGIN_MS = 30_000
 
 class VaultNotEmptyError(RuntimeError):
     """The vault still held recovery points when the time budget ran out."""
-
-
-@dataclass(frozen=True)
-class Request:
-    request_type: str
-    vault_name: str
-    response_url: str
-    stack_id: str
-    request_id: str
-    logical_resource_id: str
-    physical_resource_id: str
-
-    @classmethod
-    def parse(cls, event: dict[str, Any]) -> Request:
-        props = event.get("ResourceProperties", {})
-        vault = props.get("BackupVaultName")
-        if not vault:
-            raise ValueError("ResourceProperties.BackupVaultName is required")
-        return cls(
-            request_type=event["RequestType"],
-            vault_name=vault,
-            response_url=event["ResponseURL"],
-            stack_id=event["StackId"],
-            request_id=event["RequestId"],
-            logical_resource_id=event["LogicalResourceId"],
-            physical_resource_id=event.get("PhysicalResourceId") or f"empty-on-delete:{vault}",
-        )
 
 
 def _is_missing_vault(exc: Exception) -> bool:
@@ -129,58 +103,28 @@ def empty_vault(
         raise
 
 
-def send_response(request: Request, status: str, reason: str, data: dict[str, Any]) -> None:
-    body = json.dumps(
-        {
-            "Status": status,
-            "Reason": reason[:1000],
-            "PhysicalResourceId": request.physical_resource_id,
-            "StackId": request.stack_id,
-            "RequestId": request.request_id,
-            "LogicalResourceId": request.logical_resource_id,
-            "Data": data,
-        }
-    ).encode()
-    put = urllib.request.Request(  # noqa: S310 - the URL is CloudFormation's pre-signed S3 URL
-        request.response_url,
-        data=body,
-        method="PUT",
-        headers={"Content-Type": "", "Content-Length": str(len(body))},
-    )
-    with urllib.request.urlopen(put, timeout=30) as response:  # noqa: S310
-        response.read()
-
-
 def handle(
     event: dict[str, Any],
     client: Any,
     remaining_ms: Callable[[], int],
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    try:
-        request = Request.parse(event)
-    except (KeyError, ValueError) as exc:
-        # Answer anyway, or CloudFormation waits an hour for a response that never comes.
-        fallback = Request(
-            request_type=str(event.get("RequestType", "")),
-            vault_name="",
-            response_url=event["ResponseURL"],
-            stack_id=str(event.get("StackId", "")),
-            request_id=str(event.get("RequestId", "")),
-            logical_resource_id=str(event.get("LogicalResourceId", "")),
-            physical_resource_id=str(event.get("PhysicalResourceId") or "invalid-request"),
-        )
-        send_response(fallback, "FAILED", f"invalid request: {exc}", {})
+    request = CfnRequest.parse(event, "empty-on-delete")
+    vault_name = request.properties.get("BackupVaultName")
+    if not vault_name:
+        send_response(request, "FAILED", "ResourceProperties.BackupVaultName is required", {})
         return
+    if request.physical_resource_id == "empty-on-delete":
+        request = replace(request, physical_resource_id=f"empty-on-delete:{vault_name}")
     data: dict[str, Any] = {}
     try:
         if request.request_type == "Delete":
             data["DeletedRecoveryPoints"] = empty_vault(
-                client, request.vault_name, remaining_ms=remaining_ms, sleep=sleep
+                client, vault_name, remaining_ms=remaining_ms, sleep=sleep
             )
         status, reason = "SUCCESS", "ok"
     except Exception as exc:
-        LOG.exception("emptying backup vault %s failed", request.vault_name)
+        LOG.exception("emptying backup vault %s failed", vault_name)
         status, reason = "FAILED", f"{type(exc).__name__}: {exc}"
     send_response(request, status, reason, data)
 

@@ -21,6 +21,7 @@ from runtime.txlog_archiver.archive import Archive, parse_commit_time
 from runtime.txlog_archiver.archiver import Archiver, RunStats
 
 NAMESPACE = "govdr/txlog"
+SERVICE = "txlog-archiver"  # Powertools adds it as the ``service`` dimension
 # Stop this long before the Lambda timeout: the last batch is flushed and acknowledged.
 SAFETY_MARGIN_SECONDS = 15.0
 
@@ -121,8 +122,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from aws_lambda_powertools.metrics import MetricUnit
 
     settings = Settings.from_env(os.environ)
-    logger = Logger(service="txlog-archiver")
-    metrics = Metrics(namespace=NAMESPACE, service="txlog-archiver")
+    logger = Logger(service=SERVICE)
+    metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
     metrics.add_dimension(name="Environment", value=settings.environment)
     secret = json.loads(
         boto3.client("secretsmanager").get_secret_value(SecretId=settings.secret_arn)[

@@ -146,7 +146,7 @@ def test_alarms_exist_with_alarm_and_ok_actions(deployment: Deployment) -> None:
         for a in deployment.aws.client("cloudwatch").describe_alarms()["MetricAlarms"]
         if a["AlarmName"].endswith(f"-{deployment.suffix}")
     ]
-    assert len(alarms) == 10
+    assert len(alarms) == 12
     topic = deployment.outputs["AlarmTopicArn"]
     for alarm in alarms:
         assert alarm["AlarmActions"] == [topic], alarm["AlarmName"]
@@ -249,3 +249,95 @@ def test_database_accepts_postgres_only_from_its_clients(deployment: Deployment)
     sources = {p["GroupId"] for perm in group["IpPermissions"] for p in perm["UserIdGroupPairs"]}
     assert deployment.outputs["TxlogSecurityGroupId"] in sources
     assert len(sources) == 2
+
+
+def test_replication_secret_is_encrypted_and_rotates_every_30_days(
+    deployment: Deployment,
+) -> None:
+    sm = deployment.aws.client("secretsmanager")
+    secret = sm.describe_secret(SecretId=deployment.outputs["ReplicationSecretArn"])
+    assert secret["Name"] == f"rds-txlog-secret-{deployment.suffix}"
+    assert secret["KmsKeyId"] == deployment.outputs["SecretsKeyArn"]
+    assert secret["RotationEnabled"] is True
+    rules = secret["RotationRules"]
+    assert (
+        rules.get("ScheduleExpression") == "rate(30 days)"
+        or rules.get("AutomaticallyAfterDays") == 30
+    )
+    fields = json.loads(
+        sm.get_secret_value(SecretId=deployment.outputs["ReplicationSecretArn"])["SecretString"]
+    )
+    # Only names and non-secret values: its own user (or the rotation's clone), same host.
+    assert fields["username"] in ("govdr_txlog", "govdr_txlog_clone")
+    assert fields["host"] == deployment.outputs["DatabaseEndpointAddress"]
+    assert fields["masterarn"] == deployment.outputs["DatabaseSecretArn"]
+
+
+def test_archiver_runs_every_minute_alone_in_the_vpc_with_the_archive_mounted(
+    deployment: Deployment,
+) -> None:
+    o = deployment.outputs
+    lam = deployment.aws.client("lambda")
+    function = lam.get_function(FunctionName=o["TxlogArchiverFunctionName"])
+    config = function["Configuration"]
+    assert config["FunctionName"] == f"txlog-archiver-{deployment.suffix}"
+    assert function["Concurrency"]["ReservedConcurrentExecutions"] == 1
+    assert config["VpcConfig"]["SecurityGroupIds"] == [o["TxlogSecurityGroupId"]]
+    assert sorted(config["VpcConfig"]["SubnetIds"]) == sorted(o["FunctionSubnetIds"].split(","))
+    env = config["Environment"]["Variables"]
+    assert env["SECRET_ARN"] == o["ReplicationSecretArn"]
+    assert env["SLOT_NAME"] == o["TxlogSlotName"]
+    assert env["ARCHIVE_DIR"] == "/mnt/txlog"
+    assert config["Timeout"] == 60
+    rules = deployment.aws.client("events").list_rule_names_by_target(
+        TargetArn=config["FunctionArn"]
+    )
+    [rule_name] = rules["RuleNames"]
+    rule = deployment.aws.client("events").describe_rule(Name=rule_name)
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    assert rule["State"] == "ENABLED"
+
+
+@pytest.mark.live_only
+def test_archiver_mounts_the_access_point(deployment: Deployment) -> None:
+    config = deployment.aws.client("lambda").get_function_configuration(
+        FunctionName=deployment.outputs["TxlogArchiverFunctionName"]
+    )
+    [mount] = config["FileSystemConfigs"]
+    assert mount["Arn"].endswith(f":access-point/{deployment.outputs['TxlogAccessPointId']}")
+    assert mount["LocalMountPath"] == "/mnt/txlog"
+
+
+def test_rpo_monitor_runs_every_minute_and_may_only_describe_the_database(
+    deployment: Deployment,
+) -> None:
+    o = deployment.outputs
+    config = deployment.aws.client("lambda").get_function_configuration(
+        FunctionName=o["RpoMonitorFunctionName"]
+    )
+    assert config["Environment"]["Variables"]["DB_INSTANCE_ID"] == o["DatabaseInstanceIdentifier"]
+    events = deployment.aws.client("events")
+    [rule_name] = events.list_rule_names_by_target(TargetArn=config["FunctionArn"])["RuleNames"]
+    assert events.describe_rule(Name=rule_name)["ScheduleExpression"] == "rate(1 minute)"
+    [alarm] = deployment.aws.client("cloudwatch").describe_alarms(
+        AlarmNames=[f"rpo-{deployment.suffix}"]
+    )["MetricAlarms"]
+    assert alarm["Namespace"] == "govdr/dr"
+    assert alarm["Threshold"] < 3600  # below the RPO objective
+    assert alarm["TreatMissingData"] == "breaching"
+
+
+@pytest.mark.live_only
+def test_failover_drill_template_targets_only_the_database(deployment: Deployment) -> None:
+    o = deployment.outputs
+    template = deployment.aws.client("fis").get_experiment_template(
+        id=o["FailoverDrillTemplateId"]
+    )["experimentTemplate"]
+    [action] = template["actions"].values()
+    assert action["actionId"] == "aws:rds:reboot-db-instances"
+    assert action["parameters"] == {"forceFailover": "true"}
+    [target] = template["targets"].values()
+    assert target["resourceArns"][0].endswith(f":db:{o['DatabaseInstanceIdentifier']}")
+    [stop] = template["stopConditions"]
+    assert stop["source"] == "aws:cloudwatch:alarm"
+    assert stop["value"].endswith(f":alarm:rpo-{deployment.suffix}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import psycopg2
 import psycopg2.extras
@@ -92,3 +96,27 @@ def db(postgres: Postgres) -> Iterator[Db]:
     database.sql("CREATE TABLE ledger (id bigserial PRIMARY KEY, note text)")
     yield database
     database.drop()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    bodies: ClassVar[list[dict[str, Any]]] = []
+
+    def do_PUT(self) -> None:
+        length = int(self.headers["Content-Length"])
+        type(self).bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def response_url() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP endpoint standing in for CloudFormation's pre-signed response URL."""
+    _Receiver.bodies = []
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/response?sig=x", _Receiver.bodies
+    server.shutdown()

@@ -141,6 +141,12 @@ def start_cluster() -> Postgres:
             # No background transactions: the tests count transactions exactly.
             "autovacuum = off\n"
         )
+    # The superuser logs in without a password (the fixture's own connections); every other
+    # role must present its password, as on RDS.
+    (data / "pg_hba.conf").write_text(
+        "local all postgres trust\nlocal replication postgres trust\n"
+        "local all all scram-sha-256\nlocal replication all scram-sha-256\n"
+    )
     server = Postgres(bin_dir, data, root, port, as_user)
     server.ctl("-w", "start", "-l", str(root / "server.log"))
     lib = (

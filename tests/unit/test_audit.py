@@ -140,6 +140,10 @@ def test_every_platform_log_group_exists_encrypted_kept_and_deleted(synth: Synth
         f"/aws/rds/instance/rds-{TEST_SUFFIX}/upgrade",
         f"/aws/lambda/rds-rotation-{TEST_SUFFIX}",
         f"/aws/lambda/backup-vault-cleaner-{TEST_SUFFIX}",
+        f"/aws/lambda/rds-txlog-rotation-{TEST_SUFFIX}",
+        f"/aws/lambda/txlog-bootstrap-{TEST_SUFFIX}",
+        f"/aws/lambda/txlog-archiver-{TEST_SUFFIX}",
+        f"/aws/lambda/rpo-monitor-{TEST_SUFFIX}",
     }
     for group in groups.values():
         assert group["Properties"]["RetentionInDays"] == 365

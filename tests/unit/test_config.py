@@ -60,6 +60,8 @@ def test_every_knob_reads_context_and_environment() -> None:
         "txlogDiskUsageAlarmGiB": "5",
         "replicationSlotLagAlarmMiB": "512",
         "efsIoLimitAlarmPercent": "80",
+        "archiveLagAlarmSeconds": "120",
+        "rpoAlarmSeconds": "600",
     }
     from_ctx = load(values)
     from_env = load(env={k.env_var: values[k.context_key] for k in KNOBS})

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 from aws_cdk.assertions import Match
 
 from govdr.compliance.template_checks import database_tls_findings, pgaudit_findings, resources
 from tests.conftest import TEST_SUFFIX, Synth
+
+
+def _secret(database: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    [found] = [
+        (lid, secret)
+        for lid, secret in resources(database, "AWS::SecretsManager::Secret")
+        if secret["Properties"]["Name"] == f"{name}-{TEST_SUFFIX}"
+    ]
+    return found
+
+
+def _schedule(database: dict[str, Any], rotation_type: str) -> dict[str, Any]:
+    [found] = [
+        schedule
+        for _, schedule in resources(database, "AWS::SecretsManager::RotationSchedule")
+        if schedule["Properties"]["HostedRotationLambda"]["RotationType"] == rotation_type
+    ]
+    return found
 
 
 def _param(name: str) -> dict[str, object]:
@@ -127,9 +146,8 @@ def test_database_tls_check_and_its_failing_twins(synth: Synth) -> None:
 
 def test_master_secret_is_generated_under_the_cmk(synth: Synth) -> None:
     database = synth.raw("database")
-    [(secret_id, secret)] = resources(database, "AWS::SecretsManager::Secret")
+    secret_id, secret = _secret(database, "rds-master-secret")
     props = secret["Properties"]
-    assert props["Name"] == f"rds-master-secret-{TEST_SUFFIX}"
     assert "SecretsKey" in props["KmsKeyId"]["Ref"]
     assert props["GenerateSecretString"]["GenerateStringKey"] == "password"
     assert props["GenerateSecretString"]["PasswordLength"] >= 30
@@ -143,9 +161,11 @@ def test_master_secret_is_generated_under_the_cmk(synth: Synth) -> None:
 
 def test_rotation_every_30_days_hosted_in_the_vpc(synth: Synth) -> None:
     database = synth.raw("database")
-    assert database["Transform"] == "AWS::SecretsManager-2024-09-16"
-    [(_, schedule)] = resources(database, "AWS::SecretsManager::RotationSchedule")
-    props = schedule["Properties"]
+    assert database["Transform"] in (
+        "AWS::SecretsManager-2024-09-16",
+        ["AWS::SecretsManager-2024-09-16"],
+    )
+    props = _schedule(database, "PostgreSQLSingleUser")["Properties"]
     assert props["RotationRules"] == {"ScheduleExpression": "rate(30 days)"}
     hosted = props["HostedRotationLambda"]
     assert hosted["RotationType"] == "PostgreSQLSingleUser"
@@ -156,7 +176,12 @@ def test_rotation_every_30_days_hosted_in_the_vpc(synth: Synth) -> None:
     assert len(subnet_refs) == 3
     assert all("FunctionsSubnet" in ref for ref in subnet_refs)
     # Rotation targets the attached secret, which carries host and port.
-    [(attachment_id, _)] = resources(database, "AWS::SecretsManager::SecretTargetAttachment")
+    master_id, _ = _secret(database, "rds-master-secret")
+    [attachment_id] = [
+        lid
+        for lid, a in resources(database, "AWS::SecretsManager::SecretTargetAttachment")
+        if a["Properties"]["SecretId"] == {"Ref": master_id}
+    ]
     assert props["SecretId"] == {"Ref": attachment_id}
 
 
@@ -174,7 +199,7 @@ def test_secret_read_policy_is_least_privilege(synth: Synth) -> None:
         for lid, p in resources(database, "AWS::IAM::ManagedPolicy")
         if p["Properties"]["ManagedPolicyName"] == f"rds-secret-read-{TEST_SUFFIX}"
     ]
-    [secret_id] = [lid for lid, _ in resources(database, "AWS::SecretsManager::Secret")]
+    secret_id, _ = _secret(database, "rds-master-secret")
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
     assert statements["ReadDatabaseSecret"]["Action"] == [
         "secretsmanager:DescribeSecret",
@@ -240,5 +265,7 @@ def test_log_groups_exist_before_their_writers(synth: Synth) -> None:
     [(_, instance)] = resources(database, "AWS::RDS::DBInstance")
     for export in ("postgresql", "upgrade"):
         assert groups[f"/aws/rds/instance/rds-{TEST_SUFFIX}/{export}"] in instance["DependsOn"]
-    [(_, schedule)] = resources(database, "AWS::SecretsManager::RotationSchedule")
+    schedule = _schedule(database, "PostgreSQLSingleUser")
     assert groups[f"/aws/lambda/rds-rotation-{TEST_SUFFIX}"] in schedule["DependsOn"]
+    schedule = _schedule(database, "PostgreSQLMultiUser")
+    assert groups[f"/aws/lambda/rds-txlog-rotation-{TEST_SUFFIX}"] in schedule["DependsOn"]

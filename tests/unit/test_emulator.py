@@ -26,6 +26,7 @@ PROVEN_BY = {
     "rds-parameter-group-name": "test_database_properties_read_back",
     "efs-file-system-policy": "test_file_system_policy_and_access_point_read_back",
     "efs-access-point-ref": "test_file_system_policy_and_access_point_read_back",
+    "efs-file-system-attributes": "test_file_system_policy_and_access_point_read_back",
     "ec2-network-teardown": "test_teardown_leaves_nothing_behind",
     "iam-managed-policy-teardown": "test_teardown_leaves_nothing_behind",
     "change-set-outputs": "test_change_set_execution_keeps_the_outputs",
@@ -112,7 +113,17 @@ def test_skipped_types_are_created_on_their_backends(
     assert secret["RotationRules"]["AutomaticallyAfterDays"] == 30
     policy = aws.client("secretsmanager").get_resource_policy(SecretId=outputs["DatabaseSecretArn"])
     assert "secretsmanager:DeleteSecret" in policy["ResourcePolicy"]
-    assert len(aws.client("cloudwatch").describe_alarms()["MetricAlarms"]) == 10
+    assert len(aws.client("cloudwatch").describe_alarms()["MetricAlarms"]) == 12
+    replication = aws.client("secretsmanager").describe_secret(
+        SecretId=outputs["ReplicationSecretArn"]
+    )
+    assert replication["RotationRules"]["AutomaticallyAfterDays"] == 30
+    assert replication["KmsKeyId"] == outputs["SecretsKeyArn"]
+    invoke = aws.client("lambda").get_function_event_invoke_config(
+        FunctionName=outputs["TxlogArchiverFunctionName"]
+    )
+    assert invoke["MaximumRetryAttempts"] == 0
+    assert invoke["MaximumEventAgeInSeconds"] == 60
     topic = aws.client("sns").get_topic_attributes(TopicArn=outputs["AlarmTopicArn"])
     assert "aws:SecureTransport" in topic["Attributes"]["Policy"]
     bucket_policy = aws.client("s3").get_bucket_policy(Bucket=outputs["TrailBucketName"])
@@ -160,6 +171,22 @@ def test_file_system_policy_and_access_point_read_back(
     assert any(s["Effect"] == "Deny" for s in policy["Statement"])
     [ap] = efs.describe_access_points(AccessPointId=outputs["TxlogAccessPointId"])["AccessPoints"]
     assert ap["RootDirectory"]["Path"] == "/txlog"
+    # The archiver may mount the file system only through the access point (Fn::GetAtt Arn).
+    iam = aws.client("iam")
+    policy_arn = next(
+        p["Arn"]
+        for p in iam.list_policies(Scope="Local")["Policies"]
+        if p["PolicyName"] == f"txlog-archiver-policy-{TEST_SUFFIX}"
+    )
+    version = iam.get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=policy_arn, VersionId=version)["PolicyVersion"]
+    [mount] = [s for s in document["Document"]["Statement"] if s["Sid"] == "MountTxlogAccessPoint"]
+    file_system = efs.describe_file_systems(FileSystemId=outputs["FileSystemId"])
+    assert mount["Resource"] == file_system["FileSystems"][0]["FileSystemArn"]
+    assert (
+        mount["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"]
+        == ap["AccessPointArn"]
+    )
 
 
 BROKEN = {
@@ -169,7 +196,9 @@ BROKEN = {
             "Type": "AWS::RDS::DBInstance",
             "Properties": {"Engine": "not-an-engine", "DBInstanceClass": "db.m7g.large"},
         },
-    }
+    },
+    # An output naming the failed resource: describing the stack must not re-create it.
+    "Outputs": {"Endpoint": {"Value": {"Fn::GetAtt": ["Broken", "Endpoint.Address"]}}},
 }
 
 
@@ -188,6 +217,9 @@ def test_failed_create_names_the_failing_resource() -> None:
             deploy.create_stack(
                 aws, "https://s3.eu-central-2.amazonaws.com/govdr-templates/broken.json", "Broken"
             )
+        [stack] = aws.client("cloudformation").describe_stacks(StackName="Broken")["Stacks"]
+    assert stack["StackStatus"] == "CREATE_FAILED"
+    assert "Outputs" not in stack or stack["Outputs"] == []
     message = str(excinfo.value)
     assert "stack Broken is CREATE_FAILED" in message
     assert "Broken (AWS::RDS::DBInstance)" in message

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from govdr.cli.main import main as govdr
 from govdr.emulator import deploy
 from tests.conftest import TEST_SUFFIX, Synth
 
@@ -25,12 +26,13 @@ def test_deploy_verify_keep_destroy_and_stop(
     flat = json.loads(outputs.read_text())
     assert flat["DatabaseInstanceIdentifier"] == f"rds-{TEST_SUFFIX}"
     assert "resources created: " in out
-    assert "integration checks: 16 passed, 1 deselected" in out
+    assert "integration checks: 19 passed, 3 deselected" in out
     assert "the emulator cannot:" in out
     assert "Custom::VpcRestrictDefaultSG" in out
     kept = json.loads(state.read_text())
     assert deploy.Emulator(int(kept["endpoint"].rsplit(":", 1)[1])).healthy()
     try:
+        _operator_cli_on_the_kept_emulator(kept["endpoint"], outputs, tmp_path, capsys)
         assert deploy.main([*common, "--destroy"]) == 0
         assert "nothing of it is left" in capsys.readouterr().out
     finally:
@@ -56,3 +58,50 @@ def test_missing_assembly_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 1
     err = capsys.readouterr().err
     assert "TapStacknope.assets.json not found: synthesize TapStacknope first" in err
+
+
+def _operator_cli_on_the_kept_emulator(
+    endpoint: str, outputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`govdr status` and the drills against the deployed stack, where the emulator can act."""
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "govdr-emulator",
+        "AWS_SECRET_ACCESS_KEY": "govdr-emulator",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        assert govdr(["status", "--outputs", str(outputs), "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert status["instance"] == f"rds-{TEST_SUFFIX}"
+        assert status["multi_az"] is True
+        assert 0 <= status["rpo_seconds"] < 60
+        assert status["breaches"] == []
+
+        assert govdr(["drill", "failover", "--outputs", str(outputs), "--dry-run"]) == 0
+        plan = capsys.readouterr().out
+        assert f"would reboot rds-{TEST_SUFFIX} with ForceFailover=true" in plan
+        assert "cannot fail over" in plan
+        assert govdr(["drill", "failover", "--outputs", str(outputs)]) == 2
+        assert "cannot fail over" in capsys.readouterr().err
+
+        reports = tmp_path / "reports"
+        args = ["drill", "restore", "--outputs", str(outputs), "--reports-dir", str(reports)]
+        assert govdr([*args, "--json"]) == 0
+        captured = capsys.readouterr()
+        report = json.loads(captured.out)
+        assert report["restored_instance"] == f"rds-{TEST_SUFFIX}-restore-drill"
+        assert report["verified"] is None and report["met"] is None
+        assert "runs no PostgreSQL" in report["verification"]
+        assert "deletion of" in captured.err
+        [report_file] = reports.glob(f"restore-{TEST_SUFFIX}-*.json")
+        assert json.loads(report_file.read_text())["restore_seconds"] >= 0
+        # The figure was published, and no leftover instance blocks a second run.
+        cloudwatch = deploy.Aws(endpoint).client("cloudwatch")
+        metrics = cloudwatch.list_metrics(Namespace="govdr/dr", MetricName="RestoreSeconds")
+        assert metrics["Metrics"][0]["Dimensions"] == [
+            {"Name": "Environment", "Value": TEST_SUFFIX}
+        ]
+        assert govdr([*args, "--json"]) == 0
+        capsys.readouterr()

@@ -45,6 +45,8 @@ EXPECTED_ALARMS = {
         1024**3,
     ),
     "efs-io-limit": ("AWS/EFS", "PercentIOLimit", "GreaterThanOrEqualToThreshold", 90),
+    "txlog-archive-lag": ("govdr/txlog", "ArchiveLagSeconds", "GreaterThanOrEqualToThreshold", 300),
+    "rpo": ("govdr/dr", "RpoSeconds", "GreaterThanOrEqualToThreshold", 900),
 }
 
 
@@ -117,9 +119,22 @@ def test_each_alarm_metric_threshold_and_actions(synth: Synth, short: str) -> No
     topic_ref = {"Ref": _topic_id(monitoring)}
     assert alarm["AlarmActions"] == [topic_ref]
     assert alarm["OKActions"] == [topic_ref]
-    [dimension] = alarm["Dimensions"]
-    expected = "DBInstanceIdentifier" if namespace == "AWS/RDS" else "FileSystemId"
-    assert dimension["Name"] == expected
+    expected = {
+        "AWS/RDS": ["DBInstanceIdentifier"],
+        "AWS/EFS": ["FileSystemId"],
+        # Powertools' dimensions of the archiver's embedded-metric-format records
+        "govdr/txlog": ["Environment", "service"],
+        "govdr/dr": ["Environment", "service"],
+    }[namespace]
+    assert sorted(d["Name"] for d in alarm["Dimensions"]) == expected
+
+
+def test_archive_lag_alarm_fires_when_the_archiver_stops_reporting(synth: Synth) -> None:
+    alarm = _alarms(synth.raw("monitoring"))[f"txlog-archive-lag-{TEST_SUFFIX}"]
+    assert alarm["TreatMissingData"] == "breaching"
+    dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert dims == {"service": "txlog-archiver", "Environment": TEST_SUFFIX}
+    assert alarm["Statistic"] == "Maximum"
 
 
 def test_alarm_set_is_exactly_the_specified_one(synth: Synth) -> None:

@@ -44,6 +44,11 @@ OUTPUTS = {
     "FlowLogGroupName",
     "BackupVaultName",
     "BackupPlanId",
+    "ReplicationSecretArn",
+    "TxlogSlotName",
+    "TxlogArchiverFunctionName",
+    "RpoMonitorFunctionName",
+    "FailoverDrillTemplateId",
 }
 
 # Renaming any of these replaces a stateful resource (data loss): change them only with a
@@ -75,7 +80,7 @@ PINNED_LOGICAL_IDS = {
     "audit": {"AWS::S3::Bucket": {"AccessLogBucketDA470295", "TrailBucketA831CE63"}},
     "database": {
         "AWS::RDS::DBInstance": {"DatabaseB269D8BB"},
-        "AWS::SecretsManager::Secret": {"MasterSecretA11BF785"},
+        "AWS::SecretsManager::Secret": {"MasterSecretA11BF785", "ReplicationSecret4730E2A0"},
         "AWS::RDS::DBParameterGroup": {"ParameterGroup5E32DECB"},
     },
     "storage": {"AWS::EFS::FileSystem": {"FileSystem8A8E25C0"}},
@@ -115,7 +120,7 @@ def test_naming_check_failing_twins(synth: Synth) -> None:
     database = copy.deepcopy(synth.raw("database"))
     [(lid, instance)] = resources(database, "AWS::RDS::DBInstance")
     instance["Properties"]["DBInstanceIdentifier"] = "citizen-db"
-    [(sid, secret)] = resources(database, "AWS::SecretsManager::Secret")
+    [(sid, secret), *_] = resources(database, "AWS::SecretsManager::Secret")
     del secret["Properties"]["Name"]
     findings = naming_findings(database, TEST_SUFFIX)
     assert f"{lid} (AWS::RDS::DBInstance): name 'citizen-db' does not end with -{TEST_SUFFIX}" in (
@@ -150,7 +155,7 @@ def test_destroyability_check_failing_twins(synth: Synth) -> None:
     instance["DeletionPolicy"] = "Snapshot"
     instance["Properties"]["DeletionProtection"] = True
     instance["Properties"]["DeleteAutomatedBackups"] = False
-    [(sid, secret)] = resources(database, "AWS::SecretsManager::Secret")
+    [(sid, secret), *_] = resources(database, "AWS::SecretsManager::Secret")
     del secret["DeletionPolicy"]
     [(gid, group)] = resources(database, "AWS::RDS::DBParameterGroup")
     group["DeletionPolicy"] = "Retain"

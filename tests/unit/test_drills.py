@@ -1,0 +1,546 @@
+"""Measurement logic of the drills and of `govdr status`, on a simulated clock.
+
+AWS answers come from botocore Stubbers (requests and responses are validated against the
+real service models); the connection probe is simulated here and real in
+tests/runtime/test_probe.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from govdr.cli.main import main
+from govdr.drills import commands, failover, restore, status
+from govdr.drills.probe import ProbeLog, ProbeTimeout, wait_for
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+DB = "rds-qa7"
+
+
+class SimTime:
+    """Monotonic clock, wall clock and sleep that advance together, without waiting."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def clock(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+    def now(self) -> datetime:
+        return T0 + timedelta(seconds=self.t)
+
+    def timing(self) -> dict[str, Any]:
+        return {"clock": self.clock, "sleep": self.sleep, "now": self.now}
+
+
+def outage(sim: SimTime, down_from: float, up_at: float) -> Callable[[], None]:
+    """A probe that takes 0.2 s per attempt and fails while down_from <= t < up_at."""
+
+    def probe() -> None:
+        sim.t += 0.2
+        if down_from <= sim.t < up_at:
+            raise OSError("connection refused")
+
+    return probe
+
+
+def client(service: str) -> Any:
+    return boto3.client(
+        service,
+        region_name="eu-central-2",
+        aws_access_key_id="stub",
+        aws_secret_access_key="stub",
+    )
+
+
+@pytest.fixture
+def rds() -> Iterator[tuple[Any, Stubber]]:
+    c = client("rds")
+    with Stubber(c) as stubber:
+        yield c, stubber
+        stubber.assert_no_pending_responses()
+
+
+def instance(**overrides: Any) -> dict[str, Any]:
+    db = {
+        "DBInstanceIdentifier": DB,
+        "DBInstanceStatus": "available",
+        "MultiAZ": True,
+        "AvailabilityZone": "eu-central-2a",
+        "SecondaryAvailabilityZone": "eu-central-2b",
+        "LatestRestorableTime": T0 - timedelta(seconds=120),
+        "Endpoint": {"Address": "rds-qa7.example.internal", "Port": 5432},
+        "DBSubnetGroup": {"DBSubnetGroupName": "rds-subnets-qa7"},
+        "VpcSecurityGroups": [{"VpcSecurityGroupId": "sg-1", "Status": "active"}],
+        "DBParameterGroups": [{"DBParameterGroupName": "rds-params-qa7"}],
+        "StorageEncrypted": True,
+    }
+    db.update(overrides)
+    return db
+
+
+def describe(stubber: Stubber, identifier: str = DB, **overrides: Any) -> None:
+    stubber.add_response(
+        "describe_db_instances",
+        {"DBInstances": [instance(DBInstanceIdentifier=identifier, **overrides)]},
+        {"DBInstanceIdentifier": identifier},
+    )
+
+
+def events(stubber: Stubber, *items: tuple[float, str, list[str]]) -> None:
+    stubber.add_response(
+        "describe_events",
+        {
+            "Events": [
+                {"Date": T0 + timedelta(seconds=t), "Message": m, "EventCategories": cats}
+                for t, m, cats in items
+            ]
+        },
+        {
+            "SourceIdentifier": DB,
+            "SourceType": "db-instance",
+            "StartTime": ANY,
+            "EventCategories": ["failover"],
+        },
+    )
+
+
+FAILOVER_EVENTS = (
+    (2.0, "Multi-AZ instance failover started.", ["failover"]),
+    (9.0, "DB instance restarted", ["availability"]),  # another category: ignored
+    (27.5, "Multi-AZ instance failover completed", ["failover"]),
+)
+
+
+# --- the probe loop ---------------------------------------------------------------------------
+
+
+def test_probe_loop_returns_the_first_attempt_in_the_awaited_state() -> None:
+    sim = SimTime()
+    probe = outage(sim, 3.0, 10.0)
+    log = ProbeLog()
+    down = wait_for(
+        probe, accepting=False, start=0, timeout=60, clock=sim.clock, sleep=sim.sleep, log=log
+    )
+    up = wait_for(
+        probe, accepting=True, start=0, timeout=60, clock=sim.clock, sleep=sim.sleep, log=log
+    )
+    # Seen when the attempt ends: at most one interval plus one attempt after the change.
+    assert 3.0 <= down <= 3.0 + 1.2
+    assert 10.0 <= up <= 10.0 + 1.2
+    assert log.first_failure is not None and log.first_failure <= down
+    assert [ok for _, ok, _ in log.attempts].count(False) == 6
+
+
+def test_probe_loop_times_out_with_the_last_error() -> None:
+    sim = SimTime()
+    with pytest.raises(ProbeTimeout, match=r"not accepting connections within 20 s.*refused"):
+        wait_for(
+            outage(sim, 0.0, 1e9),
+            accepting=True,
+            start=0,
+            timeout=20,
+            clock=sim.clock,
+            sleep=sim.sleep,
+        )
+    assert 20.0 <= sim.t <= 21.5
+
+
+# --- failover drill ---------------------------------------------------------------------------
+
+
+def test_failover_rto_is_request_to_first_accepted_connection(
+    rds: tuple[Any, Stubber],
+) -> None:
+    c, stubber = rds
+    sim = SimTime()
+    describe(stubber)
+    stubber.add_response(
+        "reboot_db_instance",
+        {"DBInstance": instance(DBInstanceStatus="rebooting")},
+        {"DBInstanceIdentifier": DB, "ForceFailover": True},
+    )
+    events(stubber, *FAILOVER_EVENTS)
+    describe(stubber, AvailabilityZone="eu-central-2b", SecondaryAvailabilityZone="eu-central-2a")
+    report = failover.run_failover(c, DB, outage(sim, 4.0, 31.0), objective=900, **sim.timing())
+    assert 31.0 <= report["rto_seconds"] <= 31.0 + 1.2
+    assert report["met"] is True
+    assert report["event_rto_seconds"] == 27.5
+    assert [e["message"] for e in report["events"]] == [
+        "Multi-AZ instance failover started.",
+        "Multi-AZ instance failover completed",
+    ]
+    assert report["primary_az_before"] == "eu-central-2a"
+    assert report["primary_az_after"] == "eu-central-2b"
+    assert report["probe_failures"] >= 20
+    assert report["started_at"] == T0.isoformat()
+
+
+def test_failover_slower_than_the_objective_is_a_breach(rds: tuple[Any, Stubber]) -> None:
+    c, stubber = rds
+    sim = SimTime()
+    describe(stubber)
+    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
+    events(stubber, *FAILOVER_EVENTS)
+    describe(stubber)
+    report = failover.run_failover(c, DB, outage(sim, 1.0, 45.0), objective=40, **sim.timing())
+    assert report["rto_seconds"] >= 40
+    assert report["met"] is False
+
+
+def test_failover_that_never_recovers_has_no_rto(rds: tuple[Any, Stubber]) -> None:
+    c, stubber = rds
+    sim = SimTime()
+    describe(stubber)
+    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
+    for _ in range(19):  # events are polled every 5 s for up to 90 s
+        events(stubber)
+    describe(stubber)
+    report = failover.run_failover(c, DB, outage(sim, 1.0, 1e9), objective=30, **sim.timing())
+    assert report["rto_seconds"] is None
+    assert report["met"] is False
+    assert report["event_rto_seconds"] is None
+
+
+def test_failover_without_an_observed_outage_is_inconclusive(rds: tuple[Any, Stubber]) -> None:
+    c, stubber = rds
+    sim = SimTime()
+    describe(stubber)
+    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
+    with pytest.raises(failover.DrillError, match="never saw the database unreachable"):
+        failover.run_failover(c, DB, outage(sim, 1e9, 1e9), objective=900, **sim.timing())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"MultiAZ": False}, "is not Multi-AZ"),
+        ({"DBInstanceStatus": "modifying"}, "is modifying, not available"),
+    ],
+)
+def test_failover_refuses_an_unsuitable_instance(
+    rds: tuple[Any, Stubber], overrides: dict[str, Any], message: str
+) -> None:
+    c, stubber = rds
+    describe(stubber, **overrides)
+    with pytest.raises(failover.DrillError, match=message):
+        failover.run_failover(c, DB, lambda: None, objective=900)
+
+
+def test_event_rto_needs_a_completed_event() -> None:
+    started = T0
+    assert failover.event_rto_seconds([], started) is None
+    done = [{"time": (T0 + timedelta(seconds=42)).isoformat(), "message": "failover completed"}]
+    assert failover.event_rto_seconds(done, started) == 42.0
+
+
+# --- restore drill ----------------------------------------------------------------------------
+
+
+def _restore_calls(stubber: Stubber, target: str) -> None:
+    describe(stubber)
+    stubber.add_client_error(
+        "describe_db_instances", service_error_code="DBInstanceNotFound", http_status_code=404
+    )
+    stubber.add_response(
+        "restore_db_instance_to_point_in_time",
+        {"DBInstance": instance(DBInstanceIdentifier=target, DBInstanceStatus="creating")},
+        {
+            "SourceDBInstanceIdentifier": DB,
+            "TargetDBInstanceIdentifier": target,
+            "UseLatestRestorableTime": True,
+            "DBSubnetGroupName": "rds-subnets-qa7",
+            "VpcSecurityGroupIds": ["sg-1"],
+            "DBParameterGroupName": "rds-params-qa7",
+            "MultiAZ": False,
+            "PubliclyAccessible": False,
+            "DeletionProtection": False,
+            "CopyTagsToSnapshot": True,
+            "Tags": [{"Key": "govdr:drill", "Value": "restore"}],
+        },
+    )
+    describe(stubber, target, DBInstanceStatus="creating")
+    describe(stubber, target, DBInstanceStatus="creating")
+    describe(stubber, target, DBInstanceStatus="available")
+    describe(stubber, target)
+
+
+def _delete(stubber: Stubber, target: str) -> None:
+    stubber.add_response(
+        "delete_db_instance",
+        {"DBInstance": instance(DBInstanceIdentifier=target, DBInstanceStatus="deleting")},
+        {"DBInstanceIdentifier": target, "SkipFinalSnapshot": True, "DeleteAutomatedBackups": True},
+    )
+
+
+def test_restore_is_timed_verified_and_deleted(rds: tuple[Any, Stubber]) -> None:
+    c, stubber = rds
+    sim = SimTime()
+    target = restore.drill_instance_id("qa7")
+    _restore_calls(stubber, target)
+    _delete(stubber, target)
+    probed: list[tuple[str, int]] = []
+
+    def probe_for(host: str, port: int) -> Callable[[], None]:
+        probed.append((host, port))
+        return lambda: None
+
+    report = restore.run_restore(c, DB, "qa7", probe_for, objective=900, **sim.timing())
+    assert report["restored_instance"] == "rds-qa7-restore-drill"
+    assert report["restore_seconds"] == 2 * restore.POLL_SECONDS
+    assert report["verified"] is True
+    assert report["met"] is True
+    assert report["restore_point"] == (T0 - timedelta(seconds=120)).isoformat()
+    assert probed == [("rds-qa7.example.internal", 5432)]
+
+
+def test_restore_that_does_not_answer_fails_and_is_still_deleted(
+    rds: tuple[Any, Stubber],
+) -> None:
+    c, stubber = rds
+    sim = SimTime()
+    target = restore.drill_instance_id("qa7")
+    _restore_calls(stubber, target)
+    _delete(stubber, target)
+
+    def refused() -> None:
+        sim.t += 1
+        raise OSError("connection refused")
+
+    report = restore.run_restore(
+        c, DB, "qa7", lambda host, port: refused, objective=900, **sim.timing()
+    )
+    assert report["verified"] is False
+    assert report["met"] is False
+    assert "refused" in report["verification"]
+
+
+def test_restore_refuses_to_reuse_a_leftover_drill_instance(rds: tuple[Any, Stubber]) -> None:
+    c, stubber = rds
+    describe(stubber)
+    describe(stubber, restore.drill_instance_id("qa7"))
+    with pytest.raises(failover.DrillError, match="exists from an earlier drill; delete it"):
+        restore.run_restore(c, DB, "qa7", None, objective=900)
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+def _status_clients(
+    db: dict[str, Any], secret: dict[str, Any], lag: float | None
+) -> Iterator[Callable[[str], Any]]:
+    clients = {name: client(name) for name in ("rds", "secretsmanager", "cloudwatch")}
+    stubs = {name: Stubber(c) for name, c in clients.items()}
+    stubs["rds"].add_response(
+        "describe_db_instances", {"DBInstances": [db]}, {"DBInstanceIdentifier": DB}
+    )
+    stubs["rds"].add_response("describe_events", {"Events": []}, None)
+    stubs["secretsmanager"].add_response("describe_secret", secret, {"SecretId": "arn:secret"})
+    stubs["cloudwatch"].add_response(
+        "describe_alarms",
+        {
+            "MetricAlarms": [
+                {"AlarmName": "rds-cpu-qa7", "StateValue": "ALARM"},
+                {"AlarmName": "rds-cpu-other", "StateValue": "ALARM"},
+            ]
+        },
+        {"StateValue": "ALARM"},
+    )
+    points = [] if lag is None else [{"Timestamp": T0, "Maximum": lag}]
+    stubs["cloudwatch"].add_response("get_metric_statistics", {"Datapoints": points}, None)
+    for stub in stubs.values():
+        stub.activate()
+    yield clients.__getitem__
+    for stub in stubs.values():
+        stub.assert_no_pending_responses()
+
+
+OUTPUTS = {
+    "EnvironmentSuffix": "qa7",
+    "DatabaseInstanceIdentifier": DB,
+    "DatabaseSecretArn": "arn:secret",
+    "AlarmTopicArn": "arn:topic",
+}
+
+
+def test_status_reports_rpo_and_posture_within_objectives() -> None:
+    secret = {
+        "RotationEnabled": True,
+        "LastRotatedDate": T0 - timedelta(days=3),
+        "NextRotationDate": T0 + timedelta(days=27),
+    }
+    for clients in _status_clients(instance(), secret, lag=4.0):
+        doc = status.gather(clients, OUTPUTS, now=lambda: T0)
+    assert doc["rpo_seconds"] == 120.0
+    assert doc["multi_az"] is True
+    assert (doc["primary_az"], doc["standby_az"]) == ("eu-central-2a", "eu-central-2b")
+    assert doc["archive_lag_seconds"] == 4.0
+    assert doc["alarms_in_alarm"] == ["rds-cpu-qa7"]
+    assert doc["secret_next_rotation"] == (T0 + timedelta(days=27)).isoformat()
+    assert doc["breaches"] == []
+
+
+def test_status_names_every_breached_objective() -> None:
+    db = instance(MultiAZ=False, LatestRestorableTime=T0 - timedelta(seconds=4000))
+    secret = {"RotationEnabled": False, "NextRotationDate": T0 - timedelta(days=1)}
+    for clients in _status_clients(db, secret, lag=3700.0):
+        doc = status.gather(clients, OUTPUTS, now=lambda: T0)
+    assert doc["breaches"] == [
+        "RPO 4000 s >= objective 3600 s",
+        "not Multi-AZ: an AZ loss means a restore, not a failover (RTO)",
+        f"secret rotation overdue since {(T0 - timedelta(days=1)).isoformat()}",
+        "transaction-log archive 3700 s behind (>= the RPO objective)",
+        "secret rotation is disabled",
+    ]
+
+
+def test_status_without_a_restorable_time_is_a_breach() -> None:
+    secret = {"RotationEnabled": True}
+    db = instance()
+    del db["LatestRestorableTime"]
+    for clients in _status_clients(db, secret, lag=None):
+        doc = status.gather(clients, OUTPUTS, now=lambda: T0)
+    assert doc["rpo_seconds"] is None
+    assert doc["breaches"] == ["RPO unknown: the instance reports no latest restorable time"]
+
+
+def test_outputs_file_problems_are_explained(tmp_path: Path) -> None:
+    missing = tmp_path / "none.json"
+    with pytest.raises(status.OutputsError, match="run `make outputs`"):
+        status.load_outputs(missing, None, lambda service: None)
+    broken = tmp_path / "broken.json"
+    broken.write_text("[1, 2]")
+    with pytest.raises(status.OutputsError, match="not a flat JSON object"):
+        status.load_outputs(broken, None, lambda service: None)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"EnvironmentSuffix": "qa7"}))
+    with pytest.raises(status.OutputsError, match="lack DatabaseInstanceIdentifier"):
+        status.load_outputs(old, None, lambda service: None)
+
+
+# --- exit codes of the CLI --------------------------------------------------------------------
+
+
+class FakeSession:
+    def __init__(self, clients: dict[str, Any], emulated: bool = False) -> None:
+        self.clients = clients
+        self.emulated = emulated
+
+    def client(self, service: str) -> Any:
+        return self.clients[service]
+
+
+@pytest.fixture
+def outputs_file(tmp_path: Path) -> Path:
+    path = tmp_path / "flat-outputs.json"
+    path.write_text(json.dumps(OUTPUTS))
+    return path
+
+
+def _cli_failover(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    tmp_path: Path,
+    up_at: float,
+    objective: str,
+) -> tuple[int, Path]:
+    c, stubber = rds
+    sim = SimTime()
+    describe(stubber)  # the CLI reads the endpoint
+    describe(stubber)
+    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
+    events(stubber, *FAILOVER_EVENTS)
+    describe(stubber)
+    cloudwatch = client("cloudwatch")
+    cw_stub = Stubber(cloudwatch)
+    cw_stub.add_response("put_metric_data", {}, None)
+    cw_stub.activate()
+    monkeypatch.setattr(
+        commands, "Session", lambda: FakeSession({"rds": c, "cloudwatch": cloudwatch})
+    )
+    monkeypatch.setattr(commands, "_dsn", lambda *a: "host=unused")
+    monkeypatch.setattr(commands, "psycopg_probe", lambda dsn: outage(sim, 2.0, up_at))
+    monkeypatch.setattr(commands, "DRILL_TIMING", sim.timing())
+    reports = tmp_path / "reports"
+    code = main(
+        [
+            "drill",
+            "failover",
+            "--outputs",
+            str(outputs_file),
+            "--reports-dir",
+            str(reports),
+            "--objective",
+            objective,
+            "--json",
+        ]
+    )
+    cw_stub.assert_no_pending_responses()
+    return code, reports
+
+
+def test_cli_failover_within_objective_exits_0_and_writes_the_report(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, reports = _cli_failover(monkeypatch, rds, outputs_file, tmp_path, 25.0, "900")
+    assert code == 0
+    [report_file] = reports.glob("failover-qa7-*.json")
+    report = json.loads(report_file.read_text())
+    assert report["met"] is True and 25 <= report["rto_seconds"] <= 26.2
+    assert json.loads(capsys.readouterr().out)["report_file"] == str(report_file)
+
+
+def test_cli_failover_breach_exits_1(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    tmp_path: Path,
+) -> None:
+    code, reports = _cli_failover(monkeypatch, rds, outputs_file, tmp_path, 25.0, "20")
+    assert code == 1
+    [report_file] = reports.glob("failover-qa7-*.json")
+    assert json.loads(report_file.read_text())["met"] is False
+
+
+def test_cli_failover_on_the_emulator_refuses_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    c, _ = rds
+    monkeypatch.setattr(commands, "Session", lambda: FakeSession({"rds": c}, emulated=True))
+    assert main(["drill", "failover", "--outputs", str(outputs_file)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot fail over" in err and "--dry-run" in err
+    assert "Traceback" not in err
+
+
+def test_cli_status_breach_exits_1(
+    monkeypatch: pytest.MonkeyPatch, outputs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = instance(LatestRestorableTime=datetime.now(UTC) - timedelta(hours=2))
+    secret = {"RotationEnabled": True}
+    for clients in _status_clients(db, secret, lag=None):
+        fake = FakeSession({n: clients(n) for n in ("rds", "secretsmanager", "cloudwatch")})
+        monkeypatch.setattr(commands, "Session", lambda fake=fake: fake)
+        code = main(["status", "--outputs", str(outputs_file)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "objectives: BREACHED: RPO" in out

@@ -1,0 +1,188 @@
+"""The transaction-log archive's infrastructure: archiver Lambda, replication user, bundling."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from govdr.compliance.template_checks import resources
+from govdr.constructs import python_bundle
+from tests.conftest import TEST_SUFFIX, Synth
+
+
+def _function(
+    template: dict[str, Any], name: str, suffix: str = TEST_SUFFIX
+) -> tuple[str, dict[str, Any]]:
+    [found] = [
+        (lid, f)
+        for lid, f in resources(template, "AWS::Lambda::Function")
+        if f["Properties"].get("FunctionName") == f"{name}-{suffix}"
+    ]
+    return found
+
+
+def _policy_statements(template: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    [policy] = [
+        p["Properties"]
+        for _, p in resources(template, "AWS::IAM::ManagedPolicy")
+        if p["Properties"]["ManagedPolicyName"] == f"{name}-{TEST_SUFFIX}"
+    ]
+    return {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+
+def test_archiver_runs_alone_in_the_vpc_with_the_access_point_mounted(synth: Synth) -> None:
+    storage = synth.raw("storage")
+    lid, function = _function(storage, "txlog-archiver")
+    props = function["Properties"]
+    assert props["Handler"] == "runtime.txlog_archiver.handler.handler"
+    assert props["Runtime"] == "python3.14"
+    assert props["Architectures"] == ["arm64"]
+    assert props["ReservedConcurrentExecutions"] == 1
+    assert props["Timeout"] == 60
+    [mount] = props["FileSystemConfigs"]
+    assert mount["LocalMountPath"] == "/mnt/txlog"
+    [(ap_id, _)] = resources(storage, "AWS::EFS::AccessPoint")
+    assert {"Ref": ap_id} in mount["Arn"]["Fn::Join"][1]
+    assert "TxlogSecurityGroup" in json.dumps(props["VpcConfig"]["SecurityGroupIds"])
+    assert "FunctionsSubnet" in json.dumps(props["VpcConfig"]["SubnetIds"])
+    env = props["Environment"]["Variables"]
+    assert env["ARCHIVE_DIR"] == "/mnt/txlog"
+    assert env["SLOT_NAME"] == f"govdr_txlog_{TEST_SUFFIX}"
+    assert env["PGSSLMODE"] == "require"
+    assert "ReplicationSecret" in json.dumps(env["SECRET_ARN"])
+    # Mount targets exist before the function that mounts through them.
+    mount_targets = {m for m, _ in resources(storage, "AWS::EFS::MountTarget")}
+    assert mount_targets <= set(function["DependsOn"])
+    # Every minute, no retries of a tick that found the previous run still going.
+    [(_, rule)] = resources(storage, "AWS::Events::Rule")
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [lid, "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    [(_, invoke)] = resources(storage, "AWS::Lambda::EventInvokeConfig")
+    assert invoke["Properties"]["MaximumRetryAttempts"] == 0
+    assert invoke["Properties"]["MaximumEventAgeInSeconds"] == 60
+
+
+def test_archiver_role_reaches_only_its_secret_access_point_and_log_group(synth: Synth) -> None:
+    storage = synth.raw("storage")
+    statements = _policy_statements(storage, "txlog-archiver-policy")
+    assert set(statements) == {
+        "ReadDatabaseSecret",
+        "DecryptDatabaseSecret",
+        "MountTxlogAccessPoint",
+        "VpcNetworkInterfaces",
+        "WriteOwnLogs",
+    }
+    secret = json.dumps(statements["ReadDatabaseSecret"]["Resource"])
+    assert "ReplicationSecret" in secret
+    assert "MasterSecret" not in secret
+    mount = statements["MountTxlogAccessPoint"]
+    assert mount["Action"] == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
+    [(fs_id, _)] = resources(storage, "AWS::EFS::FileSystem")
+    assert mount["Resource"] == {"Fn::GetAtt": [fs_id, "Arn"]}
+    condition = mount["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"]
+    [(ap_id, _)] = resources(storage, "AWS::EFS::AccessPoint")
+    assert {"Ref": ap_id} in condition["Fn::Join"][1]
+    assert "TxlogArchiverLogGroup" in json.dumps(statements["WriteOwnLogs"]["Resource"])
+    for statement in statements.values():
+        assert "*" not in json.dumps(statement["Action"])
+
+
+def test_replication_user_is_bootstrapped_before_its_first_rotation(synth: Synth) -> None:
+    database = synth.raw("database")
+    [(secret_id, secret)] = [
+        (lid, s)
+        for lid, s in resources(database, "AWS::SecretsManager::Secret")
+        if s["Properties"]["Name"] == f"rds-txlog-secret-{TEST_SUFFIX}"
+    ]
+    generate = json.dumps(secret["Properties"]["GenerateSecretString"]["SecretStringTemplate"])
+    assert '\\"username\\":\\"govdr_txlog\\"' in generate
+    assert '\\"masterarn\\":' in generate and "MasterSecret" in generate
+    assert "SecretsKey" in secret["Properties"]["KmsKeyId"]["Ref"]
+
+    [(bootstrap_id, bootstrap)] = resources(database, "Custom::TxlogBootstrap")
+    props = bootstrap["Properties"]
+    assert props["ReplicationSecretArn"] == {"Ref": secret_id}
+    assert props["SlotName"] == f"govdr_txlog_{TEST_SUFFIX}"
+    attachments = {
+        lid for lid, _ in resources(database, "AWS::SecretsManager::SecretTargetAttachment")
+    }
+    assert attachments <= set(bootstrap["DependsOn"])
+
+    [schedule] = [
+        s
+        for _, s in resources(database, "AWS::SecretsManager::RotationSchedule")
+        if s["Properties"]["HostedRotationLambda"]["RotationType"] == "PostgreSQLMultiUser"
+    ]
+    assert bootstrap_id in schedule["DependsOn"]
+    hosted = schedule["Properties"]["HostedRotationLambda"]
+    assert hosted["RotationLambdaName"] == f"rds-txlog-rotation-{TEST_SUFFIX}"
+    assert schedule["Properties"]["RotationRules"] == {"ScheduleExpression": "rate(30 days)"}
+    assert "MasterSecretArn" in hosted
+
+    _, function = _function(database, "txlog-bootstrap")
+    assert function["Properties"]["Handler"] == "runtime.txlog_archiver.bootstrap.handler"
+    statements = _policy_statements(database, "txlog-bootstrap-policy")
+    assert len(statements["ReadDatabaseSecret"]["Resource"]) == 2
+
+
+def test_lambda_asset_is_bundled_for_arm64_python_3_14_without_docker(
+    synth: Synth, prod_synth: Synth
+) -> None:
+    storage = synth.raw("storage")
+    _, function = _function(storage, "txlog-archiver")
+    asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+    bundle = synth.outdir / f"asset.{asset_hash}"
+    assert (bundle / "runtime" / "txlog_archiver" / "handler.py").is_file()
+    assert (bundle / "runtime" / "cfn_response.py").is_file()
+    [extension] = (bundle / "psycopg2").glob("_psycopg*.so")
+    assert extension.name.endswith("cpython-314-aarch64-linux-gnu.so")
+    assert (bundle / "aws_lambda_powertools" / "metrics").is_dir()
+    assert not list(bundle.rglob("__pycache__"))
+    assert not (bundle / ".complete").exists()
+    # The same sources give the same asset: an unchanged function is not redeployed.
+    suffix = prod_synth.config.environment_suffix
+    _, again = _function(prod_synth.raw("storage"), "txlog-archiver", suffix)
+    assert again["Properties"]["Code"]["S3Key"] == function["Properties"]["Code"]["S3Key"]
+    # The cleaner carries no third-party packages.
+    _, cleaner = _function(synth.raw("backup"), "backup-vault-cleaner")
+    cleaner_bundle = synth.outdir / f"asset.{cleaner['Properties']['Code']['S3Key'][:-4]}"
+    assert (cleaner_bundle / "runtime" / "backup_vault_cleaner" / "handler.py").is_file()
+    assert not (cleaner_bundle / "psycopg2").exists()
+
+
+def test_asset_hash_follows_the_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = tmp_path / "runtime"
+    shutil.copytree(
+        python_bundle.RUNTIME_DIR, runtime, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    monkeypatch.setattr(python_bundle, "RUNTIME_DIR", runtime)
+    before = python_bundle.bundle_hash(("txlog_archiver",), runtime / "lambda-requirements.txt")
+    (runtime / "txlog_archiver" / "archive.py").write_text("# changed\n", encoding="utf-8")
+    after = python_bundle.bundle_hash(("txlog_archiver",), runtime / "lambda-requirements.txt")
+    assert before != after
+    (runtime / "lambda-requirements.txt").write_text("# other pins\n", encoding="utf-8")
+    assert (
+        python_bundle.bundle_hash(("txlog_archiver",), runtime / "lambda-requirements.txt") != after
+    )
+
+
+def test_bundling_without_uv_says_how_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(python_bundle.BundlingError, match=r"uv, which was not found.*make install"):
+        python_bundle.install_dependencies(cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_a_runtime_package_must_exist() -> None:
+    with pytest.raises(python_bundle.BundlingError, match="runtime/nope is not a Python package"):
+        python_bundle.bundled_code("nope")
