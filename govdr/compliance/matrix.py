@@ -269,7 +269,44 @@ def _ev_recovery(t: Templates, config: DrConfig) -> list[str]:
     for _, rule in _all(t, "AWS::Events::Rule"):
         if rule.get("EventPattern", {}).get("source") == ["aws.rds"]:
             lines.append(f"failover notification rule {rule.get('Name')}")
+    for _, alarm in _all(t, "AWS::CloudWatch::Alarm"):
+        if alarm.get("MetricName") == "RpoSeconds":
+            lines.append(
+                f"RPO alarm {alarm.get('AlarmName')}: {alarm.get('Namespace')} RpoSeconds >= "
+                f"{alarm.get('Threshold')} s, missing data {alarm.get('TreatMissingData')}"
+            )
+    for _, fis in _failover_templates(t):
+        [action] = fis["Actions"].values()
+        lines.append(
+            f"FIS experiment template: {action['ActionId']} forceFailover="
+            f"{action['Parameters'].get('forceFailover')}, "
+            f"{len(fis.get('StopConditions', []))} stop condition(s) on CloudWatch alarms"
+        )
     return lines
+
+
+def _failover_templates(t: Templates) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (lid, fis)
+        for lid, fis in _all(t, "AWS::FIS::ExperimentTemplate")
+        if any(
+            a.get("ActionId") == "aws:rds:reboot-db-instances"
+            and a.get("Parameters", {}).get("forceFailover") == "true"
+            for a in fis.get("Actions", {}).values()
+        )
+    ]
+
+
+def _status_recovery(t: Templates) -> str:
+    rpo_alarm = any(
+        a.get("MetricName") == "RpoSeconds" for _, a in _all(t, "AWS::CloudWatch::Alarm")
+    )
+    if rpo_alarm and _failover_templates(t):
+        return (
+            "implemented: RPO measured every minute with an alarm; failover and restore drills "
+            "(`govdr drill ...`) measure RTO and write reports on a deployed stack"
+        )
+    return "partial: no continuous RPO measurement or no failover drill template"
 
 
 def _ev_passwords(t: Templates, config: DrConfig) -> list[str]:
@@ -605,17 +642,20 @@ CONTROLS: tuple[Control, ...] = (
             "point-in-time restore (RPO objective < 1 h) from RDS backups, whose logs RDS "
             "uploads every 5 minutes (AWS documentation), or from the backup vault",
             "failover events go to the alarm topic through an EventBridge rule",
+            "RPO monitor (RpoSeconds every minute) with an alarm below the objective",
+            "failover drill as an AWS FIS template; `govdr drill failover|restore` measure RTO "
+            "with a real TLS connection probe and record JSON reports",
         ),
         _ev_recovery,
         nag_rules=("NIST.800.53.R5-RDSMultiAZSupport",),
         tests=(
             "tests/unit/test_database.py::test_instance_is_multi_az_encrypted_private_gp3",
             "tests/unit/test_monitoring.py::test_failover_rule_pattern_and_readable_message",
+            "tests/unit/test_monitoring.py::test_failover_drill_template_forces_failover_of_the_one_database",
+            "tests/unit/test_drills.py::test_failover_rto_is_request_to_first_accepted_connection",
+            "tests/runtime/test_probe.py::test_probe_measures_the_true_outage",
         ),
-        status=lambda _t: (
-            "partial: designed for the objectives; measured RTO/RPO drills are not "
-            "part of the platform yet"
-        ),
+        status=_status_recovery,
     ),
     Control(
         "IA-5(1)",

@@ -279,3 +279,78 @@ def test_monitoring_coverage_check_and_its_failing_twins(synth: Synth) -> None:
     ]
     del weakened["Resources"][sub_id]
     assert "monitoring: no RDS event subscription" in monitoring_coverage_findings(weakened)
+
+
+def _statements(template: dict[str, Any], policy_name: str) -> dict[str, dict[str, Any]]:
+    [policy] = [
+        p["Properties"]
+        for _, p in resources(template, "AWS::IAM::ManagedPolicy")
+        if p["Properties"]["ManagedPolicyName"] == f"{policy_name}-{TEST_SUFFIX}"
+    ]
+    return {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+
+def test_rpo_monitor_runs_every_minute_and_only_describes_the_database(synth: Synth) -> None:
+    monitoring = synth.raw("monitoring")
+    [(fid, function)] = [
+        (lid, f)
+        for lid, f in resources(monitoring, "AWS::Lambda::Function")
+        if f["Properties"].get("FunctionName") == f"rpo-monitor-{TEST_SUFFIX}"
+    ]
+    props = function["Properties"]
+    assert props["Handler"] == "runtime.rpo_monitor.handler.handler"
+    assert props["ReservedConcurrentExecutions"] == 1
+    assert props["Environment"]["Variables"]["ENVIRONMENT_SUFFIX"] == TEST_SUFFIX
+    assert "OpsSecurityGroup" in json.dumps(props["VpcConfig"])
+    [rule] = [
+        r["Properties"]
+        for _, r in resources(monitoring, "AWS::Events::Rule")
+        if r["Properties"].get("ScheduleExpression")
+    ]
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [fid, "Arn"]}
+    statements = _statements(monitoring, "rpo-monitor-policy")
+    assert set(statements) == {"DescribeTheDatabase", "VpcNetworkInterfaces", "WriteOwnLogs"}
+    describe = statements["DescribeTheDatabase"]
+    assert describe["Action"] == "rds:DescribeDBInstances"
+    # The same one instance ARN the failover template targets; no wildcard.
+    [(_, fis)] = resources(monitoring, "AWS::FIS::ExperimentTemplate")
+    [target] = fis["Properties"]["Targets"].values()
+    assert describe["Resource"] == target["ResourceArns"][0]
+    assert "*" not in json.dumps(describe["Resource"])
+
+
+def test_failover_drill_template_forces_failover_of_the_one_database(synth: Synth) -> None:
+    monitoring = synth.raw("monitoring")
+    [(_, template)] = resources(monitoring, "AWS::FIS::ExperimentTemplate")
+    props = template["Properties"]
+    [action] = props["Actions"].values()
+    assert action["ActionId"] == "aws:rds:reboot-db-instances"
+    assert action["Parameters"] == {"forceFailover": "true"}
+    [target] = props["Targets"].values()
+    assert target["ResourceType"] == "aws:rds:db"
+    assert target["SelectionMode"] == "ALL"
+    assert len(target["ResourceArns"]) == 1
+    # Stops when the RPO alarm fires: no fault injection while data is at risk.
+    [stop] = props["StopConditions"]
+    assert stop["Source"] == "aws:cloudwatch:alarm"
+    [(rpo_alarm_id, _)] = [
+        (lid, a)
+        for lid, a in resources(monitoring, "AWS::CloudWatch::Alarm")
+        if a["Properties"]["AlarmName"] == f"rpo-{TEST_SUFFIX}"
+    ]
+    assert stop["Value"] == {"Fn::GetAtt": [rpo_alarm_id, "Arn"]}
+    # The role may reboot that database and nothing else.
+    statements = _statements(monitoring, "fis-failover-policy")
+    assert set(statements) == {"RebootTheDatabase"}
+    reboot = statements["RebootTheDatabase"]
+    assert sorted(reboot["Action"]) == ["rds:DescribeDBInstances", "rds:RebootDBInstance"]
+    assert reboot["Resource"] == target["ResourceArns"][0]
+    [(_, role)] = [
+        (lid, r)
+        for lid, r in resources(monitoring, "AWS::IAM::Role")
+        if r["Properties"]["RoleName"] == f"fis-failover-role-{TEST_SUFFIX}"
+    ]
+    [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "fis.amazonaws.com"}
+    assert "aws:SourceAccount" in json.dumps(trust["Condition"])
