@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -49,6 +51,8 @@ class VpcFunction(Construct):
     ) -> None:
         super().__init__(scope, id_)
         suffix = config.environment_suffix
+        self.function_type = function_type
+        self.environment_suffix = suffix
         self.function_name = name(function_type, suffix)
         self.log_group = encrypted_log_group(
             self,
@@ -104,4 +108,23 @@ class VpcFunction(Construct):
             vpc_subnets=subnets,
             security_groups=[security_group],
             filesystem=filesystem,
+        )
+
+    def run_every_minute(self, description: str) -> events.Rule:
+        """Invoke the function every minute; a tick that finds the previous run still going is
+        throttled (reserved concurrency) and dropped, not retried: the next comes anyway."""
+        lambda_.EventInvokeConfig(
+            self,
+            "InvokeConfig",
+            function=self.function,
+            retry_attempts=0,
+            max_event_age=Duration.seconds(60),
+        )
+        return events.Rule(
+            self,
+            "Schedule",
+            rule_name=name(f"{self.function_type}-schedule", self.environment_suffix),
+            description=description,
+            schedule=events.Schedule.rate(Duration.minutes(1)),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )

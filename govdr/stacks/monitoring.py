@@ -397,13 +397,8 @@ class MonitoringStack(NestedStack):
                 "ENVIRONMENT_SUFFIX": config.environment_suffix,
             },
         )
-        self.rpo_schedule = events.Rule(
-            self,
-            "RpoMonitorSchedule",
-            rule_name=name("rpo-monitor-schedule", config.environment_suffix),
-            description="Measures the recovery point every minute",
-            schedule=events.Schedule.rate(Duration.minutes(1)),
-            targets=[targets.LambdaFunction(self.rpo_monitor.function, retry_attempts=0)],
+        self.rpo_schedule = self.rpo_monitor.run_every_minute(
+            "Measures the recovery point every minute"
         )
 
     def _failover_drill(self, config: DrConfig, instance: rds.IDatabaseInstance) -> None:

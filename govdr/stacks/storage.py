@@ -6,8 +6,6 @@ from aws_cdk import Duration, NestedStack, RemovalPolicy, Tags
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -162,20 +160,6 @@ class StorageStack(NestedStack):
             ),
         )
         self.archiver.function.node.add_dependency(self.file_system.mount_targets_available)
-        # A tick that finds the previous run still going is throttled; retrying it later
-        # would only queue up runs, the next tick comes within a minute anyway.
-        lambda_.EventInvokeConfig(
-            self,
-            "TxlogArchiverInvokeConfig",
-            function=self.archiver.function,
-            retry_attempts=0,
-            max_event_age=Duration.seconds(60),
-        )
-        self.archiver_schedule = events.Rule(
-            self,
-            "TxlogArchiverSchedule",
-            rule_name=name("txlog-archiver-schedule", config.environment_suffix),
-            description="Runs the transaction-log archiver every minute",
-            schedule=events.Schedule.rate(Duration.minutes(1)),
-            targets=[targets.LambdaFunction(self.archiver.function, retry_attempts=0)],
+        self.archiver_schedule = self.archiver.run_every_minute(
+            "Runs the transaction-log archiver every minute"
         )

@@ -76,11 +76,11 @@ def test_performance_insights_encrypted_with_the_database_key(deployment: Deploy
     assert db["PerformanceInsightsKMSKeyId"] == deployment.outputs["DatabaseKeyArn"]
 
 
-def test_secret_is_encrypted_and_rotates_every_30_days(deployment: Deployment) -> None:
+def _encrypted_and_rotating(deployment: Deployment, output: str, name: str) -> dict[str, Any]:
     secret = deployment.aws.client("secretsmanager").describe_secret(
-        SecretId=deployment.outputs["DatabaseSecretArn"]
+        SecretId=deployment.outputs[output]
     )
-    assert secret["Name"] == f"rds-master-secret-{deployment.suffix}"
+    assert secret["Name"] == f"{name}-{deployment.suffix}"
     assert secret["KmsKeyId"] == deployment.outputs["SecretsKeyArn"]
     assert secret["RotationEnabled"] is True
     rules = secret["RotationRules"]
@@ -88,6 +88,11 @@ def test_secret_is_encrypted_and_rotates_every_30_days(deployment: Deployment) -
         rules.get("ScheduleExpression") == "rate(30 days)"
         or rules.get("AutomaticallyAfterDays") == 30
     )
+    return dict(secret)
+
+
+def test_secret_is_encrypted_and_rotates_every_30_days(deployment: Deployment) -> None:
+    secret = _encrypted_and_rotating(deployment, "DatabaseSecretArn", "rds-master-secret")
     assert secret["RotationLambdaARN"].endswith(f":function:rds-rotation-{deployment.suffix}")
 
 
@@ -254,16 +259,8 @@ def test_database_accepts_postgres_only_from_its_clients(deployment: Deployment)
 def test_replication_secret_is_encrypted_and_rotates_every_30_days(
     deployment: Deployment,
 ) -> None:
+    _encrypted_and_rotating(deployment, "ReplicationSecretArn", "rds-txlog-secret")
     sm = deployment.aws.client("secretsmanager")
-    secret = sm.describe_secret(SecretId=deployment.outputs["ReplicationSecretArn"])
-    assert secret["Name"] == f"rds-txlog-secret-{deployment.suffix}"
-    assert secret["KmsKeyId"] == deployment.outputs["SecretsKeyArn"]
-    assert secret["RotationEnabled"] is True
-    rules = secret["RotationRules"]
-    assert (
-        rules.get("ScheduleExpression") == "rate(30 days)"
-        or rules.get("AutomaticallyAfterDays") == 30
-    )
     fields = json.loads(
         sm.get_secret_value(SecretId=deployment.outputs["ReplicationSecretArn"])["SecretString"]
     )
