@@ -66,6 +66,20 @@ def event_rto_seconds(events: list[dict[str, Any]], started: datetime) -> float 
     return None
 
 
+def _every(
+    seconds: float, line: Callable[[float], str], progress: Callable[[str], None]
+) -> Callable[[float], None]:
+    """A progress callback that speaks at most once per ``seconds`` of waiting."""
+    last = [-seconds]
+
+    def tick(waited: float) -> None:
+        if waited - last[0] >= seconds:
+            last[0] = waited
+            progress(line(waited))
+
+    return tick
+
+
 def plan(db: dict[str, Any], via_fis: str | None, objective: float) -> list[str]:
     trigger = (
         f"start FIS experiment template {via_fis} (aws:rds:reboot-db-instances, forceFailover)"
@@ -144,7 +158,9 @@ def run_failover(
             clock=clock,
             sleep=sleep,
             log=log,
-            on_wait=lambda waited: progress(f"  still waiting: {waited:.0f} s since the request"),
+            on_wait=_every(
+                10.0, lambda waited: f"  still waiting: {waited:.0f} s since the request", progress
+            ),
         )
         rto = round(up - start, 3)
         progress(f"accepting connections again after {rto:.1f} s")

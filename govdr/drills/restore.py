@@ -48,10 +48,12 @@ def _wait_status(
     sleep: Sleep,
     progress: Callable[[str], None],
 ) -> float:
-    last = ""
+    last, polls = "", 0
     while True:
         status = describe_instance(rds, instance_id).get("DBInstanceStatus", "")
-        if status != last:
+        polls += 1
+        # On every change of status, and once a minute while it stays the same.
+        if status != last or polls % 4 == 0:
             progress(f"  {instance_id}: {status} ({clock() - start:.0f} s)")
             last = status
         if status == wanted:

@@ -194,9 +194,15 @@ def test_failover_slower_than_the_objective_is_a_breach(rds: tuple[Any, Stubber]
     stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
     events(stubber, *FAILOVER_EVENTS)
     describe(stubber)
-    report = failover.run_failover(c, DB, outage(sim, 1.0, 45.0), objective=40, **sim.timing())
+    lines: list[str] = []
+    report = failover.run_failover(
+        c, DB, outage(sim, 1.0, 45.0), objective=40, progress=lines.append, **sim.timing()
+    )
     assert report["rto_seconds"] >= 40
     assert report["met"] is False
+    # Progress on the long wait: about once per 10 s, not once per probe.
+    waiting = [line for line in lines if "still waiting" in line]
+    assert 3 <= len(waiting) <= 5
 
 
 def test_failover_that_never_recovers_has_no_rto(rds: tuple[Any, Stubber]) -> None:
