@@ -304,6 +304,7 @@ class DatabaseStack(NestedStack):
                 "MasterSecretArn": self.master_secret.secret_arn,
                 "ReplicationSecretArn": self.replication_secret.secret_arn,
                 "SlotName": self.slot_name,
+                "DatabaseName": DATABASE_NAME,
             },
         )
         # Both attachments (host, port) must exist before the bootstrap reads the secrets. The

@@ -47,6 +47,7 @@ class StorageStack(NestedStack):
         secrets_key: kms.IKey,
         logs_key: kms.IKey,
         slot: str,
+        database_name: str,
     ) -> None:
         super().__init__(scope, id_, description=f"govdr storage ({config.environment_suffix})")
         suffix = config.environment_suffix
@@ -102,7 +103,15 @@ class StorageStack(NestedStack):
         )
 
         self._archiver(
-            config, vpc, subnets, archiver_sg, replication_secret_arn, secrets_key, logs_key, slot
+            config,
+            vpc,
+            subnets,
+            archiver_sg,
+            replication_secret_arn,
+            secrets_key,
+            logs_key,
+            slot,
+            database_name,
         )
 
     def _archiver(
@@ -115,6 +124,7 @@ class StorageStack(NestedStack):
         secrets_key: kms.IKey,
         logs_key: kms.IKey,
         slot: str,
+        database_name: str,
     ) -> None:
         """The transaction-log archiver: every minute, one run at a time, into /txlog."""
         self.archiver = VpcFunction(
@@ -150,6 +160,7 @@ class StorageStack(NestedStack):
                 "SECRET_ARN": replication_secret_arn,
                 "ARCHIVE_DIR": ARCHIVE_MOUNT,
                 "SLOT_NAME": slot,
+                "DB_NAME": database_name,
                 "ENVIRONMENT_SUFFIX": config.environment_suffix,
                 "PGSSLMODE": "require",
             },

@@ -9,7 +9,7 @@ from govdr.compliance.gate import acknowledge_findings
 from govdr.config import DrConfig
 from govdr.stacks.audit import AuditStack
 from govdr.stacks.backup import BackupStack
-from govdr.stacks.database import DatabaseStack
+from govdr.stacks.database import DATABASE_NAME, DatabaseStack
 from govdr.stacks.monitoring import MonitoringStack
 from govdr.stacks.network import NetworkStack
 from govdr.stacks.security import SecurityStack
@@ -87,6 +87,7 @@ class TapStack(Stack):
             secrets_key=self.security.secrets_key,
             logs_key=self.security.logs_key,
             slot=self.database.slot_name,
+            database_name=DATABASE_NAME,
         )
         self.audit = AuditStack(
             self,

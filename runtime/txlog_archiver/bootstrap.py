@@ -102,6 +102,8 @@ def handle(
     data: dict[str, Any] = {}
     try:
         master = read_secret(props["MasterSecretArn"])
+        if props.get("DatabaseName"):  # the archived database: pgaudit is created there
+            master = {**master, "dbname": props["DatabaseName"]}
         replication = read_secret(props["ReplicationSecretArn"])
         # The rotation may have made the clone current; the base name is the user to manage.
         username = str(replication["username"]).removesuffix(CLONE_SUFFIX)

@@ -33,6 +33,9 @@ class Settings:
     slot: str
     environment: str
     sslmode: str
+    # The database whose changes are archived (a logical slot belongs to one database); the
+    # secret's own dbname is only a fallback.
+    dbname: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -45,6 +48,7 @@ class Settings:
             slot=env["SLOT_NAME"],
             environment=env.get("ENVIRONMENT_SUFFIX", "unknown"),
             sslmode=env.get("PGSSLMODE", "require"),
+            dbname=env.get("DB_NAME") or None,
         )
 
 
@@ -91,6 +95,8 @@ def run_once(
     import psycopg2
     import psycopg2.extras
 
+    if settings.dbname:
+        secret = {**secret, "dbname": settings.dbname}
     dsn = dsn_from_secret(secret, settings.sslmode)
     archive = Archive(Path(settings.archive_dir))
     archiver = Archiver(

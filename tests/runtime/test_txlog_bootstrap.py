@@ -39,7 +39,7 @@ class Setup:
                 "port": db.pg.port,
                 "username": "postgres",
                 "password": "not-checked-for-the-fixture-superuser",
-                "dbname": db.name,
+                "dbname": "postgres",  # the DatabaseName property decides where it connects
             },
             REPLICATION_ARN: {
                 "host": host,
@@ -56,6 +56,7 @@ class Setup:
             "MasterSecretArn": MASTER_ARN,
             "ReplicationSecretArn": REPLICATION_ARN,
             "SlotName": self.slot,
+            "DatabaseName": self.db.name,
             **overrides,
         }
         return {

@@ -52,7 +52,8 @@ def test_handler_archives_and_emits_metrics(
         "port": db.pg.port,
         "username": "postgres",
         "password": "unused-with-trust-auth",
-        "dbname": db.name,
+        # An attachment's secret may name no database or another one: DB_NAME decides.
+        "dbname": "postgres",
     }
     with mock_aws():
         import boto3
@@ -63,6 +64,7 @@ def test_handler_archives_and_emits_metrics(
         monkeypatch.setenv("SECRET_ARN", arn)
         monkeypatch.setenv("ARCHIVE_DIR", str(tmp_path))
         monkeypatch.setenv("SLOT_NAME", SLOT)
+        monkeypatch.setenv("DB_NAME", db.name)
         monkeypatch.setenv("ENVIRONMENT_SUFFIX", "qa7")
         monkeypatch.setenv("PGSSLMODE", "disable")  # the local cluster has no TLS; RDS forces it
         result: dict[str, Any] = lambda_handler.handler({}, Context(seconds=25))

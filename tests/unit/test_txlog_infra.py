@@ -54,6 +54,7 @@ def test_archiver_runs_alone_in_the_vpc_with_the_access_point_mounted(synth: Syn
     assert env["ARCHIVE_DIR"] == "/mnt/txlog"
     assert env["SLOT_NAME"] == f"govdr_txlog_{TEST_SUFFIX}"
     assert env["PGSSLMODE"] == "require"
+    assert env["DB_NAME"] == "govdr"  # a logical slot sees one database: the archived one
     assert "ReplicationSecret" in json.dumps(env["SECRET_ARN"])
     # Mount targets exist before the function that mounts through them.
     mount_targets = {m for m, _ in resources(storage, "AWS::EFS::MountTarget")}
@@ -110,6 +111,7 @@ def test_replication_user_is_bootstrapped_before_its_first_rotation(synth: Synth
     props = bootstrap["Properties"]
     assert props["ReplicationSecretArn"] == {"Ref": secret_id}
     assert props["SlotName"] == f"govdr_txlog_{TEST_SUFFIX}"
+    assert props["DatabaseName"] == "govdr"
     attachments = {
         lid for lid, _ in resources(database, "AWS::SecretsManager::SecretTargetAttachment")
     }
