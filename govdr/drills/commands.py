@@ -83,7 +83,11 @@ def _record(report: dict[str, Any], args: argparse.Namespace, session: Session) 
     path: Path = args.reports_dir / f"{report['drill']}-{report['environment']}-{stamp}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     figure = {"failover": "rto_seconds", "restore": "restore_seconds"}[report["drill"]]
-    if report.get(figure) is not None:
+    if report.get(figure) is None:
+        return path
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
         session.client("cloudwatch").put_metric_data(
             Namespace=METRIC_NAMESPACE,
             MetricData=[
@@ -97,6 +101,9 @@ def _record(report: dict[str, Any], args: argparse.Namespace, session: Session) 
                 }
             ],
         )
+    except (BotoCoreError, ClientError) as exc:
+        # The measurement is on disk; a missing cloudwatch:PutMetricData must not hide it.
+        _progress(f"warning: the figure was not published to {METRIC_NAMESPACE}: {exc}")
     return path
 
 

@@ -461,6 +461,7 @@ def _cli_failover(
     tmp_path: Path,
     up_at: float,
     objective: str,
+    publish_denied: bool = False,
 ) -> tuple[int, Path]:
     c, stubber = rds
     sim = SimTime()
@@ -471,7 +472,10 @@ def _cli_failover(
     describe(stubber)
     cloudwatch = client("cloudwatch")
     cw_stub = Stubber(cloudwatch)
-    cw_stub.add_response("put_metric_data", {}, None)
+    if publish_denied:
+        cw_stub.add_client_error("put_metric_data", "AccessDenied", http_status_code=403)
+    else:
+        cw_stub.add_response("put_metric_data", {}, None)
     cw_stub.activate()
     monkeypatch.setattr(
         commands, "Session", lambda: FakeSession({"rds": c, "cloudwatch": cloudwatch})
@@ -550,3 +554,18 @@ def test_cli_status_breach_exits_1(
     out = capsys.readouterr().out
     assert code == 1
     assert "objectives: BREACHED: RPO" in out
+
+
+def test_cli_failover_keeps_the_report_when_the_metric_cannot_be_published(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, reports = _cli_failover(
+        monkeypatch, rds, outputs_file, tmp_path, 25.0, "900", publish_denied=True
+    )
+    assert code == 0
+    assert len(list(reports.glob("failover-qa7-*.json"))) == 1
+    assert "the figure was not published to govdr/dr" in capsys.readouterr().err
