@@ -90,6 +90,12 @@ def gather(
     secret = clients("secretsmanager").describe_secret(SecretId=outputs["DatabaseSecretArn"])
     last_rotated = secret.get("LastRotatedDate")
     next_rotation = secret.get("NextRotationDate")
+    # The archiver's own login rotates on the same 30-day cycle (older stacks lack it).
+    replication = (
+        clients("secretsmanager").describe_secret(SecretId=outputs["ReplicationSecretArn"])
+        if outputs.get("ReplicationSecretArn")
+        else None
+    )
     alarms = clients("cloudwatch").describe_alarms(StateValue="ALARM")["MetricAlarms"]
     in_alarm = sorted(a["AlarmName"] for a in alarms if a["AlarmName"].endswith(f"-{suffix}"))
     lag = _archive_lag(clients("cloudwatch"), suffix, at)
@@ -107,6 +113,12 @@ def gather(
         breaches.append(f"transaction-log archive {lag:.0f} s behind (>= the RPO objective)")
     if not secret.get("RotationEnabled"):
         breaches.append("secret rotation is disabled")
+    if replication is not None:
+        due = replication.get("NextRotationDate")
+        if not replication.get("RotationEnabled"):
+            breaches.append("archiver secret rotation is disabled")
+        elif due is not None and due < at:
+            breaches.append(f"archiver secret rotation overdue since {due.isoformat()}")
     return {
         "environment": suffix,
         "checked_at": at.isoformat(),
@@ -121,6 +133,11 @@ def gather(
         "last_failover_event": events[-1] if events else None,
         "secret_last_rotated": None if last_rotated is None else last_rotated.isoformat(),
         "secret_next_rotation": None if next_rotation is None else next_rotation.isoformat(),
+        "archiver_secret_next_rotation": (
+            None
+            if replication is None or replication.get("NextRotationDate") is None
+            else replication["NextRotationDate"].isoformat()
+        ),
         "archive_lag_seconds": lag,
         "alarms_in_alarm": in_alarm,
         "breaches": breaches,

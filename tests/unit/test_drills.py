@@ -344,7 +344,10 @@ def test_restore_refuses_to_reuse_a_leftover_drill_instance(rds: tuple[Any, Stub
 
 
 def _status_clients(
-    db: dict[str, Any], secret: dict[str, Any], lag: float | None
+    db: dict[str, Any],
+    secret: dict[str, Any],
+    lag: float | None,
+    replication: dict[str, Any] | None = None,
 ) -> Iterator[Callable[[str], Any]]:
     clients = {name: client(name) for name in ("rds", "secretsmanager", "cloudwatch")}
     stubs = {name: Stubber(c) for name, c in clients.items()}
@@ -353,6 +356,10 @@ def _status_clients(
     )
     stubs["rds"].add_response("describe_events", {"Events": []}, None)
     stubs["secretsmanager"].add_response("describe_secret", secret, {"SecretId": "arn:secret"})
+    if replication is not None:
+        stubs["secretsmanager"].add_response(
+            "describe_secret", replication, {"SecretId": "arn:replication"}
+        )
     stubs["cloudwatch"].add_response(
         "describe_alarms",
         {
@@ -409,6 +416,22 @@ def test_status_names_every_breached_objective() -> None:
         "transaction-log archive 3700 s behind (>= the RPO objective)",
         "secret rotation is disabled",
     ]
+
+
+def test_status_checks_the_archiver_secret_when_the_stack_has_one() -> None:
+    secret = {"RotationEnabled": True, "NextRotationDate": T0 + timedelta(days=5)}
+    overdue = {"RotationEnabled": True, "NextRotationDate": T0 - timedelta(hours=2)}
+    outputs = {**OUTPUTS, "ReplicationSecretArn": "arn:replication"}
+    for clients in _status_clients(instance(), secret, lag=1.0, replication=overdue):
+        doc = status.gather(clients, outputs, now=lambda: T0)
+    assert doc["archiver_secret_next_rotation"] == (T0 - timedelta(hours=2)).isoformat()
+    assert doc["breaches"] == [
+        f"archiver secret rotation overdue since {(T0 - timedelta(hours=2)).isoformat()}"
+    ]
+    disabled = {"RotationEnabled": False}
+    for clients in _status_clients(instance(), secret, lag=1.0, replication=disabled):
+        doc = status.gather(clients, outputs, now=lambda: T0)
+    assert doc["breaches"] == ["archiver secret rotation is disabled"]
 
 
 def test_status_without_a_restorable_time_is_a_breach() -> None:
