@@ -128,21 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     txlog = groups.add_parser("txlog", help="the transaction-log archive on EFS")
     commands = txlog.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def common(p: argparse.ArgumentParser, time_range: bool = False) -> None:
         p.add_argument("--dir", type=Path, required=True, help="archive directory")
         p.add_argument("--json", action="store_true", help="print JSON")
+        if time_range:
+            p.add_argument("--from", dest="start", help="ISO 8601 time with a zone")
+            p.add_argument("--to", dest="end", help="ISO 8601 time with a zone")
 
     listing = commands.add_parser("list", help="segments overlapping a time range")
-    common(listing)
-    listing.add_argument("--from", dest="start")
-    listing.add_argument("--to", dest="end")
+    common(listing, time_range=True)
     listing.set_defaults(func=cmd_list)
 
     show = commands.add_parser("show", help="changes to one table between two times")
-    common(show)
+    common(show, time_range=True)
     show.add_argument("--table", required=True, help="schema.table (schema defaults to public)")
-    show.add_argument("--from", dest="start")
-    show.add_argument("--to", dest="end")
     show.set_defaults(func=cmd_show)
 
     rep = commands.add_parser("replay", help="apply archived changes to a restored database")

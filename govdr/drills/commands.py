@@ -18,9 +18,11 @@ from govdr.config import REGION, RTO_OBJECTIVE_SECONDS
 from govdr.drills import failover, restore
 from govdr.drills.probe import psycopg_probe
 from govdr.drills.status import gather, load_outputs
+from govdr.emulator.deploy import Aws
 from govdr.tools.outputs import DEFAULT_OUT
+from runtime.rpo_monitor.handler import NAMESPACE as RPO_NAMESPACE
 
-METRIC_NAMESPACE = "govdr/dr"
+METRIC_NAMESPACE = RPO_NAMESPACE  # drill figures sit beside RpoSeconds
 # clock / now / sleep overrides for the drills (tests run them on a simulated clock)
 DRILL_TIMING: dict[str, Any] = {}
 EMULATOR_NOTE = (
@@ -30,19 +32,15 @@ EMULATOR_NOTE = (
 
 
 class Session:
-    """boto3 clients for the region (and the emulator when AWS_ENDPOINT_URL is set)."""
+    """AWS clients for the region; the embedded emulator's when AWS_ENDPOINT_URL is set."""
 
     def __init__(self) -> None:
-        import boto3
-
-        self.session = boto3.session.Session(region_name=os.environ.get("AWS_REGION", REGION))
-        self.emulated = bool(os.environ.get("AWS_ENDPOINT_URL"))
-        self._clients: dict[str, Any] = {}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+        self.emulated = endpoint is not None
+        self.aws = Aws(endpoint, region=os.environ.get("AWS_REGION", REGION))
 
     def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = self.session.client(service)
-        return self._clients[service]
+        return self.aws.client(service)
 
 
 def _progress(line: str) -> None:
@@ -113,11 +111,14 @@ def cmd_status(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     return status, 1 if status["breaches"] else 0
 
 
-def cmd_failover(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+def _drill_targets(args: argparse.Namespace) -> tuple[Session, dict[str, str], Any, str]:
     session = Session()
     outputs = _outputs(args, session)
-    rds = session.client("rds")
-    instance = outputs["DatabaseInstanceIdentifier"]
+    return session, outputs, session.client("rds"), outputs["DatabaseInstanceIdentifier"]
+
+
+def cmd_failover(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    session, outputs, rds, instance = _drill_targets(args)
     template = outputs.get("FailoverDrillTemplateId") if args.via_fis else None
     if args.via_fis and not template:
         raise failover.DrillError("the outputs have no FailoverDrillTemplateId: redeploy")
@@ -151,10 +152,7 @@ def cmd_failover(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
 
 
 def cmd_restore(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
-    session = Session()
-    outputs = _outputs(args, session)
-    rds = session.client("rds")
-    instance = outputs["DatabaseInstanceIdentifier"]
+    session, outputs, rds, instance = _drill_targets(args)
     suffix = outputs["EnvironmentSuffix"]
     target = restore.drill_instance_id(suffix)
     if args.dry_run:

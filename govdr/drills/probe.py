@@ -24,10 +24,6 @@ class ProbeLog:
 
     attempts: list[tuple[float, bool, str]] = field(default_factory=list)
 
-    @property
-    def first_failure(self) -> float | None:
-        return next((t for t, ok, _ in self.attempts if not ok), None)
-
 
 def psycopg_probe(
     dsn: str, query: str = "SELECT 1", timeout_seconds: int = 3

@@ -15,6 +15,8 @@ from typing import Any
 from govdr.config import RPO_OBJECTIVE_SECONDS
 from govdr.drills.failover import describe_instance, failover_events
 from govdr.tools.outputs import OutputsError, stack_outputs
+from runtime.txlog_archiver.handler import NAMESPACE as ARCHIVE_NAMESPACE
+from runtime.txlog_archiver.handler import SERVICE as ARCHIVE_SERVICE
 
 REQUIRED_OUTPUTS = (
     "EnvironmentSuffix",
@@ -23,8 +25,6 @@ REQUIRED_OUTPUTS = (
     "AlarmTopicArn",
 )
 EVENT_LOOKBACK = timedelta(days=14)  # RDS keeps events for 14 days
-ARCHIVE_NAMESPACE = "govdr/txlog"
-ARCHIVE_SERVICE = "txlog-archiver"
 
 
 def load_outputs(

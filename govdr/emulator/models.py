@@ -589,11 +589,10 @@ class EventInvokeConfig(_Model):
 
 
 class ExperimentTemplate(_Model):
-    """AWS FIS has no emulator backend: the template is validated and kept in-process."""
+    """AWS FIS has no emulator backend: the template's required parts are checked, no more."""
 
     CFN_TYPE = "AWS::FIS::ExperimentTemplate"
     EMULATED = "the emulator has no AWS FIS: the failover template is validated, never run"
-    TEMPLATES: ClassVar[dict[str, Props]] = {}
 
     @classmethod
     def create(
@@ -602,13 +601,7 @@ class ExperimentTemplate(_Model):
         for required in ("Actions", "Targets", "StopConditions", "RoleArn"):
             if not props.get(required):
                 raise ValueError(f"AWS::FIS::ExperimentTemplate needs {required}")
-        template_id = "EXT" + uuid.uuid4().hex[:14].upper()
-        cls.TEMPLATES[template_id] = props
-        return cls(template_id)
-
-    @classmethod
-    def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
-        cls.TEMPLATES.pop(name, None)
+        return cls("EXT" + uuid.uuid4().hex[:14].upper())
 
 
 MODELS: tuple[type[_Model], ...] = (

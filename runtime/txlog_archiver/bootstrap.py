@@ -84,7 +84,7 @@ def remove(connection: Any, username: str, slot: str) -> dict[str, Any]:
         dropped_slot = cursor.rowcount == 1
         for user in (username, username.removesuffix(CLONE_SUFFIX) + CLONE_SUFFIX):
             cursor.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
-    return {"slot_dropped": dropped_slot, "users_dropped": True}
+    return {"slot_dropped": dropped_slot}
 
 
 def handle(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from govdr.compliance.template_checks import REQUIRED_RDS_EVENT_CATEGORIES
 from tests.integration.conftest import Deployment
 from tests.unit.test_root import OUTPUTS
 
@@ -164,15 +165,7 @@ def test_rds_event_subscription(deployment: Deployment) -> None:
     )["EventSubscriptionsList"]
     assert sub["SnsTopicArn"] == deployment.outputs["AlarmTopicArn"]
     assert sub["SourceIdsList"] == [deployment.outputs["DatabaseInstanceIdentifier"]]
-    assert set(sub["EventCategoriesList"]) == {
-        "availability",
-        "failover",
-        "failure",
-        "low storage",
-        "maintenance",
-        "notification",
-        "recovery",
-    }
+    assert set(sub["EventCategoriesList"]) == REQUIRED_RDS_EVENT_CATEGORIES
 
 
 def test_dashboard_exists(deployment: Deployment) -> None:

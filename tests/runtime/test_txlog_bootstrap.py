@@ -91,6 +91,10 @@ class Setup:
         self.db.pg.psql(f"DROP ROLE IF EXISTS {self.username}")
 
 
+def unreachable(_dsn: str) -> Any:
+    raise psycopg2.OperationalError("could not connect to server: Connection refused")
+
+
 @pytest.fixture
 def setup(db: Db) -> Iterator[Setup]:
     s = Setup(db)
@@ -222,10 +226,6 @@ def test_delete_does_not_block_teardown_when_the_database_is_gone(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, bodies = response_url
-
-    def unreachable(_dsn: str) -> Any:
-        raise psycopg2.OperationalError("could not connect to server: Connection refused")
-
     bootstrap.handle(setup.event(url, "Delete"), setup.secrets.get, unreachable)
     [body] = bodies
     assert body["Status"] == "SUCCESS"
@@ -236,10 +236,6 @@ def test_create_fails_clearly_when_the_database_is_unreachable(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, bodies = response_url
-
-    def unreachable(_dsn: str) -> Any:
-        raise psycopg2.OperationalError("could not connect to server: Connection refused")
-
     bootstrap.handle(setup.event(url, "Create"), setup.secrets.get, unreachable)
     [body] = bodies
     assert body["Status"] == "FAILED"

@@ -124,6 +124,14 @@ def test_skipped_types_are_created_on_their_backends(
     )
     assert invoke["MaximumRetryAttempts"] == 0
     assert invoke["MaximumEventAgeInSeconds"] == 60
+    physical = {
+        r["type"]: r["physical_id"]
+        for r in deploy.stack_resources(aws, f"TapStack{TEST_SUFFIX}")
+        if r["type"] in ("Custom::TxlogBootstrap", "AWS::FIS::ExperimentTemplate")
+    }
+    # The bootstrap read the replication secret (its user names the resource).
+    assert physical["Custom::TxlogBootstrap"] == "txlog-bootstrap:govdr_txlog"
+    assert physical["AWS::FIS::ExperimentTemplate"] == outputs["FailoverDrillTemplateId"]
     topic = aws.client("sns").get_topic_attributes(TopicArn=outputs["AlarmTopicArn"])
     assert "aws:SecureTransport" in topic["Attributes"]["Policy"]
     bucket_policy = aws.client("s3").get_bucket_policy(Bucket=outputs["TrailBucketName"])
@@ -263,3 +271,20 @@ def test_teardown_leaves_nothing_behind(
     # As on AWS: the key waits out its 7-day pending window.
     assert key["KeyState"] == "PendingDeletion"
     assert 6 <= (key["DeletionDate"] - key["CreationDate"]).days <= 7
+
+
+def test_fis_template_model_rejects_a_template_without_stop_conditions() -> None:
+    from govdr.emulator.models import ExperimentTemplate
+
+    props = {
+        "RoleArn": "arn:aws:iam::123456789012:role/fis",
+        "Actions": {"A": {"ActionId": "aws:rds:reboot-db-instances"}},
+        "Targets": {"T": {"ResourceType": "aws:rds:db"}},
+        "StopConditions": [{"Source": "aws:cloudwatch:alarm", "Value": "arn:alarm"}],
+    }
+    created = ExperimentTemplate.create(props, "FailoverDrill", "123456789012", "eu-central-2")
+    assert created.physical_resource_id.startswith("EXT")
+    with pytest.raises(ValueError, match="needs StopConditions"):
+        ExperimentTemplate.create(
+            {**props, "StopConditions": []}, "FailoverDrill", "123456789012", "eu-central-2"
+        )
