@@ -30,6 +30,7 @@ LOG = logging.getLogger()
 LOG.setLevel(logging.INFO)
 
 CLONE_SUFFIX = "_clone"  # the alternate user of Secrets Manager's multi-user rotation
+TERMINATE_TIMEOUT_MS = 10_000  # how long a delete waits for a streaming archiver to exit
 
 
 def prepare(connection: Any, username: str, password: str) -> dict[str, Any]:
@@ -71,10 +72,12 @@ def remove(connection: Any, username: str, slot: str) -> dict[str, Any]:
 
     connection.autocommit = True
     with connection.cursor() as cursor:
+        # With a timeout, pg_terminate_backend waits until the walsender has exited (and so
+        # released the slot) instead of returning once the signal is sent.
         cursor.execute(
-            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+            "SELECT pg_terminate_backend(active_pid, %s) FROM pg_replication_slots "
             "WHERE slot_name = %s AND active_pid IS NOT NULL",
-            (slot,),
+            (TERMINATE_TIMEOUT_MS, slot),
         )
         cursor.execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
