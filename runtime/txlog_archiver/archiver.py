@@ -12,13 +12,19 @@ Exactly once, by construction:
    every transaction whose end LSN is at or below the highest archived one is dropped.
 
 A crash between 2 and 3 redelivers the batch, and step 4 drops it.
+
+Segments are written by one background thread, in order, while the stream keeps being read
+(an fsync then no longer stalls the server's sender). After a failed write it writes nothing
+more, so the archive is always a gap-free prefix of the stream, and the run ends with the error.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import select
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +34,7 @@ from runtime.txlog_archiver.archive import (
     Archive,
     ArchiveError,
     Bound,
+    Segment,
     parse_lsn,
     transaction_line,
 )
@@ -86,6 +93,65 @@ def ensure_slot(cursor: Any, slot: str) -> bool:
     return True
 
 
+@dataclass
+class _Batch:
+    lines: list[bytes]
+    size: int
+    first: Bound
+    last: Bound
+
+
+class _SegmentWriter:
+    """Writes batches as segments in a background thread, one at a time, in submission order.
+
+    At most ``depth`` batches wait while one is written, which bounds memory. Results come back
+    in order through :meth:`done`; after a failed write, later batches are discarded unwritten.
+    """
+
+    def __init__(self, archive: Archive, depth: int = 1) -> None:
+        self.archive = archive
+        self.outstanding = 0
+        self._todo: queue.Queue[_Batch | None] = queue.Queue(maxsize=depth)
+        self._done: queue.SimpleQueue[tuple[_Batch, Segment | ArchiveError | None]] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name="segment-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        failed = False
+        while (batch := self._todo.get()) is not None:
+            if failed:
+                self._done.put((batch, None))
+                continue
+            try:
+                segment = self.archive.write_segment(batch.lines, batch.first, batch.last)
+            except ArchiveError as exc:
+                failed = True
+                self._done.put((batch, exc))
+            except Exception as exc:  # reported to the reading thread, which would wait forever
+                failed = True
+                self._done.put((batch, ArchiveError(f"cannot write segment: {exc!r}")))
+            else:
+                self._done.put((batch, segment))
+
+    def submit(self, batch: _Batch) -> None:
+        self.outstanding += 1
+        self._todo.put(batch)
+
+    def done(self, wait: bool) -> list[tuple[_Batch, Segment | ArchiveError | None]]:
+        """Results ready now, or (``wait``) every outstanding one."""
+        results = []
+        while self.outstanding and (wait or not self._done.empty()):
+            results.append(self._done.get())
+            self.outstanding -= 1
+        return results
+
+    def close(self) -> None:
+        self._todo.put(None)
+        self._thread.join()
+
+
 class Archiver:
     """One run: drain the slot until idle, the deadline, or an error.
 
@@ -125,6 +191,7 @@ class Archiver:
         self._first: Bound | None = None
         self._last_commit: tuple[int, str] | None = None
         self._highest = 0
+        self._writer: _SegmentWriter
 
     def prepare(self) -> None:
         """Check the archive, create the slot if needed, and learn what is archived."""
@@ -142,6 +209,13 @@ class Archiver:
         import psycopg2
 
         self.prepare()
+        self._writer = _SegmentWriter(self.archive)
+        try:
+            return self._run(psycopg2)
+        finally:
+            self._writer.close()
+
+    def _run(self, psycopg2: Any) -> RunStats:
         attempts = 0
         while True:
             try:
@@ -149,7 +223,7 @@ class Archiver:
                 return self.stats
             except (psycopg2.DatabaseError, psycopg2.InterfaceError) as exc:
                 # A failover or restart drops the connection: keep what is complete, resume.
-                self._flush(cursor=None)
+                self._flush(cursor=None, wait=True)
                 attempts += 1
                 self.stats.reconnects += 1
                 if attempts > self.max_reconnects or self._past_deadline():
@@ -171,12 +245,13 @@ class Archiver:
             # The hot loop touches locals only: it runs once per decoded change.
             current: list[bytes] | None = None
             add_change: Callable[[bytes], None] = list[bytes]().append
-            pending = self._pending  # _flush clears it in place, so this alias stays valid
+            pending = self._pending  # _flush starts a new list: rebound after each call
             add_pending = pending.append
             highest = self._highest
             read = cursor.read_message
             batch_transactions, batch_bytes = self.batch_transactions, self.batch_bytes
             stop_lsn = self.stop_lsn
+            writer = self._writer
             last_message = self.clock()
             received = False
             while True:
@@ -192,14 +267,17 @@ class Archiver:
                         # The server has sent everything up to the stop position.
                         self.stats.stopped_by = "stop_lsn"
                         break
+                    if writer.outstanding:
+                        self._acknowledge(cursor, wait=False)
                     readable, _, _ = select.select([conn], [], [], QUIET_SECONDS)
                     if readable:
                         time.sleep(READ_BATCH_WAIT)
                         continue
                     # Quiet for a moment: make what is pending durable now (keeps lag low
                     # without writing a segment per network read).
-                    self._flush(cursor)
-                    highest = self._highest
+                    self._flush(cursor, wait=True)
+                    pending = self._pending
+                    add_pending = pending.append
                     if self.clock() - last_message >= self.idle_seconds:
                         self.stats.stopped_by = "idle"
                         break
@@ -225,8 +303,9 @@ class Archiver:
                         self._pending_bytes += len(line)
                         self._last_commit = (end_lsn, commit_time)
                         if len(pending) >= batch_transactions or self._pending_bytes >= batch_bytes:
-                            self._flush(cursor)
-                            highest = self._highest
+                            self._flush(cursor, wait=False)
+                            pending = self._pending
+                            add_pending = pending.append
                     current = None
                     if stop_lsn is not None and end_lsn >= stop_lsn:
                         self.stats.stopped_by = "stop_lsn"
@@ -234,28 +313,42 @@ class Archiver:
                 elif current is not None:
                     add_change(payload)
             # A transaction without its COMMIT is dropped here and redelivered next run.
-            self._flush(cursor)
+            self._flush(cursor, wait=True)
             if self._highest:
                 cursor.send_feedback(flush_lsn=self._highest, force=True)
         finally:
             conn.close()
 
-    def _flush(self, cursor: Any) -> None:
-        if not self._pending or self._first is None or self._last_commit is None:
-            return
-        last = Bound(*self._last_commit)
-        segment = self.archive.write_segment(self._pending, self._first, last)
-        self.stats.transactions += len(self._pending)
-        self.stats.bytes += self._pending_bytes
-        self.stats.segments += 1
-        self.stats.last_commit_time = last.commit_time
-        self._highest = segment.last_end_lsn
-        self.stats.last_end_lsn = self._highest
-        self._pending.clear()
-        self._pending_bytes = 0
-        self._first = self._last_commit = None
-        if cursor is not None:
-            cursor.send_feedback(flush_lsn=self._highest, force=True)
+    def _flush(self, cursor: Any, *, wait: bool) -> None:
+        """Hand what is pending to the writer; with ``wait``, until everything is durable."""
+        if self._pending and self._first is not None and self._last_commit is not None:
+            batch = _Batch(
+                self._pending, self._pending_bytes, self._first, Bound(*self._last_commit)
+            )
+            # A new list: the batch now belongs to the writer thread.
+            self._pending = []
+            self._pending_bytes = 0
+            self._first = self._last_commit = None
+            self._writer.submit(batch)
+        self._acknowledge(cursor, wait=wait)
+
+    def _acknowledge(self, cursor: Any, *, wait: bool) -> None:
+        """Account for durable segments and acknowledge the last one; raise a failed write."""
+        durable = 0
+        failure: ArchiveError | None = None
+        for batch, result in self._writer.done(wait):
+            if isinstance(result, ArchiveError):
+                failure = failure or result
+            elif result is not None:  # None: discarded unwritten after a failure
+                self.stats.transactions += len(batch.lines)
+                self.stats.bytes += batch.size
+                self.stats.segments += 1
+                self.stats.last_commit_time = batch.last.commit_time
+                self._highest = self.stats.last_end_lsn = durable = result.last_end_lsn
+        if durable and cursor is not None:
+            cursor.send_feedback(flush_lsn=durable, force=True)
+        if failure is not None:
+            raise failure
 
 
 __all__ = ["ArchiveError", "Archiver", "RunStats", "ensure_slot"]

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from runtime.txlog_archiver.archive import Archive, ArchiveError, format_lsn, parse_lsn
+from runtime.txlog_archiver.archive import (
+    Archive,
+    ArchiveError,
+    Bound,
+    Segment,
+    format_lsn,
+    parse_lsn,
+)
 from tests.conftest import ROOT
 from tests.runtime.conftest import SLOT, Db
 
@@ -183,6 +190,70 @@ def test_full_archive_is_a_clear_error_and_the_slot_stays(db: Db, tmp_path: Path
         assert [p for p in full.iterdir() if not p.name.startswith(".")] == []
     finally:
         subprocess.run(["umount", str(full)], check=False)
+
+
+def test_archive_filling_up_mid_run_keeps_a_gap_free_prefix(db: Db, tmp_path: Path) -> None:
+    """Segments are written behind the reader: a write that fails after earlier ones succeeded
+    must leave exactly those earlier segments, acknowledged up to their end and no further, and
+    no later segment (which would leave a hole in the archive)."""
+    full = tmp_path / "filling"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(full)], check=True)
+    try:
+        db.create_slots()
+        for _ in range(40):
+            db.sql("INSERT INTO ledger(note) SELECT repeat('z', 400) FROM generate_series(1, 5)")
+        with pytest.raises(ArchiveError, match="No space left on device"):
+            db.archiver(full, batch_transactions=2, idle_seconds=0.5).run()
+        archived = archived_xids(full)
+        expected = db.witness_xids()
+        assert 0 < len(archived) < len(expected)
+        assert archived == expected[: len(archived)]
+        assert parse_lsn(db.confirmed_flush()) == Archive(full).highest_end_lsn()
+        assert [p for p in full.iterdir() if p.name.startswith(".")] == []
+
+        # With room again, the next run continues exactly where the archive ends.
+        roomy = tmp_path / "roomy"
+        roomy.mkdir()
+        for segment in Archive(full).segments():
+            (roomy / segment.path.name).write_bytes(segment.path.read_bytes())
+        stats = db.archiver(roomy, batch_transactions=2, idle_seconds=0.5).run()
+        assert archived_xids(roomy) == expected
+        assert stats.transactions == len(expected) - len(archived)
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
+
+
+class _FailsOnce(Archive):
+    """An archive whose third segment write fails once (an EFS hiccup); later writes work."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.calls = 0
+
+    def write_segment(self, lines: list[bytes], first: Bound, last: Bound) -> Segment:
+        self.calls += 1
+        if self.calls == 3:
+            raise ArchiveError("cannot write segment: Input/output error")
+        return super().write_segment(lines, first, last)
+
+
+def test_no_segment_is_written_after_a_failed_one(db: Db, tmp_path: Path) -> None:
+    db.create_slots()
+    for _ in range(30):
+        db.sql("INSERT INTO ledger(note) VALUES ('one')")
+    archiver = db.archiver(tmp_path, batch_transactions=2, idle_seconds=0.5)
+    archiver.archive = archive = _FailsOnce(tmp_path)
+    with pytest.raises(ArchiveError, match="Input/output error"):
+        archiver.run()
+    assert archive.calls == 3  # the writes queued behind the failed one were discarded
+    expected = db.witness_xids()
+    assert archived_xids(tmp_path) == expected[:4]
+    assert parse_lsn(db.confirmed_flush()) == Archive(tmp_path).highest_end_lsn()
+
+    stats = db.archiver(tmp_path, batch_transactions=2, idle_seconds=0.5).run()
+    assert archived_xids(tmp_path) == expected
+    assert (stats.transactions, stats.skipped) == (len(expected) - 4, 0)
 
 
 def test_cli_prints_the_run_as_json(db: Db, tmp_path: Path) -> None:
