@@ -35,6 +35,20 @@ def test_lsn_round_trip() -> None:
         assert format_lsn(parse_lsn(text)) == text
 
 
+def test_a_short_gathered_write_is_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """writev may write less than asked (the kernel's choice); the rest must still follow."""
+    real_write = os.write
+    # Writes all but the last 3 bytes of the first buffer, and says so.
+    monkeypatch.setattr(os, "writev", lambda fd, buffers: real_write(fd, buffers[0][:-3]))
+    lines = [b'{"xid":%d,"changes":[]}\n' % i for i in range(3000)]
+    segment = Archive(tmp_path).write_segment(
+        lines, Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
+    )
+    assert segment.path.read_bytes() == b"".join(lines)
+
+
 def test_every_committed_transaction_exactly_once_in_commit_order(db: Db, tmp_path: Path) -> None:
     db.pg.pgbench("-i", "-s", "1", "-q", dbname=db.name)
     db.create_slots()
