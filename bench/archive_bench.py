@@ -1,12 +1,18 @@
 """``make bench-archive``: the archiver against pg_recvlogical on the same WAL, in one run.
 
-1. Start a throwaway PostgreSQL 15, ``pgbench -i``, then create two wal2json slots and a
-   test_decoding witness slot at the same point.
+1. Start a throwaway PostgreSQL 15, ``pgbench -i``, then create ``ROUNDS`` wal2json slots per
+   reader and a test_decoding witness slot, all at the same point.
 2. Run pgbench until at least ``--transactions`` transactions are committed.
-3. Drain slot 1 with ``pg_recvlogical`` (wal2json format 2, same options) to a file, and slot 2
-   with the archiver into a local directory, both up to the same end LSN.
+3. Drain the slots alternately (recv, archiver, archiver, recv, ...), each up to the same end LSN:
+   with ``pg_recvlogical`` (wal2json format 2, the archiver's options) into a file, and with the
+   archiver into a local directory. Both connect through the server's Unix socket.
 4. Check exactly-once (archived transaction IDs == the witness's, in order) and write
-   ``bench/results/archive.json``: transactions/s, MB/s, peak RSS and the ratio.
+   ``bench/results/archive.json``: transactions/s, MB/s, CPU seconds, peak RSS and the ratio of
+   the medians.
+
+CPUs: in production the server's walsender runs on the RDS host and the archiver in Lambda, so
+they never compete for a CPU. With two or more CPUs the drain phase gives the server CPU 0 and
+the reader under test CPU 1 (the same for both readers); ``--no-pin`` shares all CPUs instead.
 """
 
 from __future__ import annotations
@@ -30,29 +36,48 @@ from runtime.txlog_archiver.archiver import OPTIONS  # noqa: E402
 from tests.support.pgcluster import Postgres, start_cluster, stop_cluster  # noqa: E402
 
 DB = "bench"
-ROUNDS = 3
+ROUNDS = 5
 
 
-def timed(command: list[str], **kwargs: Any) -> tuple[float, int, subprocess.Popen[bytes]]:
-    """Run a command; return wall seconds, its own peak RSS in KiB, and the process."""
+SERVER_CPU, READER_CPU = 0, 1
+
+
+def pinning_possible() -> bool:
+    return len(os.sched_getaffinity(0) & {SERVER_CPU, READER_CPU}) == 2
+
+
+def pin_server(pg: Postgres) -> None:
+    """Put the postmaster on SERVER_CPU: every walsender forked from now on inherits it."""
+    postmaster = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+    os.sched_setaffinity(postmaster, {SERVER_CPU})
+
+
+def _pin_reader() -> None:
+    os.sched_setaffinity(0, {READER_CPU})
+
+
+def timed(pin: bool, command: list[str], **kwargs: Any) -> tuple[float, int, float]:
+    """Run a command; return wall seconds, its own peak RSS in KiB, and its CPU seconds."""
     started = time.perf_counter()
-    proc = subprocess.Popen(command, **kwargs)  # noqa: S603 - fixed tool invocations
+    proc = subprocess.Popen(  # noqa: S603 - fixed tool invocations
+        command, preexec_fn=_pin_reader if pin else None, **kwargs
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{command[0]} exited with {proc.returncode}")
-    return elapsed, int(usage.ru_maxrss), proc
+    return elapsed, int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime
 
 
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
 
-def run(pg: Postgres, transactions: int, work: Path) -> dict[str, Any]:
+def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any]:
     pg.psql(f"CREATE DATABASE {DB}")
     pg.pgbench("-i", "-s", "10", "-q", dbname=DB)
-    # Three slots per reader, drained alternately: the machine's background noise then hits
+    # ROUNDS slots per reader, drained alternately: the machine's background noise then hits
     # both readers alike, and the medians are compared.
     readers = [("recv", i) for i in range(ROUNDS)] + [("archiver", i) for i in range(ROUNDS)]
     for kind, i in readers:
@@ -76,18 +101,22 @@ def run(pg: Postgres, transactions: int, work: Path) -> dict[str, Any]:
     # The load commits asynchronously: flush the WAL so decoding sees every commit.
     pg.psql("CHECKPOINT", DB)
     end_lsn = pg.psql("SELECT pg_current_wal_flush_lsn()", DB)
+    if pin:
+        pin_server(pg)
 
     options = [arg for k, v in OPTIONS.items() for arg in ("-o", f"{k}={v}")]
-    runs: dict[str, list[tuple[float, int, int]]] = {"recv": [], "archiver": []}
+    runs: dict[str, list[tuple[float, int, int, float]]] = {"recv": [], "archiver": []}
     archives: list[Path] = []
-    order = ["recv", "archiver", "archiver", "recv", "recv", "archiver"][: 2 * ROUNDS]
+    # recv, archiver, archiver, recv, recv, archiver, ...: neither reader always goes first.
+    order = [("recv", "archiver")[(i + 1) // 2 % 2] for i in range(2 * ROUNDS)]
     used = {"recv": 0, "archiver": 0}
     for kind in order:
         i = used[kind]
         used[kind] += 1
         if kind == "recv":
             out = work / f"recv{i}.jsonl"
-            seconds, rss, _ = timed(
+            seconds, rss, cpu = timed(
+                pin,
                 [
                     str(pg.bin_dir / "pg_recvlogical"),
                     "-d",
@@ -105,11 +134,12 @@ def run(pg: Postgres, transactions: int, work: Path) -> dict[str, Any]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            runs[kind].append((seconds, rss, out.stat().st_size))
+            runs[kind].append((seconds, rss, out.stat().st_size, cpu))
         else:
             directory = work / f"archive{i}"
             directory.mkdir()
-            seconds, rss, _ = timed(
+            seconds, rss, cpu = timed(
+                pin,
                 [
                     sys.executable,
                     "-m",
@@ -129,7 +159,7 @@ def run(pg: Postgres, transactions: int, work: Path) -> dict[str, Any]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            runs[kind].append((seconds, rss, dir_bytes(directory)))
+            runs[kind].append((seconds, rss, dir_bytes(directory), cpu))
             archives.append(directory)
 
     witness = [
@@ -148,14 +178,15 @@ def run(pg: Postgres, transactions: int, work: Path) -> dict[str, Any]:
     exactly_once = all(run == witness for run in archived_runs)
     committed = len(witness)
 
-    def median(kind: str) -> tuple[float, int, int]:
+    def median(kind: str) -> tuple[float, int, int, float]:
         """Median run by time, reported with the highest peak RSS of all its runs."""
-        seconds, _, size = sorted(runs[kind])[len(runs[kind]) // 2]
-        return seconds, max(r[1] for r in runs[kind]), size
+        seconds, _, size, cpu = sorted(runs[kind])[len(runs[kind]) // 2]
+        return seconds, max(r[1] for r in runs[kind]), size, cpu
 
-    def side(seconds: float, rss_kib: int, size: int) -> dict[str, Any]:
+    def side(seconds: float, rss_kib: int, size: int, cpu: float) -> dict[str, Any]:
         return {
             "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu, 2),
             "transactions_per_second": round(committed / seconds),
             "output_mb": round(size / 1e6, 1),
             "mb_per_second": round(size / 1e6 / seconds, 1),
@@ -177,6 +208,8 @@ def run(pg: Postgres, transactions: int, work: Path) -> dict[str, Any]:
         "exactly_once": exactly_once,
         "archived_transactions": [len(r) for r in archived_runs],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "transport": "unix socket",
+        "cpus_pinned": {"server": SERVER_CPU, "reader": READER_CPU} if pin else None,
     }
     result["ratio_archiver_vs_pg_recvlogical"] = round(median("recv")[0] / median("archiver")[0], 2)
     result["targets"] = {
@@ -191,11 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--transactions", type=int, default=200_000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "archive.json")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let server and reader share all CPUs (see above)"
+    )
     args = parser.parse_args(argv)
+    pin = not args.no_pin and pinning_possible()
     pg = start_cluster()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(pg, args.transactions, Path(tmp))
+            result = run(pg, args.transactions, Path(tmp), pin)
     finally:
         stop_cluster(pg)
     args.out.parent.mkdir(parents=True, exist_ok=True)
