@@ -8,7 +8,8 @@
    archiver into a local directory. Both connect through the server's Unix socket.
 4. Check exactly-once (archived transaction IDs == the witness's, in order) and write
    ``bench/results/archive.json``: transactions/s, MB/s, CPU seconds, peak RSS and the ratio of
-   the medians.
+   the medians. A run in which pg_recvlogical's slowest round took more than 1.5 times its
+   fastest is reported as not conclusive (exit 1): the machine's speed changed meanwhile.
 
 CPUs: in production the server's walsender runs on the RDS host and the archiver in Lambda, so
 they never compete for a CPU. With two or more CPUs the drain phase gives the server CPU 0 and
@@ -40,6 +41,7 @@ ROUNDS = 5
 
 
 SERVER_CPU, READER_CPU = 0, 1
+MAX_REFERENCE_SPREAD = 1.5  # slowest / fastest pg_recvlogical round for a conclusive run
 
 
 def pinning_possible() -> bool:
@@ -212,6 +214,12 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
         "cpus_pinned": {"server": SERVER_CPU, "reader": READER_CPU} if pin else None,
     }
     result["ratio_archiver_vs_pg_recvlogical"] = round(median("recv")[0] / median("archiver")[0], 2)
+    # The reference tool does the same work in every round: if its slowest round took far
+    # longer than its fastest, the machine's speed changed during the run and the ratio of the
+    # medians says more about when each reader ran than about the readers.
+    recv_seconds = [r[0] for r in runs["recv"]]
+    result["reference_spread"] = round(max(recv_seconds) / min(recv_seconds), 2)
+    result["steady_machine"] = result["reference_spread"] <= MAX_REFERENCE_SPREAD
     result["targets"] = {
         "throughput_ratio_at_least_1": result["ratio_archiver_vs_pg_recvlogical"] >= 1.0,
         "peak_rss_at_most_128_mb": result["archiver"]["peak_rss_mb"] <= 128,
@@ -238,6 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    if not result["steady_machine"]:
+        print(
+            f"bench-archive: pg_recvlogical's rounds took {min(result['all_seconds']['recv'])}-"
+            f"{max(result['all_seconds']['recv'])} s (spread {result['reference_spread']}x, "
+            f"allowed {MAX_REFERENCE_SPREAD}x): the machine's speed changed during the run, so "
+            "the ratio is not conclusive; run it again on a quieter machine",
+            file=sys.stderr,
+        )
+        return 1
     return 0 if all(result["targets"].values()) else 1
 
 
