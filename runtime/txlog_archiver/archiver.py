@@ -206,16 +206,16 @@ class Archiver:
         self._highest = self.archive.highest_end_lsn()
 
     def run(self) -> RunStats:
-        import psycopg2
-
         self.prepare()
         self._writer = _SegmentWriter(self.archive)
         try:
-            return self._run(psycopg2)
+            return self._run()
         finally:
             self._writer.close()
 
-    def _run(self, psycopg2: Any) -> RunStats:
+    def _run(self) -> RunStats:
+        import psycopg2
+
         attempts = 0
         while True:
             try:

@@ -239,27 +239,50 @@ def test_archive_filling_up_mid_run_keeps_a_gap_free_prefix(db: Db, tmp_path: Pa
 
 
 class _FailsOnce(Archive):
-    """An archive whose third segment write fails once (an EFS hiccup); later writes work."""
+    """An archive whose third segment write fails once with ``error``; later writes work."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, error: Exception) -> None:
         super().__init__(directory)
         self.calls = 0
+        self.error = error
 
     def write_segment(self, lines: list[bytes], first: Bound, last: Bound) -> Segment:
         self.calls += 1
         if self.calls == 3:
-            raise ArchiveError("cannot write segment: Input/output error")
+            raise self.error
         return super().write_segment(lines, first, last)
 
 
-def test_no_segment_is_written_after_a_failed_one(db: Db, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (ArchiveError("cannot write segment: Input/output error"), "Input/output error"),
+        # Not an ArchiveError: the writer thread must still report it, not die silently and
+        # leave the reading thread waiting for a result that never comes.
+        (ValueError("unparsable commit time"), "cannot write segment: ValueError"),
+    ],
+)
+def test_no_segment_is_written_after_a_failed_one(
+    db: Db, tmp_path: Path, error: Exception, message: str
+) -> None:
     db.create_slots()
     for _ in range(30):
         db.sql("INSERT INTO ledger(note) VALUES ('one')")
     archiver = db.archiver(tmp_path, batch_transactions=2, idle_seconds=0.5)
-    archiver.archive = archive = _FailsOnce(tmp_path)
-    with pytest.raises(ArchiveError, match="Input/output error"):
-        archiver.run()
+    archiver.archive = archive = _FailsOnce(tmp_path, error)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            archiver.run()
+        except ArchiveError as exc:
+            raised.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "the run hangs after a failed write"
+    assert len(raised) == 1 and message in str(raised[0])
     assert archive.calls == 3  # the writes queued behind the failed one were discarded
     expected = db.witness_xids()
     assert archived_xids(tmp_path) == expected[:4]
