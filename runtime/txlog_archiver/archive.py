@@ -26,7 +26,10 @@ SEGMENT_RE = re.compile(
     r"^(?P<first>[0-9A-F]{16})-(?P<last>[0-9A-F]{16})_(?P<t0>\d{8}T\d{12}Z)_(?P<t1>\d{8}T\d{12}Z)\.jsonl$"
 )
 TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
-_IOV_MAX = 1024  # buffers per writev call (Linux's limit)
+# Buffers per writev call (Linux allows 1024). Short system calls hand the CPU back quickly to
+# the thread reading the replication stream; long ones let the server's sender wait on a full
+# socket (docs/txlog.md has the figures).
+_WRITE_BUFFERS = 64
 
 
 class ArchiveError(RuntimeError):
@@ -70,8 +73,8 @@ def _write_all(descriptor: int, lines: list[bytes]) -> None:
     the thread reading the replication stream keeps running (one joined copy of a segment
     would hold it for milliseconds).
     """
-    for start in range(0, len(lines), _IOV_MAX):
-        chunk = lines[start : start + _IOV_MAX]
+    for start in range(0, len(lines), _WRITE_BUFFERS):
+        chunk = lines[start : start + _WRITE_BUFFERS]
         written = os.writev(descriptor, chunk)
         if written < sum(map(len, chunk)):  # a short write (a full disk raises on the rest)
             rest = memoryview(b"".join(chunk))[written:]

@@ -21,6 +21,7 @@ more, so the archive is always a gap-free prefix of the stream, and the run ends
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import select
@@ -55,6 +56,9 @@ QUIET_SECONDS = 0.25
 # takes several messages instead of one: less CPU per message (docs/txlog.md has the figures).
 # Much longer waits fill the socket and stall the server's sender.
 READ_BATCH_WAIT = 0.0005
+# The segment writer runs at the lowest priority: the reading thread, which keeps the server's
+# sender from waiting, gets the CPU whenever it can run (docs/txlog.md has the figures).
+WRITER_NICE = 19
 _BEGIN, _COMMIT = ord("B"), ord("C")
 
 
@@ -119,6 +123,10 @@ class _SegmentWriter:
         self._thread.start()
 
     def _work(self) -> None:
+        try:  # raising one's own nice value is always allowed
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+        except OSError as exc:  # not fatal: segments are written either way
+            LOG.info("segment writer keeps its priority: %s", exc)
         failed = False
         while (batch := self._todo.get()) is not None:
             if failed:

@@ -22,6 +22,7 @@ from runtime.txlog_archiver.archive import (
     format_lsn,
     parse_lsn,
 )
+from runtime.txlog_archiver.archiver import WRITER_NICE, _Batch, _SegmentWriter
 from tests.conftest import ROOT
 from tests.runtime.conftest import SLOT, Db
 
@@ -47,6 +48,50 @@ def test_a_short_gathered_write_is_completed(
         lines, Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
     )
     assert segment.path.read_bytes() == b"".join(lines)
+
+
+def test_a_segment_is_written_in_short_system_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long writev calls keep the reading thread off the CPU while the server's sender waits."""
+    real_writev = os.writev
+    sizes: list[int] = []
+
+    def recording_writev(fd: int, buffers: list[bytes]) -> int:
+        sizes.append(len(buffers))
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", recording_writev)
+    lines = [b'{"xid":%d,"changes":[]}\n' % i for i in range(3000)]
+    segment = Archive(tmp_path).write_segment(
+        lines, Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
+    )
+    assert segment.path.read_bytes() == b"".join(lines)
+    assert sum(sizes) == len(lines) and max(sizes) <= 64
+
+
+def test_the_segment_writer_yields_the_cpu_to_the_reading_thread(tmp_path: Path) -> None:
+    seen: dict[str, int] = {}
+
+    class Recording(Archive):
+        def write_segment(self, lines: list[bytes], first: Bound, last: Bound) -> Segment:
+            seen["writer"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            return super().write_segment(lines, first, last)
+
+    reader = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    writer = _SegmentWriter(Recording(tmp_path))
+    try:
+        writer.submit(
+            _Batch(
+                [b"{}\n"], 3, Bound(1, "2026-11-22 00:00:00+00"), Bound(1, "2026-11-22 00:00:00+00")
+            )
+        )
+        [(_, result)] = writer.done(wait=True)
+    finally:
+        writer.close()
+    assert isinstance(result, Segment)
+    assert seen["writer"] == WRITER_NICE == 19
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == reader < 19
 
 
 def test_every_committed_transaction_exactly_once_in_commit_order(db: Db, tmp_path: Path) -> None:
