@@ -25,6 +25,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,26 +51,92 @@ def pinning_possible() -> bool:
 
 def pin_server(pg: Postgres) -> None:
     """Put the postmaster on SERVER_CPU: every walsender forked from now on inherits it."""
-    postmaster = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
-    os.sched_setaffinity(postmaster, {SERVER_CPU})
+    os.sched_setaffinity(postmaster_pid(pg), {SERVER_CPU})
 
 
 def _pin_reader() -> None:
     os.sched_setaffinity(0, {READER_CPU})
 
 
-def timed(pin: bool, command: list[str], **kwargs: Any) -> tuple[float, int, float]:
-    """Run a command; return wall seconds, its own peak RSS in KiB, and its CPU seconds."""
+class WalsenderWatch:
+    """Follows the walsender that serves one reader: how long it lived and its CPU seconds.
+
+    The server process that decodes the WAL for the reader is the ceiling for any reader. Its
+    lifetime is the streaming part of the reader's run (the rest is the reader's own start-up
+    and exit); CPU seconds over lifetime is how busy the reader kept it.
+    """
+
+    FIND_EVERY, SAMPLE_EVERY = 0.002, 0.02
+
+    def __init__(self, postmaster: int) -> None:
+        self._children = Path(f"/proc/{postmaster}/task/{postmaster}/children")
+        self._known = self._walsenders()
+        self._stop = threading.Event()
+        self.lifetime: float | None = None
+        self.cpu: float | None = None
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _walsenders(self) -> set[int]:
+        found = set()
+        for pid in self._children.read_text().split():
+            try:
+                if b"walsender" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.add(int(pid))
+            except OSError:  # exited meanwhile
+                continue
+        return found
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            new = self._walsenders() - self._known
+            if new:
+                break
+            time.sleep(self.FIND_EVERY)
+        else:
+            return
+        schedstat = Path(f"/proc/{min(new)}/schedstat")
+        started = last = time.perf_counter()
+        while True:
+            try:
+                cpu_ns = int(schedstat.read_text().split()[0])
+            except OSError:  # the walsender has exited
+                break
+            last = time.perf_counter()
+            self.cpu, self.lifetime = cpu_ns / 1e9, last - started
+            time.sleep(self.SAMPLE_EVERY)
+
+    def finish(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def postmaster_pid(pg: Postgres) -> int:
+    return int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+
+
+def timed(pin: bool, postmaster: int, command: list[str], **kwargs: Any) -> dict[str, float]:
+    """Run a command; return its wall and CPU seconds, peak RSS, and its walsender's figures."""
+    watch = WalsenderWatch(postmaster)
     started = time.perf_counter()
     proc = subprocess.Popen(  # noqa: S603 - fixed tool invocations
         command, preexec_fn=_pin_reader if pin else None, **kwargs
     )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
+    watch.finish()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{command[0]} exited with {proc.returncode}")
-    return elapsed, int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime
+    if watch.lifetime is None or watch.cpu is None:
+        raise RuntimeError(f"{command[0]}: its walsender was not seen")
+    return {
+        "seconds": elapsed,
+        "rss_kib": usage.ru_maxrss,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "streaming": watch.lifetime,
+        "server_cpu": watch.cpu,
+    }
 
 
 def dir_bytes(path: Path) -> int:
@@ -107,7 +174,8 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
         pin_server(pg)
 
     options = [arg for k, v in OPTIONS.items() for arg in ("-o", f"{k}={v}")]
-    runs: dict[str, list[tuple[float, int, int, float]]] = {"recv": [], "archiver": []}
+    runs: dict[str, list[dict[str, float]]] = {"recv": [], "archiver": []}
+    postmaster = postmaster_pid(pg)
     archives: list[Path] = []
     # recv, archiver, archiver, recv, recv, archiver, ...: neither reader always goes first.
     order = [("recv", "archiver")[(i + 1) // 2 % 2] for i in range(2 * ROUNDS)]
@@ -117,8 +185,9 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
         used[kind] += 1
         if kind == "recv":
             out = work / f"recv{i}.jsonl"
-            seconds, rss, cpu = timed(
+            figures = timed(
                 pin,
+                postmaster,
                 [
                     str(pg.bin_dir / "pg_recvlogical"),
                     "-d",
@@ -136,12 +205,13 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            runs[kind].append((seconds, rss, out.stat().st_size, cpu))
+            runs[kind].append({**figures, "size": out.stat().st_size})
         else:
             directory = work / f"archive{i}"
             directory.mkdir()
-            seconds, rss, cpu = timed(
+            figures = timed(
                 pin,
+                postmaster,
                 [
                     sys.executable,
                     "-m",
@@ -161,7 +231,7 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            runs[kind].append((seconds, rss, dir_bytes(directory), cpu))
+            runs[kind].append({**figures, "size": dir_bytes(directory)})
             archives.append(directory)
 
     witness = [
@@ -180,22 +250,32 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
     exactly_once = all(run == witness for run in archived_runs)
     committed = len(witness)
 
-    def median(kind: str) -> tuple[float, int, int, float]:
-        """Median run by time, reported with the highest peak RSS of all its runs."""
-        seconds, _, size, cpu = sorted(runs[kind])[len(runs[kind]) // 2]
-        return seconds, max(r[1] for r in runs[kind]), size, cpu
+    def side(kind: str) -> dict[str, Any]:
+        """The median round by wall time, with the highest peak RSS of all rounds, and the
+        medians of the streaming figures over all rounds."""
+        rounds = sorted(runs[kind], key=lambda r: r["seconds"])
+        typical = rounds[len(rounds) // 2]
+        seconds, size = typical["seconds"], typical["size"]
 
-    def side(seconds: float, rss_kib: int, size: int, cpu: float) -> dict[str, Any]:
+        def mid(key: str) -> float:
+            values = sorted(r[key] for r in rounds)
+            return values[len(values) // 2]
+
+        streaming = mid("streaming")
         return {
             "seconds": round(seconds, 3),
-            "cpu_seconds": round(cpu, 2),
+            "cpu_seconds": round(typical["cpu"], 2),
             "transactions_per_second": round(committed / seconds),
             "output_mb": round(size / 1e6, 1),
             "mb_per_second": round(size / 1e6 / seconds, 1),
-            "peak_rss_mb": round(rss_kib / 1024, 1),
+            "peak_rss_mb": round(max(r["rss_kib"] for r in rounds) / 1024, 1),
+            "streaming_seconds": round(streaming, 3),
+            "start_and_exit_seconds": round(mid("seconds") - streaming, 3),
+            "streaming_transactions_per_second": round(committed / streaming),
+            "server_busy": round(mid("server_cpu") / streaming, 3),
         }
 
-    result = {
+    result: dict[str, Any] = {
         "workload": {
             "pgbench_transactions": committed,
             "pgbench_seconds": round(load_seconds, 1),
@@ -204,20 +284,26 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
             "wal_mb_decoded": round((parse_lsn(end_lsn) - parse_lsn(start_lsn)) / 1e6, 1),
         },
         "rounds": ROUNDS,
-        "pg_recvlogical": side(*median("recv")),
-        "archiver": side(*median("archiver")),
-        "all_seconds": {k: [round(r[0], 2) for r in v] for k, v in runs.items()},
+        "pg_recvlogical": side("recv"),
+        "archiver": side("archiver"),
+        "all_seconds": {k: [round(r["seconds"], 2) for r in v] for k, v in runs.items()},
+        "all_server_busy": {
+            k: [round(r["server_cpu"] / r["streaming"], 3) for r in v] for k, v in runs.items()
+        },
         "exactly_once": exactly_once,
         "archived_transactions": [len(r) for r in archived_runs],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "transport": "unix socket",
         "cpus_pinned": {"server": SERVER_CPU, "reader": READER_CPU} if pin else None,
     }
-    result["ratio_archiver_vs_pg_recvlogical"] = round(median("recv")[0] / median("archiver")[0], 2)
+    recv, archiver = result["pg_recvlogical"], result["archiver"]
+    result["ratio_archiver_vs_pg_recvlogical"] = round(recv["seconds"] / archiver["seconds"], 2)
+    # The same ratio without each reader's own start-up and exit (time outside its walsender).
+    result["ratio_streaming"] = round(recv["streaming_seconds"] / archiver["streaming_seconds"], 2)
     # The reference tool does the same work in every round: if its slowest round took far
     # longer than its fastest, the machine's speed changed during the run and the ratio of the
     # medians says more about when each reader ran than about the readers.
-    recv_seconds = [r[0] for r in runs["recv"]]
+    recv_seconds = [r["seconds"] for r in runs["recv"]]
     result["reference_spread"] = round(max(recv_seconds) / min(recv_seconds), 2)
     result["steady_machine"] = result["reference_spread"] <= MAX_REFERENCE_SPREAD
     result["targets"] = {
