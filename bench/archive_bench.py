@@ -8,8 +8,10 @@
    archiver into a local directory. Both connect through the server's Unix socket.
 4. Check exactly-once (archived transaction IDs == the witness's, in order) and write
    ``bench/results/archive.json``: transactions/s, MB/s, CPU seconds, peak RSS and the ratio of
-   the medians. A run in which pg_recvlogical's slowest round took more than 1.5 times its
-   fastest is reported as not conclusive (exit 1): the machine's speed changed meanwhile.
+   the medians; and, from the walsender that served each round, the streaming time (the rest
+   is the reader's start-up and exit) and how busy the reader kept that server process. A run
+   in which pg_recvlogical's slowest round took more than 1.5 times its fastest is reported as
+   not conclusive (exit 1): the machine's speed changed meanwhile.
 
 CPUs: in production the server's walsender runs on the RDS host and the archiver in Lambda, so
 they never compete for a CPU. With two or more CPUs the drain phase gives the server CPU 0 and
@@ -70,6 +72,11 @@ class WalsenderWatch:
 
     def __init__(self, postmaster: int) -> None:
         self._children = Path(f"/proc/{postmaster}/task/{postmaster}/children")
+        if not self._children.exists():
+            raise RuntimeError(
+                f"{self._children} is missing: following the server's walsender needs Linux "
+                "with /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN)"
+            )
         self._known = self._walsenders()
         self._stop = threading.Event()
         self.lifetime: float | None = None
@@ -329,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             result = run(pg, args.transactions, Path(tmp), pin)
+    except RuntimeError as exc:
+        print(f"bench-archive: {exc}", file=sys.stderr)
+        return 2
     finally:
         stop_cluster(pg)
     args.out.parent.mkdir(parents=True, exist_ok=True)
