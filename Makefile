@@ -50,8 +50,8 @@ test: install lint ## lint, then the whole test suite (coverage of govdr/ >= 90 
 compliance: install ## regenerate docs/compliance/fedramp-moderate.{md,json} from a synth
 	$(PY) -m govdr.compliance.matrix --out docs/compliance
 
-bench-archive: install ## archiver vs pg_recvlogical on 200,000 pgbench transactions -> bench/results/archive.json
-	$(PY) bench/archive_bench.py
+bench-archive: install ## archiver vs pg_recvlogical on 200,000 pgbench transactions -> bench/results/archive.json (BENCH_ARGS="--help" for options)
+	$(PY) bench/archive_bench.py $(BENCH_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy
 	$(PY) -m ruff check .
