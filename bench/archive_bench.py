@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,14 +104,13 @@ class WalsenderWatch:
         else:
             return
         schedstat = Path(f"/proc/{min(new)}/schedstat")
-        started = last = time.perf_counter()
+        started = time.perf_counter()
         while True:
             try:
                 cpu_ns = int(schedstat.read_text().split()[0])
             except OSError:  # the walsender has exited
                 break
-            last = time.perf_counter()
-            self.cpu, self.lifetime = cpu_ns / 1e9, last - started
+            self.cpu, self.lifetime = cpu_ns / 1e9, time.perf_counter() - started
             time.sleep(self.SAMPLE_EVERY)
 
     def finish(self) -> None:
@@ -265,8 +265,7 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
         seconds, size = typical["seconds"], typical["size"]
 
         def mid(key: str) -> float:
-            values = sorted(r[key] for r in rounds)
-            return values[len(values) // 2]
+            return statistics.median_low(r[key] for r in rounds)
 
         streaming = mid("streaming")
         return {

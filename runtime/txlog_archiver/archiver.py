@@ -108,14 +108,14 @@ class _Batch:
 class _SegmentWriter:
     """Writes batches as segments in a background thread, one at a time, in submission order.
 
-    At most ``depth`` batches wait while one is written, which bounds memory. Results come back
-    in order through :meth:`done`; after a failed write, later batches are discarded unwritten.
+    At most one batch waits while one is written, which bounds memory. Results come back in
+    order through :meth:`done`; after a failed write, later batches are discarded unwritten.
     """
 
-    def __init__(self, archive: Archive, depth: int = 1) -> None:
+    def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.outstanding = 0
-        self._todo: queue.Queue[_Batch | None] = queue.Queue(maxsize=depth)
+        self._todo: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._done: queue.SimpleQueue[tuple[_Batch, Segment | ArchiveError | None]] = (
             queue.SimpleQueue()
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,15 @@ def test_lsn_round_trip() -> None:
         assert format_lsn(parse_lsn(text)) == text
 
 
+def write_and_check_a_segment(directory: Path) -> None:
+    """Write 3,000 lines as one segment and check the file holds exactly them."""
+    lines = [b'{"xid":%d,"changes":[]}\n' % i for i in range(3000)]
+    segment = Archive(directory).write_segment(
+        lines, Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
+    )
+    assert segment.path.read_bytes() == b"".join(lines)
+
+
 def test_a_short_gathered_write_is_completed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -43,11 +53,7 @@ def test_a_short_gathered_write_is_completed(
     real_write = os.write
     # Writes all but the last 3 bytes of the first buffer, and says so.
     monkeypatch.setattr(os, "writev", lambda fd, buffers: real_write(fd, buffers[0][:-3]))
-    lines = [b'{"xid":%d,"changes":[]}\n' % i for i in range(3000)]
-    segment = Archive(tmp_path).write_segment(
-        lines, Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
-    )
-    assert segment.path.read_bytes() == b"".join(lines)
+    write_and_check_a_segment(tmp_path)
 
 
 def test_a_segment_is_written_in_short_system_calls(
@@ -62,12 +68,8 @@ def test_a_segment_is_written_in_short_system_calls(
         return real_writev(fd, buffers)
 
     monkeypatch.setattr(os, "writev", recording_writev)
-    lines = [b'{"xid":%d,"changes":[]}\n' % i for i in range(3000)]
-    segment = Archive(tmp_path).write_segment(
-        lines, Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
-    )
-    assert segment.path.read_bytes() == b"".join(lines)
-    assert sum(sizes) == len(lines) and max(sizes) <= 64
+    write_and_check_a_segment(tmp_path)
+    assert sum(sizes) == 3000 and max(sizes) <= 64
 
 
 def test_the_segment_writer_yields_the_cpu_to_the_reading_thread(tmp_path: Path) -> None:
@@ -273,9 +275,7 @@ def test_archive_filling_up_mid_run_keeps_a_gap_free_prefix(db: Db, tmp_path: Pa
 
         # With room again, the next run continues exactly where the archive ends.
         roomy = tmp_path / "roomy"
-        roomy.mkdir()
-        for segment in Archive(full).segments():
-            (roomy / segment.path.name).write_bytes(segment.path.read_bytes())
+        shutil.copytree(full, roomy)
         stats = db.archiver(roomy, batch_transactions=2, idle_seconds=0.5).run()
         assert archived_xids(roomy) == expected
         assert stats.transactions == len(expected) - len(archived)
