@@ -35,6 +35,23 @@ def _bin_dir() -> Path:
     )
 
 
+def _knows_setting(bin_dir: Path, setting: str) -> bool:
+    out = subprocess.run(
+        [str(bin_dir / "postgres"), "--describe-config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    ).stdout
+    return any(line.split("\t", 1)[0] == setting for line in out.splitlines())
+
+
+# PostgreSQL 15.19 (and the other November 2026 minors) let REPLICATION users decode only with
+# the output plugins listed in this superuser setting (default: pgoutput, test_decoding).
+OUTPUT_PLUGINS_SETTING = "output_plugin_libraries"
+OUTPUT_PLUGINS = "pgoutput, test_decoding, wal2json"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -141,6 +158,8 @@ def start_cluster() -> Postgres:
             # No background transactions: the tests count transactions exactly.
             "autovacuum = off\n"
         )
+        if _knows_setting(bin_dir, OUTPUT_PLUGINS_SETTING):
+            conf.write(f"{OUTPUT_PLUGINS_SETTING} = '{OUTPUT_PLUGINS}'\n")
     # The superuser logs in without a password (the fixture's own connections); every other
     # role must present its password, as on RDS.
     (data / "pg_hba.conf").write_text(
