@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from govdr.engine import SUPPORTED_MAJORS
+
 REGION = "eu-central-2"
 AVAILABILITY_ZONES = ("eu-central-2a", "eu-central-2b", "eu-central-2c")
 
@@ -23,7 +25,9 @@ SUFFIX_MAX_LEN = 16
 _INSTANCE_CLASS_RE = re.compile(
     r"^db\.[a-z][a-z0-9-]*\.(?:micro|small|medium|(?:[0-9]*x)?large|metal(?:-[0-9]+xl)?)$"
 )
-_ENGINE_RE = re.compile(r"^(?P<major>1[3-9])\.(?P<minor>[0-9]{1,2})$")
+# A major alone lets RDS apply minor upgrades with nothing in the template to contradict them;
+# a MAJOR.MINOR pin turns automatic minor upgrades off (see DrConfig.pins_minor_version).
+_ENGINE_RE = re.compile(r"^(?P<major>[0-9]{2})(?:\.(?P<minor>[0-9]{1,2}))?$")
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _PRIVATE_NETS = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
@@ -66,7 +70,7 @@ class DrConfig:
     """Validated settings of one deployment of the DR platform."""
 
     environment_suffix: str = "dev"
-    engine_version: str = "18.6"
+    engine_version: str = "18"
     instance_class: str = "db.m7g.large"
     allocated_storage_gib: int = 100
     max_allocated_storage_gib: int = 500
@@ -108,6 +112,14 @@ class DrConfig:
     @property
     def engine_major(self) -> str:
         return self.engine_version.split(".", 1)[0]
+
+    @property
+    def pins_minor_version(self) -> bool:
+        """Whether a minor version is pinned. RDS's automatic minor upgrades are then off:
+        after one, the template's older minor would ask CloudFormation for a downgrade
+        (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_UpgradeDBInstance.Upgrading.html).
+        """
+        return "." in self.engine_version
 
     @property
     def stack_name(self) -> str:
@@ -212,11 +224,14 @@ def _validate(cfg: DrConfig) -> None:
             "and single hyphens, not ending with a hyphen (e.g. dev, pr1234, prod-eu)",
         )
 
-    if not _ENGINE_RE.match(cfg.engine_version):
+    engine = _ENGINE_RE.match(cfg.engine_version)
+    if not engine or int(engine["major"]) not in SUPPORTED_MAJORS:
         raise _fail(
             "engine_version",
             cfg.engine_version,
-            "must be an RDS for PostgreSQL version MAJOR.MINOR with major 13-19 (e.g. 18.6)",
+            f"must be an RDS for PostgreSQL major {SUPPORTED_MAJORS[0]}-{SUPPORTED_MAJORS[-1]}, "
+            "alone (e.g. 18: RDS applies minor upgrades) or with a pinned minor (e.g. 18.6: "
+            "automatic minor upgrades off)",
         )
 
     if not _INSTANCE_CLASS_RE.match(cfg.instance_class):

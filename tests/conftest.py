@@ -65,6 +65,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 VARIANT = DrConfig(
     environment_suffix="pr-42",
+    engine_version="17.4",
     alarm_email="dr-operators@example.gov",
     backup_copy_vault_arn="arn:aws:backup:eu-west-1:123456789012:backup-vault:govdr-copy",
     log_retention_days=731,

@@ -39,7 +39,8 @@ RULE_FIXES = {
     "key-rotation": "create keys through govdr.constructs.service_key.ServiceKey",
     "no-open-ingress": "allow traffic from security groups or the VPC CIDR only",
     "log-groups": "create log groups through govdr.constructs.log_group.encrypted_log_group",
-    "pgaudit": "keep pgaudit and connection logging in the parameter group",
+    "pgaudit": "keep pgaudit in the parameter group and connection logging from "
+    "govdr.engine.connection_logging for the engine major",
     "alarm-actions": "give every alarm an alarm and an OK action to the alarms topic",
     "transport-tls": "set enforce_ssl=True on buckets and topics",
     "backup-coverage": "add a BackupSelection beside the resource, in the same stack",
@@ -50,6 +51,10 @@ RULE_FIXES = {
     "iam-wildcards": "scope actions and resources, or list the Sid in WILDCARD_RESOURCE_SIDS",
     "plaintext-secrets": "generate secrets in Secrets Manager and use dynamic references",
     "destroyable": "use RemovalPolicy.DESTROY unless config.retain_data (the prod switch)",
+    "engine-version": "give engineVersion as a major alone (18), or pin MAJOR.MINOR with "
+    "automatic minor upgrades off (DrConfig.pins_minor_version)",
+    "lambda-concurrency": "reserve no concurrency (a fresh account or opt-in region may have "
+    "only the unreserved minimum of 10); keep a function single by other means",
 }
 
 
@@ -188,6 +193,14 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
             "protection is a config switch (-c production=true or -c deletionProtection=true), "
             "on in prod",
         )
+    if config.pins_minor_version:
+        ack(
+            db,
+            ["HIPAA.Security-RDSAutomaticMinorVersionUpgradeEnabled"],
+            f"engineVersion {config.engine_version} pins a minor on purpose (the operator's "
+            "knob): automatic upgrades would move the instance past the template, and the next "
+            "update would request a downgrade; minor upgrades are then made by raising the knob",
+        )
     ack(
         db,
         ["AwsSolutions-RDS11"],
@@ -249,6 +262,21 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
             "a CloudFormation custom-resource handler: every outcome is answered to "
             "CloudFormation (FAILED with the reason) and logged to its encrypted log group, "
             "so a dead-letter queue would hold nothing to act on",
+        )
+    for function in (
+        stack.backup.vault_cleaner_function,
+        stack.database.bootstrap.function,
+        stack.storage.archiver.function,
+        stack.monitoring.rpo_monitor.function,
+    ):
+        ack(
+            function,
+            ["NIST.800.53.R5-LambdaConcurrency", "HIPAA.Security-LambdaConcurrency"],
+            "no reserved concurrency: Lambda keeps 10 unreserved executions per region and a "
+            "new account or opt-in region (eu-central-2) may have a quota of exactly 10, so a "
+            "reservation fails the deploy (govdr-lambda-concurrency). A one-minute schedule "
+            "or a custom-resource event invokes it; the archiver stays single because its "
+            "logical slot admits one reader",
         )
     ack(
         stack.storage.archiver.function,

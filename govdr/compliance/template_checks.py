@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from govdr.engine import CONNECTION_LOGGING, major_of_family
+
 Template = dict[str, Any]
 Finding = str
 
@@ -259,9 +261,32 @@ def pgaudit_findings(template: Template) -> list[Finding]:
             findings.append(
                 f"{logical_id}: pgaudit.log does not cover {', '.join(sorted(missing))}"
             )
-        for param in ("log_connections", "log_disconnections"):
-            if str(params.get(param)) != "1":
-                findings.append(f"{logical_id}: {param} is not 1")
+        major = major_of_family(str(_props(group).get("Family", "")))
+        if major is None or major not in CONNECTION_LOGGING:
+            findings.append(f"{logical_id}: family {_props(group).get('Family')!r} is not known")
+            continue
+        for param, value in CONNECTION_LOGGING[major].items():
+            if str(params.get(param)) != value:
+                findings.append(
+                    f"{logical_id}: {param} is {params.get(param)!r}, "
+                    f"PostgreSQL {major} logs connections with {value!r}"
+                )
+    return findings
+
+
+def engine_version_findings(template: Template) -> list[Finding]:
+    """An instance that pins a minor version does not also take automatic minor upgrades: after
+    RDS upgrades the minor, the template's older one is a downgrade request on the next update
+    (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_UpgradeDBInstance.Upgrading.html)."""
+    findings = []
+    for logical_id, instance in resources(template, "AWS::RDS::DBInstance"):
+        props = _props(instance)
+        version = str(props.get("EngineVersion", ""))
+        if "." in version and props.get("AutoMinorVersionUpgrade", True) in (True, "true"):
+            findings.append(
+                f"{logical_id}: EngineVersion {version} pins a minor while "
+                "AutoMinorVersionUpgrade is on"
+            )
     return findings
 
 
@@ -506,6 +531,18 @@ def monitoring_coverage_findings(template: Template) -> list[Finding]:
     return findings
 
 
+def lambda_concurrency_findings(template: Template) -> list[Finding]:
+    """No function reserves concurrency: Lambda keeps at least 10 unreserved executions per
+    region and new accounts or opt-in regions often have a quota of exactly 10, so any
+    reservation can fail the first deploy
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
+    return [
+        f"{logical_id}: reserves {props['ReservedConcurrentExecutions']} concurrent executions"
+        for logical_id, function in resources(template, "AWS::Lambda::Function")
+        if "ReservedConcurrentExecutions" in (props := _props(function))
+    ]
+
+
 CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
     "database-tls": database_tls_findings,
     "file-system-tls": file_system_tls_findings,
@@ -518,4 +555,6 @@ CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
     "backup-coverage": backup_coverage_findings,
     "trail": trail_findings,
     "monitoring-coverage": monitoring_coverage_findings,
+    "lambda-concurrency": lambda_concurrency_findings,
+    "engine-version": engine_version_findings,
 }

@@ -26,6 +26,12 @@ class VpcFunction(Construct):
     The role holds ``statements`` plus the two every VPC function needs: managing its network
     interfaces (no resource-level permissions exist for those EC2 actions) and writing to its
     own log group, which is created first so Lambda never creates an unencrypted one.
+
+    No concurrency is reserved: Lambda keeps at least 10 unreserved executions per region, and
+    accounts or freshly enabled opt-in regions (eu-central-2 is one) often have a quota of
+    exactly 10, where any reservation fails the deploy
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html). The
+    template check ``lambda-concurrency`` keeps it so.
     """
 
     def __init__(
@@ -46,7 +52,6 @@ class VpcFunction(Construct):
         timeout: Duration,
         memory_size: int = 256,
         environment: Mapping[str, str] | None = None,
-        reserved_concurrency: int = 1,
         filesystem: lambda_.FileSystem | None = None,
     ) -> None:
         super().__init__(scope, id_)
@@ -103,7 +108,6 @@ class VpcFunction(Construct):
             role=self.role.immutable,
             log_group=self.log_group,
             environment=dict(environment or {}),
-            reserved_concurrent_executions=reserved_concurrency,
             vpc=vpc,
             vpc_subnets=subnets,
             security_groups=[security_group],
@@ -111,8 +115,8 @@ class VpcFunction(Construct):
         )
 
     def run_every_minute(self, description: str) -> events.Rule:
-        """Invoke the function every minute; a tick that finds the previous run still going is
-        throttled (reserved concurrency) and dropped, not retried: the next comes anyway."""
+        """Invoke the function every minute, with no retries: a failed or overlapping tick is
+        dropped, the next comes anyway (overlapping archiver runs meet at the slot)."""
         lambda_.EventInvokeConfig(
             self,
             "InvokeConfig",

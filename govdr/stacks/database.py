@@ -23,6 +23,7 @@ from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
+from govdr.engine import connection_logging
 from govdr.naming import name, slot_name
 
 MASTER_USERNAME = "govdr_admin"
@@ -46,11 +47,10 @@ PARAMETERS = {
     "pgaudit.log_catalog": "0",
     "pgaudit.log_parameter": "0",
     "pgaudit.role": "rds_pgaudit",
-    "log_connections": "1",
-    "log_disconnections": "1",
     # Commit times of the newest transaction, for the archive-lag metric (static).
     "track_commit_timestamp": "1",
 }
+# Connection logging (who connected, how, as whom) comes from govdr.engine per major version.
 LOG_EXPORTS = ("postgresql", "upgrade")
 
 
@@ -88,7 +88,7 @@ class DatabaseStack(NestedStack):
             engine=engine,
             name=name("rds-params", suffix),
             description=f"govdr PostgreSQL {config.engine_major}: TLS only, logical decoding",
-            parameters=dict(PARAMETERS),
+            parameters=parameters(int(config.engine_major)),
             removal_policy=RemovalPolicy.DESTROY,
         )
         subnet_group = rds.SubnetGroup(
@@ -188,7 +188,8 @@ class DatabaseStack(NestedStack):
             preferred_backup_window="01:00-02:00",
             preferred_maintenance_window="sun:02:30-sun:03:30",
             copy_tags_to_snapshot=True,
-            auto_minor_version_upgrade=True,
+            # Off only when a minor is pinned, which RDS's upgrades would contradict.
+            auto_minor_version_upgrade=not config.pins_minor_version,
             allow_major_version_upgrade=False,
             deletion_protection=bool(config.deletion_protection),
             delete_automated_backups=not config.retain_data,
@@ -339,6 +340,11 @@ class DatabaseStack(NestedStack):
             self.bootstrap_resource, self.replication_rotation_log_group
         )
         self.replication_secret_arn = self.replication_secret.secret_arn
+
+
+def parameters(major: int) -> dict[str, str]:
+    """The parameter group's values, with connection logging in the form this major takes."""
+    return {**PARAMETERS, **connection_logging(major)}
 
 
 def secret_read_statements(

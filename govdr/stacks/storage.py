@@ -164,8 +164,6 @@ class StorageStack(NestedStack):
                 "ENVIRONMENT_SUFFIX": config.environment_suffix,
                 "PGSSLMODE": "require",
             },
-            # One run at a time: two readers of one slot would fight over it.
-            reserved_concurrency=1,
             filesystem=lambda_.FileSystem.from_efs_access_point(
                 self.txlog_access_point, ARCHIVE_MOUNT
             ),

@@ -76,6 +76,14 @@ def _commit_fields(payload: bytes) -> tuple[int, str, str, str]:
     return int(match["xid"]), match["ts"].decode(), match["lsn"].decode(), match["next"].decode()
 
 
+# ``RunStats.stopped_by`` of a run that found the slot held by another reader.
+SLOT_BUSY = "slot_busy"
+
+
+class SlotBusy(Exception):
+    """Another reader holds the slot (PostgreSQL admits one per logical slot)."""
+
+
 @dataclass
 class RunStats:
     transactions: int = 0
@@ -229,6 +237,10 @@ class Archiver:
             try:
                 self._stream()
                 return self.stats
+            except SlotBusy as busy:
+                LOG.info("slot %s is read by another run; this run exits (%s)", self.slot, busy)
+                self.stats.stopped_by = SLOT_BUSY
+                return self.stats
             except (psycopg2.DatabaseError, psycopg2.InterfaceError) as exc:
                 # A failover or restart drops the connection: keep what is complete, resume.
                 self._flush(cursor=None, wait=True)
@@ -243,10 +255,20 @@ class Archiver:
         return self.deadline is not None and self.clock() >= self.deadline
 
     def _stream(self) -> None:
+        import psycopg2.errors
+
         conn = self.connect_replication()
         cursor = conn.cursor()
         try:
-            cursor.start_replication(slot_name=self.slot, decode=False, options=OPTIONS)
+            try:
+                cursor.start_replication(slot_name=self.slot, decode=False, options=OPTIONS)
+            except psycopg2.errors.ObjectInUse as exc:
+                # A logical slot admits one reader at a time: another run holds it. Only a run
+                # that has not read anything yet steps aside; after a lost connection the old
+                # walsender may still hold the slot for a moment, and that is retried.
+                if self.stats.reconnects == 0:
+                    raise SlotBusy(str(exc).strip()) from None
+                raise
             # Acknowledge what is archived, so redelivery starts as late as possible.
             if self._highest:
                 cursor.send_feedback(flush_lsn=self._highest, force=True)
@@ -359,4 +381,4 @@ class Archiver:
             raise failure
 
 
-__all__ = ["ArchiveError", "Archiver", "RunStats", "ensure_slot"]
+__all__ = ["SLOT_BUSY", "ArchiveError", "Archiver", "RunStats", "ensure_slot"]

@@ -1,9 +1,13 @@
-"""Lambda entry point of the transaction-log archiver (one-minute schedule, concurrency 1).
+"""Lambda entry point of the transaction-log archiver (one-minute schedule).
 
 Reads the replication user's credentials from Secrets Manager, connects over TLS, drains the
 slot into the EFS access point mounted at ``ARCHIVE_DIR`` until the time budget ends, and
 publishes the run as CloudWatch metrics in embedded metric format (Powertools):
 ``ArchiveLagSeconds``, ``TransactionsArchived``, ``BytesArchived``, ``SegmentsWritten``.
+
+No concurrency is reserved (a fresh account or opt-in region may have only the unreserved
+minimum of 10): the logical slot admits one reader, and a run that finds it held by the
+previous one exits quietly without metrics, leaving them to the run that reads.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.txlog_archiver.archive import Archive, parse_commit_time
-from runtime.txlog_archiver.archiver import Archiver, RunStats
+from runtime.txlog_archiver.archiver import SLOT_BUSY, Archiver, RunStats
 
 NAMESPACE = "govdr/txlog"
 SERVICE = "txlog-archiver"  # Powertools adds it as the ``service`` dimension
@@ -110,6 +114,8 @@ def run_once(
         deadline=time.monotonic() + max(0.0, remaining_seconds() - SAFETY_MARGIN_SECONDS),
     )
     stats = archiver.run()
+    if stats.stopped_by == SLOT_BUSY:
+        return stats, 0.0
     segments = archive.segments()
     archived_newest = segments[-1].last_commit if segments else None
     if stats.last_commit_time:
@@ -137,6 +143,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ]
     )
     stats, lag = run_once(settings, secret, lambda: context.get_remaining_time_in_millis() / 1000.0)
+    if stats.stopped_by == SLOT_BUSY:
+        # Not an error and not a data point: the run that holds the slot reports the lag.
+        logger.info("slot held by another run; exiting", extra={"slot": settings.slot})
+        return {"stopped_by": stats.stopped_by}
     metrics.add_metric(name="ArchiveLagSeconds", unit=MetricUnit.Seconds, value=lag)
     metrics.add_metric(name="TransactionsArchived", unit=MetricUnit.Count, value=stats.transactions)
     metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=stats.bytes)

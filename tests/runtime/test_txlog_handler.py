@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
 import pytest
 from moto import mock_aws
 
 from runtime.txlog_archiver import handler as lambda_handler
+from runtime.txlog_archiver.archiver import OPTIONS, SLOT_BUSY
 from runtime.txlog_archiver.handler import Settings, archive_lag_seconds
 from tests.runtime.conftest import SLOT, Db
 
@@ -103,3 +108,71 @@ def test_lag_reports_an_archive_behind_the_database(db: Db, tmp_path: Path) -> N
     stats, lag = lambda_handler.run_once(settings, secret, lambda: 0.0)
     assert stats.transactions == 0
     assert lag > 0.0
+
+
+def test_a_second_run_exits_quietly_while_the_slot_is_read(
+    db: Db, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No reserved concurrency (fault 2 of the first-deploy review): two overlapping runs
+    meet at the slot, which admits one reader; the second leaves without error or metrics."""
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('while-held')")
+    holder = psycopg2.connect(
+        db.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+    )
+    try:
+        holder.cursor().start_replication(slot_name=SLOT, decode=False, options=OPTIONS)
+        stats, lag = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
+        assert stats.stopped_by == SLOT_BUSY
+        assert (stats.transactions, stats.reconnects, lag) == (0, 0, 0.0)
+    finally:
+        holder.close()
+    assert list(tmp_path.iterdir()) == []
+    # Once the slot is free, the next run archives what the busy one left alone.
+    _wait_until_released(db)
+    stats, _ = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
+    assert (stats.stopped_by, stats.transactions) == ("idle", 1)
+
+
+def test_a_slot_taken_after_a_lost_connection_is_retried_not_skipped(
+    db: Db, tmp_path: Path
+) -> None:
+    """The twin: only a run that has read nothing steps aside. A reconnecting run that meets
+    its own old walsender keeps trying (and fails loudly when the slot never frees)."""
+    db.create_slots()
+    holder = psycopg2.connect(
+        db.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+    )
+    try:
+        holder.cursor().start_replication(slot_name=SLOT, decode=False, options=OPTIONS)
+        archiver = db.archiver(tmp_path, max_reconnects=2)
+        archiver.prepare()
+        archiver.stats.reconnects = 1  # as after a dropped replication connection
+        with pytest.raises(psycopg2.errors.ObjectInUse):
+            archiver.run()
+    finally:
+        holder.close()
+
+
+def _settings(directory: Path) -> Settings:
+    return Settings(
+        secret_arn="-", archive_dir=str(directory), slot=SLOT, environment="qa7", sslmode="disable"
+    )
+
+
+def _secret(db: Db) -> dict[str, Any]:
+    return {
+        "host": str(db.pg.socket_dir),
+        "port": db.pg.port,
+        "username": "postgres",
+        "password": "x",
+        "dbname": db.name,
+    }
+
+
+def _wait_until_released(db: Db) -> None:
+    for _ in range(100):
+        if db.sql(f"SELECT active FROM pg_replication_slots WHERE slot_name = '{SLOT}'") == "f":
+            return
+        time.sleep(0.05)
+    raise AssertionError("the holder's walsender never released the slot")

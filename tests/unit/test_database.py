@@ -41,7 +41,7 @@ def test_instance_is_multi_az_encrypted_private_gp3(synth: Synth) -> None:
         {
             "DBInstanceIdentifier": f"rds-{TEST_SUFFIX}",
             "Engine": "postgres",
-            "EngineVersion": "18.6",
+            "EngineVersion": "18",
             "DBInstanceClass": "db.m7g.large",
             "MultiAZ": True,
             "StorageEncrypted": True,
@@ -233,7 +233,7 @@ def test_log_exports_and_pgaudit(synth: Synth) -> None:
     params = group["Properties"]["Parameters"]
     assert params["shared_preload_libraries"] == "pg_stat_statements,pgaudit"
     assert params["pgaudit.log"] == "ddl,role,write"
-    assert params["log_connections"] == "1"
+    assert params["log_connections"] == "receipt,authentication,authorization"
     assert params["log_disconnections"] == "1"
     assert pgaudit_findings(database) == []
 
@@ -244,14 +244,19 @@ def test_pgaudit_check_failing_twins(synth: Synth) -> None:
     params = group["Properties"]["Parameters"]
     params["shared_preload_libraries"] = "pg_stat_statements"
     params["pgaudit.log"] = "ddl"
-    params["log_connections"] = "0"
+    params["log_connections"] = "receipt"
     assert pgaudit_findings(database) == [
         f"{gid}: pgaudit is not in shared_preload_libraries",
         f"{gid}: pgaudit.log does not cover role, write",
-        f"{gid}: log_connections is not 1",
+        f"{gid}: log_connections is 'receipt', PostgreSQL 18 logs connections with "
+        "'receipt,authentication,authorization'",
     ]
     params.update(
-        {"shared_preload_libraries": "pgaudit", "pgaudit.log": "all", "log_connections": "1"}
+        {
+            "shared_preload_libraries": "pgaudit",
+            "pgaudit.log": "all",
+            "log_connections": "receipt,authentication,authorization",
+        }
     )
     assert pgaudit_findings(database) == []
 

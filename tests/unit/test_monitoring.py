@@ -299,7 +299,7 @@ def test_rpo_monitor_runs_every_minute_and_only_describes_the_database(synth: Sy
     ]
     props = function["Properties"]
     assert props["Handler"] == "runtime.rpo_monitor.handler.handler"
-    assert props["ReservedConcurrentExecutions"] == 1
+    assert "ReservedConcurrentExecutions" not in props
     assert props["Environment"]["Variables"]["ENVIRONMENT_SUFFIX"] == TEST_SUFFIX
     assert "OpsSecurityGroup" in json.dumps(props["VpcConfig"])
     [rule] = [

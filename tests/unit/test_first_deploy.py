@@ -1,0 +1,121 @@
+"""Faults that stop the first deploy into a real account, each guarded by a template check.
+
+The emulator enforces no quota and no engine parameter validation, so these checks (and
+``govdr preflight`` in the target account) are what catch them before CloudFormation does.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from govdr.compliance.gate import run_own_checks
+from govdr.compliance.template_checks import (
+    engine_version_findings,
+    lambda_concurrency_findings,
+    pgaudit_findings,
+    resources,
+)
+from govdr.config import ConfigError, DrConfig
+from govdr.engine import connection_logging, family, major_of_family
+from tests.conftest import Synth
+
+
+def test_fault_2_no_function_reserves_concurrency(synth: Synth) -> None:
+    """Fault 2: ReservedConcurrentExecutions 1 on four functions fails in an account or opt-in
+    region whose concurrency quota is 10 (the unreserved minimum)."""
+    functions = [
+        (name, lid)
+        for name, template in synth.all_raw().items()
+        for lid, _ in resources(template, "AWS::Lambda::Function")
+    ]
+    assert len(functions) >= 4
+    for template in synth.all_raw().values():
+        assert lambda_concurrency_findings(template) == []
+
+
+def test_fault_2_twin_a_reservation_fails_the_gate(synth: Synth) -> None:
+    """The template of the first review: the archiver reserved one execution."""
+    storage = copy.deepcopy(synth.raw("storage"))
+    [(lid, archiver)] = [
+        (lid, f)
+        for lid, f in resources(storage, "AWS::Lambda::Function")
+        if f["Properties"]["FunctionName"].startswith("txlog-archiver-")
+    ]
+    archiver["Properties"]["ReservedConcurrentExecutions"] = 1
+    assert lambda_concurrency_findings(storage) == [f"{lid}: reserves 1 concurrent executions"]
+    assert ("lambda-concurrency", "storage", f"{lid}: reserves 1 concurrent executions") in (
+        run_own_checks(synth.config, {"storage": storage})
+    )
+
+
+def test_fault_4_connection_logging_in_the_form_of_each_major(
+    synth: Synth, variant_synth: Synth
+) -> None:
+    """Fault 4: PostgreSQL 18 made log_connections a list; 17 and older take a boolean."""
+    for built, major, expected in (
+        (synth, 18, "receipt,authentication,authorization"),
+        (variant_synth, 17, "1"),
+    ):
+        database = built.raw("database")
+        [(_, group)] = resources(database, "AWS::RDS::DBParameterGroup")
+        props = group["Properties"]
+        assert props["Family"] == family(major)
+        assert props["Parameters"]["log_connections"] == expected
+        assert props["Parameters"]["log_disconnections"] == "1"
+        assert pgaudit_findings(database) == []
+
+
+def test_fault_4_twin_the_boolean_in_a_postgres18_group_fails_the_gate(synth: Synth) -> None:
+    """The parameter group of the first review: log_connections = "1" in family postgres18."""
+    database = copy.deepcopy(synth.raw("database"))
+    [(gid, group)] = resources(database, "AWS::RDS::DBParameterGroup")
+    group["Properties"]["Parameters"]["log_connections"] = "1"
+    assert pgaudit_findings(database) == [
+        f"{gid}: log_connections is '1', PostgreSQL 18 logs connections with "
+        "'receipt,authentication,authorization'"
+    ]
+    group["Properties"]["Family"] = "postgres99"
+    assert pgaudit_findings(database) == [f"{gid}: family 'postgres99' is not known"]
+
+
+def test_engine_facts_cover_every_major_the_config_accepts() -> None:
+    for major in range(13, 19):
+        assert DrConfig(engine_version=str(major)).engine_major == str(major)
+        assert set(connection_logging(major)) == {"log_connections", "log_disconnections"}
+        assert major_of_family(family(major)) == major
+    assert major_of_family("aurora-postgresql16") is None
+    with pytest.raises(ValueError, match="major 19 is not one of 13, 14, 15, 16, 17, 18"):
+        connection_logging(19)
+    with pytest.raises(ConfigError, match="invalid engineVersion '19'"):
+        DrConfig(engine_version="19")
+
+
+def test_fault_6_a_major_alone_follows_automatic_minor_upgrades(synth: Synth) -> None:
+    """Fault 6: EngineVersion 18.6 with AutoMinorVersionUpgrade true; once RDS upgraded the
+    minor, the next stack update asked for a downgrade."""
+    [(_, instance)] = resources(synth.raw("database"), "AWS::RDS::DBInstance")
+    props = instance["Properties"]
+    assert (props["EngineVersion"], props["AutoMinorVersionUpgrade"]) == ("18", True)
+    assert engine_version_findings(synth.raw("database")) == []
+
+
+def test_fault_6_a_pinned_minor_turns_automatic_upgrades_off(variant_synth: Synth) -> None:
+    [(_, instance)] = resources(variant_synth.raw("database"), "AWS::RDS::DBInstance")
+    props = instance["Properties"]
+    assert (props["EngineVersion"], props["AutoMinorVersionUpgrade"]) == ("17.4", False)
+    assert engine_version_findings(variant_synth.raw("database")) == []
+
+
+def test_fault_6_twin_a_pinned_minor_with_automatic_upgrades_fails_the_gate(
+    synth: Synth,
+) -> None:
+    """The instance of the first review."""
+    database = copy.deepcopy(synth.raw("database"))
+    [(lid, instance)] = resources(database, "AWS::RDS::DBInstance")
+    instance["Properties"]["EngineVersion"] = "18.6"
+    expected = [f"{lid}: EngineVersion 18.6 pins a minor while AutoMinorVersionUpgrade is on"]
+    assert engine_version_findings(database) == expected
+    del instance["Properties"]["AutoMinorVersionUpgrade"]  # CloudFormation's default is true
+    assert engine_version_findings(database) == expected
