@@ -32,6 +32,9 @@ _EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _PRIVATE_NETS = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 )
+_TRAIL_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:cloudtrail:[a-z]{2}(?:-[a-z]+)+-[0-9]:[0-9]{12}:trail/[A-Za-z0-9._-]{3,128}$"
+)
 _VAULT_ARN_RE = re.compile(
     r"^arn:aws[a-z-]*:backup:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]):[0-9]{12}:"
     r"backup-vault:[A-Za-z0-9_.-]{2,50}$"
@@ -81,6 +84,10 @@ class DrConfig:
     vpc_cidr: str = "10.40.0.0/16"
     log_retention_days: int = 365
     backup_copy_vault_arn: str | None = None
+    # An existing (e.g. organization) multi-region trail that already records this account:
+    # no trail of our own then. An account holds at most 5 trails per region, so pull-request
+    # environments that each create one run out (and each copy bills data events again).
+    existing_trail_arn: str | None = None
     # Alarm thresholds (docs/architecture.md explains each default).
     cpu_alarm_percent: int = 80
     free_storage_alarm_gib: int = 10
@@ -122,6 +129,11 @@ class DrConfig:
         return "." in self.engine_version
 
     @property
+    def creates_trail(self) -> bool:
+        """Whether the environment creates its own trail (no existing trail given)."""
+        return self.existing_trail_arn is None
+
+    @property
     def stack_name(self) -> str:
         return f"TapStack{self.environment_suffix}"
 
@@ -157,6 +169,7 @@ KNOBS: tuple[_Knob, ...] = (
     _Knob("vpc_cidr", "vpcCidr", "GOVDR_VPC_CIDR", str),
     _Knob("log_retention_days", "logRetentionDays", "GOVDR_LOG_RETENTION_DAYS", int),
     _Knob("backup_copy_vault_arn", "backupCopyVaultArn", "GOVDR_BACKUP_COPY_VAULT_ARN", str),
+    _Knob("existing_trail_arn", "existingTrailArn", "GOVDR_EXISTING_TRAIL_ARN", str),
     _Knob("cpu_alarm_percent", "cpuAlarmPercent", "GOVDR_CPU_ALARM_PERCENT", int),
     _Knob("free_storage_alarm_gib", "freeStorageAlarmGiB", "GOVDR_FREE_STORAGE_ALARM_GIB", int),
     _Knob(
@@ -294,6 +307,14 @@ def _validate(cfg: DrConfig) -> None:
                 "does not survive a regional outage)",
             )
 
+    if cfg.existing_trail_arn is not None and not _TRAIL_ARN_RE.match(cfg.existing_trail_arn):
+        raise _fail(
+            "existing_trail_arn",
+            cfg.existing_trail_arn,
+            "must be a CloudTrail trail ARN (arn:aws:cloudtrail:<region>:<account>:trail/<name>), "
+            "or empty to create the environment's own trail",
+        )
+
     for field, (low, high, unit) in THRESHOLD_RANGES.items():
         value = getattr(cfg, field)
         if not low <= value <= high:
@@ -357,7 +378,9 @@ def load_config(get_context: Callable[[str], Any], environ: Mapping[str, str]) -
         if raw is None:
             continue
         value = _coerce(knob, raw)
-        if knob.field in {"alarm_email", "backup_copy_vault_arn"} and value == "":
+        if knob.field in {"alarm_email", "backup_copy_vault_arn", "existing_trail_arn"} and (
+            value == ""
+        ):
             continue
         values[knob.field] = value
     return DrConfig(**values)

@@ -44,5 +44,7 @@ def templates(stack: TapStack) -> dict[str, dict[str, Any]]:
     """The root template and each nested stack's, by name (``root``, ``network``, ...)."""
     found = {"root": dict(Template.from_stack(stack).to_json())}
     for name in NESTED:
-        found[name] = dict(Template.from_stack(getattr(stack, name)).to_json())
+        nested = getattr(stack, name)
+        if nested is not None:  # the audit stack is absent when an existing trail is used
+            found[name] = dict(Template.from_stack(nested).to_json())
     return found

@@ -44,6 +44,8 @@ RULE_FIXES = {
     "alarm-actions": "give every alarm an alarm and an OK action to the alarms topic",
     "transport-tls": "set enforce_ssl=True on buckets and topics",
     "backup-coverage": "add a BackupSelection beside the resource, in the same stack",
+    "audit-trail": "create the trail (leave existingTrailArn empty) or name an existing "
+    "multi-region trail with -c existingTrailArn=arn:aws:cloudtrail:...",
     "trail": "keep the trail logging, validated, encrypted, multi-region and sent to Logs",
     "monitoring-coverage": "keep the alarms, dashboard, event subscription and rules of "
     "govdr/stacks/monitoring.py",
@@ -79,6 +81,18 @@ def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[tc.Fi
     return checks
 
 
+def synth_checks(
+    config: DrConfig,
+) -> dict[str, Callable[[dict[str, tc.Template]], list[tc.Finding]]]:
+    """Checks over the whole synthesis at once (root and every nested template together):
+    what one template cannot tell, such as a flow between stacks or the one trail per synth."""
+    return {
+        "audit-trail": lambda templates: tc.trail_presence_findings(
+            templates, config.existing_trail_arn
+        ),
+    }
+
+
 def run_own_checks(
     config: DrConfig, templates: dict[str, tc.Template]
 ) -> list[tuple[str, str, str]]:
@@ -87,6 +101,9 @@ def run_own_checks(
     for rule, check in own_checks(config).items():
         for name, template in templates.items():
             results.extend((rule, name, finding) for finding in check(template))
+    root = next(iter(sorted(templates)), "")
+    for rule, synth_check in synth_checks(config).items():
+        results.extend((rule, root, finding) for finding in synth_check(templates))
     return results
 
 
@@ -107,7 +124,8 @@ class GovdrChecks:
 
     @property
     def rule_ids(self) -> list[str]:
-        return [f"govdr-{rule}" for rule in own_checks(self._config)]
+        rules = [*own_checks(self._config), *synth_checks(self._config)]
+        return [f"govdr-{rule}" for rule in rules]
 
     def validate(self, context: cdk.IPolicyValidationContext) -> cdk.PolicyValidationPluginReport:
         paths = _all_template_paths(list(context.template_paths))
@@ -293,7 +311,8 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
         "publishes no RpoSeconds data point and the RPO alarm treats missing data as breaching, "
         "so operators are paged; a dead-letter queue would only collect empty schedule ticks",
     )
-    for bucket in (stack.audit.trail_bucket, stack.audit.access_log_bucket):
+    audit_buckets = (stack.audit.trail_bucket, stack.audit.access_log_bucket) if stack.audit else ()
+    for bucket in audit_buckets:
         ack(
             bucket,
             [
@@ -303,10 +322,11 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
             "audit records are also delivered to CloudWatch Logs (CMK, >= 365 days); cross-region "
             "replication needs a bucket in another region, outside this single-region stack",
         )
-    ack(
-        stack.audit.access_log_bucket,
-        ["NIST.800.53.R5-S3DefaultEncryptionKMS", "HIPAA.Security-S3DefaultEncryptionKMS"],
-        "S3 delivers server access logs only to buckets with S3-managed encryption (SSE-S3); "
-        "the bucket holds access records of the trail bucket, no citizen data",
-    )
+    if stack.audit is not None:
+        ack(
+            stack.audit.access_log_bucket,
+            ["NIST.800.53.R5-S3DefaultEncryptionKMS", "HIPAA.Security-S3DefaultEncryptionKMS"],
+            "S3 delivers server access logs only to buckets with S3-managed encryption (SSE-S3); "
+            "the bucket holds access records of the trail bucket, no citizen data",
+        )
     return acks

@@ -131,8 +131,18 @@ def _ev_least_privilege(t: Templates, config: DrConfig) -> list[str]:
     return lines
 
 
+def _existing_trail(config: DrConfig) -> list[str]:
+    if config.existing_trail_arn is None:
+        return []
+    return [
+        f"existing CloudTrail trail {config.existing_trail_arn} (existingTrailArn; no trail of "
+        "this environment's own): that it logs, covers every region and validates its log files "
+        "is checked in the account by govdr preflight, not by the templates"
+    ]
+
+
 def _ev_event_logging(t: Templates, config: DrConfig) -> list[str]:
-    lines = []
+    lines = _existing_trail(config)
     for _, trail in _all(t, "AWS::CloudTrail::Trail"):
         lines.append(
             f"CloudTrail {trail.get('TrailName')}: multi-region={trail.get('IsMultiRegionTrail')}, "
@@ -157,7 +167,7 @@ def _ev_event_logging(t: Templates, config: DrConfig) -> list[str]:
 
 
 def _ev_audit_protection(t: Templates, config: DrConfig) -> list[str]:
-    lines = []
+    lines = _existing_trail(config)
     for _, trail in _all(t, "AWS::CloudTrail::Trail"):
         lines.append(
             f"CloudTrail log-file validation={trail.get('EnableLogFileValidation')}, "

@@ -492,6 +492,23 @@ def trail_findings(template: Template) -> list[Finding]:
     return findings
 
 
+def trail_presence_findings(
+    templates: dict[str, Template], existing_trail_arn: str | None
+) -> list[Finding]:
+    """AU-2/AU-12: the account's API activity is recorded by a trail of this synth or by the
+    existing trail the configuration names (govdr preflight checks that one in the account)."""
+    created = [
+        logical_id
+        for template in templates.values()
+        for logical_id, _ in resources(template, "AWS::CloudTrail::Trail")
+    ]
+    if created and existing_trail_arn:
+        return [f"{created[0]}: a trail is created although existingTrailArn is set"]
+    if not created and not existing_trail_arn:
+        return ["audit: no CloudTrail trail is created and no existing trail is named"]
+    return []
+
+
 def monitoring_coverage_findings(template: Template) -> list[Finding]:
     """A template that defines alarms covers the required metrics, events and a dashboard."""
     alarms = [_props(a) for _, a in resources(template, "AWS::CloudWatch::Alarm")]

@@ -89,12 +89,18 @@ class TapStack(Stack):
             slot=self.database.slot_name,
             database_name=DATABASE_NAME,
         )
-        self.audit = AuditStack(
-            self,
-            "Audit",
-            config=config,
-            logs_key=self.security.logs_key,
-            audit_key=self.security.audit_key,
+        # With an existing trail there is nothing to audit-log of our own (and CloudFormation
+        # rejects a nested stack without resources).
+        self.audit = (
+            AuditStack(
+                self,
+                "Audit",
+                config=config,
+                logs_key=self.security.logs_key,
+                audit_key=self.security.audit_key,
+            )
+            if config.creates_trail
+            else None
         )
         self.monitoring = MonitoringStack(
             self,
@@ -114,6 +120,15 @@ class TapStack(Stack):
         )
         self._outputs()
         self.acknowledgments = acknowledge_findings(self)
+
+    def _trail_outputs(self) -> dict[str, tuple[str, str]]:
+        if self.audit is None:
+            assert self.config.existing_trail_arn is not None
+            return {"TrailArn": (self.config.existing_trail_arn, "Existing CloudTrail trail used")}
+        return {
+            "TrailArn": (self.audit.trail.trail_arn, "CloudTrail trail"),
+            "TrailBucketName": (self.audit.trail_bucket.bucket_name, "Bucket of the trail"),
+        }
 
     def _outputs(self) -> None:
         vpc = self.network.vpc
@@ -166,8 +181,7 @@ class TapStack(Stack):
                 self.monitoring.event_subscription.ref,
                 "RDS event subscription of the database",
             ),
-            "TrailArn": (self.audit.trail.trail_arn, "CloudTrail trail"),
-            "TrailBucketName": (self.audit.trail_bucket.bucket_name, "Bucket of the trail"),
+            **self._trail_outputs(),
             "FlowLogGroupName": (
                 self.network.flow_log_group.log_group_name,
                 "Log group of the VPC flow logs",

@@ -62,6 +62,7 @@ def test_every_knob_reads_context_and_environment() -> None:
         "efsIoLimitAlarmPercent": "80",
         "archiveLagAlarmSeconds": "120",
         "rpoAlarmSeconds": "600",
+        "existingTrailArn": "arn:aws:cloudtrail:eu-central-2:123456789012:trail/org-trail",
     }
     from_ctx = load(values)
     from_env = load(env={k.env_var: values[k.context_key] for k in KNOBS})

@@ -11,15 +11,19 @@ import copy
 import pytest
 
 from govdr.compliance.gate import run_own_checks
+from govdr.compliance.matrix import build_matrix
 from govdr.compliance.template_checks import (
     engine_version_findings,
     lambda_concurrency_findings,
     pgaudit_findings,
     resources,
+    trail_presence_findings,
 )
 from govdr.config import ConfigError, DrConfig
 from govdr.engine import connection_logging, family, major_of_family
-from tests.conftest import Synth
+from tests.conftest import Synth, synthesize
+
+TRAIL = "AWS::CloudTrail::Trail"
 
 
 def test_fault_2_no_function_reserves_concurrency(synth: Synth) -> None:
@@ -119,3 +123,69 @@ def test_fault_6_twin_a_pinned_minor_with_automatic_upgrades_fails_the_gate(
     assert engine_version_findings(database) == expected
     del instance["Properties"]["AutoMinorVersionUpgrade"]  # CloudFormation's default is true
     assert engine_version_findings(database) == expected
+
+
+ORG_TRAIL = "arn:aws:cloudtrail:eu-central-2:111122223333:trail/org-trail"
+
+
+@pytest.fixture(scope="module")
+def org_trail_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize(
+        DrConfig(environment_suffix="pr-7", existing_trail_arn=ORG_TRAIL),
+        tmp_path_factory.mktemp("cdk-org-trail"),
+    )
+
+
+def test_fault_8_an_existing_trail_replaces_the_environment_s_own(
+    synth: Synth, org_trail_synth: Synth
+) -> None:
+    """Fault 8: one multi-region trail per environment; an account holds at most 5 trails per
+    region, so a handful of pull-request environments exhaust it."""
+    own = [lid for t in synth.all_raw().values() for lid, _ in resources(t, TRAIL)]
+    assert len(own) == 1
+    assert org_trail_synth.stack.audit is None
+    templates = org_trail_synth.all_raw()
+    assert not [lid for t in templates.values() for lid, _ in resources(t, TRAIL)]
+    assert not [lid for t in templates.values() for lid, _ in resources(t, "AWS::S3::Bucket")]
+    outputs = templates["root"]["Outputs"]
+    assert outputs["TrailArn"]["Value"] == ORG_TRAIL
+    assert "TrailBucketName" not in outputs
+    assert run_own_checks(org_trail_synth.config, templates) == []
+    assert trail_presence_findings(synth.all_raw(), None) == []
+
+
+def test_fault_8_twins_no_trail_at_all_or_two_fail_the_gate(
+    synth: Synth, org_trail_synth: Synth
+) -> None:
+    assert trail_presence_findings(org_trail_synth.all_raw(), None) == [
+        "audit: no CloudTrail trail is created and no existing trail is named"
+    ]
+    [lid] = [lid for t in synth.all_raw().values() for lid, _ in resources(t, TRAIL)]
+    assert trail_presence_findings(synth.all_raw(), ORG_TRAIL) == [
+        f"{lid}: a trail is created although existingTrailArn is set"
+    ]
+
+
+def test_fault_8_the_matrix_names_the_existing_trail_as_au_2_and_au_12_evidence(
+    org_trail_synth: Synth,
+) -> None:
+    built = org_trail_synth
+    matrix = build_matrix(built.config, built.all_raw(), built.stack.acknowledgments)
+    for control in ("AU-2", "AU-9", "AU-12"):
+        [entry] = [c for c in matrix["controls"] if c["id"] == control]
+        assert not entry["status"].startswith("failing"), entry["status"]
+        assert any(ORG_TRAIL in line for line in entry["evidence"]), control
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "org-trail",
+        "arn:aws:cloudtrail:eu-central-2:1111:trail/org-trail",
+        "arn:aws:s3:::bucket",
+        "arn:aws:cloudtrail:eu-central-2:111122223333:trail/a b",
+    ],
+)
+def test_fault_8_a_malformed_trail_arn_is_one_clear_line(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"invalid existingTrailArn .*-c existingTrailArn="):
+        DrConfig(existing_trail_arn=value)
