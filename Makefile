@@ -18,7 +18,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: help install synth test lint format compliance outputs deploy destroy lock clean \
+.PHONY: help install postgres synth test lint format compliance outputs deploy destroy lock clean \
 	deploy-local destroy-local emulator-stop integ bench-archive
 
 help: ## list the targets
@@ -44,13 +44,16 @@ synth: install ## synthesize TapStack$(SUFFIX) into cdk.out/ and print a summary
 	$(CDK) synth --quiet $(CDK_FLAGS)
 	@$(PY) -m govdr.tools.summary cdk.out
 
-test: install lint ## lint, then the whole test suite (coverage of govdr/ >= 90 % enforced)
+test: install lint postgres ## lint, then the whole test suite (coverage of govdr/ >= 90 % enforced)
 	$(PY) -m pytest
+
+postgres: ## install PostgreSQL 15 + wal2json for the runtime tests if missing (apt-get as root, else says how)
+	@scripts/ensure-postgres
 
 compliance: install ## regenerate docs/compliance/fedramp-moderate.{md,json} from a synth
 	$(PY) -m govdr.compliance.matrix --out docs/compliance
 
-bench-archive: install ## archiver vs pg_recvlogical on 200,000 pgbench transactions -> bench/results/archive.json (BENCH_ARGS="--help" for options)
+bench-archive: install postgres ## archiver vs pg_recvlogical on 200,000 pgbench transactions -> bench/results/archive.json (BENCH_ARGS="--help" for options)
 	$(PY) bench/archive_bench.py $(BENCH_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy

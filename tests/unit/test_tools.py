@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import tempfile
 from pathlib import Path
 
 import boto3
@@ -102,3 +105,51 @@ def test_outputs_refuse_an_unstable_stack() -> None:
 
     with pytest.raises(outputs.OutputsError, match="is ROLLBACK_COMPLETE"):
         outputs.stack_outputs(FakeCfn(), "TapStackdev")
+
+
+ENSURE_POSTGRES = Path(__file__).resolve().parents[2] / "scripts" / "ensure-postgres"
+
+
+def _ensure_postgres(prefix: Path, *, as_nobody: bool) -> subprocess.CompletedProcess[str]:
+    command = [str(ENSURE_POSTGRES)]
+    if as_nobody and os.getuid() == 0:
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    env = {**os.environ, "GOVDR_PG_PREFIX": str(prefix)}
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+
+def test_make_test_finds_an_installed_postgres_and_wal2json(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "bin" / "postgres").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "postgres").chmod(0o755)
+    (tmp_path / "lib" / "wal2json.so").write_bytes(b"")
+    done = _ensure_postgres(tmp_path, as_nobody=False)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_make_test_without_postgres_and_no_root_says_in_one_line_how() -> None:
+    # A prefix the unprivileged user can read: only postgres itself is there, wal2json is not.
+    with tempfile.TemporaryDirectory(dir="/tmp") as name:
+        prefix = Path(name)
+        prefix.chmod(0o755)
+        (prefix / "bin").mkdir(mode=0o755)
+        (prefix / "bin" / "postgres").write_text("#!/bin/sh\n")
+        (prefix / "bin" / "postgres").chmod(0o755)
+        done = _ensure_postgres(prefix, as_nobody=True)
+        (prefix / "lib").mkdir(mode=0o755)
+        (prefix / "lib" / "wal2json.so").write_bytes(b"")
+        (prefix / "lib" / "wal2json.so").chmod(0o644)
+        neither = _ensure_postgres(Path(name) / "absent", as_nobody=True)
+        both = _ensure_postgres(prefix, as_nobody=True)
+    assert (both.returncode, both.stderr) == (0, "")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "missing postgresql-15-wal2json: run 'sudo apt-get install -y postgresql-15-wal2json' "
+        "(Debian/Ubuntu), then make test again"
+    ]
+    assert neither.returncode == 1
+    assert neither.stderr.splitlines() == [
+        "missing postgresql-15 postgresql-15-wal2json: run 'sudo apt-get install -y "
+        "postgresql-15 postgresql-15-wal2json' (Debian/Ubuntu), then make test again"
+    ]
