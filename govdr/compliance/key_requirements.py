@@ -134,11 +134,9 @@ def _trail(syn: _Synthesis, template: str, lid: str, props: dict[str, Any]) -> l
             CLOUDTRAIL_DOC,
         ),
     ]
-    bucket = (
-        syn.templates[template]
-        .get("Resources", {})
-        .get((props.get("S3BucketName") or {}).get("Ref", ""), {})
-    )
+    bucket_ref = props.get("S3BucketName")
+    bucket_id = bucket_ref.get("Ref", "") if isinstance(bucket_ref, dict) else ""
+    bucket = syn.templates[template].get("Resources", {}).get(bucket_id, {})
     rules = bucket.get("Properties", {}).get("BucketEncryption", {})
     if any(r.get("BucketKeyEnabled") for r in rules.get("ServerSideEncryptionConfiguration", [])):
         # With an S3 Bucket Key, CloudTrail needs kms:Decrypt to create or update the trail.

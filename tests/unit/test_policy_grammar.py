@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from govdr.compliance.gate import RULE_FIXES, synth_checks
+from govdr.compliance.gate import RULE_FIXES, run_own_checks, synth_checks
 from govdr.compliance.policies import Resolver, policy_documents, statements
 from govdr.compliance.policy_grammar import lint_statement, policy_grammar_findings
 from govdr.constructs.policy_notes import METADATA_KEY
@@ -136,6 +136,20 @@ def test_twin_unknown_action_is_reported(synth: Synth) -> None:
     assert policy_grammar_findings(templates) == [
         f"{lid}: PolicyDocument statement DecryptDatabaseSecret: UNKNOWN_ACTION "
         "Unknown action kms:DecryptEverything"
+    ]
+
+
+def test_twin_the_gate_reports_a_grammar_finding_under_its_rule(synth: Synth) -> None:
+    templates = copy.deepcopy(synth.all_raw())
+    lid, policy = _resource(templates, "RpoMonitorRolePolicy")
+    policy["Properties"]["PolicyDocument"]["Statement"][0]["Action"] = "rds:DescribeDBInstance"
+    results = run_own_checks(synth.config, templates)
+    assert [(rule, finding) for rule, _, finding in results] == [
+        (
+            "policy-grammar",
+            f"{lid}: PolicyDocument statement DescribeTheDatabase: UNKNOWN_ACTION "
+            "Unknown action rds:DescribeDBInstance",
+        )
     ]
 
 
