@@ -20,6 +20,8 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 from constructs import IConstruct
 
 from govdr.compliance import template_checks as tc
+from govdr.compliance.key_requirements import key_requirement_findings
+from govdr.compliance.policy_grammar import policy_grammar_findings
 from govdr.compliance.template_checks import (
     WILDCARD_RESOURCE_SIDS,
     iam_wildcard_findings,
@@ -55,6 +57,12 @@ RULE_FIXES = {
     "destroyable": "use RemovalPolicy.DESTROY unless config.retain_data (the prod switch)",
     "engine-version": "give engineVersion as a major alone (18), or pin MAJOR.MINOR with "
     "automatic minor upgrades off (DrConfig.pins_minor_version)",
+    "policy-grammar": "use actions and condition keys the service authorization reference lists "
+    "for each action, with operators of the key's type; accept a finding AWS documents with "
+    "govdr.constructs.policy_notes.accept(...) and its reason",
+    "key-requirements": "give the service the statement its AWS page documents (principal, "
+    "actions, and only conditions its requests carry) through ServiceKey in "
+    "govdr/stacks/security.py",
     "lambda-concurrency": "reserve no concurrency (a fresh account or opt-in region may have "
     "only the unreserved minimum of 10); keep a function single by other means",
 }
@@ -90,6 +98,8 @@ def synth_checks(
         "audit-trail": lambda templates: tc.trail_presence_findings(
             templates, config.existing_trail_arn
         ),
+        "policy-grammar": policy_grammar_findings,
+        "key-requirements": key_requirement_findings,
     }
 
 

@@ -12,6 +12,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from govdr.config import DrConfig
+from govdr.constructs import policy_notes
 from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.service_role import log_delivery_role
 from govdr.naming import name
@@ -63,6 +64,19 @@ class AuditStack(NestedStack):
             removal_policy=removal,
             auto_delete_objects=auto_delete,
         )
+        if auto_delete:
+            for bucket in (self.access_log_bucket, self.trail_bucket):
+                assert bucket.policy is not None  # enforce_ssl writes the bucket policy
+                policy_notes.accept(
+                    bucket.policy,
+                    action="s3:List*",
+                    issue="RESOURCE_MISMATCH",
+                    reason="CDK's autoDeleteObjects grant lets its custom-resource role list "
+                    "the bucket it empties (s3:ListBucket, s3:ListBucketVersions) with "
+                    "s3:List* on the bucket and its objects; the account-level List actions "
+                    "that the wildcard also names take no bucket resource, so the statement "
+                    "cannot grant them",
+                )
         self.trail_log_group = encrypted_log_group(
             self,
             "TrailLogGroup",

@@ -141,8 +141,10 @@ class StorageStack(NestedStack):
                     sid="MountTxlogAccessPoint",
                     actions=["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
                     resources=[self.file_system.file_system_arn],
+                    # elasticfilesystem:AccessPointArn is of type ARN, so an ARN operator:
+                    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticfilesystem.html#amazonelasticfilesystem-policy-keys
                     conditions={
-                        "StringEquals": {
+                        "ArnEquals": {
                             "elasticfilesystem:AccessPointArn": (
                                 self.txlog_access_point.access_point_arn
                             )

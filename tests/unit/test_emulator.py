@@ -192,8 +192,7 @@ def test_file_system_policy_and_access_point_read_back(
     file_system = efs.describe_file_systems(FileSystemId=outputs["FileSystemId"])
     assert mount["Resource"] == file_system["FileSystems"][0]["FileSystemArn"]
     assert (
-        mount["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"]
-        == ap["AccessPointArn"]
+        mount["Condition"]["ArnEquals"]["elasticfilesystem:AccessPointArn"] == ap["AccessPointArn"]
     )
 
 

@@ -61,7 +61,11 @@ def test_key_use_is_scoped_to_its_service(synth: Synth, short: str, service: str
     statements = key["Properties"]["KeyPolicy"]["Statement"]
     by_sid = {s["Sid"]: s for s in statements if "Sid" in s}
     assert {"KeyAdministration", "UseThroughServices"} <= set(by_sid)
-    assert set(by_sid) - {"KeyAdministration", "UseThroughServices"} <= {"UseByServicePrincipal0"}
+    assert set(by_sid) - {"KeyAdministration", "UseThroughServices"} <= {
+        "CloudTrailEncryptLogs",
+        "CloudTrailDescribeKey",
+        "CloudTrailDecryptForBucketKey",
+    }
     # Secrets Manager's L2 adds its own grant for the account; it must also go through
     # the one service.
     for extra in (s for s in statements if "Sid" not in s):
@@ -96,29 +100,62 @@ def test_no_key_grants_use_to_accounts_or_roles_without_conditions(synth: Synth)
 
 def test_logs_key_is_bound_to_this_accounts_log_groups(synth: Synth) -> None:
     key = _keys_by_alias(synth.raw("security"))[f"alias/logs-{TEST_SUFFIX}"]
-    [use] = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s["Sid"].startswith("UseBy")]
-    assert "logs." in json.dumps(use["Principal"])
+    [use] = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if "logs." in json.dumps(s)]
+    assert use["Sid"] == "LogsEncryptLogGroups"
     assert "kms:EncryptionContext:aws:logs:arn" in use["Condition"]["ArnLike"]
+    # A DescribeKey request carries no encryption context: under this condition it would
+    # never be allowed, so it is not listed.
+    assert "kms:DescribeKey" not in use["Action"]
 
 
-def test_audit_key_is_bound_to_this_accounts_trails(synth: Synth) -> None:
+def test_fault_3_cloudtrail_describe_key_is_not_bound_to_an_encryption_context(
+    synth: Synth,
+) -> None:
+    """Fault 3: CloudTrail's kms:DescribeKey sat only under a
+    kms:EncryptionContext:aws:cloudtrail:arn condition, which a DescribeKey request never
+    carries, so CreateTrail could fail with InsufficientEncryptionPolicyException."""
     key = _keys_by_alias(synth.raw("security"))[f"alias/audit-{TEST_SUFFIX}"]
-    [use] = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s["Sid"].startswith("UseBy")]
-    assert use["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
-    assert "kms:EncryptionContext:aws:cloudtrail:arn" in use["Condition"]["StringLike"]
+    by_sid = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"] if "Sid" in s}
+    trail_arn = {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":cloudtrail:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":trail/trail-{TEST_SUFFIX}",
+            ],
+        ]
+    }
+    describe = by_sid["CloudTrailDescribeKey"]
+    assert describe["Action"] == "kms:DescribeKey"
+    assert describe["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
+    assert describe["Condition"] == {"StringEquals": {"aws:SourceArn": trail_arn}}
+    encrypt = by_sid["CloudTrailEncryptLogs"]
+    assert encrypt["Action"] == "kms:GenerateDataKey*"
+    assert encrypt["Condition"]["StringEquals"] == {"aws:SourceArn": trail_arn}
+    assert "kms:EncryptionContext:aws:cloudtrail:arn" in encrypt["Condition"]["StringLike"]
+    decrypt = by_sid["CloudTrailDecryptForBucketKey"]
+    assert decrypt["Action"] == "kms:Decrypt"
+    assert decrypt["Condition"] == {"StringEquals": {"aws:SourceArn": trail_arn}}
 
 
 def test_alarms_key_serves_the_notification_publishers(synth: Synth) -> None:
     key = _keys_by_alias(synth.raw("security"))[f"alias/alarms-{TEST_SUFFIX}"]
-    principals = {
-        s["Principal"].get("Service")
+    actions = {
+        s["Principal"].get("Service"): sorted(s["Action"])
         for s in key["Properties"]["KeyPolicy"]["Statement"]
         if "Service" in s["Principal"]
     }
-    assert principals == {
-        "cloudwatch.amazonaws.com",
-        "events.rds.amazonaws.com",
-        "events.amazonaws.com",
+    # SNS publishers need exactly these two actions on the topic's key:
+    # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#sns-what-permissions-for-sse
+    assert actions == {
+        "cloudwatch.amazonaws.com": ["kms:Decrypt", "kms:GenerateDataKey*"],
+        "events.rds.amazonaws.com": ["kms:Decrypt", "kms:GenerateDataKey*"],
+        "events.amazonaws.com": ["kms:Decrypt", "kms:GenerateDataKey*"],
     }
 
 
@@ -136,7 +173,7 @@ def test_service_principal_statement() -> None:
     import aws_cdk as cdk
     from aws_cdk.assertions import Match, Template
 
-    from govdr.constructs.service_key import ServiceKey
+    from govdr.constructs.service_key import ServiceKey, ServiceUse
 
     stack = cdk.Stack(cdk.App())
     ServiceKey(
@@ -144,9 +181,15 @@ def test_service_principal_statement() -> None:
         "K",
         alias_name="alias/logs-dev",
         description="logs",
-        service_principals={
-            "logs.amazonaws.com": {"StringEquals": {"aws:SourceAccount": "123456789012"}}
-        },
+        service_uses=[
+            ServiceUse(
+                sid="UseByLogs",
+                principal="logs.amazonaws.com",
+                actions=("kms:Decrypt",),
+                doc="https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
+                conditions={"StringEquals": {"aws:SourceAccount": "123456789012"}},
+            )
+        ],
         retain=False,
     )
     Template.from_stack(stack).has_resource_properties(
@@ -157,7 +200,7 @@ def test_service_principal_statement() -> None:
                     [
                         Match.object_like(
                             {
-                                "Sid": "UseByServicePrincipal0",
+                                "Sid": "UseByLogs",
                                 "Principal": {"Service": "logs.amazonaws.com"},
                                 "Condition": {
                                     "StringEquals": {"aws:SourceAccount": "123456789012"}

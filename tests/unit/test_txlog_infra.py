@@ -87,7 +87,7 @@ def test_archiver_role_reaches_only_its_secret_access_point_and_log_group(synth:
     assert mount["Action"] == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
     [(fs_id, _)] = resources(storage, "AWS::EFS::FileSystem")
     assert mount["Resource"] == {"Fn::GetAtt": [fs_id, "Arn"]}
-    condition = mount["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"]
+    condition = mount["Condition"]["ArnEquals"]["elasticfilesystem:AccessPointArn"]
     [(ap_id, _)] = resources(storage, "AWS::EFS::AccessPoint")
     assert {"Ref": ap_id} in condition["Fn::Join"][1]
     assert "TxlogArchiverLogGroup" in json.dumps(statements["WriteOwnLogs"]["Resource"])
