@@ -175,6 +175,22 @@ def run_preflight(aws: Aws, assembly: Path, stack_name: str) -> dict[str, Any]:
     return report
 
 
+def preflight_and_publish(
+    aws: Aws, assembly: Path, stack_name: str, seconds: dict[str, float]
+) -> str:
+    """Bootstrap, preflight (a FAIL stops here, before anything is published), publish."""
+    bootstrap(aws)
+    mark = time.monotonic()
+    report = run_preflight(aws, assembly, stack_name)
+    seconds["preflight"] = time.monotonic() - mark
+    if report["verdict"] == "FAIL":
+        raise DeployError("preflight failed: fix the FAIL lines above, then deploy again")
+    mark = time.monotonic()
+    url = publish_assets(aws, assembly, stack_name)
+    seconds["publish assets"] = time.monotonic() - mark
+    return url
+
+
 def publish_assets(aws: Aws, assembly: Path, stack_name: str) -> str:
     """Upload every file asset of the stack; return the URL of the root template."""
     manifest = _assets_manifest(assembly, stack_name)
@@ -543,15 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_running = False
     try:
         aws = Aws(emulator.endpoint)
-        bootstrap(aws)
-        mark = time.monotonic()
-        report = run_preflight(aws, args.assembly, stack_name)
-        seconds["preflight"] = time.monotonic() - mark
-        if report["verdict"] == "FAIL":
-            raise DeployError("preflight failed: fix the FAIL lines above, then deploy again")
-        mark = time.monotonic()
-        url = publish_assets(aws, args.assembly, stack_name)
-        seconds["publish assets"] = time.monotonic() - mark
+        url = preflight_and_publish(aws, args.assembly, stack_name, seconds)
         mark = time.monotonic()
         create_stack(aws, url, stack_name)
         seconds["create stack"] = time.monotonic() - mark

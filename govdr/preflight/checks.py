@@ -134,6 +134,12 @@ def call(action: str, method: Callable[..., Any], **kwargs: Any) -> Any:
                 "run preflight against the AWS account itself",
             ) from None
         raise
+    except NotImplementedError:
+        # what moto raises in-process for a call it lacks (its server answers HTTP 500)
+        raise Unknown(
+            f"{action} is not answered by this endpoint (not implemented)",
+            "run preflight against the AWS account itself",
+        ) from None
     except ResponseParserError:
         raise Unknown(
             f"{action} got no parseable answer from the endpoint (not implemented there?)",

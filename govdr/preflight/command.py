@@ -97,8 +97,11 @@ def caller_identity(clients: Clients) -> dict[str, str]:
     return {"account": str(found["Account"]), "arn": str(found["Arn"])}
 
 
-def run(plan: Plan, clients: Clients, checks: Sequence[Check] = CHECKS) -> dict[str, Any]:
-    """The preflight report of ``plan`` against the account behind ``clients``."""
+def run(
+    plan: Plan, clients: Clients, checks: Sequence[Check] = CHECKS, workers: int | None = None
+) -> dict[str, Any]:
+    """The preflight report of ``plan`` against the account behind ``clients``; the checks
+    run in parallel (``workers`` at a time, all by default)."""
     started = time.monotonic()
     who = caller_identity(clients)
     ctx = Context(
@@ -108,7 +111,7 @@ def run(plan: Plan, clients: Clients, checks: Sequence[Check] = CHECKS) -> dict[
         caller_arn=who["arn"],
         partition=partition_of(plan.region),
     )
-    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+    with ThreadPoolExecutor(max_workers=workers or len(checks)) as pool:
         results = list(pool.map(lambda c: run_check(c, ctx), checks))
     counts = {s: sum(r.status == s for r in results) for s in (PASS, FAIL, UNKNOWN)}
     return {

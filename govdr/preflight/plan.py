@@ -219,19 +219,19 @@ def load_plan(assembly: Path, stack_name: str, region: str | None = None) -> Pla
     properties = artifact.get("properties", {})
     root_file = properties.get("templateFile", f"{stack_name}.template.json")
     templates: dict[str, dict[str, Any]] = {}
-
-    def read(name: str) -> None:
-        path = assembly / name
-        if not path.is_file():
-            raise PlanError(f"{path} is missing from the cloud assembly: synthesize again")
-        template = json.loads(path.read_text())
-        templates[name] = template
-        for resource in template.get("Resources", {}).values():
-            nested = resource.get("Metadata", {}).get("aws:asset:path")
-            if resource.get("Type") == "AWS::CloudFormation::Stack" and nested:
-                read(str(nested))
-
-    read(str(root_file))
+    # The nested templates are file assets of the stack (``cdk deploy`` publishes them).
+    assets_file = assembly / f"{stack_name}.assets.json"
+    nested: list[str] = []
+    if assets_file.is_file():
+        for asset in json.loads(assets_file.read_text()).get("files", {}).values():
+            source = str(asset.get("source", {}).get("path", ""))
+            if source.endswith(".nested.template.json"):
+                nested.append(source)
+    for name in [str(root_file), *sorted(nested)]:
+        file = assembly / name
+        if not file.is_file():
+            raise PlanError(f"{file} is missing from the cloud assembly: synthesize again")
+        templates[name] = json.loads(file.read_text())
     plan = Plan(stack_name=stack_name, region=target_region, templates=templates)
     plan.manifest = dict(properties)
     return plan
