@@ -36,9 +36,11 @@ ARCHIVER_PLUGIN = "wal2json"
 OUTPUT_PLUGIN_PARAMETER = "output_plugin_libraries"
 TRAILS_PER_REGION = 5
 SIMULATION_BATCH = 50
-# Lambda keeps this much of the account's concurrency unreserved, and never more than the
-# account has ("You can reserve up to the Unreserved account concurrency value minus 100"):
+# Lambda keeps this much of the account's concurrency unreserved ("You can reserve up to the
+# Unreserved account concurrency value minus 100"):
 # https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
+# Accounts with a smaller quota keep all of it: PutFunctionConcurrency then answers "decreases
+# account's UnreservedConcurrentExecution below its minimum value of [10]" at quota 10.
 LAMBDA_UNRESERVED_MINIMUM = 100
 
 
@@ -553,15 +555,22 @@ def trails(ctx: Context) -> tuple[str, str, str | None]:
     existing = ctx.plan.existing_trail_arn
     if ctx.plan.creates_trail:
         # Multi-region trails of other home regions show here as shadow trails and count in
-        # every region they record.
+        # every region they record ("In shadow Regions, to get latest resource count ..."):
+        # https://docs.aws.amazon.com/awscloudtrail/latest/userguide/WhatIsCloudTrail-Limits.html
         listed = call(
             "cloudtrail:DescribeTrails", cloudtrail.describe_trails, includeShadowTrails=True
         )["trailList"]
-        names = sorted(str(t.get("Name")) for t in listed)
-        detail = f"{len(listed)} of {TRAILS_PER_REGION} trails in {ctx.region}" + (
-            f" ({', '.join(names)})" if names else ""
+        # The quota is the account's: trails another account owns (an organization trail
+        # seen from a member account) are listed but not counted.
+        own = [t for t in listed if f":{ctx.account}:trail/" in str(t.get("TrailARN", ""))]
+        names = sorted(str(t.get("Name")) for t in own)
+        others = len(listed) - len(own)
+        detail = (
+            f"{len(own)} of {TRAILS_PER_REGION} trails in {ctx.region}"
+            + (f" ({', '.join(names)})" if names else "")
+            + (f"; {others} of other accounts not counted" if others else "")
         )
-        if len(listed) >= TRAILS_PER_REGION:
+        if len(own) >= TRAILS_PER_REGION:
             return (
                 FAIL,
                 detail + ": the stack's trail would exceed the quota",

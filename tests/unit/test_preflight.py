@@ -569,6 +569,18 @@ def test_trail_quota_room_pass(plan: Plan, stubs: Stubs) -> None:
     assert result.detail.startswith(f"4 of 5 trails in {REGION}")
 
 
+def test_trails_of_other_accounts_do_not_count(plan: Plan, stubs: Stubs) -> None:
+    trails = [
+        {"Name": f"t{n}", "TrailARN": f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/t{n}"}
+        for n in range(4)
+    ]
+    trails.append({"Name": "organization", "TrailARN": ORG_TRAIL})
+    stubs.ok("cloudtrail", "describe_trails", {"trailList": trails})
+    result = verdict("cloudtrail", plan, stubs)
+    assert result.status == PASS
+    assert result.detail.endswith("; 1 of other accounts not counted")
+
+
 def test_fault_8_trail_quota_reached_fails(plan: Plan, stubs: Stubs) -> None:
     """Fault 8: every environment created its own trail; at 5 trails per region the next
     environment's trail cannot be created."""
@@ -946,3 +958,22 @@ def test_cli_json_and_exit_codes(
     report = json.loads(capsys.readouterr().out)
     assert set(report) == REPORT_KEYS
     assert report["verdict"] == (PASS if efs else FAIL)
+
+
+def test_make_deploy_runs_preflight_first_and_deploys_what_it_checked() -> None:
+    """`make deploy` stops on a preflight FAIL (exit 1 stops make) before `cdk deploy`."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    plan_lines = subprocess.run(
+        ["make", "-n", "deploy", "SUFFIX=qa7"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    preflight = next(i for i, line in enumerate(plan_lines) if "govdr.cli.main preflight" in line)
+    deploy = next(i for i, line in enumerate(plan_lines) if "cdk deploy TapStackqa7" in line)
+    assert preflight < deploy
+    assert "--suffix qa7 --cdk-out cdk.out" in plan_lines[preflight]
+    assert "--app cdk.out" in plan_lines[deploy]
