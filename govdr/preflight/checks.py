@@ -700,7 +700,7 @@ def deploy_permissions(ctx: Context) -> tuple[str, str, str | None]:
 
     needed, unknown_types = deploy_actions(ctx.plan.resource_types, ctx.region)
     actions = sorted(needed)
-    bootstrapped = False
+    bootstrapped: bool | None = None  # None: the parameter could not be read
     with contextlib.suppress(Unknown):
         bootstrapped = bootstrap_version(ctx) is not None
     exec_role = ctx.plan.role_arn("cloudFormationExecutionRoleArn", ctx.account, ctx.partition)
@@ -711,25 +711,31 @@ def deploy_permissions(ctx: Context) -> tuple[str, str, str | None]:
             "the root user cannot be simulated (only SCPs limit it)",
             "deploy with an IAM role instead of the root user",
         )
-    problems = []
-    subject = exec_role if bootstrapped and exec_role else caller
-    try:
-        if subject == exec_role and deploy_role:
-            # cdk deploy assumes the bootstrap's deploy role and hands CloudFormation the
-            # execution role, which then makes every resource call:
-            # https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-env.html#bootstrapping-env-roles
-            problems = [
-                f"{caller}: {d}" for d in simulate(ctx, caller, ["sts:AssumeRole"], [deploy_role])
-            ]
-        denied = simulate(ctx, subject, actions)
-    except ClientError as exc:
-        if _error_code(exc) == "NoSuchEntity":
-            return (
-                FAIL,
-                f"{subject} does not exist",
-                f"re-run the bootstrap: npx cdk bootstrap aws://{ctx.account}/{ctx.region}",
-            )
-        raise
+    problems: list[str] = []
+    denied: list[str] | None = None
+    subject = caller
+    if exec_role and bootstrapped is not False:
+        # cdk deploy assumes the bootstrap's deploy role and hands CloudFormation the
+        # execution role, which then makes every resource call:
+        # https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-env.html#bootstrapping-env-roles
+        try:
+            denied = simulate(ctx, exec_role, actions)
+            subject = exec_role
+        except ClientError as exc:
+            if _error_code(exc) != "NoSuchEntity":
+                raise
+            if bootstrapped:
+                return (
+                    FAIL,
+                    f"{exec_role} does not exist",
+                    f"re-run the bootstrap: npx cdk bootstrap aws://{ctx.account}/{ctx.region}",
+                )
+    if subject == exec_role and deploy_role:
+        problems = [
+            f"{caller}: {d}" for d in simulate(ctx, caller, ["sts:AssumeRole"], [deploy_role])
+        ]
+    if denied is None:
+        denied = simulate(ctx, caller, actions)
     scope = f"{len(actions)} actions for {len(ctx.plan.resource_types)} resource types"
     skipped = f"; no provider schema for {', '.join(unknown_types)}" if unknown_types else ""
     if denied or problems:

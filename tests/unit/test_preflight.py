@@ -766,8 +766,8 @@ def _assume(stubs: Stubs, allowed: bool = True) -> Stubs:
 def test_deploy_permissions_simulate_the_cdk_execution_role(plan: Plan, stubs: Stubs) -> None:
     _bootstrap(stubs, "30")
     _caller_role(stubs)
-    _assume(stubs)
     actions = _simulations(plan, stubs, EXEC_ROLE)
+    _assume(stubs)
     result = verdict("deploy-permissions", plan, stubs)
     assert result.status == PASS
     assert result.detail.startswith(f"{EXEC_ROLE} may call all {len(actions)} actions")
@@ -776,10 +776,10 @@ def test_deploy_permissions_simulate_the_cdk_execution_role(plan: Plan, stubs: S
 def test_deploy_denied_by_an_scp_fails_naming_it(plan: Plan, stubs: Stubs) -> None:
     _bootstrap(stubs, "30")
     _caller_role(stubs)
-    _assume(stubs)
     _simulations(
         plan, stubs, EXEC_ROLE, {"rds:CreateDBInstance": "SCP", "kms:CreateKey": "boundary"}
     )
+    _assume(stubs)
     result = verdict("deploy-permissions", plan, stubs)
     assert result.status == FAIL
     assert f"{EXEC_ROLE}: kms:CreateKey (permissions boundary)" in result.detail
@@ -789,8 +789,8 @@ def test_deploy_denied_by_an_scp_fails_naming_it(plan: Plan, stubs: Stubs) -> No
 def test_caller_that_may_not_assume_the_deploy_role_fails(plan: Plan, stubs: Stubs) -> None:
     _bootstrap(stubs, "30")
     _caller_role(stubs)
-    _assume(stubs, allowed=False)
     _simulations(plan, stubs, EXEC_ROLE)
+    _assume(stubs, allowed=False)
     result = verdict("deploy-permissions", plan, stubs)
     assert result.status == FAIL
     assert f"{CALLER_ROLE}: sts:AssumeRole (identity policy)" in result.detail
@@ -808,10 +808,21 @@ def test_without_bootstrap_the_callers_role_is_simulated(plan: Plan, stubs: Stub
 def test_missing_execution_role_fails(plan: Plan, stubs: Stubs) -> None:
     _bootstrap(stubs, "30")
     _caller_role(stubs)
-    _assume(stubs)
     stubs.error("iam", "simulate_principal_policy", "NoSuchEntity", 404)
     result = verdict("deploy-permissions", plan, stubs)
     assert (result.status, result.detail) == (FAIL, f"{EXEC_ROLE} does not exist")
+
+
+def test_bootstrap_unreadable_and_no_execution_role_simulates_the_caller(
+    plan: Plan, stubs: Stubs
+) -> None:
+    stubs.error("ssm", "get_parameter", "AccessDeniedException")
+    _caller_role(stubs)
+    stubs.error("iam", "simulate_principal_policy", "NoSuchEntity", 404)
+    _simulations(plan, stubs, CALLER_ROLE)
+    result = verdict("deploy-permissions", plan, stubs)
+    assert result.status == PASS
+    assert result.detail.startswith(f"{CALLER_ROLE} may call all")
 
 
 def test_deploy_permissions_unknown_on_access_denied(plan: Plan, stubs: Stubs) -> None:
@@ -839,8 +850,8 @@ def _all_pass(plan: Plan, stubs: Stubs, *, backup_efs: bool = True) -> Stubs:
     _trails(stubs, 1)
     _backup(stubs, RDS=True, EFS=backup_efs)
     _caller_role(stubs)
-    _assume(stubs)
     _simulations(plan, stubs, EXEC_ROLE)
+    _assume(stubs)
     return stubs
 
 
