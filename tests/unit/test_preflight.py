@@ -988,3 +988,20 @@ def test_make_deploy_runs_preflight_first_and_deploys_what_it_checked() -> None:
     assert preflight < deploy
     assert "--suffix qa7 --cdk-out cdk.out" in plan_lines[preflight]
     assert "--app cdk.out" in plan_lines[deploy]
+
+
+def test_clients_use_the_partitions_home_region_for_global_reads() -> None:
+    from govdr.preflight.command import aws_clients, partition_of
+
+    clients = aws_clients(REGION)
+    assert clients("ec2", False).meta.region_name == REGION
+    assert clients("sts", True).meta.region_name == "us-east-1"
+    assert clients("ec2", False) is clients("ec2", False)  # one client per service
+    assert [partition_of(r) for r in ("cn-north-1", "us-gov-west-1", REGION)] == [
+        "aws-cn",
+        "aws-us-gov",
+        "aws",
+    ]
+    emulated = aws_clients(REGION, "http://localhost:4566")
+    assert emulated("sts", True).meta.region_name == REGION
+    assert emulated("sts", True).meta.endpoint_url == "http://localhost:4566"
