@@ -132,9 +132,12 @@ class Plan:
                     engine=str(props.get("Engine", "")),
                     engine_version=str(props.get("EngineVersion", "")),
                     instance_class=str(props.get("DBInstanceClass", "")),
-                    # RDS's default for a new instance without StorageType is gp2:
-                    # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-rds-dbinstance.html
-                    storage_type=str(props.get("StorageType", "gp2")),
+                    # without StorageType (and Iops) RDS creates gp3 ("Default: io1, if the
+                    # Iops parameter is specified. Otherwise, gp3."):
+                    # https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBInstance.html
+                    storage_type=str(
+                        props.get("StorageType", "io1" if props.get("Iops") else "gp3")
+                    ),
                     multi_az=str(props.get("MultiAZ", False)).lower() == "true",
                 )
             )
