@@ -19,7 +19,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .PHONY: help install postgres synth test lint format compliance outputs deploy destroy lock clean \
-	deploy-local destroy-local emulator-stop integ bench-archive
+	deploy-local destroy-local emulator-stop integ bench-archive preflight
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -65,7 +65,7 @@ format: install ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-deploy-local: synth ## deploy onto the embedded AWS emulator, verify, summarize (KEEP=1 keeps it)
+deploy-local: synth ## preflight against the embedded AWS emulator, deploy onto it, verify, summarize (KEEP=1 keeps it)
 	$(PY) -m govdr.emulator.deploy --suffix $(SUFFIX) $(if $(KEEP),--keep)
 
 destroy-local: install ## delete the stack from the kept emulator and prove nothing is left
@@ -77,9 +77,13 @@ emulator-stop: install ## stop the emulator kept by `make deploy-local KEEP=1`
 integ: install ## integration tests against a real deployment (cfn-outputs/flat-outputs.json + credentials)
 	GOVDR_OUTPUTS=cfn-outputs/flat-outputs.json $(PY) -m pytest tests/integration --no-cov -p no:cacheprovider
 
-deploy: install ## deploy to the AWS account of your credentials, then write the flat outputs
+preflight: synth ## read-only checks of the target account and region for TapStack$(SUFFIX) (PREFLIGHT_ARGS="--json")
+	$(PY) -m govdr.cli.main preflight --suffix $(SUFFIX) --cdk-out cdk.out $(PREFLIGHT_ARGS)
+
+# The deploy takes the assembly preflight checked (--app cdk.out), so both see the same templates.
+deploy: preflight ## preflight (a FAIL stops), deploy to the AWS account of your credentials, write the flat outputs
 	mkdir -p cfn-outputs
-	$(CDK) deploy $(STACK) $(CDK_FLAGS) --require-approval never \
+	$(CDK) deploy $(STACK) --app cdk.out --require-approval never \
 		--outputs-file cfn-outputs/cdk-outputs.json
 	$(PY) -m govdr.tools.outputs --stack $(STACK) --from-file cfn-outputs/cdk-outputs.json
 

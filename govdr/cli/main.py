@@ -1,5 +1,6 @@
 """``govdr``: operator commands for the DR platform.
 
+    govdr preflight [--suffix S | --stack NAME] [--cdk-out DIR] [--region R] [--json]
     govdr status                      [--outputs F] [--stack NAME] [--json]
     govdr drill failover [--dry-run]  [--via-fis] [--reports-dir DIR] [--json] ...
     govdr drill restore  [--dry-run]  [--reports-dir DIR] [--json] ...
@@ -23,6 +24,8 @@ from typing import Any
 
 from govdr.drills.commands import add_commands, render
 from govdr.drills.failover import DrillError
+from govdr.preflight.command import PreflightError
+from govdr.preflight.command import add_command as add_preflight
 from govdr.tools.outputs import OutputsError
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
 from runtime.txlog_archiver.replay import (
@@ -153,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_replay)
 
     add_commands(groups)
+    add_preflight(groups)
     return parser
 
 
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             result, code = args.func(args)
         else:
             result = args.func(args)
-    except (UsageError, ArchiveError, DrillError, OutputsError) as exc:
+    except (UsageError, ArchiveError, DrillError, OutputsError, PreflightError) as exc:
         print(f"govdr: {exc}", file=sys.stderr)
         return 2
     except (BotoCoreError, ClientError) as exc:
@@ -193,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, default=str, indent=2))
     else:
-        print(render(result) if getattr(args, "renders", None) else _render(result))
+        renderer = getattr(args, "renderer", None) or (
+            render if getattr(args, "renders", None) else _render
+        )
+        print(renderer(result))
     return code
 
 

@@ -4,7 +4,9 @@
 localhost port, publish the file assets and nested templates of ``cdk.out`` to the emulator's
 S3 as the CDK asset publisher would, create ``TapStack<suffix>`` from its template URL, wait
 for it, write ``cfn-outputs/flat-outputs.json``, run the integration tests against it, and
-print a summary. ``--keep`` leaves the emulator running for the AWS CLI or ``cdk deploy``.
+print a summary. ``govdr preflight`` runs against the emulator first, as ``make deploy``
+runs it against AWS: UNKNOWN where the emulator cannot answer, a FAIL stops the deploy.
+``--keep`` leaves the emulator running for the AWS CLI or ``cdk deploy``.
 """
 
 from __future__ import annotations
@@ -141,18 +143,60 @@ def _zip_directory(path: Path) -> bytes:
     return buffer.getvalue()
 
 
-def publish_assets(aws: Aws, assembly: Path, stack_name: str) -> str:
-    """Upload every file asset of the stack; return the URL of the root template."""
+def _assets_manifest(assembly: Path, stack_name: str) -> Path:
     manifest = assembly / f"{stack_name}.assets.json"
     if not manifest.is_file():
         raise DeployError(
             f"{manifest} not found: synthesize {stack_name} first (make synth SUFFIX=...)"
         )
-    account = aws.client("sts").get_caller_identity()["Account"]
-    s3 = aws.client("s3")
+    return manifest
+
+
+def bootstrap(aws: Aws) -> None:
+    """What `cdk bootstrap` leaves that the deploy reads: the bootstrap version parameter."""
     aws.client("ssm").put_parameter(
         Name=BOOTSTRAP_VERSION_PARAMETER, Value=BOOTSTRAP_VERSION, Type="String", Overwrite=True
     )
+
+
+def run_preflight(aws: Aws, assembly: Path, stack_name: str) -> dict[str, Any]:
+    """`govdr preflight` against the emulator; prints its report. UNKNOWN is expected where
+    the emulator does not answer; a FAIL stops the deploy (the caller checks the verdict)."""
+    from govdr.preflight.command import PreflightError, aws_clients, render, run
+    from govdr.preflight.plan import PlanError, load_plan
+
+    _assets_manifest(assembly, stack_name)
+    try:
+        plan = load_plan(assembly, stack_name, aws.region)
+        report = run(plan, aws_clients(plan.region, aws.endpoint))
+    except (PlanError, PreflightError) as exc:
+        raise DeployError(f"preflight could not run: {exc}") from None
+    print(render(report), flush=True)
+    return report
+
+
+def preflight_and_publish(
+    aws: Aws, assembly: Path, stack_name: str, seconds: dict[str, float]
+) -> str:
+    """Bootstrap, preflight (a FAIL stops here, before anything is published), publish."""
+    bootstrap(aws)
+    mark = time.monotonic()
+    report = run_preflight(aws, assembly, stack_name)
+    seconds["preflight"] = time.monotonic() - mark
+    if report["verdict"] == "FAIL":
+        raise DeployError("preflight failed: fix the FAIL lines above, then deploy again")
+    mark = time.monotonic()
+    url = publish_assets(aws, assembly, stack_name)
+    seconds["publish assets"] = time.monotonic() - mark
+    return url
+
+
+def publish_assets(aws: Aws, assembly: Path, stack_name: str) -> str:
+    """Upload every file asset of the stack; return the URL of the root template."""
+    manifest = _assets_manifest(assembly, stack_name)
+    account = aws.client("sts").get_caller_identity()["Account"]
+    s3 = aws.client("s3")
+    bootstrap(aws)
     buckets: set[str] = set()
     root_url = ""
     for asset in json.loads(manifest.read_text())["files"].values():
@@ -515,9 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_running = False
     try:
         aws = Aws(emulator.endpoint)
-        mark = time.monotonic()
-        url = publish_assets(aws, args.assembly, stack_name)
-        seconds["publish assets"] = time.monotonic() - mark
+        url = preflight_and_publish(aws, args.assembly, stack_name, seconds)
         mark = time.monotonic()
         create_stack(aws, url, stack_name)
         seconds["create stack"] = time.monotonic() - mark

@@ -465,3 +465,66 @@ def _change_set_outputs() -> None:
                 stack.output_map = stack._create_output_map()
 
     CloudFormationBackend.execute_change_set = execute
+
+
+# --- what `govdr preflight` asks the emulator (govdr/preflight/checks.py) ----------------------
+
+
+@_fix(
+    "ec2-region-opt-in",
+    "DescribeRegions reports opt-in regions such as eu-central-2 as not-opted-in although the "
+    "emulator serves every region; they are reported opted-in, as an enabled account would",
+)
+def _region_opt_in() -> None:
+    from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
+
+    original = RegionsAndZonesBackend.describe_regions
+
+    def describe_regions(self: Any, region_names: list[str] | None = None) -> list[Any]:
+        regions = original(self, region_names)
+        for region in regions:
+            if region.opt_in_status == "not-opted-in":
+                region.opt_in_status = "opted-in"
+        return regions
+
+    RegionsAndZonesBackend.describe_regions = describe_regions
+
+
+@_fix(
+    "ec2-endpoint-service-filters",
+    "DescribeVpcEndpointServices with the filter service-name reads the filter's values from "
+    "'Value' where the request carries 'Values', and fails with a KeyError (HTTP 500)",
+)
+def _endpoint_service_filters() -> None:
+    from moto.ec2.models.vpcs import VPCBackend
+
+    original = VPCBackend._filter_endpoint_services
+
+    def filter_services(
+        service_names: list[str], filters: list[dict[str, Any]], services: list[Any]
+    ) -> list[Any]:
+        fixed = [{**f, "Value": f.get("Value", f.get("Values", []))} for f in (filters or [])]
+        return original(service_names, fixed, services)
+
+    VPCBackend._filter_endpoint_services = staticmethod(filter_services)
+
+
+@_fix(
+    "rds-orderable-options-unknown",
+    "DescribeOrderableDBInstanceOptions answers an empty list for every engine but "
+    "aurora-postgresql and neptune, which reads as 'not orderable'; for those engines it now "
+    "answers 'not implemented', so a client knows the emulator cannot tell",
+)
+def _orderable_unknown() -> None:
+    from moto.rds.models import RDSBackend
+
+    original = RDSBackend.describe_orderable_db_instance_options
+
+    def describe(self: Any, engine: str, engine_version: str) -> list[dict[str, Any]]:
+        if engine not in {"aurora-postgresql", "neptune"}:
+            raise NotImplementedError(
+                f"the emulator has no orderable instance options for {engine}"
+            )
+        return original(self, engine, engine_version)
+
+    RDSBackend.describe_orderable_db_instance_options = describe

@@ -30,6 +30,9 @@ PROVEN_BY = {
     "ec2-network-teardown": "test_teardown_leaves_nothing_behind",
     "iam-managed-policy-teardown": "test_teardown_leaves_nothing_behind",
     "change-set-outputs": "test_change_set_execution_keeps_the_outputs",
+    "ec2-region-opt-in": "test_preflight_against_the_emulator_fails_nothing",
+    "ec2-endpoint-service-filters": "test_preflight_against_the_emulator_fails_nothing",
+    "rds-orderable-options-unknown": "test_preflight_against_the_emulator_fails_nothing",
 }
 
 
@@ -194,6 +197,66 @@ def test_file_system_policy_and_access_point_read_back(
     assert (
         mount["Condition"]["ArnEquals"]["elasticfilesystem:AccessPointArn"] == ap["AccessPointArn"]
     )
+
+
+# What the emulator answers for each preflight check: PASS where it models the fact, UNKNOWN
+# where it does not implement the call (never a FAIL it could not know).
+EMULATOR_PREFLIGHT = {
+    "region-enabled": "PASS",  # ec2-region-opt-in
+    "cdk-bootstrap": "PASS",
+    "lambda-concurrency": "UNKNOWN",
+    "engine-version": "UNKNOWN",
+    "instance-class": "UNKNOWN",  # rds-orderable-options-unknown
+    "endpoint-services": "PASS",  # ec2-endpoint-service-filters
+    "parameter-values": "UNKNOWN",
+    "output-plugins": "UNKNOWN",
+    "cloudtrail": "PASS",
+    "backup-opt-in": "UNKNOWN",
+    "deploy-permissions": "UNKNOWN",
+}
+
+
+def test_preflight_against_the_emulator_fails_nothing(
+    synth: Synth, capsys: pytest.CaptureFixture[str]
+) -> None:
+    install()
+    seconds: dict[str, float] = {}
+    with mock_aws():
+        aws = deploy.Aws(None)
+        url = deploy.preflight_and_publish(aws, synth.outdir, synth.config.stack_name, seconds)
+    report = capsys.readouterr().out
+    assert url.endswith(".json")
+    assert {"preflight", "publish assets"} <= set(seconds)
+    lines = {
+        line.split()[1]: line.split()[0] for line in report.splitlines()[1:-1] if line[0] != " "
+    }
+    assert lines == EMULATOR_PREFLIGHT
+    assert "endpoint-services   8 services offered in eu-central-2a, eu-central-2b" in report
+    assert report.splitlines()[-1].startswith("verdict: PASS (4 PASS, 0 FAIL, 7 UNKNOWN")
+
+
+def test_preflight_failure_stops_deploy_local_before_publishing(
+    synth: Synth, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Five trails in the region: the stack's own trail would exceed the quota."""
+    install()
+    with mock_aws():
+        aws = deploy.Aws(None)
+        s3, cloudtrail = aws.client("s3"), aws.client("cloudtrail")
+        present = len(cloudtrail.describe_trails(includeShadowTrails=True)["trailList"])
+        for n in range(5 - present):
+            s3.create_bucket(
+                Bucket=f"other-trail-{n}",
+                CreateBucketConfiguration={"LocationConstraint": "eu-central-2"},
+            )
+            cloudtrail.create_trail(Name=f"other-{n}", S3BucketName=f"other-trail-{n}")
+        seconds: dict[str, float] = {}
+        with pytest.raises(deploy.DeployError, match="preflight failed: fix the FAIL lines"):
+            deploy.preflight_and_publish(aws, synth.outdir, synth.config.stack_name, seconds)
+        for n in range(5 - present):
+            cloudtrail.delete_trail(Name=f"other-{n}")
+    assert list(seconds) == ["preflight"]  # stopped before publishing anything
+    assert "FAIL    cloudtrail          5 of 5 trails in eu-central-2" in capsys.readouterr().out
 
 
 BROKEN = {

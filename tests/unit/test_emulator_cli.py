@@ -25,6 +25,9 @@ def test_deploy_verify_keep_destroy_and_stop(
     assert code == 0, out
     flat = json.loads(outputs.read_text())
     assert flat["DatabaseInstanceIdentifier"] == f"rds-{TEST_SUFFIX}"
+    assert f"preflight of TapStack{TEST_SUFFIX} in eu-central-2" in out
+    assert "verdict: PASS (4 PASS, 0 FAIL, 7 UNKNOWN" in out
+    assert ", preflight " in out  # its time, in the timings line
     assert "resources created: " in out
     assert "integration checks: 19 passed, 3 deselected" in out
     assert "the emulator cannot:" in out
