@@ -172,8 +172,13 @@ def markdown_table(flows: tuple[Flow, ...] = FLOWS) -> str:
     lines = ["| clients | from | to | port | why |", "|---|---|---|---|---|"]
     for flow in flows:
         clients = ", ".join(f"`{c}`" for c in flow.clients)
+        if flow.destination is Gateway.S3:
+            destination = flow.destination_label
+        else:
+            destination = f"`{flow.destination.value}`"
+            if flow.service:
+                destination += f" ({flow.service})"
         lines.append(
-            f"| {clients} | `{flow.source.value}` | {flow.destination_label} | {flow.port} "
-            f"| {flow.reason} |"
+            f"| {clients} | `{flow.source.value}` | {destination} | {flow.port} | {flow.reason} |"
         )
     return "\n".join(lines)
