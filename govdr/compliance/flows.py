@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from govdr.compliance.template_checks import Finding, Template, as_list
+from govdr.constructs.custom_resources import is_custom_resource
 from govdr.naming import name
 from govdr.network_flows import FLOWS, SERVERS, Flow, Gateway, Group, client_groups
 
@@ -60,6 +61,7 @@ class Function:
     name: str
     groups: frozenset[Ref]
     subnets: frozenset[Ref]
+    template: str = ""
 
 
 def _is_placeholder(rule: dict[str, Any]) -> bool:
@@ -299,6 +301,7 @@ class Network:
                 str(props.get("FunctionName", logical_id)).removesuffix(f"-{suffix}"),
                 frozenset(synthesis.refs(tname, vpc.get("SecurityGroupIds"))),
                 frozenset(synthesis.refs(tname, vpc.get("SubnetIds"))),
+                tname,
             )
         for (tname, logical_id), props in synthesis.resources(
             "AWS::SecretsManager::RotationSchedule"
@@ -311,6 +314,7 @@ class Network:
                 str(hosted.get("RotationLambdaName", logical_id)).removesuffix(f"-{suffix}"),
                 frozenset(synthesis.refs(tname, hosted.get("VpcSecurityGroupIds"))),
                 frozenset(synthesis.refs(tname, hosted.get("VpcSubnetIds"))),
+                tname,
             )
 
     def covers_vpc(self, cidr: str) -> bool:
@@ -565,6 +569,34 @@ def _membership_findings(network: Network, flows: tuple[Flow, ...]) -> list[Find
     return findings
 
 
+def _responder_findings(network: Network, flows: tuple[Flow, ...]) -> list[Finding]:
+    """A custom resource whose handler runs in the VPC is answered only if that handler has a
+    declared flow to the S3 gateway endpoint: the response is an HTTPS PUT to a pre-signed S3
+    URL (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html).
+    Handlers outside a VPC reach S3 over Lambda's own network."""
+    synthesis = network.synthesis
+    in_vpc = {(f.template, f.where): f.name for f in network.functions}
+    to_s3 = {client for flow in flows if flow.destination is Gateway.S3 for client in flow.clients}
+    findings = []
+    for tname, template in synthesis.templates.items():
+        for logical_id, resource in template.get("Resources", {}).items():
+            rtype = str(resource.get("Type", ""))
+            if not is_custom_resource(rtype):
+                continue
+            props = resource.get("Properties", {})
+            handler = synthesis.resolve(tname, props.get("ServiceToken"))
+            if not isinstance(handler, tuple):
+                continue
+            function_name = in_vpc.get(handler)
+            if function_name is not None and function_name not in to_s3:
+                findings.append(
+                    f"{logical_id}: its handler {function_name} runs in the VPC but has no "
+                    "declared flow to the S3 gateway endpoint, so it cannot answer "
+                    "CloudFormation"
+                )
+    return findings
+
+
 def network_flow_findings(
     templates: dict[str, Template], suffix: str, flows: tuple[Flow, ...] = FLOWS
 ) -> list[Finding]:
@@ -577,4 +609,5 @@ def network_flow_findings(
     findings.extend(_rule_findings(network, flows))
     findings.extend(_route_findings(network))
     findings.extend(_membership_findings(network, flows))
+    findings.extend(_responder_findings(network, flows))
     return findings

@@ -156,6 +156,21 @@ def test_fault_1_todays_layout_fails(synth: Synth) -> None:
     ) in network_flow_findings(templates, TEST_SUFFIX)
 
 
+def test_fault_1_an_in_vpc_handler_without_an_s3_flow_fails(synth: Synth) -> None:
+    """Fault 1 as a class: a custom resource whose handler runs in the VPC must have a declared
+    flow to the S3 gateway endpoint, or it cannot answer CloudFormation."""
+    templates = _templates(synth)
+    network = templates["network"]
+    ops = _group_id(network, Group.OPS)
+    # Neither the declaration nor the group has the cleaner's S3 flow any more.
+    without = tuple(f for f in FLOWS if not (f.destination is Gateway.S3 and f.source is Group.OPS))
+    network["Resources"][ops]["Properties"]["SecurityGroupEgress"] = []
+    assert network_flow_findings(templates, TEST_SUFFIX, without) == [
+        "VaultCleanerResource: its handler backup-vault-cleaner runs in the VPC but has no "
+        "declared flow to the S3 gateway endpoint, so it cannot answer CloudFormation"
+    ]
+
+
 def test_removing_a_database_ingress_fails(synth: Synth) -> None:
     templates = _templates(synth)
     network = templates["network"]
@@ -306,6 +321,8 @@ def test_an_undeclared_function_and_a_missing_client_fail(synth: Synth) -> None:
         f"{lid}: in-VPC function txlog-helper has no declared flows (govdr/network_flows.py)",
         "network-flows: declared client txlog-bootstrap is not an in-VPC function of this "
         "synthesis",
+        "TxlogBootstrapResource: its handler txlog-helper runs in the VPC but has no declared "
+        "flow to the S3 gateway endpoint, so it cannot answer CloudFormation",
     ]
 
 
