@@ -472,7 +472,8 @@ def _flow_findings(network: Network, flow: Flow) -> list[Finding]:
     gateways = _s3_gateways(synthesis)
     if not gateways:
         return [*findings, f"network-flows: no S3 gateway endpoint, needed by {label}"]
-    endpoint, associated = gateways[0]
+    endpoint = gateways[0][0]
+    associated = set().union(*(tables_ for _, tables_ in gateways))
     tables = _route_tables(synthesis)
     for function in network.functions:
         if function.name not in flow.clients:
@@ -509,7 +510,8 @@ def _rule_findings(network: Network, flows: tuple[Flow, ...]) -> list[Finding]:
         if not needed:
             side = "to" if rule.direction == "egress" else "from"
             findings.append(
-                f"{rule.where}: {rule.direction} of {network.group_names[rule.group]} "
+                f"{rule.where}: {rule.direction} of "
+                f"{network.group_names.get(rule.group, rule.group[1])} "
                 f"{side} {_peer_label(network, rule)} ({_ports(rule)}) is allowed but no "
                 f"declared flow needs it (declare it in {DECLARATION} or remove the rule)"
             )
