@@ -32,6 +32,7 @@ class Group(StrEnum):
     TXLOG = "txlog-sg"
     BOOTSTRAP = "txlog-bootstrap-sg"
     OPS = "ops-sg"
+    MONITOR = "rpo-monitor-sg"
     DATABASE = "rds-sg"
     FILE_SYSTEM = "efs-sg"
     ENDPOINTS = "vpce-sg"
@@ -144,7 +145,7 @@ FLOWS: tuple[Flow, ...] = (
     ),
     Flow(
         (RPO_MONITOR,),
-        Group.OPS,
+        Group.MONITOR,
         Group.ENDPOINTS,
         HTTPS_PORT,
         "read the instance's latest restorable time",

@@ -571,6 +571,58 @@ def _membership_findings(network: Network, flows: tuple[Flow, ...]) -> list[Find
     return findings
 
 
+def _least_privilege_findings(network: Network, flows: tuple[Flow, ...]) -> list[Finding]:
+    """Every function needs everything its group reaches: a group's rules hold for every
+    function in it, so a destination that one member needs and another does not calls for a
+    group of its own."""
+    by_ref = {ref: group for group, ref in network.groups.items()}
+    findings = []
+    for function in network.functions:
+        needs = {(f.destination, f.port) for f in flows if function.name in f.clients}
+        if function.name not in {c for f in flows for c in f.clients}:
+            continue  # reported as undeclared
+        for group_ref in sorted(function.groups):
+            group = by_ref.get(group_ref)
+            for destination, port in sorted(_reached(network, group_ref)):
+                if (destination, port) not in needs:
+                    label = "the S3 gateway endpoint" if destination is Gateway.S3 else destination
+                    findings.append(
+                        f"{function.where}: {function.name} runs in "
+                        f"{group.value if group else group_ref[1]}, which reaches {label} on "
+                        f"tcp/{port}, and no declared flow of {function.name} needs it (give it "
+                        "a group of its own)"
+                    )
+    return findings
+
+
+def _reached(network: Network, group_ref: Ref) -> set[tuple[Group | Gateway, int]]:
+    """(destination, port) that the egress of a group reaches: S3 by route, another group when
+    its ingress admits this one too."""
+    by_ref = {ref: group for group, ref in network.groups.items()}
+    source = by_ref.get(group_ref)
+    reached: set[tuple[Group | Gateway, int]] = set()
+    for rule in network.rules:
+        if rule.direction != "egress" or rule.group != group_ref or rule.from_port is None:
+            continue
+        if rule.from_port != rule.to_port or rule.protocol not in ("tcp", "6"):
+            continue  # wider rules are reported as undeclared
+        port = rule.from_port
+        if network.egress_covers(rule, Gateway.S3):
+            reached.add((Gateway.S3, port))
+        for destination in Group:
+            if destination is source or not network.egress_covers(rule, destination):
+                continue
+            if source is not None and any(
+                r.direction == "ingress"
+                and r.group == network.groups.get(destination)
+                and r.is_port(port)
+                and network.ingress_covers(r, source)
+                for r in network.rules
+            ):
+                reached.add((destination, port))
+    return reached
+
+
 def _responder_findings(network: Network, flows: tuple[Flow, ...]) -> list[Finding]:
     """A custom resource whose handler runs in the VPC is answered only if that handler has a
     declared flow to the S3 gateway endpoint: the response is an HTTPS PUT to a pre-signed S3
@@ -612,4 +664,5 @@ def network_flow_findings(
     findings.extend(_route_findings(network))
     findings.extend(_membership_findings(network, flows))
     findings.extend(_responder_findings(network, flows))
+    findings.extend(_least_privilege_findings(network, flows))
     return findings

@@ -31,6 +31,7 @@ GROUP_IDS: dict[Group, str] = {
     Group.TXLOG: "TxlogSecurityGroup",
     Group.BOOTSTRAP: "TxlogBootstrapSecurityGroup",
     Group.OPS: "OpsSecurityGroup",
+    Group.MONITOR: "RpoMonitorSecurityGroup",
     Group.FILE_SYSTEM: "FileSystemSecurityGroup",
 }
 GROUP_DESCRIPTIONS: dict[Group, str] = {
@@ -42,6 +43,7 @@ GROUP_DESCRIPTIONS: dict[Group, str] = {
     Group.BOOTSTRAP: "Replication-user bootstrap (custom resource): to the database, AWS API "
     "endpoints and the S3 gateway endpoint",
     Group.OPS: "Operations functions (backup-vault cleanup): HTTPS to AWS APIs only",
+    Group.MONITOR: "RPO monitor: HTTPS to the RDS API endpoint only",
     Group.FILE_SYSTEM: "EFS transaction-log store: NFS from transaction-log clients only",
 }
 
@@ -108,6 +110,7 @@ class NetworkStack(NestedStack):
         self.txlog_sg = self.groups[Group.TXLOG]
         self.bootstrap_sg = self.groups[Group.BOOTSTRAP]
         self.ops_sg = self.groups[Group.OPS]
+        self.monitor_sg = self.groups[Group.MONITOR]
         self.efs_sg = self.groups[Group.FILE_SYSTEM]
         # A literal CIDR (not the VPC's CidrBlock token) keeps the rule reviewable and lets
         # rule packs evaluate it.

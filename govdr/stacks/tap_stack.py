@@ -117,7 +117,7 @@ class TapStack(Stack):
             logs_key=self.security.logs_key,
             vpc=self.network.vpc,
             subnets=self.network.function_subnets,
-            ops_sg=self.network.ops_sg,
+            monitor_sg=self.network.monitor_sg,
         )
         self._outputs()
         # CDK's own custom resources (S3 auto-delete, default security group) get a service

@@ -127,6 +127,7 @@ def test_every_security_group_is_named_described_and_closed_outbound(synth: Synt
             "txlog-bootstrap-sg",
             "efs-sg",
             "ops-sg",
+            "rpo-monitor-sg",
         )
     }
     for group in groups.values():

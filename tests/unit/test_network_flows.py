@@ -54,6 +54,23 @@ def _rule_ids(network: dict[str, Any], rtype: str, group: Group, peer: Group) ->
     ]
 
 
+def _pass_group(templates: dict[str, dict[str, Any]], stack: str, construct_id: str) -> str:
+    """Pass a Network group into a nested stack as a parameter, the way CDK references it
+    across stacks; return the parameter's name."""
+    [output] = [o for o in templates["network"]["Outputs"] if f"Network{construct_id}" in o]
+    root = templates["root"]
+    nested = {
+        lid.split("NestedStack")[0].lower(): lid
+        for lid, _ in resources(root, "AWS::CloudFormation::Stack")
+    }
+    parameter = f"referenceto{output}"
+    root["Resources"][nested[stack]]["Properties"]["Parameters"][parameter] = {
+        "Fn::GetAtt": [nested["network"], f"Outputs.{output}"]
+    }
+    templates[stack]["Parameters"][parameter] = {"Type": "String"}
+    return parameter
+
+
 def _function(templates: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
     for template in templates.values():
         for _, function in resources(template, "AWS::Lambda::Function"):
@@ -114,25 +131,7 @@ def test_fault_1_todays_layout_fails(synth: Synth) -> None:
     """Fault 1 as it was: the bootstrap in txlog-sg (declared there, as it ran), which has no
     egress to S3. The check names the missing egress."""
     templates = _templates(synth)
-    # Pass txlog-sg into the Database stack again, as the root did for the bootstrap.
-    [output] = [
-        o for o in templates["network"]["Outputs"] if re.search(r"NetworkTxlogSecurityGroup", o)
-    ]
-    [database_stack] = [
-        r
-        for lid, r in resources(templates["root"], "AWS::CloudFormation::Stack")
-        if lid.startswith("Database")
-    ]
-    network_stack = next(
-        lid
-        for lid, _ in resources(templates["root"], "AWS::CloudFormation::Stack")
-        if lid.startswith("Network")
-    )
-    txlog_parameter = f"referenceto{output}"
-    database_stack["Properties"]["Parameters"][txlog_parameter] = {
-        "Fn::GetAtt": [network_stack, f"Outputs.{output}"]
-    }
-    templates["database"]["Parameters"][txlog_parameter] = {"Type": "String"}
+    txlog_parameter = _pass_group(templates, "database", "TxlogSecurityGroup")
     bootstrap = _function(templates, BOOTSTRAP)
     bootstrap["VpcConfig"]["SecurityGroupIds"] = [{"Ref": txlog_parameter}]
     as_it_was = tuple(
@@ -168,6 +167,30 @@ def test_fault_1_an_in_vpc_handler_without_an_s3_flow_fails(synth: Synth) -> Non
     assert network_flow_findings(templates, TEST_SUFFIX, without) == [
         "VaultCleanerResource: its handler backup-vault-cleaner runs in the VPC but has no "
         "declared flow to the S3 gateway endpoint, so it cannot answer CloudFormation"
+    ]
+
+
+def test_functions_with_different_needs_share_no_group(synth: Synth) -> None:
+    """A group's rules hold for every function in it: the RPO monitor in the cleaner's ops-sg
+    would reach S3, which only the cleaner needs."""
+    templates = _templates(synth)
+    ops_parameter = _pass_group(templates, "monitoring", "OpsSecurityGroup")
+    monitor = _function(templates, "rpo-monitor")
+    monitor["VpcConfig"]["SecurityGroupIds"] = [{"Ref": ops_parameter}]
+    shared = tuple(replace(f, source=Group.OPS) if f.source is Group.MONITOR else f for f in FLOWS)
+    [lid] = [
+        lid
+        for lid, r in resources(templates["monitoring"], "AWS::Lambda::Function")
+        if r["Properties"] is monitor
+    ]
+    [unused] = _rule_ids(
+        templates["network"], "AWS::EC2::SecurityGroupEgress", Group.MONITOR, Group.ENDPOINTS
+    )
+    assert network_flow_findings(templates, TEST_SUFFIX, shared) == [
+        f"{unused}: egress of rpo-monitor-sg-{TEST_SUFFIX} to vpce-sg-{TEST_SUFFIX} "
+        f"(tcp/443-443) is allowed but no declared flow needs it ({FIX})",
+        f"{lid}: rpo-monitor runs in ops-sg, which reaches the S3 gateway endpoint on tcp/443, "
+        "and no declared flow of rpo-monitor needs it (give it a group of its own)",
     ]
 
 
