@@ -478,6 +478,11 @@ def _flow_findings(network: Network, flow: Flow) -> list[Finding]:
     for function in network.functions:
         if function.name not in flow.clients:
             continue
+        if not function.subnets:
+            findings.append(
+                f"{function.where}: the subnets of {function.name} cannot be resolved, so "
+                f"its route for {label} cannot be proved"
+            )
         for subnet in sorted(function.subnets):
             subnet_tables = tables.get(subnet, set())
             if not subnet_tables or not subnet_tables <= associated:

@@ -288,6 +288,21 @@ def test_removing_the_endpoint_route_table_association_fails(synth: Synth) -> No
     ]
 
 
+def test_unresolvable_subnets_fail_closed(synth: Synth) -> None:
+    templates = _templates(synth)
+    bootstrap = _function(templates, BOOTSTRAP)
+    bootstrap["VpcConfig"]["SubnetIds"] = [{"Ref": "NoSuchParameter"}]
+    [lid] = [
+        lid
+        for lid, r in resources(templates["database"], "AWS::Lambda::Function")
+        if r["Properties"] is bootstrap
+    ]
+    assert network_flow_findings(templates, TEST_SUFFIX) == [
+        f"{lid}: the subnets of txlog-bootstrap cannot be resolved, so its route for "
+        "txlog-bootstrap -> S3 gateway endpoint tcp/443 cannot be proved"
+    ]
+
+
 def test_a_route_beyond_the_endpoints_fails(synth: Synth) -> None:
     """HTTPS to any address stands for the S3 gateway endpoint only while the subnets route
     nowhere else."""
