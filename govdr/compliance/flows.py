@@ -408,7 +408,7 @@ def _server_groups(synthesis: Synthesis) -> dict[str, set[Ref]]:
 
 
 def _peer_label(network: Network, rule: Rule) -> str:
-    if rule.peer_kind == "group" and isinstance(rule.peer, tuple):
+    if isinstance(rule.peer, tuple):
         return network.group_names.get(rule.peer, rule.peer[1])
     if rule.peer_kind == "prefix-list":
         return "a prefix list"

@@ -400,3 +400,29 @@ def test_the_gate_runs_network_flows_over_the_whole_synthesis(synth: Synth) -> N
 def test_the_architecture_document_shows_the_declaration() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text()
     assert markdown_table() in text
+
+
+def test_the_s3_prefix_list_stands_for_the_gateway_endpoint(synth: Synth) -> None:
+    """Egress to a managed prefix list (S3's, looked up at deploy time) serves the S3 flow as
+    well as HTTPS to any address; a customer-managed prefix list of the templates does not."""
+    templates = _templates(synth)
+    network = templates["network"]
+    bootstrap_sg = _group_id(network, Group.BOOTSTRAP)
+    [rule] = network["Resources"][bootstrap_sg]["Properties"]["SecurityGroupEgress"]
+    rule.pop("CidrIp")
+    rule["DestinationPrefixListId"] = "pl-0123456789abcdef0"
+    assert network_flow_findings(templates, TEST_SUFFIX) == []
+    network["Resources"]["OwnList"] = {
+        "Type": "AWS::EC2::PrefixList",
+        "Properties": {"AddressFamily": "IPv4", "MaxEntries": 1, "PrefixListName": "own"},
+    }
+    rule["DestinationPrefixListId"] = {"Fn::GetAtt": ["OwnList", "PrefixListId"]}
+    findings = network_flow_findings(templates, TEST_SUFFIX)
+    assert (
+        f"{bootstrap_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
+        "allowed by the egress of txlog-bootstrap-sg"
+    ) in findings
+    assert (
+        f"{bootstrap_sg}: egress of txlog-bootstrap-sg-{TEST_SUFFIX} to OwnList "
+        f"(tcp/443-443) is allowed but no declared flow needs it ({FIX})"
+    ) in findings
