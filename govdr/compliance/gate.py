@@ -20,6 +20,8 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 from constructs import IConstruct
 
 from govdr.compliance import template_checks as tc
+from govdr.compliance.custom_resources import custom_resource_timeout_findings
+from govdr.compliance.flows import network_flow_findings
 from govdr.compliance.key_requirements import key_requirement_findings
 from govdr.compliance.policy_grammar import policy_grammar_findings
 from govdr.compliance.template_checks import (
@@ -63,6 +65,11 @@ RULE_FIXES = {
     "key-requirements": "give the service the statement its AWS page documents (principal, "
     "actions, and only conditions its requests carry) through ServiceKey in "
     "govdr/stacks/security.py",
+    "custom-resource-timeout": "give the custom resource service_timeout=Duration.seconds("
+    "service_timeout(<handler timeout>)) from govdr.constructs.custom_resources (at most 900 s, "
+    "at least the handler's Lambda timeout)",
+    "network-flows": "declare the flow in govdr/network_flows.py (the Network stack builds the "
+    "rules from it), or remove the rule or function that no declared flow needs",
     "lambda-concurrency": "reserve no concurrency (a fresh account or opt-in region may have "
     "only the unreserved minimum of 10); keep a function single by other means",
 }
@@ -84,6 +91,7 @@ def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[tc.Fi
     checks["log-groups"] = lambda t: tc.log_group_findings(t, 365)
     checks["iam-wildcards"] = iam_wildcard_findings
     checks["plaintext-secrets"] = plaintext_secret_findings
+    checks["custom-resource-timeout"] = custom_resource_timeout_findings
     if not config.retain_data:
         checks["destroyable"] = tc.destroyability_findings
     return checks
@@ -100,6 +108,9 @@ def synth_checks(
         ),
         "policy-grammar": policy_grammar_findings,
         "key-requirements": key_requirement_findings,
+        "network-flows": lambda templates: network_flow_findings(
+            templates, config.environment_suffix
+        ),
     }
 
 

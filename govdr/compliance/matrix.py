@@ -497,7 +497,7 @@ CONTROLS: tuple[Control, ...] = (
             "security groups allow only the named ports between named groups",
         ),
         _ev_least_privilege,
-        rules=("iam-wildcards", "no-open-ingress"),
+        rules=("iam-wildcards", "no-open-ingress", "network-flows"),
         nag_rules=(
             "NIST.800.53.R5-IAMNoInlinePolicy",
             "NIST.800.53.R5-IAMPolicyNoStatementsWithFullAccess",
@@ -507,7 +507,9 @@ CONTROLS: tuple[Control, ...] = (
             "tests/unit/test_compliance.py::test_iam_wildcard_check_and_its_failing_twins",
             "tests/unit/test_database.py::test_secret_read_policy_is_least_privilege",
             "tests/unit/test_backup.py::test_vault_cleaner_permissions_are_scoped",
-            "tests/unit/test_network.py::test_database_ingress_only_postgres_from_rotation_and_txlog",
+            "tests/unit/test_network.py::"
+            "test_database_ingress_only_postgres_from_rotation_txlog_and_bootstrap",
+            "tests/unit/test_network_flows.py::test_adding_an_undeclared_egress_fails",
         ),
     ),
     Control(
@@ -695,10 +697,12 @@ CONTROLS: tuple[Control, ...] = (
             "isolated subnets only: no internet or NAT gateway",
             "AWS APIs through VPC endpoints",
             "security groups between named groups on named ports; default security group closed",
+            "every flow declared once (govdr/network_flows.py), proved allowed at both ends and "
+            "routed, and nothing else allowed",
             "database not publicly accessible",
         ),
         _ev_boundary,
-        rules=("no-open-ingress",),
+        rules=("no-open-ingress", "network-flows"),
         nag_rules=(
             "NIST.800.53.R5-RDSInstancePublicAccess",
             "NIST.800.53.R5-VPCDefaultSecurityGroupClosed",
@@ -708,6 +712,8 @@ CONTROLS: tuple[Control, ...] = (
             "tests/unit/test_network.py::test_no_internet_path",
             "tests/unit/test_network.py::test_no_open_ingress_and_its_failing_twin",
             "tests/unit/test_network.py::test_default_security_group_is_closed",
+            "tests/unit/test_network_flows.py::test_declared_flows_hold_on_the_synthesis",
+            "tests/unit/test_network_flows.py::test_a_route_beyond_the_endpoints_fails",
         ),
     ),
     Control(

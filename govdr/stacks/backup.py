@@ -14,9 +14,13 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from govdr.config import DrConfig
+from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
+
+# Emptying a vault waits for deletions; the handler answers 30 s before this runs out.
+VAULT_CLEANER_TIMEOUT_SECONDS = 900
 
 
 class BackupStack(NestedStack):
@@ -140,7 +144,7 @@ class BackupStack(NestedStack):
             subnets=subnets,
             security_group=ops_sg,
             logs_key=logs_key,
-            timeout=Duration.minutes(15),
+            timeout=Duration.seconds(VAULT_CLEANER_TIMEOUT_SECONDS),
         )
         self.vault_cleaner_role = cleaner.role
         self.vault_cleaner_function = cleaner.function
@@ -149,6 +153,7 @@ class BackupStack(NestedStack):
             "VaultCleanerResource",
             service_token=self.vault_cleaner_function.function_arn,
             resource_type="Custom::BackupVaultCleaner",
+            service_timeout=Duration.seconds(service_timeout(VAULT_CLEANER_TIMEOUT_SECONDS)),
             properties={"BackupVaultName": self.vault.backup_vault_name},
         )
         # Deleted before the cleaner runs: no plan can start a job into an emptied vault.

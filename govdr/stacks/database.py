@@ -19,6 +19,7 @@ from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
 from govdr.config import DrConfig
+from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.service_role import ServiceRole
@@ -32,6 +33,7 @@ REPLICATION_USERNAME = "govdr_txlog"
 DATABASE_NAME = "govdr"
 ROTATION_DAYS = 30
 MONITORING_INTERVAL_SECONDS = 60
+BOOTSTRAP_TIMEOUT_SECONDS = 120
 # Characters that break connection strings or shell quoting in operator tooling.
 PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\"  # noqa: S105 - not a password
 
@@ -68,7 +70,7 @@ class DatabaseStack(NestedStack):
         function_subnets: ec2.SubnetSelection,
         database_sg: ec2.ISecurityGroup,
         rotation_sg: ec2.ISecurityGroup,
-        txlog_sg: ec2.ISecurityGroup,
+        bootstrap_sg: ec2.ISecurityGroup,
         database_key: kms.IKey,
         secrets_key: kms.IKey,
         logs_key: kms.IKey,
@@ -227,7 +229,7 @@ class DatabaseStack(NestedStack):
         self.rotation.node.add_dependency(self.rotation_log_group)
 
         self._replication_user(
-            config, vpc, function_subnets, rotation_sg, txlog_sg, secrets_key, logs_key
+            config, vpc, function_subnets, rotation_sg, bootstrap_sg, secrets_key, logs_key
         )
 
         self.backup_selection = backup.BackupSelection(
@@ -255,7 +257,7 @@ class DatabaseStack(NestedStack):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         rotation_sg: ec2.ISecurityGroup,
-        txlog_sg: ec2.ISecurityGroup,
+        bootstrap_sg: ec2.ISecurityGroup,
         secrets_key: kms.IKey,
         logs_key: kms.IKey,
     ) -> None:
@@ -292,15 +294,17 @@ class DatabaseStack(NestedStack):
             ),
             vpc=vpc,
             subnets=subnets,
-            security_group=txlog_sg,
+            # Its own group: the database, Secrets Manager, and S3 for the response.
+            security_group=bootstrap_sg,
             logs_key=logs_key,
-            timeout=Duration.minutes(2),
+            timeout=Duration.seconds(BOOTSTRAP_TIMEOUT_SECONDS),
         )
         self.bootstrap_resource = CustomResource(
             self,
             "TxlogBootstrapResource",
             service_token=self.bootstrap.function.function_arn,
             resource_type="Custom::TxlogBootstrap",
+            service_timeout=Duration.seconds(service_timeout(BOOTSTRAP_TIMEOUT_SECONDS)),
             properties={
                 "MasterSecretArn": self.master_secret.secret_arn,
                 "ReplicationSecretArn": self.replication_secret.secret_arn,

@@ -230,7 +230,7 @@ class MonitoringStack(NestedStack):
         logs_key: kms.IKey,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
-        ops_sg: ec2.ISecurityGroup,
+        monitor_sg: ec2.ISecurityGroup,
     ) -> None:
         super().__init__(scope, id_, description=f"govdr monitoring ({config.environment_suffix})")
         suffix = config.environment_suffix
@@ -359,7 +359,7 @@ class MonitoringStack(NestedStack):
         )
 
         self.dashboard = self._dashboard(config, dimensions)
-        self._rpo_monitor(config, instance, logs_key, vpc, subnets, ops_sg)
+        self._rpo_monitor(config, instance, logs_key, vpc, subnets, monitor_sg)
         self._failover_drill(config, instance)
 
     def _rpo_monitor(
@@ -369,7 +369,7 @@ class MonitoringStack(NestedStack):
         logs_key: kms.IKey,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
-        ops_sg: ec2.ISecurityGroup,
+        monitor_sg: ec2.ISecurityGroup,
     ) -> None:
         """Every minute: RpoSeconds = now - LatestRestorableTime (alarm above)."""
         self.rpo_monitor = VpcFunction(
@@ -389,7 +389,7 @@ class MonitoringStack(NestedStack):
             ],
             vpc=vpc,
             subnets=subnets,
-            security_group=ops_sg,
+            security_group=monitor_sg,
             logs_key=logs_key,
             timeout=Duration.seconds(30),
             environment={

@@ -18,12 +18,34 @@ from govdr.config import DrConfig
 from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.service_role import log_delivery_role
 from govdr.naming import name
+from govdr.network_flows import FLOWS, HTTPS_PORT, Flow, Gateway, Group
 
 DATABASE_SUBNETS = "Database"
 FUNCTION_SUBNETS = "Functions"
-POSTGRES_PORT = 5432
-NFS_PORT = 2049
-HTTPS_PORT = 443
+
+# Construct IDs (and so logical IDs) of the groups, and what each is for.
+GROUP_IDS: dict[Group, str] = {
+    Group.ENDPOINTS: "EndpointSecurityGroup",
+    Group.DATABASE: "DatabaseSecurityGroup",
+    Group.ROTATION: "RotationSecurityGroup",
+    Group.TXLOG: "TxlogSecurityGroup",
+    Group.BOOTSTRAP: "TxlogBootstrapSecurityGroup",
+    Group.OPS: "OpsSecurityGroup",
+    Group.MONITOR: "RpoMonitorSecurityGroup",
+    Group.FILE_SYSTEM: "FileSystemSecurityGroup",
+}
+GROUP_DESCRIPTIONS: dict[Group, str] = {
+    Group.ENDPOINTS: "Interface VPC endpoints: HTTPS from inside the VPC only",
+    Group.DATABASE: "RDS PostgreSQL: PostgreSQL port from rotation and transaction-log "
+    "clients only",
+    Group.ROTATION: "Secrets Manager rotation function: to the database and AWS API endpoints",
+    Group.TXLOG: "Transaction-log clients: to the database, EFS and AWS API endpoints",
+    Group.BOOTSTRAP: "Replication-user bootstrap (custom resource): to the database, AWS API "
+    "endpoints and the S3 gateway endpoint",
+    Group.OPS: "Operations functions (backup-vault cleanup): HTTPS to AWS APIs only",
+    Group.MONITOR: "RPO monitor: HTTPS to the RDS API endpoint only",
+    Group.FILE_SYSTEM: "EFS transaction-log store: NFS from transaction-log clients only",
+}
 
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
@@ -78,11 +100,18 @@ class NetworkStack(NestedStack):
         self.database_subnets = ec2.SubnetSelection(subnet_group_name=DATABASE_SUBNETS)
         self.function_subnets = ec2.SubnetSelection(subnet_group_name=FUNCTION_SUBNETS)
 
-        self.endpoint_sg = self._sg(
-            "EndpointSecurityGroup",
-            name("vpce-sg", suffix),
-            "Interface VPC endpoints: HTTPS from inside the VPC only",
-        )
+        self.groups = {
+            group: self._sg(group, suffix, description)
+            for group, description in GROUP_DESCRIPTIONS.items()
+        }
+        self.endpoint_sg = self.groups[Group.ENDPOINTS]
+        self.database_sg = self.groups[Group.DATABASE]
+        self.rotation_sg = self.groups[Group.ROTATION]
+        self.txlog_sg = self.groups[Group.TXLOG]
+        self.bootstrap_sg = self.groups[Group.BOOTSTRAP]
+        self.ops_sg = self.groups[Group.OPS]
+        self.monitor_sg = self.groups[Group.MONITOR]
+        self.efs_sg = self.groups[Group.FILE_SYSTEM]
         # A literal CIDR (not the VPC's CidrBlock token) keeps the rule reviewable and lets
         # rule packs evaluate it.
         self.endpoint_sg.add_ingress_rule(
@@ -90,48 +119,7 @@ class NetworkStack(NestedStack):
             ec2.Port.tcp(HTTPS_PORT),
             "HTTPS to AWS APIs from workloads in this VPC",
         )
-        self.database_sg = self._sg(
-            "DatabaseSecurityGroup",
-            name("rds-sg", suffix),
-            "RDS PostgreSQL: PostgreSQL port from rotation and transaction-log clients only",
-        )
-        self.rotation_sg = self._sg(
-            "RotationSecurityGroup",
-            name("rotation-sg", suffix),
-            "Secrets Manager rotation function: to the database and AWS API endpoints",
-        )
-        self.txlog_sg = self._sg(
-            "TxlogSecurityGroup",
-            name("txlog-sg", suffix),
-            "Transaction-log clients: to the database, EFS and AWS API endpoints",
-        )
-        self.ops_sg = self._sg(
-            "OpsSecurityGroup",
-            name("ops-sg", suffix),
-            "Operations functions (backup-vault cleanup): HTTPS to AWS APIs only",
-        )
-        # The isolated subnets have no route to the internet: HTTPS can only reach the
-        # interface endpoints and the S3 gateway endpoint (custom-resource responses go to
-        # a pre-signed S3 URL, and the S3 prefix list ID is not known at synth time).
-        self.ops_sg.add_egress_rule(
-            ec2.Peer.any_ipv4(),
-            ec2.Port.tcp(HTTPS_PORT),
-            "HTTPS to VPC endpoints only (isolated subnets, no internet route)",
-        )
-        self.efs_sg = self._sg(
-            "FileSystemSecurityGroup",
-            name("efs-sg", suffix),
-            "EFS transaction-log store: NFS from transaction-log clients only",
-        )
-
-        for client, label in ((self.rotation_sg, "rotation"), (self.txlog_sg, "txlog")):
-            self._allow(client, self.database_sg, POSTGRES_PORT, f"PostgreSQL from {label}")
-            client.add_egress_rule(
-                self.endpoint_sg,
-                ec2.Port.tcp(HTTPS_PORT),
-                f"HTTPS from {label} to AWS API endpoints",
-            )
-        self._allow(self.txlog_sg, self.efs_sg, NFS_PORT, "NFS over TLS from txlog")
+        self._rules_of(FLOWS)
 
         for endpoint_id, service in INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
@@ -181,10 +169,49 @@ class NetworkStack(NestedStack):
             ),
         )
 
-    def _sg(self, id_: str, sg_name: str, description: str) -> ec2.SecurityGroup:
+    def _rules_of(self, flows: tuple[Flow, ...]) -> None:
+        """The egress (and, towards a group, the ingress) rules each declared flow needs.
+
+        S3 is reached through the gateway endpoint, which has no security group, and its
+        prefix-list ID cannot be read inside a template: HTTPS to any IPv4 address stands for
+        it. The subnets are isolated (no internet or NAT gateway), so their route tables send
+        such traffic only to the VPC and the gateway endpoint; the gate rule network-flows
+        fails the synth if a route table of these subnets ever gets another route
+        (https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-s3.html).
+        """
+        done: set[tuple[Group, str, int]] = set()
+        for flow in flows:
+            client = self.groups[flow.source]
+            key = (flow.source, flow.destination.value, flow.port)
+            if key in done:
+                continue
+            done.add(key)
+            if flow.destination is Gateway.S3:
+                client.add_egress_rule(
+                    ec2.Peer.any_ipv4(),
+                    ec2.Port.tcp(flow.port),
+                    "HTTPS to the S3 gateway endpoint (isolated subnets, no internet route)",
+                )
+                continue
+            assert isinstance(flow.destination, Group)
+            server = self.groups[flow.destination]
+            if flow.destination is Group.ENDPOINTS:
+                # The endpoints admit the whole VPC CIDR (above); egress is per client.
+                client.add_egress_rule(
+                    server,
+                    ec2.Port.tcp(flow.port),
+                    f"HTTPS from {flow.source.value} to AWS API endpoints",
+                )
+                continue
+            description = f"{flow.source.value} to {flow.destination.value}: {flow.reason}"
+            client.add_egress_rule(server, ec2.Port.tcp(flow.port), description)
+            server.add_ingress_rule(client, ec2.Port.tcp(flow.port), description)
+
+    def _sg(self, group: Group, suffix: str, description: str) -> ec2.SecurityGroup:
+        sg_name = name(group.value, suffix)
         sg = ec2.SecurityGroup(
             self,
-            id_,
+            GROUP_IDS[group],
             vpc=self.vpc,
             security_group_name=sg_name,
             description=description,
@@ -192,10 +219,3 @@ class NetworkStack(NestedStack):
         )
         Tags.of(sg).add("Name", sg_name)
         return sg
-
-    @staticmethod
-    def _allow(
-        client: ec2.SecurityGroup, server: ec2.SecurityGroup, port: int, description: str
-    ) -> None:
-        client.add_egress_rule(server, ec2.Port.tcp(port), description)
-        server.add_ingress_rule(client, ec2.Port.tcp(port), description)

@@ -7,6 +7,7 @@ from constructs import Construct
 
 from govdr.compliance.gate import acknowledge_findings
 from govdr.config import DrConfig
+from govdr.constructs.custom_resources import bound_custom_resources
 from govdr.stacks.audit import AuditStack
 from govdr.stacks.backup import BackupStack
 from govdr.stacks.database import DATABASE_NAME, DatabaseStack
@@ -65,7 +66,7 @@ class TapStack(Stack):
             function_subnets=self.network.function_subnets,
             database_sg=self.network.database_sg,
             rotation_sg=self.network.rotation_sg,
-            txlog_sg=self.network.txlog_sg,
+            bootstrap_sg=self.network.bootstrap_sg,
             database_key=self.security.database_key,
             secrets_key=self.security.secrets_key,
             logs_key=self.security.logs_key,
@@ -116,9 +117,14 @@ class TapStack(Stack):
             logs_key=self.security.logs_key,
             vpc=self.network.vpc,
             subnets=self.network.function_subnets,
-            ops_sg=self.network.ops_sg,
+            monitor_sg=self.network.monitor_sg,
         )
         self._outputs()
+        # CDK's own custom resources (S3 auto-delete, default security group) get a service
+        # timeout too; govdr's set theirs from their handler's Lambda timeout.
+        bound_custom_resources(
+            self, own=[self.database.bootstrap_resource, self.backup.vault_cleaner]
+        )
         self.acknowledgments = acknowledge_findings(self)
 
     def _trail_outputs(self) -> dict[str, tuple[str, str]]:

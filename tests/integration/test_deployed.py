@@ -246,7 +246,7 @@ def test_database_accepts_postgres_only_from_its_clients(deployment: Deployment)
         assert permission.get("IpRanges", []) == []
     sources = {p["GroupId"] for perm in group["IpPermissions"] for p in perm["UserIdGroupPairs"]}
     assert deployment.outputs["TxlogSecurityGroupId"] in sources
-    assert len(sources) == 2
+    assert len(sources) == 3  # rotation, the archiver and the replication-user bootstrap
 
 
 def test_replication_secret_is_encrypted_and_rotates_every_30_days(

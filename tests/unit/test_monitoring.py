@@ -301,7 +301,7 @@ def test_rpo_monitor_runs_every_minute_and_only_describes_the_database(synth: Sy
     assert props["Handler"] == "runtime.rpo_monitor.handler.handler"
     assert "ReservedConcurrentExecutions" not in props
     assert props["Environment"]["Variables"]["ENVIRONMENT_SUFFIX"] == TEST_SUFFIX
-    assert "OpsSecurityGroup" in json.dumps(props["VpcConfig"])
+    assert "RpoMonitorSecurityGroup" in json.dumps(props["VpcConfig"])
     [rule] = [
         r["Properties"]
         for _, r in resources(monitoring, "AWS::Events::Rule")

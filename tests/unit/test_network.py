@@ -119,19 +119,29 @@ def test_every_security_group_is_named_described_and_closed_outbound(synth: Synt
     groups = dict(resources(network, "AWS::EC2::SecurityGroup"))
     assert {g["Properties"]["GroupName"] for g in groups.values()} == {
         f"{n}-{TEST_SUFFIX}"
-        for n in ("vpce-sg", "rds-sg", "rotation-sg", "txlog-sg", "efs-sg", "ops-sg")
+        for n in (
+            "vpce-sg",
+            "rds-sg",
+            "rotation-sg",
+            "txlog-sg",
+            "txlog-bootstrap-sg",
+            "efs-sg",
+            "ops-sg",
+            "rpo-monitor-sg",
+        )
     }
     for group in groups.values():
         props = group["Properties"]
         assert len(props["GroupDescription"]) > 20
         inline_egress = props.get("SecurityGroupEgress", [])
-        if props["GroupName"] == f"ops-sg-{TEST_SUFFIX}":
-            # HTTPS only; the isolated subnets route it to VPC endpoints and nowhere else.
+        if props["GroupName"] in (f"ops-sg-{TEST_SUFFIX}", f"txlog-bootstrap-sg-{TEST_SUFFIX}"):
+            # Custom-resource handlers answer on a pre-signed S3 URL: HTTPS only, which the
+            # isolated subnets route to the S3 gateway endpoint and nowhere else.
             assert inline_egress == [
                 {
                     "CidrIp": "0.0.0.0/0",
                     "Description": (
-                        "HTTPS to VPC endpoints only (isolated subnets, no internet route)"
+                        "HTTPS to the S3 gateway endpoint (isolated subnets, no internet route)"
                     ),
                     "FromPort": 443,
                     "IpProtocol": "tcp",
@@ -148,7 +158,7 @@ def _rules(network: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
     return [r["Properties"] for _, r in resources(network, rtype)]
 
 
-def test_database_ingress_only_postgres_from_rotation_and_txlog(synth: Synth) -> None:
+def test_database_ingress_only_postgres_from_rotation_txlog_and_bootstrap(synth: Synth) -> None:
     network = synth.raw("network")
     ids = _sg_ids(network)
     db = ids[f"rds-sg-{TEST_SUFFIX}"]
@@ -158,7 +168,9 @@ def test_database_ingress_only_postgres_from_rotation_and_txlog(synth: Synth) ->
         if r["GroupId"] == {"Fn::GetAtt": [db, "GroupId"]}
     ]
     sources = sorted(r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in ingress)
-    assert sources == sorted([ids[f"rotation-sg-{TEST_SUFFIX}"], ids[f"txlog-sg-{TEST_SUFFIX}"]])
+    assert sources == sorted(
+        ids[f"{n}-{TEST_SUFFIX}"] for n in ("rotation-sg", "txlog-sg", "txlog-bootstrap-sg")
+    )
     for rule in ingress:
         assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 5432, 5432)
         assert rule["Description"]
