@@ -536,7 +536,6 @@ def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - 
         strategy=os.environ.get("ROTATION_STRATEGY", ""),
         sslmode=os.environ.get("PGSSLMODE", "require"),
         exclude_characters=os.environ.get("EXCLUDE_CHARACTERS", ""),
-        password_length=int(os.environ.get("PASSWORD_LENGTH", DEFAULT_PASSWORD_LENGTH)),
     )
     try:
         rotator.rotate(event)
