@@ -297,7 +297,8 @@ class Rotator:
             value = self.client.get_secret_value(**request)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                raise MissingVersion(f"{secret_id} has no {stage} value") from None
+                version = f" for version {token} (createSecret has not run for it)" if token else ""
+                raise MissingVersion(f"{secret_id} has no {stage} value{version}") from None
             raise
         return parse_login(
             value.get("SecretString"),

@@ -608,3 +608,40 @@ def test_fault_7_an_unreachable_database_is_named_with_the_fix(world: World) -> 
 def test_fault_7_an_unknown_strategy_is_named() -> None:
     with pytest.raises(RotationError, match="ROTATION_STRATEGY 'hosted' is not one of"):
         Rotator(client=None, connect=psycopg2.connect, strategy="hosted")
+
+
+def test_fault_7_single_user_falls_back_to_awsprevious_after_a_restore(world: World) -> None:
+    """A database restored from a snapshot taken before the last rotation knows only the
+    AWSPREVIOUS password: the next rotation logs in with it and sets the new one."""
+    world.rotate(SINGLE_USER, world.master_arn)
+    previous = world.value(world.master_arn, "AWSPREVIOUS")
+    world.pg.psql(f"ALTER ROLE {world.master_user} PASSWORD '{previous['password']}'")
+    assert not world.logs_in(world.master_arn)
+    token = world.rotate(SINGLE_USER, world.master_arn)
+    assert "AWSCURRENT" in world.stages(world.master_arn)[token]
+    assert world.logs_in(world.master_arn)
+
+
+def test_fault_7_single_user_without_a_working_password_names_the_fix(world: World) -> None:
+    """The twin: neither AWSCURRENT nor AWSPREVIOUS logs in; setSecret says what to do."""
+    world.pg.psql(f"ALTER ROLE {world.master_user} PASSWORD '{_password()}'")
+    token = world.start(world.master_arn)
+    world.step(SINGLE_USER, world.master_arn, token, "createSecret")
+    with pytest.raises(RotationError) as failed:
+        world.step(SINGLE_USER, world.master_arn, token, "setSecret")
+    assert str(failed.value) == (
+        f"neither the AWSCURRENT nor the AWSPREVIOUS credentials of {world.master_arn} log in "
+        f"as {world.master_user}: the password was changed outside Secrets Manager. Put the "
+        "database's password into the secret (put-secret-value, AWSCURRENT), then rotate again"
+    )
+    assert world.stages(world.master_arn)[token] == [PENDING]
+
+
+def test_fault_7_set_before_create_is_a_clear_error(world: World) -> None:
+    token = world.start(world.txlog_arn)
+    with pytest.raises(RotationError) as failed:
+        world.step(ALTERNATING_USERS, world.txlog_arn, token, "setSecret")
+    assert str(failed.value) == (
+        f"{world.txlog_arn} has no AWSPENDING value for version {token} (createSecret has not "
+        "run for it)"
+    )

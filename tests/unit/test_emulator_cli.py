@@ -26,7 +26,7 @@ def test_deploy_verify_keep_destroy_and_stop(
     flat = json.loads(outputs.read_text())
     assert flat["DatabaseInstanceIdentifier"] == f"rds-{TEST_SUFFIX}"
     assert "resources created: " in out
-    assert "integration checks: 19 passed, 3 deselected" in out
+    assert "integration checks: 21 passed, 3 deselected" in out
     assert "the emulator cannot:" in out
     assert "Custom::VpcRestrictDefaultSG" in out
     kept = json.loads(state.read_text())
