@@ -70,6 +70,11 @@ RULE_FIXES = {
     "at least the handler's Lambda timeout)",
     "network-flows": "declare the flow in govdr/network_flows.py (the Network stack builds the "
     "rules from it), or remove the rule or function that no declared flow needs",
+    "no-transform": "declare every resource in the template itself (no Transform; secrets "
+    "rotate by govdr's own function) and use a supported Lambda runtime "
+    "(govdr.constructs.python_bundle.RUNTIME)",
+    "rotation-order": "make the secret's rotation schedule DependsOn every custom resource that "
+    "reads the secret (node.add_dependency)",
     "lambda-concurrency": "reserve no concurrency (a fresh account or opt-in region may have "
     "only the unreserved minimum of 10); keep a function single by other means",
 }
@@ -271,6 +276,8 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
     for function_policy in (
         cleaner_policy,
         stack.database.bootstrap.role.policy,
+        stack.database.rotation_function.role.policy,
+        stack.database.replication_rotation_function.role.policy,
         stack.storage.archiver.role.policy,
         stack.monitoring.rpo_monitor.role.policy,
     ):
@@ -302,9 +309,14 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
             "CloudFormation (FAILED with the reason) and logged to its encrypted log group, "
             "so a dead-letter queue would hold nothing to act on",
         )
+    rotation_functions = (
+        stack.database.rotation_function.function,
+        stack.database.replication_rotation_function.function,
+    )
     for function in (
         stack.backup.vault_cleaner_function,
         stack.database.bootstrap.function,
+        *rotation_functions,
         stack.storage.archiver.function,
         stack.monitoring.rpo_monitor.function,
     ):
@@ -313,9 +325,18 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
             ["NIST.800.53.R5-LambdaConcurrency", "HIPAA.Security-LambdaConcurrency"],
             "no reserved concurrency: Lambda keeps 10 unreserved executions per region and a "
             "new account or opt-in region (eu-central-2) may have a quota of exactly 10, so a "
-            "reservation fails the deploy (govdr-lambda-concurrency). A one-minute schedule "
-            "or a custom-resource event invokes it; the archiver stays single because its "
-            "logical slot admits one reader",
+            "reservation fails the deploy (govdr-lambda-concurrency). A one-minute schedule, "
+            "a custom-resource event or a rotation step invokes it; the archiver stays single "
+            "because its logical slot admits one reader",
+        )
+    for function in rotation_functions:
+        ack(
+            function,
+            ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
+            "a Secrets Manager rotation function: Secrets Manager invokes it for each step, "
+            "retries a failed rotation itself and then reports RotationFailed, which the "
+            "rotation-failure EventBridge rule sends to the alarms topic; AWSCURRENT stays "
+            "valid meanwhile, so a dead-letter queue would hold nothing to act on",
         )
     ack(
         stack.storage.archiver.function,

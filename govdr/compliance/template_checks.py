@@ -6,6 +6,7 @@ per violation, naming the logical ID. An empty list means the template passes.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -37,7 +38,6 @@ NAME_PROPERTIES: dict[str, tuple[str, ...]] = {
     "AWS::EC2::SecurityGroup": ("GroupName",),
     "AWS::IAM::Role": ("RoleName",),
     "AWS::IAM::ManagedPolicy": ("ManagedPolicyName",),
-    "AWS::SecretsManager::RotationSchedule": ("HostedRotationLambda", "RotationLambdaName"),
     "AWS::SNS::Topic": ("TopicName",),
     "AWS::CloudWatch::Alarm": ("AlarmName",),
     "AWS::CloudWatch::Dashboard": ("DashboardName",),
@@ -366,6 +366,11 @@ WILDCARD_RESOURCE_SIDS = {
         "Lambda in a VPC creates and deletes its ENIs; these ec2 actions accept no resource ARN "
         "at creation time"
     ),
+    "GenerateRandomPassword": (
+        "secretsmanager:GetRandomPassword acts on no resource (rotation functions call it for "
+        "new passwords); https://docs.aws.amazon.com/secretsmanager/latest/userguide/"
+        "rotating-secrets-required-permissions-function.html"
+    ),
 }
 
 _SECRET_KEY_RE = re.compile(r"(?i)(password|passwd|secretstring$|apikey|accesskey|token$)")
@@ -560,6 +565,114 @@ def lambda_concurrency_findings(template: Template) -> list[Finding]:
     ]
 
 
+# Lambda runtimes AWS lists as deprecated (Python and Node.js), from the Deprecated runtimes
+# table of https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html: a function on one
+# gets no security patches and, some months after deprecation, can no longer be created or
+# updated, so a first deploy fails on it. python3.10 is deprecated since 2026-10-31 (creation
+# blocked from 2027-02-01), nodejs20.x since 2026-04-30.
+DEPRECATED_RUNTIMES = frozenset(
+    {
+        "python2.7",
+        "python3.6",
+        "python3.7",
+        "python3.8",
+        "python3.9",
+        "python3.10",
+        "nodejs",
+        "nodejs4.3",
+        "nodejs4.3-edge",
+        "nodejs6.10",
+        "nodejs8.10",
+        "nodejs10.x",
+        "nodejs12.x",
+        "nodejs14.x",
+        "nodejs16.x",
+        "nodejs18.x",
+        "nodejs20.x",
+    }
+)
+FUNCTION_TYPES = ("AWS::Lambda::Function", "AWS::Serverless::Function")
+
+
+def transform_findings(template: Template) -> list[Finding]:
+    """No template declares a Transform (macros and SAM-style transforms expand at deploy time
+    into resources that no check of the synth has seen, e.g. hosted rotation's
+    ``AWS::SecretsManager-2024-09-16`` and its python3.10 function,
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/transform-section-structure.html),
+    and no function runs on a deprecated runtime."""
+    findings = []
+    transform = template.get("Transform")
+    if transform:
+        names = ", ".join(t if isinstance(t, str) else json.dumps(t) for t in as_list(transform))
+        findings.append(
+            f"Transform: the template declares {names}, which CloudFormation expands at deploy "
+            "time into resources this synth never checked"
+        )
+    for rtype in FUNCTION_TYPES:
+        for logical_id, function in resources(template, rtype):
+            runtime = _props(function).get("Runtime")
+            if runtime in DEPRECATED_RUNTIMES:
+                findings.append(
+                    f"{logical_id}: runtime {runtime} is deprecated "
+                    "(https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html)"
+                )
+    return findings
+
+
+def _ref(value: Any) -> str | None:
+    ref = value.get("Ref") if isinstance(value, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+def _references(value: Any) -> set[str]:
+    """Every logical ID the value refers to (Ref or Fn::GetAtt), at any depth."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if isinstance(value.get("Ref"), str):
+            found.add(value["Ref"])
+        att = value.get("Fn::GetAtt")
+        if isinstance(att, list) and att and isinstance(att[0], str):
+            found.add(att[0])
+        for item in value.values():
+            found |= _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    return found
+
+
+def rotation_order_findings(template: Template) -> list[Finding]:
+    """A secret's rotation schedule waits for every custom resource that reads the secret.
+
+    Creating a schedule with a rotation function rotates the secret at once
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-secretsmanager-rotationschedule.html);
+    a custom resource that reads the secret and logs in with it meanwhile races that rotation.
+    """
+    all_resources = template.get("Resources", {})
+    findings = []
+    for logical_id, schedule in resources(template, "AWS::SecretsManager::RotationSchedule"):
+        target = _ref(_props(schedule).get("SecretId"))
+        if target is None:
+            continue
+        secret_ids = {target}
+        attachment = all_resources.get(target, {})
+        if attachment.get("Type") == "AWS::SecretsManager::SecretTargetAttachment":
+            secret = _ref(_props(attachment).get("SecretId"))
+            if secret:
+                secret_ids.add(secret)
+        depends = set(as_list(schedule.get("DependsOn", [])))
+        for reader_id, reader in all_resources.items():
+            rtype = str(reader.get("Type", ""))
+            if not (rtype.startswith("Custom::") or rtype == "AWS::CloudFormation::CustomResource"):
+                continue
+            if _references(_props(reader)) & secret_ids and reader_id not in depends:
+                findings.append(
+                    f"{logical_id}: rotates {target} while {reader_id} reads it; add DependsOn "
+                    f"{reader_id} so that the first rotation starts after it answered"
+                )
+    return findings
+
+
 CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
     "database-tls": database_tls_findings,
     "file-system-tls": file_system_tls_findings,
@@ -574,4 +687,6 @@ CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
     "monitoring-coverage": monitoring_coverage_findings,
     "lambda-concurrency": lambda_concurrency_findings,
     "engine-version": engine_version_findings,
+    "no-transform": transform_findings,
+    "rotation-order": rotation_order_findings,
 }

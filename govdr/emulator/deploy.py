@@ -43,10 +43,10 @@ EMULATOR_LOG = ROOT / ".emulator.log"
 EMULATOR_ACCESS = {"aws_access_key_id": "govdr-emulator", "aws_secret_access_key": "govdr-emulator"}
 
 CANNOT = (
-    "run Lambda functions or schedules: the hosted rotations, the backup-vault cleaner and the "
-    "transaction-log archiver are configured but never execute (the archiver and the "
-    "bootstrap are tested against a real PostgreSQL in tests/runtime); custom resources run "
-    "as in-process equivalents",
+    "run Lambda functions or schedules: the rotation functions, the backup-vault cleaner and "
+    "the transaction-log archiver are configured but never execute (the rotation, the archiver "
+    "and the bootstrap are tested against a real PostgreSQL in tests/runtime); custom "
+    "resources run as in-process equivalents",
     "run PostgreSQL: the instance exists as configuration, no connection can be made",
     "mount EFS into a Lambda function (FileSystemConfigs is not kept; checked by `make integ`)",
     "fail over or take backups: Multi-AZ, PITR and the backup plan exist as configuration; a "

@@ -226,7 +226,8 @@ class SecretResourcePolicy(_Model):
 
 
 class RotationSchedule(_Model):
-    """Enables rotation with the template's rules; hosted rotation's Lambda cannot run here."""
+    """Enables rotation with the template's rules and names the rotation function (by ARN,
+    or by name for a hosted rotation); the function itself cannot run here."""
 
     CFN_TYPE = "AWS::SecretsManager::RotationSchedule"
     EMULATED = "rotation is configured, but the emulator cannot run the rotation function"

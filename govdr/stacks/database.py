@@ -1,8 +1,9 @@
 """Database nested stack: RDS for PostgreSQL Multi-AZ, its master secret and rotation.
 
-The secret, its target attachment and its rotation schedule stay in this one stack: the
-``AWS::SecretsManager`` transform must sit at the top of the template that holds the
-schedule, and compliance rules look for a secret's rotation in the secret's own stack.
+The secrets, their target attachments, their rotation functions and schedules stay in this
+one stack: compliance rules look for a secret's rotation in the secret's own stack. Rotation
+is done by govdr's own function (runtime/secret_rotation) on Python 3.14 in the VPC, not by
+hosted rotation, whose ``AWS::SecretsManager`` transform creates a python3.10 function.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
@@ -26,6 +28,7 @@ from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.engine import connection_logging
 from govdr.naming import name, slot_name
+from runtime.secret_rotation.handler import ALTERNATING_USERS, SINGLE_USER
 
 MASTER_USERNAME = "govdr_admin"
 # The archiver's own login: logical replication only, never the master credentials.
@@ -203,34 +206,37 @@ class DatabaseStack(NestedStack):
         # The attachment adds host, port and engine to the secret; rotation must use it.
         self.secret: sm.ISecret = self.instance.secret
 
-        rotation_function = name("rds-rotation", suffix)
-        self.rotation_log_group = encrypted_log_group(
-            self,
-            "RotationLogGroup",
-            log_group_name=f"/aws/lambda/{rotation_function}",
-            key=logs_key,
-            config=config,
-        )
-        # Hosted rotation (AWS::SecretsManager transform) instead of the Serverless
-        # Application Repository, which does not exist in eu-central-2.
-        self.rotation = self.secret.add_rotation_schedule(
-            "Rotation",
-            automatically_after=Duration.days(ROTATION_DAYS),
-            hosted_rotation=sm.HostedRotation.postgre_sql_single_user(
-                function_name=rotation_function,
-                vpc=vpc,
-                vpc_subnets=function_subnets,
-                security_groups=[rotation_sg],
-                exclude_characters=PASSWORD_EXCLUDE,
-            ),
-        )
+        self._replication_user(config, vpc, function_subnets, bootstrap_sg, secrets_key, logs_key)
 
-        # The first rotation runs at creation; its log group must already exist.
-        self.rotation.node.add_dependency(self.rotation_log_group)
-
-        self._replication_user(
-            config, vpc, function_subnets, rotation_sg, bootstrap_sg, secrets_key, logs_key
+        # The first rotation runs when the schedule is created. It starts after the bootstrap
+        # answered, which reads the master secret and logs in with it (both secrets).
+        self.rotation_function, self.rotation = self._rotation(
+            config,
+            secret=self.secret,
+            function_type="rds-rotation",
+            strategy=SINGLE_USER,
+            description="Rotates the database master secret (single user) every 30 days",
+            vpc=vpc,
+            subnets=function_subnets,
+            rotation_sg=rotation_sg,
+            secrets_key=secrets_key,
+            logs_key=logs_key,
         )
+        self.replication_rotation_function, self.replication_rotation = self._rotation(
+            config,
+            secret=self.replication_attached,
+            function_type="rds-txlog-rotation",
+            strategy=ALTERNATING_USERS,
+            description="Rotates the archiver's login (alternating users) every 30 days",
+            vpc=vpc,
+            subnets=function_subnets,
+            rotation_sg=rotation_sg,
+            secrets_key=secrets_key,
+            logs_key=logs_key,
+            master_secret=self.secret,
+        )
+        for schedule in (self.rotation, self.replication_rotation):
+            schedule.node.add_dependency(self.bootstrap_resource)
 
         self.backup_selection = backup.BackupSelection(
             self,
@@ -256,13 +262,12 @@ class DatabaseStack(NestedStack):
         config: DrConfig,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
-        rotation_sg: ec2.ISecurityGroup,
         bootstrap_sg: ec2.ISecurityGroup,
         secrets_key: kms.IKey,
         logs_key: kms.IKey,
     ) -> None:
         """The archiver's login: its own secret (CMK), created in the database by a bootstrap
-        custom resource, then rotated every 30 days by the multi-user hosted rotation."""
+        custom resource, then rotated every 30 days with alternating users."""
         suffix = config.environment_suffix
         self.slot_name = slot_name(suffix)
         self.replication_secret = rds.DatabaseSecret(
@@ -279,6 +284,7 @@ class DatabaseStack(NestedStack):
         )
         # host, port, engine and dbname, which the rotation and the archiver read
         attached = self.replication_secret.attach(self.instance)
+        self.replication_attached: sm.ISecret = attached
 
         self.bootstrap = VpcFunction(
             self,
@@ -319,31 +325,125 @@ class DatabaseStack(NestedStack):
             assert child is not None
             self.bootstrap_resource.node.add_dependency(child)
 
-        rotation_function = name("rds-txlog-rotation", suffix)
-        self.replication_rotation_log_group = encrypted_log_group(
-            self,
-            "ReplicationRotationLogGroup",
-            log_group_name=f"/aws/lambda/{rotation_function}",
-            key=logs_key,
-            config=config,
+        self.replication_secret_arn = self.replication_secret.secret_arn
+
+    def _rotation(
+        self,
+        config: DrConfig,
+        *,
+        secret: sm.ISecret,
+        function_type: str,
+        strategy: str,
+        description: str,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        rotation_sg: ec2.ISecurityGroup,
+        secrets_key: kms.IKey,
+        logs_key: kms.IKey,
+        master_secret: sm.ISecret | None = None,
+    ) -> tuple[VpcFunction, sm.RotationSchedule]:
+        """A rotation function for one secret, with the permissions AWS documents for it
+        (https://docs.aws.amazon.com/secretsmanager/latest/userguide/rotating-secrets-required-permissions-function.html),
+        and the schedule that has Secrets Manager invoke it every ROTATION_DAYS."""
+        statements = rotation_statements(
+            secret.secret_arn,
+            secrets_key.key_arn,
+            None if master_secret is None else master_secret.secret_arn,
         )
-        self.replication_rotation = attached.add_rotation_schedule(
+        function = VpcFunction(
+            self,
+            f"{function_type.title().replace('-', '')}Function",
+            config=config,
+            function_type=function_type,
+            description=description,
+            code=bundled_code("secret_rotation"),
+            handler="runtime.secret_rotation.handler.handler",
+            statements=statements,
+            vpc=vpc,
+            subnets=subnets,
+            # rotation-sg reaches the database (5432) and the interface endpoints (443),
+            # Secrets Manager's among them (govdr/stacks/network.py).
+            security_group=rotation_sg,
+            logs_key=logs_key,
+            timeout=Duration.minutes(1),
+            environment={
+                "ROTATION_STRATEGY": strategy,
+                "EXCLUDE_CHARACTERS": PASSWORD_EXCLUDE,
+                # RDS forces TLS (rds.force_ssl); the archiver connects the same way.
+                "PGSSLMODE": "require",
+            },
+        )
+        # Scheduled on a reference to the secret: with the secret itself, CDK would grant the
+        # function the secrets key in the key policy of the security stack, which would then
+        # depend on this stack (a cycle). The role's own policy holds that grant instead.
+        reference = sm.Secret.from_secret_complete_arn(
+            self, f"{function_type.title().replace('-', '')}Secret", secret.secret_arn
+        )
+        schedule = reference.add_rotation_schedule(
             "Rotation",
             automatically_after=Duration.days(ROTATION_DAYS),
-            hosted_rotation=sm.HostedRotation.postgre_sql_multi_user(
-                master_secret=self.secret,
-                function_name=rotation_function,
-                vpc=vpc,
-                vpc_subnets=subnets,
-                security_groups=[rotation_sg],
-                exclude_characters=PASSWORD_EXCLUDE,
-            ),
+            rotation_lambda=function.function,
         )
-        # The first rotation runs at creation and clones the user the bootstrap creates.
-        self.replication_rotation.node.add_dependency(
-            self.bootstrap_resource, self.replication_rotation_log_group
+        # What add_rotation_schedule adds to the secret itself: its resource policy denies
+        # deleting it to the account root (kept by the reference's schedule otherwise).
+        secret.deny_account_root_delete()
+        # CDK's schedule adds the invoke permission for secretsmanager.amazonaws.com; AWS
+        # recommends aws:SourceAccount against the confused deputy, and aws:SourceArn ties
+        # the function to its one secret (same page as above).
+        permissions = [
+            child
+            for child in function.function.node.children
+            if isinstance(child, lambda_.CfnPermission)
+        ]
+        assert len(permissions) == 1, "one invoke permission per rotation function"
+        permissions[0].add_property_override("SourceAccount", Aws.ACCOUNT_ID)
+        permissions[0].add_property_override("SourceArn", secret.secret_arn)
+        return function, schedule
+
+
+def rotation_statements(
+    secret_arn: str, key_arn: str, master_secret_arn: str | None
+) -> list[iam.PolicyStatement]:
+    """What a rotation function may do: the four rotation calls on its one secret, random
+    passwords, the secrets key through Secrets Manager and, with alternating users, reading
+    the master secret."""
+    statements = [
+        iam.PolicyStatement(
+            sid="RotateSecret",
+            actions=[
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:UpdateSecretVersionStage",
+            ],
+            resources=[secret_arn],
+        ),
+        iam.PolicyStatement(
+            sid="GenerateRandomPassword",
+            actions=["secretsmanager:GetRandomPassword"],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="UseSecretsKey",
+            # Decrypt for GetSecretValue, GenerateDataKey for PutSecretValue; the key policy
+            # allows the account's principals through Secrets Manager (govdr.constructs.
+            # service_key). https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            resources=[key_arn],
+            conditions={
+                "StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}
+            },
+        ),
+    ]
+    if master_secret_arn is not None:
+        statements.append(
+            iam.PolicyStatement(
+                sid="ReadMasterSecret",
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[master_secret_arn],
+            )
         )
-        self.replication_secret_arn = self.replication_secret.secret_arn
+    return statements
 
 
 def parameters(major: int) -> dict[str, str]:

@@ -12,7 +12,11 @@ Delete: the archive's replication slot is dropped (an abandoned slot keeps WAL u
 storage fills), then the replication user and its rotation clone. A database that can no
 longer be reached does not block the teardown: the response says what was left.
 
-It must run before the secret's first rotation, which expects the user to exist.
+It must run before the secrets' first rotations: the archiver's rotation clones the user, and
+the master's rotation changes the password the bootstrap logs in with. The stack orders them
+(the rotation schedules depend on this resource); should the master password still change
+between reading the secret and logging in, an authentication failure re-reads the secret's
+AWSCURRENT a few times with backoff, well inside the function's two minutes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +36,56 @@ LOG.setLevel(logging.INFO)
 
 CLONE_SUFFIX = "_clone"  # the alternate user of Secrets Manager's multi-user rotation
 TERMINATE_TIMEOUT_MS = 10_000  # how long a delete waits for a streaming archiver to exit
+# Seconds between logins after an authentication failure: four attempts within 14 s.
+AUTH_RETRY_DELAYS = (2.0, 4.0, 8.0)
+
+
+class MasterLoginRejected(RuntimeError):
+    """The master secret's AWSCURRENT credentials were refused on every attempt."""
+
+
+def _is_auth_failure(exc: Exception) -> bool:
+    # psycopg2 reports a refused login as OperationalError; the server's SQLSTATE 28P01
+    # (invalid_password) is in the message, not in pgcode, for connection errors.
+    return getattr(exc, "pgcode", None) == "28P01" or "password authentication failed" in str(exc)
+
+
+def connect_as_master(
+    read_secret: Callable[[str], Mapping[str, Any]],
+    connect: Callable[[str], Any],
+    master_arn: str,
+    dbname: str | None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """A connection with the master secret's AWSCURRENT credentials, read again after each
+    refused login (a rotation may have changed the password since the last read)."""
+    attempts = len(AUTH_RETRY_DELAYS) + 1
+    for attempt in range(attempts):
+        master = read_secret(master_arn)
+        if dbname:  # the archived database: pgaudit is created there
+            master = {**master, "dbname": dbname}
+        try:
+            return connect(dsn_from_secret(master, "require"))
+        except Exception as exc:
+            if not _is_auth_failure(exc):
+                raise
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if attempt == attempts - 1:
+                raise MasterLoginRejected(
+                    f"the database refused the master secret's AWSCURRENT credentials "
+                    f"{attempts} times within {sum(AUTH_RETRY_DELAYS):.0f} s ({first_line}). "
+                    "Put the database's master password into the secret (or reset it with "
+                    "modify-db-instance --master-user-password), then retry the stack operation"
+                ) from None
+            LOG.warning(
+                "master login refused (attempt %d of %d: %s); reading the secret again in %.0f s",
+                attempt + 1,
+                attempts,
+                first_line,
+                AUTH_RETRY_DELAYS[attempt],
+            )
+            sleep(AUTH_RETRY_DELAYS[attempt])
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def prepare(connection: Any, username: str, password: str) -> dict[str, Any]:
@@ -94,6 +149,7 @@ def handle(
     event: dict[str, Any],
     read_secret: Callable[[str], Mapping[str, Any]],
     connect: Callable[[str], Any],
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     request = CfnRequest.parse(event, "txlog-bootstrap")
     props = request.properties
@@ -104,16 +160,19 @@ def handle(
         return
     data: dict[str, Any] = {}
     try:
-        master = read_secret(props["MasterSecretArn"])
-        if props.get("DatabaseName"):  # the archived database: pgaudit is created there
-            master = {**master, "dbname": props["DatabaseName"]}
         replication = read_secret(props["ReplicationSecretArn"])
         # The rotation may have made the clone current; the base name is the user to manage.
         username = str(replication["username"]).removesuffix(CLONE_SUFFIX)
         physical_id = f"txlog-bootstrap:{username}"
+
+        def as_master() -> Any:
+            return connect_as_master(
+                read_secret, connect, props["MasterSecretArn"], props.get("DatabaseName"), sleep
+            )
+
         if request.request_type == "Delete":
             try:
-                connection = connect(dsn_from_secret(master, "require"))
+                connection = as_master()
             except Exception as exc:  # the database may already be gone
                 LOG.warning("database unreachable on delete, nothing dropped: %s", exc)
                 send_response(request, "SUCCESS", f"database unreachable: {exc}", {})
@@ -123,13 +182,16 @@ def handle(
             finally:
                 connection.close()
         else:
-            connection = connect(dsn_from_secret(master, "require"))
+            connection = as_master()
             try:
                 data = prepare(connection, username, str(replication["password"]))
             finally:
                 connection.close()
         LOG.info(json.dumps({"request": request.request_type, **data}))
         send_response(request, "SUCCESS", "ok", data, physical_id)
+    except MasterLoginRejected as exc:  # a clear reason, no stack trace
+        LOG.error("txlog bootstrap %s failed: %s", request.request_type, exc)
+        send_response(request, "FAILED", str(exc), data)
     except Exception as exc:
         LOG.exception("txlog bootstrap %s failed", request.request_type)
         send_response(request, "FAILED", f"{type(exc).__name__}: {exc}", data)
@@ -142,7 +204,9 @@ def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - 
     client = boto3.client("secretsmanager", region_name=os.environ.get("AWS_REGION"))
 
     def read_secret(arn: str) -> Mapping[str, Any]:
-        value: Mapping[str, Any] = json.loads(client.get_secret_value(SecretId=arn)["SecretString"])
+        # AWSCURRENT at the moment of each read (re-read after a refused login).
+        response = client.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")
+        value: Mapping[str, Any] = json.loads(response["SecretString"])
         return value
 
     handle(event, read_secret, psycopg2.connect)

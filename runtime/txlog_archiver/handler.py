@@ -137,10 +137,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger = Logger(service=SERVICE)
     metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
     metrics.add_dimension(name="Environment", value=settings.environment)
+    # Read at every run, so a rotation's new AWSCURRENT is used from the next run on
+    # (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html).
     secret = json.loads(
-        boto3.client("secretsmanager").get_secret_value(SecretId=settings.secret_arn)[
-            "SecretString"
-        ]
+        boto3.client("secretsmanager").get_secret_value(
+            SecretId=settings.secret_arn, VersionStage="AWSCURRENT"
+        )["SecretString"]
     )
     stats, lag = run_once(settings, secret, lambda: context.get_remaining_time_in_millis() / 1000.0)
     if stats.stopped_by == SLOT_BUSY:

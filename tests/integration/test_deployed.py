@@ -252,7 +252,8 @@ def test_database_accepts_postgres_only_from_its_clients(deployment: Deployment)
 def test_replication_secret_is_encrypted_and_rotates_every_30_days(
     deployment: Deployment,
 ) -> None:
-    _encrypted_and_rotating(deployment, "ReplicationSecretArn", "rds-txlog-secret")
+    secret = _encrypted_and_rotating(deployment, "ReplicationSecretArn", "rds-txlog-secret")
+    assert secret["RotationLambdaARN"].endswith(f":function:rds-txlog-rotation-{deployment.suffix}")
     sm = deployment.aws.client("secretsmanager")
     fields = json.loads(
         sm.get_secret_value(SecretId=deployment.outputs["ReplicationSecretArn"])["SecretString"]
@@ -261,6 +262,24 @@ def test_replication_secret_is_encrypted_and_rotates_every_30_days(
     assert fields["username"] in ("govdr_txlog", "govdr_txlog_clone")
     assert fields["host"] == deployment.outputs["DatabaseEndpointAddress"]
     assert fields["masterarn"] == deployment.outputs["DatabaseSecretArn"]
+
+
+@pytest.mark.parametrize(
+    ("name", "strategy"),
+    [("rds-rotation", "single-user"), ("rds-txlog-rotation", "alternating-users")],
+)
+def test_rotation_functions_are_ours_on_python_3_14_in_the_vpc(
+    deployment: Deployment, name: str, strategy: str
+) -> None:
+    """Fault 7 of the first-deploy review: no hosted rotation (python3.10, deprecated)."""
+    config = deployment.aws.client("lambda").get_function_configuration(
+        FunctionName=f"{name}-{deployment.suffix}"
+    )
+    assert config["Runtime"] == "python3.14"
+    assert config["Handler"] == "runtime.secret_rotation.handler.handler"
+    assert config["Environment"]["Variables"]["ROTATION_STRATEGY"] == strategy
+    subnets = deployment.outputs["FunctionSubnetIds"].split(",")
+    assert sorted(config["VpcConfig"]["SubnetIds"]) == sorted(subnets)
 
 
 def test_archiver_runs_every_minute_alone_in_the_vpc_with_the_archive_mounted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -82,6 +83,16 @@ class Db:
         )
 
     def drop(self) -> None:
+        # The walsender of a run that just ended exits a moment after its client closed; an
+        # active slot cannot be dropped (on a loaded machine that moment can be long).
+        for _ in range(200):
+            active = self.sql(
+                f"SELECT count(*) FROM pg_replication_slots WHERE database = '{self.name}' "
+                "AND active"
+            )
+            if active == "0":
+                break
+            time.sleep(0.05)
         for slot in (SLOT, WITNESS):
             self.sql(
                 f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "

@@ -250,3 +250,102 @@ def test_missing_properties_are_named(
     [body] = bodies
     assert body["Status"] == "FAILED"
     assert body["Reason"] == "ResourceProperties missing: MasterSecretArn, SlotName"
+
+
+class PasswordMaster:
+    """A master user that logs in with a password, and a secret read that can change it."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.user = f"govdr_admin_{uuid.uuid4().hex[:8]}"
+        self.password = secrets.token_urlsafe(24)
+        setup.db.pg.psql(f"CREATE ROLE {self.user} SUPERUSER LOGIN PASSWORD '{self.password}'")
+        setup.secrets[MASTER_ARN] = {
+            **setup.secrets[MASTER_ARN],
+            "username": self.user,
+            "password": self.password,
+        }
+        self.reads = 0
+        self.sleeps: list[float] = []
+        self.rotate_after_first_read = False
+
+    def read_secret(self, arn: str) -> Mapping[str, Any]:
+        value = self.setup.secrets[arn]
+        if arn == MASTER_ARN:
+            self.reads += 1
+            if self.rotate_after_first_read and self.reads == 1:
+                # The master rotation's setSecret and finishSecret land between this read and
+                # the login: the database and AWSCURRENT now hold a new password.
+                new = secrets.token_urlsafe(24)
+                self.setup.db.pg.psql(f"ALTER ROLE {self.user} PASSWORD '{new}'")
+                self.setup.secrets[MASTER_ARN] = {**value, "password": new}
+        return value
+
+    def handle(self, url: str) -> None:
+        bootstrap.handle(
+            self.setup.event(url, "Create"),
+            self.read_secret,
+            self.setup.connect,
+            sleep=self.sleeps.append,
+        )
+
+    def drop(self) -> None:
+        self.setup.db.pg.psql(f"DROP ROLE IF EXISTS {self.user}")
+
+
+@pytest.fixture
+def password_master(setup: Setup) -> Iterator[PasswordMaster]:
+    master = PasswordMaster(setup)
+    yield master
+    master.drop()
+
+
+def test_fault_5_a_master_password_rotated_after_the_read_is_retried_with_awscurrent(
+    setup: Setup,
+    password_master: PasswordMaster,
+    response_url: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Fault 5: the master secret's first rotation raced the bootstrap, which read the
+    master secret and then logged in with a password that had just been replaced. The login
+    is refused once; the bootstrap reads AWSCURRENT again and succeeds."""
+    url, bodies = response_url
+    password_master.rotate_after_first_read = True
+    password_master.handle(url)
+    [body] = bodies
+    assert body["Status"] == "SUCCESS", body["Reason"]
+    assert body["Data"]["created"] is True
+    assert password_master.reads == 2
+    assert password_master.sleeps == [bootstrap.AUTH_RETRY_DELAYS[0]]
+    psycopg2.connect(setup.user_dsn()).close()  # the archiver's login exists and works
+
+
+def test_fault_5_a_wrong_master_password_fails_clearly_after_the_retries(
+    setup: Setup,
+    password_master: PasswordMaster,
+    response_url: tuple[str, list[dict[str, Any]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The twin: a password the database never had fails after every retry, with the reason
+    and the fix in the response and the log, and no stack trace."""
+    url, bodies = response_url
+    wrong = secrets.token_urlsafe(24)
+    setup.secrets[MASTER_ARN] = {**setup.secrets[MASTER_ARN], "password": wrong}
+    password_master.handle(url)
+    [body] = bodies
+    assert body["Status"] == "FAILED"
+    assert body["Reason"] == (
+        "the database refused the master secret's AWSCURRENT credentials 4 times within 14 s "
+        f'(connection to server on socket "{setup.db.pg.socket_dir}/.s.PGSQL.'
+        f'{setup.db.pg.port}" failed: FATAL:  password authentication failed for user '
+        f'"{password_master.user}"). Put the database\'s master password into the secret (or '
+        "reset it with modify-db-instance --master-user-password), then retry the stack "
+        "operation"
+    )
+    assert wrong not in body["Reason"]
+    assert password_master.reads == 4
+    assert password_master.sleeps == list(bootstrap.AUTH_RETRY_DELAYS)
+    assert all(record.exc_info is None for record in caplog.records)
+    assert wrong not in caplog.text
+    assert (
+        setup.db.pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{setup.username}'") == "0"
+    )

@@ -25,9 +25,9 @@ from govdr.synth import NESTED, cdk_json_context
 from tests.conftest import Synth
 
 # Every acknowledgment is a reviewed decision: adding one must change this number.
-EXPECTED_ACKNOWLEDGMENTS = 35
+EXPECTED_ACKNOWLEDGMENTS = 45
 # The prod switch turns deletion protection on, so its three acknowledgments go away.
-EXPECTED_PROD_ACKNOWLEDGMENTS = 32
+EXPECTED_PROD_ACKNOWLEDGMENTS = 42
 
 
 def test_real_templates_pass_every_own_check(synth: Synth) -> None:

@@ -21,11 +21,17 @@ def _secret(database: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
     return found
 
 
-def _schedule(database: dict[str, Any], rotation_type: str) -> dict[str, Any]:
+def _schedule(database: dict[str, Any], function_name: str) -> dict[str, Any]:
+    """The rotation schedule whose function is ``<function_name>-<suffix>``."""
+    [function_id] = [
+        lid
+        for lid, f in resources(database, "AWS::Lambda::Function")
+        if f["Properties"]["FunctionName"] == f"{function_name}-{TEST_SUFFIX}"
+    ]
     [found] = [
         schedule
         for _, schedule in resources(database, "AWS::SecretsManager::RotationSchedule")
-        if schedule["Properties"]["HostedRotationLambda"]["RotationType"] == rotation_type
+        if schedule["Properties"]["RotationLambdaARN"] == {"Fn::GetAtt": [function_id, "Arn"]}
     ]
     return found
 
@@ -159,22 +165,14 @@ def test_master_secret_is_generated_under_the_cmk(synth: Synth) -> None:
     assert secret_id in password
 
 
-def test_rotation_every_30_days_hosted_in_the_vpc(synth: Synth) -> None:
+def test_fault_7_rotation_every_30_days_by_our_function_in_the_vpc(synth: Synth) -> None:
+    """Fault 7: hosted rotation put the AWS::SecretsManager-2024-09-16 transform into this
+    template and created a python3.10 function. The schedule now names our function."""
     database = synth.raw("database")
-    assert database["Transform"] in (
-        "AWS::SecretsManager-2024-09-16",
-        ["AWS::SecretsManager-2024-09-16"],
-    )
-    props = _schedule(database, "PostgreSQLSingleUser")["Properties"]
+    assert "Transform" not in database
+    props = _schedule(database, "rds-rotation")["Properties"]
     assert props["RotationRules"] == {"ScheduleExpression": "rate(30 days)"}
-    hosted = props["HostedRotationLambda"]
-    assert hosted["RotationType"] == "PostgreSQLSingleUser"
-    assert hosted["RotationLambdaName"] == f"rds-rotation-{TEST_SUFFIX}"
-    assert "RotationSecurityGroup" in hosted["VpcSecurityGroupIds"]["Ref"]
-    assert "SecretsKey" in hosted["KmsKeyArn"]["Ref"]
-    subnet_refs = [p["Ref"] for p in hosted["VpcSubnetIds"]["Fn::Join"][1] if isinstance(p, dict)]
-    assert len(subnet_refs) == 3
-    assert all("FunctionsSubnet" in ref for ref in subnet_refs)
+    assert "HostedRotationLambda" not in props
     # Rotation targets the attached secret, which carries host and port.
     master_id, _ = _secret(database, "rds-master-secret")
     [attachment_id] = [
@@ -270,7 +268,14 @@ def test_log_groups_exist_before_their_writers(synth: Synth) -> None:
     [(_, instance)] = resources(database, "AWS::RDS::DBInstance")
     for export in ("postgresql", "upgrade"):
         assert groups[f"/aws/rds/instance/rds-{TEST_SUFFIX}/{export}"] in instance["DependsOn"]
-    schedule = _schedule(database, "PostgreSQLSingleUser")
-    assert groups[f"/aws/lambda/rds-rotation-{TEST_SUFFIX}"] in schedule["DependsOn"]
-    schedule = _schedule(database, "PostgreSQLMultiUser")
-    assert groups[f"/aws/lambda/rds-txlog-rotation-{TEST_SUFFIX}"] in schedule["DependsOn"]
+    # The first rotation runs when the schedule is created: the function it invokes writes to
+    # its own group, which the function references (so the group is created first).
+    for function_name in ("rds-rotation", "rds-txlog-rotation"):
+        [function] = [
+            f
+            for _, f in resources(database, "AWS::Lambda::Function")
+            if f["Properties"]["FunctionName"] == f"{function_name}-{TEST_SUFFIX}"
+        ]
+        group = groups[f"/aws/lambda/{function_name}-{TEST_SUFFIX}"]
+        assert function["Properties"]["LoggingConfig"] == {"LogGroup": {"Ref": group}}
+        assert _schedule(database, function_name)["Properties"]["RotationLambdaARN"]

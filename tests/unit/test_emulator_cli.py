@@ -29,7 +29,7 @@ def test_deploy_verify_keep_destroy_and_stop(
     assert "verdict: PASS (4 PASS, 0 FAIL, 7 UNKNOWN" in out
     assert ", preflight " in out  # its time, in the timings line
     assert "resources created: " in out
-    assert "integration checks: 19 passed, 3 deselected" in out
+    assert "integration checks: 21 passed, 3 deselected" in out
     assert "the emulator cannot:" in out
     assert "Custom::VpcRestrictDefaultSG" in out
     kept = json.loads(state.read_text())

@@ -117,16 +117,17 @@ def test_replication_user_is_bootstrapped_before_its_first_rotation(synth: Synth
     }
     assert attachments <= set(bootstrap["DependsOn"])
 
+    rotation_id, rotation = _function(database, "rds-txlog-rotation")
     [schedule] = [
         s
         for _, s in resources(database, "AWS::SecretsManager::RotationSchedule")
-        if s["Properties"]["HostedRotationLambda"]["RotationType"] == "PostgreSQLMultiUser"
+        if s["Properties"]["RotationLambdaARN"] == {"Fn::GetAtt": [rotation_id, "Arn"]}
     ]
     assert bootstrap_id in schedule["DependsOn"]
-    hosted = schedule["Properties"]["HostedRotationLambda"]
-    assert hosted["RotationLambdaName"] == f"rds-txlog-rotation-{TEST_SUFFIX}"
     assert schedule["Properties"]["RotationRules"] == {"ScheduleExpression": "rate(30 days)"}
-    assert "MasterSecretArn" in hosted
+    assert rotation["Properties"]["Environment"]["Variables"]["ROTATION_STRATEGY"] == (
+        "alternating-users"
+    )
 
     _, function = _function(database, "txlog-bootstrap")
     assert function["Properties"]["Handler"] == "runtime.txlog_archiver.bootstrap.handler"
