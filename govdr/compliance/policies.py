@@ -47,6 +47,10 @@ REF_SHAPES: dict[str, str] = {
     "AWS::SecretsManager::Secret": _ARN.format(
         service="secretsmanager", resource="secret:{id}-AbCdEf"
     ),
+    # Ref of a target attachment is the ARN of its secret.
+    "AWS::SecretsManager::SecretTargetAttachment": _ARN.format(
+        service="secretsmanager", resource="secret:{id}-AbCdEf"
+    ),
     "AWS::IAM::ManagedPolicy": f"arn:{PARTITION}:iam::{ACCOUNT}:policy/{{id}}",
     "AWS::EC2::VPCEndpoint": "vpce-{lid}",
     "AWS::EC2::VPC": "vpc-{lid}",
