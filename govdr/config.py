@@ -35,6 +35,10 @@ _PRIVATE_NETS = tuple(
 _TRAIL_ARN_RE = re.compile(
     r"^arn:aws[a-z-]*:cloudtrail:[a-z]{2}(?:-[a-z]+)+-[0-9]:[0-9]{12}:trail/[A-Za-z0-9._-]{3,128}$"
 )
+# Logical-decoding output plugins, comma-separated (the form of PostgreSQL's list settings).
+_PLUGIN_LIST_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}(?:\s*,\s*[a-z][a-z0-9_]{0,62})*$")
+# The plugin the archiver decodes with; a restricting list without it stops the archive.
+ARCHIVER_OUTPUT_PLUGIN = "wal2json"
 _VAULT_ARN_RE = re.compile(
     r"^arn:aws[a-z-]*:backup:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]):[0-9]{12}:"
     r"backup-vault:[A-Za-z0-9_.-]{2,50}$"
@@ -88,6 +92,10 @@ class DrConfig:
     # no trail of our own then. An account holds at most 5 trails per region, so pull-request
     # environments that each create one run out (and each copy bills data events again).
     existing_trail_arn: str | None = None
+    # output_plugin_libraries of the parameter group, for engine minors that have the setting:
+    # they let a non-superuser replication login (the archiver's) decode only with the listed
+    # plugins. Unset: the parameter is left out (a family without it rejects it).
+    output_plugin_libraries: str | None = None
     # Alarm thresholds (docs/architecture.md explains each default).
     cpu_alarm_percent: int = 80
     free_storage_alarm_gib: int = 10
@@ -170,6 +178,12 @@ KNOBS: tuple[_Knob, ...] = (
     _Knob("log_retention_days", "logRetentionDays", "GOVDR_LOG_RETENTION_DAYS", int),
     _Knob("backup_copy_vault_arn", "backupCopyVaultArn", "GOVDR_BACKUP_COPY_VAULT_ARN", str),
     _Knob("existing_trail_arn", "existingTrailArn", "GOVDR_EXISTING_TRAIL_ARN", str),
+    _Knob(
+        "output_plugin_libraries",
+        "outputPluginLibraries",
+        "GOVDR_OUTPUT_PLUGIN_LIBRARIES",
+        str,
+    ),
     _Knob("cpu_alarm_percent", "cpuAlarmPercent", "GOVDR_CPU_ALARM_PERCENT", int),
     _Knob("free_storage_alarm_gib", "freeStorageAlarmGiB", "GOVDR_FREE_STORAGE_ALARM_GIB", int),
     _Knob(
@@ -315,6 +329,19 @@ def _validate(cfg: DrConfig) -> None:
             "or empty to create the environment's own trail",
         )
 
+    plugins = cfg.output_plugin_libraries
+    if plugins is not None:
+        listed = [p.strip() for p in plugins.split(",")] if _PLUGIN_LIST_RE.match(plugins) else []
+        if ARCHIVER_OUTPUT_PLUGIN not in listed:
+            raise _fail(
+                "output_plugin_libraries",
+                plugins,
+                "must be a comma-separated list of output plugin names that includes "
+                f"{ARCHIVER_OUTPUT_PLUGIN}, which the archiver decodes with, e.g. "
+                f"'pgoutput, test_decoding, {ARCHIVER_OUTPUT_PLUGIN}'; or empty to leave the "
+                "parameter out",
+            )
+
     for field, (low, high, unit) in THRESHOLD_RANGES.items():
         value = getattr(cfg, field)
         if not low <= value <= high:
@@ -378,7 +405,12 @@ def load_config(get_context: Callable[[str], Any], environ: Mapping[str, str]) -
         if raw is None:
             continue
         value = _coerce(knob, raw)
-        if knob.field in {"alarm_email", "backup_copy_vault_arn", "existing_trail_arn"} and (
+        if knob.field in {
+            "alarm_email",
+            "backup_copy_vault_arn",
+            "existing_trail_arn",
+            "output_plugin_libraries",
+        } and (
             value == ""
         ):
             continue

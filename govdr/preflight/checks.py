@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from govdr.config import ARCHIVER_OUTPUT_PLUGIN
 from govdr.engine import major_of_family
 from govdr.preflight.permissions import deploy_actions
 from govdr.preflight.plan import Plan
@@ -32,7 +33,7 @@ _DENIED = {
     "403",
 }
 # The plugin the transaction-log archiver decodes with (runtime/txlog_archiver).
-ARCHIVER_PLUGIN = "wal2json"
+ARCHIVER_PLUGIN = ARCHIVER_OUTPUT_PLUGIN
 OUTPUT_PLUGIN_PARAMETER = "output_plugin_libraries"
 TRAILS_PER_REGION = 5
 SIMULATION_BATCH = 50
@@ -538,8 +539,9 @@ def output_plugins(ctx: Context) -> tuple[str, str, str | None]:
         return (
             FAIL,
             "; ".join(problems),
-            f"set {OUTPUT_PLUGIN_PARAMETER} to include {ARCHIVER_PLUGIN} in the parameter group "
-            "(govdr/stacks/database.py)",
+            f"deploy with -c outputPluginLibraries='pgoutput, test_decoding, {ARCHIVER_PLUGIN}' "
+            f"(GOVDR_OUTPUT_PLUGIN_LIBRARIES), which sets {OUTPUT_PLUGIN_PARAMETER} in the "
+            "parameter group",
         )
     return PASS, "; ".join(notes), None
 

@@ -93,7 +93,7 @@ class DatabaseStack(NestedStack):
             engine=engine,
             name=name("rds-params", suffix),
             description=f"govdr PostgreSQL {config.engine_major}: TLS only, logical decoding",
-            parameters=parameters(int(config.engine_major)),
+            parameters=parameters(int(config.engine_major), config.output_plugin_libraries),
             removal_policy=RemovalPolicy.DESTROY,
         )
         subnet_group = rds.SubnetGroup(
@@ -446,9 +446,19 @@ def rotation_statements(
     return statements
 
 
-def parameters(major: int) -> dict[str, str]:
-    """The parameter group's values, with connection logging in the form this major takes."""
-    return {**PARAMETERS, **connection_logging(major)}
+OUTPUT_PLUGINS_PARAMETER = "output_plugin_libraries"
+
+
+def parameters(major: int, output_plugins: str | None = None) -> dict[str, str]:
+    """The parameter group's values, with connection logging in the form this major takes, and
+    ``output_plugin_libraries`` when given (engine minors that restrict which output plugins a
+    non-superuser replication login may use; ``govdr preflight`` checks whether the family has
+    it: https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Appendix.PostgreSQL.CommonDBATasks.Parameters.html).
+    """
+    chosen = {**PARAMETERS, **connection_logging(major)}
+    if output_plugins is not None:
+        chosen[OUTPUT_PLUGINS_PARAMETER] = output_plugins
+    return chosen
 
 
 def secret_read_statements(

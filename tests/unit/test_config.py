@@ -63,6 +63,7 @@ def test_every_knob_reads_context_and_environment() -> None:
         "archiveLagAlarmSeconds": "120",
         "rpoAlarmSeconds": "600",
         "existingTrailArn": "arn:aws:cloudtrail:eu-central-2:123456789012:trail/org-trail",
+        "outputPluginLibraries": "pgoutput, test_decoding, wal2json",
     }
     from_ctx = load(values)
     from_env = load(env={k.env_var: values[k.context_key] for k in KNOBS})
@@ -210,3 +211,19 @@ def test_every_setting_has_exactly_one_knob() -> None:
 
     assert sorted(k.field for k in KNOBS) == sorted(f.name for f in fields(DrConfig))
     assert len({k.context_key for k in KNOBS}) == len({k.env_var for k in KNOBS}) == len(KNOBS)
+
+
+@pytest.mark.parametrize("value", ["pgoutput, test_decoding, wal2json", "wal2json", "a,wal2json"])
+def test_output_plugin_lists_that_include_wal2json_are_accepted(value: str) -> None:
+    assert DrConfig(output_plugin_libraries=value).output_plugin_libraries == value
+
+
+@pytest.mark.parametrize(
+    "value", ["pgoutput, test_decoding", "wal2json; DROP", "wal2json,,pgoutput", "Wal2json", ""]
+)
+def test_output_plugin_lists_without_wal2json_or_malformed_are_rejected(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        DrConfig(output_plugin_libraries=value)
+    message = str(caught.value)
+    assert "invalid outputPluginLibraries" in message
+    assert "includes wal2json, which the archiver decodes with" in message

@@ -15,13 +15,13 @@ import pytest
 from botocore.stub import Stubber
 
 from govdr.cli.main import main
-from govdr.config import REGION
+from govdr.config import REGION, DrConfig
 from govdr.preflight import checks
 from govdr.preflight.checks import FAIL, PASS, UNKNOWN, Context, run_check
 from govdr.preflight.command import exit_code, render, run
 from govdr.preflight.permissions import deploy_actions
 from govdr.preflight.plan import Plan, PlanError, load_plan
-from tests.conftest import TEST_SUFFIX, Synth
+from tests.conftest import TEST_SUFFIX, Synth, synthesize
 
 ACCOUNT = "123456789012"
 CALLER = f"arn:aws:sts::{ACCOUNT}:assumed-role/platform-deployer/jane"
@@ -528,7 +528,7 @@ def test_output_plugin_libraries_without_wal2json_fails(plan: Plan, stubs: Stubs
     )
     assert result.status == FAIL
     assert "the archiver's wal2json would be refused" in result.detail
-    assert result.fix is not None and "output_plugin_libraries to include wal2json" in result.fix
+    assert result.fix is not None and "-c outputPluginLibraries=" in result.fix
 
 
 def test_output_plugin_libraries_listing_wal2json_passes(plan: Plan, stubs: Stubs) -> None:
@@ -538,6 +538,30 @@ def test_output_plugin_libraries_listing_wal2json_passes(plan: Plan, stubs: Stub
     )
     assert result.status == PASS
     assert "lists wal2json in output_plugin_libraries" in result.detail
+
+
+def test_the_output_plugin_knob_makes_the_synthesized_group_pass(
+    tmp_path_factory: pytest.TempPathFactory, stubs: Stubs
+) -> None:
+    """The fix preflight names works: -c outputPluginLibraries=... puts the list in the
+    parameter group of the real synth, and the same check then passes."""
+    config = DrConfig(
+        environment_suffix="plugins1",
+        output_plugin_libraries="pgoutput, test_decoding, wal2json",
+    )
+    built = synthesize(config, tmp_path_factory.mktemp("cdk-plugins"))
+    knob_plan = load_plan(built.outdir, config.stack_name)
+    [group] = knob_plan.parameter_groups
+    assert group.parameters["output_plugin_libraries"] == "pgoutput, test_decoding, wal2json"
+    result = verdict(
+        "output-plugins", knob_plan, _defaults(stubs, [*POSTGRES18_DEFAULTS, OUTPUT_PLUGINS])
+    )
+    assert result.status == PASS
+
+
+def test_the_default_synth_leaves_output_plugin_libraries_out(plan: Plan) -> None:
+    # A family without the parameter rejects a group that sets it.
+    assert all("output_plugin_libraries" not in g.parameters for g in plan.parameter_groups)
 
 
 def test_family_without_output_plugin_libraries_passes(plan: Plan, stubs: Stubs) -> None:
