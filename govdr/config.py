@@ -410,9 +410,7 @@ def load_config(get_context: Callable[[str], Any], environ: Mapping[str, str]) -
             "backup_copy_vault_arn",
             "existing_trail_arn",
             "output_plugin_libraries",
-        } and (
-            value == ""
-        ):
+        } and (value == ""):
             continue
         values[knob.field] = value
     return DrConfig(**values)
