@@ -501,7 +501,7 @@ CONTROLS: tuple[Control, ...] = (
             "security groups allow only the named ports between named groups",
         ),
         _ev_least_privilege,
-        rules=("iam-wildcards", "no-open-ingress", "network-flows"),
+        rules=("iam-wildcards", "no-open-ingress", "network-flows", "policy-grammar"),
         nag_rules=(
             "NIST.800.53.R5-IAMNoInlinePolicy",
             "NIST.800.53.R5-IAMPolicyNoStatementsWithFullAccess",
@@ -514,6 +514,8 @@ CONTROLS: tuple[Control, ...] = (
             "tests/unit/test_network.py::"
             "test_database_ingress_only_postgres_from_rotation_txlog_and_bootstrap",
             "tests/unit/test_network_flows.py::test_adding_an_undeclared_egress_fails",
+            "tests/unit/test_policy_grammar.py::"
+            "test_fault_3_original_cloudtrail_statement_fails_the_grammar",
         ),
     ),
     Control(
@@ -683,7 +685,7 @@ CONTROLS: tuple[Control, ...] = (
             "IAM database authentication available as an alternative",
         ),
         _ev_passwords,
-        rules=("plaintext-secrets",),
+        rules=("plaintext-secrets", "rotation-order", "no-transform"),
         nag_rules=(
             "NIST.800.53.R5-SecretsManagerRotationEnabled",
             "NIST.800.53.R5-SecretsManagerUsingKMSKey",
@@ -693,6 +695,7 @@ CONTROLS: tuple[Control, ...] = (
             "tests/runtime/test_secret_rotation.py::"
             "test_fault_7_single_user_rotation_runs_each_step_and_each_again",
             "tests/unit/test_compliance.py::test_plaintext_secret_check_and_its_failing_twins",
+            "tests/unit/test_rotation.py::test_fault_5_rotation_order_check_failing_twin",
         ),
     ),
     Control(
@@ -750,10 +753,12 @@ CONTROLS: tuple[Control, ...] = (
             "7-day deletion window; key use limited to the services of its domain",
         ),
         _ev_keys,
-        rules=("key-rotation",),
+        rules=("key-rotation", "key-requirements"),
         nag_rules=("NIST.800.53.R5-KMSBackingKeyRotationEnabled",),
         tests=(
             "tests/unit/test_security.py::test_keys_rotate_with_seven_day_window",
+            "tests/unit/test_key_policies.py::"
+            "test_fault_3_original_cloudtrail_statement_fails_the_key_requirements",
             "tests/unit/test_security.py::test_key_rotation_check_and_its_failing_twin",
             "tests/unit/test_security.py::test_key_use_is_scoped_to_its_service",
         ),
