@@ -63,6 +63,19 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize(DrConfig(environment_suffix=TEST_SUFFIX), tmp_path_factory.mktemp("cdk"))
 
 
+# An organization trail of another account, named instead of a trail of the environment's own.
+ORG_TRAIL = "arn:aws:cloudtrail:eu-central-2:111122223333:trail/org-trail"
+
+
+@pytest.fixture(scope="session")
+def org_trail_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The default configuration with an existing trail (no Audit stack)."""
+    return synthesize(
+        DrConfig(environment_suffix="pr-7", existing_trail_arn=ORG_TRAIL),
+        tmp_path_factory.mktemp("cdk-org-trail"),
+    )
+
+
 VARIANT = DrConfig(
     environment_suffix="pr-42",
     engine_version="17.4",

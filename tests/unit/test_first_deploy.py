@@ -21,7 +21,7 @@ from govdr.compliance.template_checks import (
 )
 from govdr.config import ConfigError, DrConfig
 from govdr.engine import connection_logging, family, major_of_family
-from tests.conftest import Synth, synthesize
+from tests.conftest import ORG_TRAIL, Synth
 
 TRAIL = "AWS::CloudTrail::Trail"
 
@@ -123,17 +123,6 @@ def test_fault_6_twin_a_pinned_minor_with_automatic_upgrades_fails_the_gate(
     assert engine_version_findings(database) == expected
     del instance["Properties"]["AutoMinorVersionUpgrade"]  # CloudFormation's default is true
     assert engine_version_findings(database) == expected
-
-
-ORG_TRAIL = "arn:aws:cloudtrail:eu-central-2:111122223333:trail/org-trail"
-
-
-@pytest.fixture(scope="module")
-def org_trail_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    return synthesize(
-        DrConfig(environment_suffix="pr-7", existing_trail_arn=ORG_TRAIL),
-        tmp_path_factory.mktemp("cdk-org-trail"),
-    )
 
 
 def test_fault_8_an_existing_trail_replaces_the_environment_s_own(

@@ -21,10 +21,8 @@ from govdr.compliance.policy_eval import (
     condition_holds,
     evaluate,
 )
-from govdr.config import DrConfig
-from tests.conftest import Synth, synthesize
+from tests.conftest import Synth
 
-ORG_TRAIL = "arn:aws:cloudtrail:eu-central-2:111122223333:trail/org-trail"
 TRAIL_ARN = "arn:aws:cloudtrail:eu-central-2:123456789012:trail/trail-qa7"
 
 
@@ -213,14 +211,6 @@ def test_twin_a_key_reference_outside_the_synthesis_is_a_finding(synth: Synth) -
     assert key_requirement_findings(templates) == [
         "AlarmTopicD01E77F9: KmsMasterKeyId names a key that is not in the synthesis"
     ]
-
-
-@pytest.fixture(scope="module")
-def org_trail_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    return synthesize(
-        DrConfig(environment_suffix="pr-8", existing_trail_arn=ORG_TRAIL),
-        tmp_path_factory.mktemp("cdk-org-trail-keys"),
-    )
 
 
 def test_with_an_existing_trail_the_audit_key_grants_cloudtrail_nothing(
