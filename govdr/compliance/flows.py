@@ -203,7 +203,7 @@ class Network:
             for _, props in synthesis.resources("AWS::EC2::VPC")
             if isinstance(props.get("CidrBlock"), str)
         ]
-        self._placeholders: set[Ref] = set()
+        self._inline_egress: set[Ref] = set()  # groups created with inline egress rules
         by_name = {name(group.value, suffix): group for group in Group}
         for ref, props in synthesis.resources("AWS::EC2::SecurityGroup"):
             group_name = props.get("GroupName")
@@ -226,10 +226,13 @@ class Network:
                     self.findings.append(f"{ref[1]}: {direction} rule of an unknown group")
                     continue
                 self.rules.append(self._rule(ref[1], direction, group_ref, ref[0], props))
-        with_egress = {r.group for r in self.rules if r.direction == "egress"}
         for ref in self.group_names:
-            if ref not in with_egress and ref not in self._placeholders:
-                # No egress rule at all: EC2's default rule allows everything outbound.
+            if ref not in self._inline_egress:
+                # No inline egress rule: EC2 adds its allow-all egress rule when it creates the
+                # group, and separate AWS::EC2::SecurityGroupEgress resources leave it in place
+                # ("if you do not add egress rules, we add egress rules that allow all
+                # outbound IPv4 and IPv6 traffic"):
+                # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-ec2-securitygroup.html
                 self.rules.append(
                     Rule(
                         f"{ref[1]} (EC2's default egress)",
@@ -252,8 +255,9 @@ class Network:
             for rule in as_list(props.get(key, [])):
                 if not isinstance(rule, dict):
                     continue
+                if direction == "egress":
+                    self._inline_egress.add(ref)
                 if direction == "egress" and _is_placeholder(rule):
-                    self._placeholders.add(ref)
                     continue
                 self.rules.append(self._rule(ref[1], direction, ref, ref[0], rule))
 

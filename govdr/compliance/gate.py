@@ -66,7 +66,7 @@ RULE_FIXES = {
     "actions, and only conditions its requests carry) through ServiceKey in "
     "govdr/stacks/security.py",
     "custom-resource-timeout": "give the custom resource service_timeout=Duration.seconds("
-    "service_timeout(<handler timeout>)) from govdr.constructs.custom_resources (at most 900 s, "
+    "service_timeout(<handler timeout>)) from govdr.constructs.custom_resources (at most 960 s, "
     "at least the handler's Lambda timeout)",
     "network-flows": "declare the flow in govdr/network_flows.py (the Network stack builds the "
     "rules from it), or remove the rule or function that no declared flow needs",

@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from aws_cdk import CfnResource, CustomResource
 from constructs import IConstruct
 
-# The ceiling the gate allows: the longest Lambda timeout (15 minutes), not an hour.
-MAX_SERVICE_TIMEOUT_SECONDS = 900
 # Time for the response PUT and CloudFormation's processing after the handler returns.
 RESPONSE_MARGIN_SECONDS = 60
+# The ceiling the gate allows: the longest Lambda timeout (15 minutes) and the margin, not an
+# hour; a handler that may run its full 15 minutes still has time to answer.
+MAX_SERVICE_TIMEOUT_SECONDS = 900 + RESPONSE_MARGIN_SECONDS
 # CDK's own custom-resource providers (S3 auto-delete, default security group) run with
 # CustomResourceProvider's default Lambda timeout of 15 minutes.
 CDK_PROVIDER_TIMEOUT_SECONDS = 900
@@ -48,8 +49,9 @@ def bound_custom_resources(scope: IConstruct, own: Iterable[CustomResource]) -> 
         parent = construct.node.scope
         if parent is not None and parent.node.path in own_paths:
             continue
+        # A string, the property's documented type (CDK's own CustomResource writes one too).
         construct.add_property_override(
-            "ServiceTimeout", service_timeout(CDK_PROVIDER_TIMEOUT_SECONDS)
+            "ServiceTimeout", str(service_timeout(CDK_PROVIDER_TIMEOUT_SECONDS))
         )
         bounded += 1
     return bounded

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 
-from aws_cdk import NestedStack, Tags
+import jsii
+from aws_cdk import Aspects, IAspect, NestedStack, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from govdr.config import DrConfig
 from govdr.constructs.log_group import encrypted_log_group
@@ -120,6 +121,9 @@ class NetworkStack(NestedStack):
             "HTTPS to AWS APIs from workloads in this VPC",
         )
         self._rules_of(FLOWS)
+        # Other stacks add rules to these groups later (a function's file system, for one):
+        # the placeholder is put back when the whole app has been built.
+        Aspects.of(self).add(_DefaultEgressOff())
 
         for endpoint_id, service in INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
@@ -219,3 +223,32 @@ class NetworkStack(NestedStack):
         )
         Tags.of(sg).add("Name", sg_name)
         return sg
+
+
+@jsii.implements(IAspect)
+class _DefaultEgressOff:
+    """Runs _keep_default_egress_off on every security group of the stack before synthesis."""
+
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, ec2.SecurityGroup):
+            _keep_default_egress_off(node)
+
+
+def _keep_default_egress_off(sg: ec2.SecurityGroup) -> None:
+    """Give the group an inline egress rule that matches no traffic (CDK's own placeholder).
+
+    EC2 adds an allow-all egress rule to a group created without inline egress rules, and a
+    rule added later as a separate AWS::EC2::SecurityGroupEgress resource does not remove it
+    ("When you create a security group, if you do not add egress rules, we add egress rules
+    that allow all outbound IPv4 and IPv6 traffic. Otherwise, we do not add them."
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-ec2-securitygroup.html).
+    CDK drops its placeholder as soon as any egress rule is added, even one towards another
+    group, which it writes as a separate resource; a group whose egress goes only to other
+    groups would then keep EC2's allow-all rule. Added last (by an aspect), so that CDK does
+    not drop it again; adding it drops an earlier copy, so each group has exactly one.
+    """
+    sg.add_egress_rule(
+        ec2.Peer.ipv4("255.255.255.255/32"),
+        ec2.Port.icmp_type_and_code(252, 86),
+        "Disallow all traffic",
+    )

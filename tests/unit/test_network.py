@@ -146,12 +146,22 @@ def test_every_security_group_is_named_described_and_closed_outbound(synth: Synt
                     "FromPort": 443,
                     "IpProtocol": "tcp",
                     "ToPort": 443,
-                }
+                },
+                NO_TRAFFIC,
             ]
             continue
-        # allow_all_outbound=False renders a single "disallow all" placeholder rule.
-        for rule in inline_egress:
-            assert rule["CidrIp"] == "255.255.255.255/32"
+        # Every other group's only inline egress rule matches no traffic: without an inline
+        # rule, EC2 would add its allow-all egress rule to the group.
+        assert inline_egress == [NO_TRAFFIC], props["GroupName"]
+
+
+NO_TRAFFIC = {
+    "CidrIp": "255.255.255.255/32",
+    "Description": "Disallow all traffic",
+    "FromPort": 252,
+    "IpProtocol": "icmp",
+    "ToPort": 86,
+}
 
 
 def _rules(network: dict[str, Any], rtype: str) -> list[dict[str, Any]]:

@@ -29,6 +29,14 @@ from tests.conftest import ROOT, TEST_SUFFIX, Synth
 
 FIX = "declare it in govdr/network_flows.py or remove the rule"
 S3_REASON = "answer CloudFormation (pre-signed S3 URL)"
+# CDK's egress rule that matches no traffic, inline on every group.
+NO_TRAFFIC = {
+    "CidrIp": "255.255.255.255/32",
+    "Description": "Disallow all traffic",
+    "FromPort": 252,
+    "IpProtocol": "icmp",
+    "ToPort": 86,
+}
 
 
 def _templates(synth: Synth) -> dict[str, dict[str, Any]]:
@@ -117,10 +125,11 @@ def test_fault_1_bootstrap_cannot_answer_cloudformation(synth: Synth) -> None:
             "FromPort": 443,
             "IpProtocol": "tcp",
             "ToPort": 443,
-        }
+        },
+        NO_TRAFFIC,
     ]
     # Removing the S3 egress fails the flow.
-    props["SecurityGroupEgress"] = []
+    props["SecurityGroupEgress"] = [NO_TRAFFIC]
     assert network_flow_findings(templates, TEST_SUFFIX) == [
         f"{bootstrap_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
         "allowed by the egress of txlog-bootstrap-sg"
@@ -163,7 +172,7 @@ def test_fault_1_an_in_vpc_handler_without_an_s3_flow_fails(synth: Synth) -> Non
     ops = _group_id(network, Group.OPS)
     # Neither the declaration nor the group has the cleaner's S3 flow any more.
     without = tuple(f for f in FLOWS if not (f.destination is Gateway.S3 and f.source is Group.OPS))
-    network["Resources"][ops]["Properties"]["SecurityGroupEgress"] = []
+    network["Resources"][ops]["Properties"]["SecurityGroupEgress"] = [NO_TRAFFIC]
     assert network_flow_findings(templates, TEST_SUFFIX, without) == [
         "VaultCleanerResource: its handler backup-vault-cleaner runs in the VPC but has no "
         "declared flow to the S3 gateway endpoint, so it cannot answer CloudFormation"
@@ -261,6 +270,38 @@ def test_a_group_without_egress_rules_allows_everything_and_fails(synth: Synth) 
     assert network_flow_findings(templates, TEST_SUFFIX) == [
         f"{efs} (EC2's default egress): egress of efs-sg-{TEST_SUFFIX} to 0.0.0.0/0 (all "
         f"traffic) is allowed but no declared flow needs it ({FIX})"
+    ]
+
+
+def test_every_group_is_created_with_an_inline_egress_rule(synth: Synth) -> None:
+    """A group created without inline egress rules gets EC2's allow-all egress rule, which
+    separate AWS::EC2::SecurityGroupEgress resources do not remove; each group carries at
+    least the rule that matches no traffic."""
+    network = synth.raw("network")
+    groups = list(resources(network, "AWS::EC2::SecurityGroup"))
+    assert len(groups) == len(Group)
+    for logical_id, group in groups:
+        assert group["Properties"].get("SecurityGroupEgress"), logical_id
+
+
+@pytest.mark.parametrize("group", [Group.TXLOG, Group.ROTATION, Group.MONITOR])
+def test_a_group_whose_egress_is_only_separate_rules_allows_everything_and_fails(
+    synth: Synth, group: Group
+) -> None:
+    """The groups whose egress goes only to other groups (separate egress resources): without
+    their inline placeholder, EC2's default egress stays beside those rules."""
+    templates = _templates(synth)
+    network = templates["network"]
+    logical_id = _group_id(network, group)
+    assert [
+        r
+        for _, r in resources(network, "AWS::EC2::SecurityGroupEgress")
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [logical_id, "GroupId"]}
+    ]
+    network["Resources"][logical_id]["Properties"].pop("SecurityGroupEgress")
+    assert network_flow_findings(templates, TEST_SUFFIX) == [
+        f"{logical_id} (EC2's default egress): egress of {group.value}-{TEST_SUFFIX} to "
+        f"0.0.0.0/0 (all traffic) is allowed but no declared flow needs it ({FIX})"
     ]
 
 
@@ -408,7 +449,8 @@ def test_the_s3_prefix_list_stands_for_the_gateway_endpoint(synth: Synth) -> Non
     templates = _templates(synth)
     network = templates["network"]
     bootstrap_sg = _group_id(network, Group.BOOTSTRAP)
-    [rule] = network["Resources"][bootstrap_sg]["Properties"]["SecurityGroupEgress"]
+    rule, placeholder = network["Resources"][bootstrap_sg]["Properties"]["SecurityGroupEgress"]
+    assert placeholder == NO_TRAFFIC
     rule.pop("CidrIp")
     rule["DestinationPrefixListId"] = "pl-0123456789abcdef0"
     assert network_flow_findings(templates, TEST_SUFFIX) == []
