@@ -539,9 +539,9 @@ class Rotator:
                 )
                 self.sleep(MASTER_RETRY_DELAYS[attempt])
         refused = (
-            "neither its AWSCURRENT nor its AWSPENDING password"
+            "its AWSCURRENT and its AWSPENDING passwords"
             if tried_pending
-            else "its AWSCURRENT password (and it has no other AWSPENDING password)"
+            else "its AWSCURRENT password (it has no other AWSPENDING password)"
         )
         raise RotationError(
             f"the master secret {current.masterarn} named by {secret_id} does not log in as "

@@ -719,9 +719,9 @@ def test_fault_7_a_master_password_in_no_version_fails_after_bounded_retries(
     with caplog.at_level(logging.INFO), pytest.raises(RotationError) as failed:
         world.step(ALTERNATING_USERS, world.txlog_arn, txlog_token, "setSecret")
     refused = (
-        "neither its AWSCURRENT nor its AWSPENDING password"
+        "its AWSCURRENT and its AWSPENDING passwords"
         if master_rotating
-        else "its AWSCURRENT password (and it has no other AWSPENDING password)"
+        else "its AWSCURRENT password (it has no other AWSPENDING password)"
     )
     assert str(failed.value) == (
         f"the master secret {world.master_arn} named by {world.txlog_arn} does not log in as "
