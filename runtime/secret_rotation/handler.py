@@ -23,7 +23,10 @@ chosen by ``ROTATION_STRATEGY``:
   creates ``<user>_clone`` on the first rotation, with the original user's REPLICATION
   attribute, its role memberships (``rds_replication`` on RDS) and membership in the original
   user itself; every later rotation sets the password of the user that is not current, so the
-  login in use keeps working while the other one changes.
+  login in use keeps working while the other one changes. Both first rotations start
+  together, so the master's password may already have changed while its AWSCURRENT still
+  holds the old one: a refused master login is retried with the master's AWSPENDING and a
+  fresh AWSCURRENT (``MASTER_RETRY_DELAYS``).
 
 Passwords reach the server only as SCRAM-SHA-256 verifiers computed here, never as clear text
 in a statement (pgaudit logs role statements); identifiers are quoted with ``psycopg2.sql``
@@ -59,6 +62,9 @@ TOKEN = re.compile(r"[\x21-\x7e]{32,64}")
 DEFAULT_PASSWORD_LENGTH = 32
 CONNECT_TIMEOUT_SECONDS = 10
 APPLICATION_NAME = "govdr-secret-rotation"
+# Seconds between rounds of master logins (AWSCURRENT, then AWSPENDING) when the database
+# refuses the master secret's passwords: four rounds within 14 s, inside the 60 s timeout.
+MASTER_RETRY_DELAYS = (2.0, 4.0, 8.0)
 
 
 class RotationError(RuntimeError):
@@ -274,6 +280,7 @@ class Rotator:
     sslmode: str = "require"
     exclude_characters: str = ""
     password_length: int = DEFAULT_PASSWORD_LENGTH
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -453,13 +460,28 @@ class Rotator:
                 f"{current.username}; put the working password into the secret, then rotate"
             )
         connection.close()
+        connection, stage = self._open_master(secret_id, current)
+        try:
+            original = current.username.removesuffix(CLONE_SUFFIX)
+            created = set_alternate_user(connection, original, pending.username, pending.password)
+        finally:
+            connection.close()
+        done = f"{'created' if created else 'set the password of'} {pending.username}"
+        if stage == PENDING:
+            done += " as the master user with the master secret's AWSPENDING password"
+        return done
+
+    def _master_login(self, secret_id: str, current: Login, stage: str) -> Login | None:
+        """The ``stage`` version of the master secret named by ``current``; None when that
+        version has no value (AWSPENDING outside a rotation of the master secret)."""
         assert current.masterarn is not None  # parse_login requires it for this strategy
         try:
-            master = self.login(current.masterarn, CURRENT, master=True)
+            master = self.login(current.masterarn, stage, master=True)
         except MissingVersion:
+            if stage == PENDING:
+                return None
             raise RotationError(
-                f"the master secret {current.masterarn} named by {secret_id} has no AWSCURRENT "
-                "value"
+                f"the master secret {current.masterarn} named by {secret_id} has no {stage} value"
             ) from None
         if (master.host, master.port) != (current.host, current.port):
             raise RotationError(
@@ -467,18 +489,67 @@ class Rotator:
                 f"{secret_id} for {current.host}:{current.port}; masterarn must name the master "
                 "secret of the same database"
             )
-        connection = self.open(master, current.dbname)
-        if connection is None:
-            raise RotationError(
-                f"the master secret {current.masterarn} does not log in as {master.username}; "
-                "rotate the master secret first or put its working password into it"
-            )
-        try:
-            original = current.username.removesuffix(CLONE_SUFFIX)
-            created = set_alternate_user(connection, original, pending.username, pending.password)
-        finally:
-            connection.close()
-        return f"{'created' if created else 'set the password of'} {pending.username}"
+        return master
+
+    def _open_master(self, secret_id: str, current: Login) -> tuple[Any, str]:
+        """A connection as the master user, and the stage of the master secret it used.
+
+        RotateSecret only starts a rotation
+        (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_RotateSecret.html),
+        and both schedules start their first rotation as CloudFormation creates them, so the
+        master secret may be rotating now. Its setSecret changes the password, its
+        finishSecret moves AWSCURRENT to the new version only afterwards; in between the
+        password that logs in is the master's AWSPENDING
+        (https://docs.aws.amazon.com/secretsmanager/latest/userguide/rotate-secrets_lambda-functions.html).
+        So a refused AWSCURRENT is followed by the AWSPENDING version (if it has a value and
+        another password), and both are read again after MASTER_RETRY_DELAYS."""
+        assert current.masterarn is not None  # parse_login requires it for this strategy
+        rounds = len(MASTER_RETRY_DELAYS) + 1
+        tried_pending = False
+        master_user = ""
+        for attempt in range(rounds):
+            master = self._master_login(secret_id, current, CURRENT)
+            assert master is not None  # a missing AWSCURRENT raised
+            master_user = master.username
+            connection = self.open(master, current.dbname)
+            if connection is not None:
+                return connection, CURRENT
+            pending = self._master_login(secret_id, current, PENDING)
+            if (
+                pending is not None
+                and pending.username == master.username
+                and pending.password != master.password
+            ):
+                tried_pending = True
+                connection = self.open(pending, current.dbname)
+                if connection is not None:
+                    return connection, PENDING
+            if attempt + 1 < rounds:
+                LOG.warning(
+                    json.dumps(
+                        {
+                            "warning": "master login refused",
+                            "secret": secret_id,
+                            "master": current.masterarn,
+                            "attempt": attempt + 1,
+                            "of": rounds,
+                            "retry_in_seconds": MASTER_RETRY_DELAYS[attempt],
+                        }
+                    )
+                )
+                self.sleep(MASTER_RETRY_DELAYS[attempt])
+        refused = (
+            "its AWSCURRENT and its AWSPENDING passwords"
+            if tried_pending
+            else "its AWSCURRENT password (it has no other AWSPENDING password)"
+        )
+        raise RotationError(
+            f"the master secret {current.masterarn} named by {secret_id} does not log in as "
+            f"{master_user}: the database refused {refused} {rounds} times within "
+            f"{sum(MASTER_RETRY_DELAYS):.0f} s. Put the database's master password into the "
+            "master secret (put-secret-value, AWSCURRENT; reset it with modify-db-instance "
+            f"--master-user-password if it is unknown), then rotate {secret_id} again"
+        )
 
     def test_secret(self, secret_id: str, token: str) -> str:
         pending = self.login(secret_id, PENDING, token)

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ from moto import mock_aws
 
 from runtime.secret_rotation.handler import (
     ALTERNATING_USERS,
+    MASTER_RETRY_DELAYS,
     PENDING,
     SINGLE_USER,
     STEPS,
@@ -57,6 +58,9 @@ class World:
     sm: Any
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     durations: dict[str, list[float]] = field(default_factory=dict)
+    # The function's waits: recorded instead of slept; ``during_sleep`` acts while it waits.
+    sleeps: list[float] = field(default_factory=list)
+    during_sleep: Callable[[float], None] | None = None
 
     def __post_init__(self) -> None:
         self.master_user = f"govdr_admin_{self.suffix}"
@@ -116,7 +120,13 @@ class World:
             strategy=strategy,
             sslmode="disable",
             exclude_characters=" %+~`#$&*()|[]{}:;<>?!'/@\"\\",
+            sleep=self._sleep,
         )
+
+    def _sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.during_sleep is not None:
+            self.during_sleep(seconds)
 
     def value(self, arn: str, stage: str = "AWSCURRENT", token: str | None = None) -> Any:
         request = {"SecretId": arn, "VersionStage": stage}
@@ -645,3 +655,127 @@ def test_fault_7_set_before_create_is_a_clear_error(world: World) -> None:
         f"{world.txlog_arn} has no AWSPENDING value for version {token} (createSecret has not "
         "run for it)"
     )
+
+
+def test_fault_7_the_archiver_login_rotates_while_the_master_rotates(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault 7 (the two first rotations collide): both schedules start their first rotation
+    as CloudFormation creates them, and RotateSecret is asynchronous. The master's setSecret
+    changed the master password while its AWSCURRENT still held the old one, so the archiver
+    login's setSecret, logging in as the master with AWSCURRENT, was refused and its rotation
+    failed with AWSPENDING left behind. It now logs in with the master's AWSPENDING."""
+    master_token = world.start(world.master_arn)
+    for step in ("createSecret", "setSecret"):
+        world.step(SINGLE_USER, world.master_arn, master_token, step)
+    assert not world.logs_in(world.master_arn)  # the gap: the database has the new password
+    assert world.logs_in(world.master_arn, PENDING)
+
+    clone = world.txlog_user + "_clone"
+    txlog_token = world.start(world.txlog_arn)
+    outcomes = {}
+    with caplog.at_level(logging.INFO):
+        for step in STEPS:
+            outcomes[step] = world.step(ALTERNATING_USERS, world.txlog_arn, txlog_token, step)
+    assert outcomes["setSecret"] == (
+        f"created {clone} as the master user with the master secret's AWSPENDING password"
+    )
+    assert world.sleeps == []  # the pending password logs in at once: no wait
+    assert "AWSCURRENT" in world.stages(world.txlog_arn)[txlog_token]
+    assert world.value(world.txlog_arn)["username"] == clone
+
+    for step in ("testSecret", "finishSecret"):
+        world.step(SINGLE_USER, world.master_arn, master_token, step)
+    assert "AWSCURRENT" in world.stages(world.master_arn)[master_token]
+    assert world.logs_in(world.master_arn)
+    assert world.logs_in(world.txlog_arn) and world.logs_in(world.txlog_arn, "AWSPREVIOUS")
+    # The next rotation of the archiver's login uses the master's new AWSCURRENT.
+    assert world.step(
+        ALTERNATING_USERS, world.txlog_arn, world.start(world.txlog_arn), "createSecret"
+    ) == (f"created the pending version for {world.txlog_user}")
+    for password in (
+        world.value(world.master_arn)["password"],
+        world.value(world.master_arn, "AWSPREVIOUS")["password"],
+        world.value(world.txlog_arn)["password"],
+    ):
+        assert password not in caplog.text
+
+
+@pytest.mark.parametrize("master_rotating", [True, False], ids=["master-rotating", "master-idle"])
+def test_fault_7_a_master_password_in_no_version_fails_after_bounded_retries(
+    world: World, caplog: pytest.LogCaptureFixture, master_rotating: bool
+) -> None:
+    """The twin: the master password was changed to one that neither the master secret's
+    AWSCURRENT nor its AWSPENDING holds. setSecret tries both four times, waits only
+    MASTER_RETRY_DELAYS (14 s in all, the function has 60 s), then fails with what to do;
+    no password reaches the message or the log, and the archiver's AWSCURRENT still works."""
+    if master_rotating:
+        master_token = world.start(world.master_arn)
+        world.step(SINGLE_USER, world.master_arn, master_token, "createSecret")
+    outside = _password()
+    world.pg.psql(f"ALTER ROLE {world.master_user} PASSWORD '{outside}'")
+    txlog_token = world.start(world.txlog_arn)
+    world.step(ALTERNATING_USERS, world.txlog_arn, txlog_token, "createSecret")
+    with caplog.at_level(logging.INFO), pytest.raises(RotationError) as failed:
+        world.step(ALTERNATING_USERS, world.txlog_arn, txlog_token, "setSecret")
+    refused = (
+        "its AWSCURRENT and its AWSPENDING passwords"
+        if master_rotating
+        else "its AWSCURRENT password (it has no other AWSPENDING password)"
+    )
+    assert str(failed.value) == (
+        f"the master secret {world.master_arn} named by {world.txlog_arn} does not log in as "
+        f"{world.master_user}: the database refused {refused} 4 times within 14 s. Put the "
+        "database's master password into the master secret (put-secret-value, AWSCURRENT; "
+        "reset it with modify-db-instance --master-user-password if it is unknown), then "
+        f"rotate {world.txlog_arn} again"
+    )
+    assert world.sleeps == list(MASTER_RETRY_DELAYS) == [2.0, 4.0, 8.0]
+    warnings = [json.loads(r.getMessage()) for r in caplog.records if r.levelname == "WARNING"]
+    assert [(w["attempt"], w["retry_in_seconds"]) for w in warnings] == [
+        (1, 2.0),
+        (2, 4.0),
+        (3, 8.0),
+    ]
+    passwords = [outside, world.value(world.master_arn)["password"]]
+    passwords.append(world.value(world.txlog_arn, PENDING, txlog_token)["password"])
+    if master_rotating:
+        passwords.append(world.value(world.master_arn, PENDING, master_token)["password"])
+    for password in passwords:
+        assert password not in str(failed.value)
+        assert password not in caplog.text
+    assert world.stages(world.txlog_arn)[txlog_token] == [PENDING]
+    assert world.logs_in(world.txlog_arn)
+    clone = world.txlog_user + "_clone"
+    assert world.pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{clone}'") == "0"
+
+
+def test_fault_7_a_master_awscurrent_that_changes_during_the_wait_is_read_again(
+    world: World,
+) -> None:
+    """The retry reads the master secret again: the master's rotation finishes (AWSCURRENT
+    now holds the database's password) while setSecret waits, and the next round logs in
+    with it after one wait of 2 s; every wait stays within MASTER_RETRY_DELAYS."""
+    new = _password()
+    world.pg.psql(f"ALTER ROLE {world.master_user} PASSWORD '{new}'")
+    value = world.value(world.master_arn)
+
+    def the_master_rotation_finishes(_: float) -> None:
+        world.sm.put_secret_value(
+            SecretId=world.master_arn, SecretString=json.dumps({**value, "password": new})
+        )
+
+    world.during_sleep = the_master_rotation_finishes
+    token = world.start(world.txlog_arn)
+    world.step(ALTERNATING_USERS, world.txlog_arn, token, "createSecret")
+    started = time.monotonic()
+    assert world.step(ALTERNATING_USERS, world.txlog_arn, token, "setSecret") == (
+        f"created {world.txlog_user}_clone"
+    )
+    # Bounded: one recorded wait, and the step itself (waits not slept) is quick.
+    assert world.sleeps == [2.0]
+    assert sum(MASTER_RETRY_DELAYS) <= 20
+    assert time.monotonic() - started < 10
+    for step in ("testSecret", "finishSecret"):
+        world.step(ALTERNATING_USERS, world.txlog_arn, token, step)
+    assert world.logs_in(world.txlog_arn) and world.logs_in(world.master_arn)

@@ -15,6 +15,7 @@ from govdr.compliance.template_checks import (
     rotation_order_findings,
     transform_findings,
 )
+from runtime.secret_rotation.handler import CONNECT_TIMEOUT_SECONDS, MASTER_RETRY_DELAYS
 from tests.conftest import TEST_SUFFIX, Synth
 
 FUNCTIONS = {"rds-rotation": "single-user", "rds-txlog-rotation": "alternating-users"}
@@ -215,3 +216,17 @@ def test_fault_5_rotation_order_check_failing_twin(synth: Synth) -> None:
         f"{bootstrap_id} so that the first rotation starts after it answered"
         for schedule_id, attachment in sorted(ids.values())
     ]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_fault_7_master_login_retries_fit_well_inside_the_function_timeout(
+    synth: Synth, name: str
+) -> None:
+    """The alternating-users setSecret waits MASTER_RETRY_DELAYS while the master secret
+    rotates (the two first rotations run together): at most 20 s in all, leaving the
+    function's timeout room for its connections (each at most CONNECT_TIMEOUT_SECONDS)."""
+    _, function = _function(synth.raw("database"), name)
+    timeout = function["Properties"]["Timeout"]
+    waits = sum(MASTER_RETRY_DELAYS)
+    assert waits == 14 <= 20
+    assert waits + 3 * CONNECT_TIMEOUT_SECONDS < timeout
