@@ -405,8 +405,10 @@ class Rotator:
         if pending.username != wanted:
             raise RotationError(
                 f"the AWSPENDING version of {secret_id} is for {pending.username}, but a "
-                f"{self.strategy} rotation of {current.username} sets {wanted}; cancel the "
-                "rotation (cancel-rotate-secret) and start a new one"
+                f"{self.strategy} rotation of {current.username} sets {wanted}; remove the "
+                "label from that version (aws secretsmanager update-secret-version-stage "
+                f"--secret-id {secret_id} --version-stage AWSPENDING --remove-from-version-id "
+                "<its version id>) and rotate again"
             )
         if (pending.host, pending.port) != (current.host, current.port):
             raise RotationError(

@@ -113,8 +113,9 @@ def test_lag_reports_an_archive_behind_the_database(db: Db, tmp_path: Path) -> N
 def test_a_second_run_exits_quietly_while_the_slot_is_read(
     db: Db, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No reserved concurrency (fault 2 of the first-deploy review): two overlapping runs
-    meet at the slot, which admits one reader; the second leaves without error or metrics."""
+    """Fault 2: reserved concurrency fails in a fresh account, so none is reserved. Two
+    overlapping runs meet at the slot, which admits one reader; the second leaves without error
+    or metrics."""
     db.create_slots()
     db.sql("INSERT INTO ledger(note) VALUES ('while-held')")
     holder = psycopg2.connect(

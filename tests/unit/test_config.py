@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,3 +228,40 @@ def test_output_plugin_lists_without_wal2json_or_malformed_are_rejected(value: s
     message = str(caught.value)
     assert "invalid outputPluginLibraries" in message
     assert "includes wal2json, which the archiver decodes with" in message
+
+
+PLANTED = "Planted: a finding that only the compliance gate reports"
+
+
+def test_the_cli_entry_point_runs_the_compliance_gate(tmp_path: Path) -> None:
+    """`cdk synth`, `make synth` and `make deploy` build through app.py: a gate finding must fail
+    that synthesis too. One whole-synthesis check is planted in the gate of the child process;
+    an app.py that did not attach the gate would synthesize without complaint."""
+    import json
+
+    from govdr.synth import cdk_json_context
+
+    planted = (
+        "import runpy\n"
+        "import govdr.compliance.gate as gate\n"
+        "original = gate.synth_checks\n"
+        "gate.synth_checks = lambda config: {**original(config), "
+        f"'planted': lambda templates: [{PLANTED!r}]}}\n"
+        "runpy.run_path('app.py', run_name='__main__')\n"
+    )
+    context = {**cdk_json_context(), "environmentSuffix": "gate1"}
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
+    env.pop("ENVIRONMENT_SUFFIX", None)
+    result = subprocess.run(
+        [sys.executable, "-c", planted],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert PLANTED in result.stderr
+    assert "govdr-planted" in result.stderr
+    assert "ValidationFailed" in result.stderr

@@ -40,7 +40,7 @@ def test_fault_2_no_function_reserves_concurrency(synth: Synth) -> None:
 
 
 def test_fault_2_twin_a_reservation_fails_the_gate(synth: Synth) -> None:
-    """The template of the first review: the archiver reserved one execution."""
+    """The faulty template: the archiver reserved one execution."""
     storage = copy.deepcopy(synth.raw("storage"))
     [(lid, archiver)] = [
         (lid, f)
@@ -72,7 +72,7 @@ def test_fault_4_connection_logging_in_the_form_of_each_major(
 
 
 def test_fault_4_twin_the_boolean_in_a_postgres18_group_fails_the_gate(synth: Synth) -> None:
-    """The parameter group of the first review: log_connections = "1" in family postgres18."""
+    """The faulty parameter group: log_connections = "1" in family postgres18."""
     database = copy.deepcopy(synth.raw("database"))
     [(gid, group)] = resources(database, "AWS::RDS::DBParameterGroup")
     group["Properties"]["Parameters"]["log_connections"] = "1"
@@ -115,7 +115,7 @@ def test_fault_6_a_pinned_minor_turns_automatic_upgrades_off(variant_synth: Synt
 def test_fault_6_twin_a_pinned_minor_with_automatic_upgrades_fails_the_gate(
     synth: Synth,
 ) -> None:
-    """The instance of the first review."""
+    """The faulty instance: a pinned minor with automatic minor upgrades on."""
     database = copy.deepcopy(synth.raw("database"))
     [(lid, instance)] = resources(database, "AWS::RDS::DBInstance")
     instance["Properties"]["EngineVersion"] = "18.6"

@@ -93,7 +93,7 @@ def test_declared_flows_hold_on_the_synthesis(synth: Synth) -> None:
 
 
 def test_every_in_vpc_function_is_declared(synth: Synth) -> None:
-    """Four Lambda functions and the two hosted rotation functions run in the VPC."""
+    """Four Lambda functions and the two rotation functions run in the VPC."""
 
     network = Network(Synthesis(synth.all_raw()), TEST_SUFFIX)
     assert sorted(f.name for f in network.functions) == sorted(client_groups())
@@ -136,7 +136,23 @@ def test_fault_1_bootstrap_cannot_answer_cloudformation(synth: Synth) -> None:
     ]
 
 
-def test_fault_1_todays_layout_fails(synth: Synth) -> None:
+def test_fault_1_https_to_the_vpc_only_does_not_reach_s3(synth: Synth) -> None:
+    """HTTPS to an address range inside the VPC does not reach the S3 gateway endpoint (S3's
+    addresses are outside the VPC): only HTTPS to any IPv4 address or S3's prefix list does."""
+    templates = _templates(synth)
+    network = templates["network"]
+    bootstrap_sg = _group_id(network, Group.BOOTSTRAP)
+    rule = network["Resources"][bootstrap_sg]["Properties"]["SecurityGroupEgress"][0]
+    assert rule["CidrIp"] == "0.0.0.0/0"
+    rule["CidrIp"] = synth.config.vpc_cidr
+    findings = network_flow_findings(templates, TEST_SUFFIX)
+    assert (
+        f"{bootstrap_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
+        "allowed by the egress of txlog-bootstrap-sg"
+    ) in findings
+
+
+def test_fault_1_the_bootstrap_in_the_archiver_s_group_fails(synth: Synth) -> None:
     """Fault 1 as it was: the bootstrap in txlog-sg (declared there, as it ran), which has no
     egress to S3. The check names the missing egress."""
     templates = _templates(synth)
@@ -152,7 +168,7 @@ def test_fault_1_todays_layout_fails(synth: Synth) -> None:
         f"{txlog_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
         "allowed by the egress of txlog-sg"
     ) in findings
-    # With today's declaration the function is also outside its group.
+    # With the current declaration the function is also outside its group.
     [lid] = [
         lid
         for lid, r in resources(templates["database"], "AWS::Lambda::Function")
