@@ -67,6 +67,9 @@ class Db:
         return [int(line.split()[1]) for line in rows.splitlines() if line]
 
     def confirmed_flush(self) -> str:
+        """The slot's confirmed position once its reader is gone: the walsender applies the
+        client's last feedback before it exits, so only then is the value final."""
+        self.wait_until_slots_inactive()
         return self.sql(
             f"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
         )
@@ -82,17 +85,21 @@ class Db:
             **kwargs,  # type: ignore[arg-type]
         )
 
-    def drop(self) -> None:
-        # The walsender of a run that just ended exits a moment after its client closed; an
-        # active slot cannot be dropped (on a loaded machine that moment can be long).
+    def wait_until_slots_inactive(self) -> None:
+        """The walsender of a run that just ended exits a moment after its client closed (on a
+        loaded machine that moment can be long); wait up to 10 s for it."""
         for _ in range(200):
             active = self.sql(
                 f"SELECT count(*) FROM pg_replication_slots WHERE database = '{self.name}' "
                 "AND active"
             )
             if active == "0":
-                break
+                return
             time.sleep(0.05)
+
+    def drop(self) -> None:
+        # An active slot cannot be dropped.
+        self.wait_until_slots_inactive()
         for slot in (SLOT, WITNESS):
             self.sql(
                 f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
