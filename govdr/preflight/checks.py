@@ -581,24 +581,39 @@ def trails(ctx: Context) -> tuple[str, str, str | None]:
         return PASS, detail, None
     if not existing:
         return PASS, "the templates create no trail and name none", None
-    # https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_GetTrailStatus.html
-    status = call("cloudtrail:GetTrailStatus", cloudtrail.get_trail_status, Name=existing)
+    from botocore.exceptions import ClientError
+
+    missing = (
+        FAIL,
+        f"trail {existing} does not exist (or is not visible from this account and region)",
+        "name an existing trail with -c existingTrailArn=<arn>, or leave it empty to create "
+        "the environment's own trail",
+    )
+    # GetTrailStatus answers TrailNotFoundException for a trail that does not exist:
+    # https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_GetTrailStatus.html#API_GetTrailStatus_Errors
+    try:
+        status = call("cloudtrail:GetTrailStatus", cloudtrail.get_trail_status, Name=existing)
+    except ClientError as exc:
+        if _error_code(exc) == "TrailNotFoundException":
+            return missing
+        raise
+    # DescribeTrails lists only the trails it finds (an unknown ARN leaves trailList empty):
+    # https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_DescribeTrails.html
     found = call(
         "cloudtrail:DescribeTrails",
         cloudtrail.describe_trails,
         trailNameList=[existing],
         includeShadowTrails=True,
     )["trailList"]
+    if not found:
+        return missing
     problems = []
     if not status.get("IsLogging"):
         problems.append("is not logging")
-    if not found:
-        problems.append("is not visible from this account and region")
-    else:
-        if not found[0].get("IsMultiRegionTrail"):
-            problems.append("is not multi-region")
-        if not found[0].get("LogFileValidationEnabled"):
-            problems.append("has no log-file validation")
+    if not found[0].get("IsMultiRegionTrail"):
+        problems.append("is not multi-region")
+    if not found[0].get("LogFileValidationEnabled"):
+        problems.append("has no log-file validation")
     if problems:
         return (
             FAIL,

@@ -675,6 +675,49 @@ def test_existing_trail_is_checked_instead_of_the_quota(
     assert needle in result.detail
 
 
+MISTYPED_TRAIL = f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/organisation"
+MISSING_TRAIL = (
+    f"trail {MISTYPED_TRAIL} does not exist (or is not visible from this account and region)"
+)
+MISSING_TRAIL_FIX = (
+    "name an existing trail with -c existingTrailArn=<arn>, or leave it empty to create the "
+    "environment's own trail"
+)
+
+
+def _named_trail(plan: Plan, arn: str) -> Plan:
+    def name(templates: dict[str, dict[str, Any]]) -> None:
+        templates[plan.root_file]["Outputs"]["TrailArn"]["Value"] = arn
+
+    return mutated(_existing_trail(plan), name)
+
+
+def test_mistyped_existing_trail_fails_when_get_trail_status_finds_none(
+    plan: Plan, stubs: Stubs
+) -> None:
+    """A well-formed ARN of a trail that does not exist: GetTrailStatus answers
+    TrailNotFoundException, which must fail the check (the deploy would record with no trail),
+    not end as an UNKNOWN 'retry'."""
+    mistyped = _named_trail(plan, MISTYPED_TRAIL)
+    stubs.error("cloudtrail", "get_trail_status", "TrailNotFoundException")
+    result = verdict("cloudtrail", mistyped, stubs)
+    assert (result.status, result.detail, result.fix) == (FAIL, MISSING_TRAIL, MISSING_TRAIL_FIX)
+
+
+def test_existing_trail_that_describe_trails_does_not_list_fails(plan: Plan, stubs: Stubs) -> None:
+    mistyped = _named_trail(plan, MISTYPED_TRAIL)
+    stubs.ok("cloudtrail", "get_trail_status", {"IsLogging": True}, Name=MISTYPED_TRAIL)
+    stubs.ok(
+        "cloudtrail",
+        "describe_trails",
+        {"trailList": []},
+        trailNameList=[MISTYPED_TRAIL],
+        includeShadowTrails=True,
+    )
+    result = verdict("cloudtrail", mistyped, stubs)
+    assert (result.status, result.detail, result.fix) == (FAIL, MISSING_TRAIL, MISSING_TRAIL_FIX)
+
+
 # --- 8. AWS Backup -------------------------------------------------------------------------------
 def _backup(stubs: Stubs, **types: bool) -> Stubs:
     return stubs.ok(
