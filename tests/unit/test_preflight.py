@@ -1015,6 +1015,57 @@ def test_cli_without_a_synth_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "run `make synth SUFFIX=<suffix>` first" in capsys.readouterr().err
 
 
+def _damaged(synth: Synth, tmp_path: Path, which: str, content: bytes) -> Path:
+    """A copy of the synth's cloud assembly (its JSON files) with one file rewritten."""
+    import shutil
+
+    assembly = tmp_path / "cdk.out"
+    assembly.mkdir()
+    for file in synth.outdir.glob("*.json"):
+        shutil.copy(file, assembly / file.name)
+    names = {
+        "manifest": "manifest.json",
+        "root": f"TapStack{TEST_SUFFIX}.template.json",
+        "nested": sorted(f.name for f in assembly.glob("*.nested.template.json"))[0],
+        "assets": f"TapStack{TEST_SUFFIX}.assets.json",
+    }
+    target = assembly / names[which]
+    assert target.is_file()
+    target.write_bytes(content)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("which", "content"),
+    [
+        ("manifest", b'{"version": "48.0.0", "artifacts": {'),
+        ("manifest", b"[]"),
+        ("manifest", b'{"artifacts": ["TapStack"]}'),
+        ("root", b"\xff\xfe not UTF-8"),
+        ("nested", b"<html>not a template</html>"),
+        ("assets", b""),
+    ],
+    ids=["manifest-cut", "manifest-list", "manifest-artifacts", "root-bytes", "nested", "assets"],
+)
+def test_cli_damaged_cloud_assembly_is_one_line_and_exit_2(
+    synth: Synth,
+    tmp_path: Path,
+    which: str,
+    content: bytes,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A corrupt manifest, template or asset list is bad input (exit 2, one line naming the
+    file and saying to synthesize again), not a traceback with exit 1 ("a check failed")."""
+    damaged = _damaged(synth, tmp_path, which, content)
+    argv = ["preflight", "--cdk-out", str(damaged.parent), "--suffix", TEST_SUFFIX]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"govdr: {damaged} ") and err.count("\n") == 1, err
+    assert err.rstrip().endswith(
+        "the cloud assembly is damaged; run `make synth SUFFIX=<suffix>` again"
+    )
+
+
 @pytest.mark.parametrize(("efs", "code"), [(True, 0), (False, 1)])
 def test_cli_json_and_exit_codes(
     synth: Synth,
