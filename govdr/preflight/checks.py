@@ -254,6 +254,19 @@ def cdk_bootstrap(ctx: Context) -> tuple[str, str, str | None]:
 LAMBDA_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html"
 
 
+def least_passing_quota(total: int, unreserved: int, reserved: int) -> int:
+    """The least quota Q at which reserving ``reserved`` more leaves the minimum unreserved.
+
+    What others already reserve (``total - unreserved``) stays reserved at Q, and the minimum
+    grows with the quota (min(100, Q)): with anything reserved, a quota below 100 never leaves
+    all of it unreserved, so Q is 100 above everything reserved.
+    """
+    already = max(total - unreserved, 0)
+    if already + reserved == 0:
+        return total
+    return already + reserved + LAMBDA_UNRESERVED_MINIMUM
+
+
 def lambda_concurrency(ctx: Context) -> tuple[str, str, str | None]:
     # https://docs.aws.amazon.com/lambda/latest/api/API_GetAccountSettings.html
     limit = call("lambda:GetAccountSettings", ctx.client("lambda").get_account_settings)[
@@ -272,7 +285,8 @@ def lambda_concurrency(ctx: Context) -> tuple[str, str, str | None]:
             FAIL,
             detail,
             f"raise the Lambda 'Concurrent executions' quota in {ctx.region} (Service Quotas "
-            f"L-B99A9384) to at least {reserved + minimum}, or reserve less",
+            f"L-B99A9384) to at least {least_passing_quota(total, unreserved, reserved)}, "
+            "or reserve less",
         )
     return PASS, detail, None
 

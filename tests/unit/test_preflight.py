@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -280,7 +281,50 @@ def test_fault_2_reserved_concurrency_in_a_quota_10_account_fails(plan: Plan, st
     assert reserving.reserved_concurrency == 4
     result = verdict("lambda-concurrency", reserving, _concurrency(stubs, 10, 10))
     assert result.status == FAIL
-    assert result.fix is not None and "to at least 14" in result.fix
+    assert result.fix is not None and "to at least 104" in result.fix
+
+
+def _reserving(plan: Plan, count: int) -> Plan:
+    def reserve(templates: dict[str, dict[str, Any]]) -> None:
+        for props in list(_each(templates, "AWS::Lambda::Function"))[:count]:
+            props["ReservedConcurrentExecutions"] = 1
+
+    return mutated(plan, reserve)
+
+
+@pytest.mark.parametrize(
+    ("total", "unreserved", "advice"),
+    [(10, 10, 104), (50, 50, 104), (1000, 102, 1002)],
+    ids=["quota-10", "quota-50", "others-reserve-898"],
+)
+def test_advised_lambda_quota_passes_the_check_at_that_quota(
+    plan: Plan, total: int, unreserved: int, advice: int
+) -> None:
+    """The advised quota must be one at which the check passes: at quota 10, reserving 4
+    advised 14 (4 + min(100, 10)), but at 14 the minimum is 14 and the check still fails."""
+    reserving = _reserving(plan, 4)
+    assert reserving.reserved_concurrency == 4
+    first = Stubs()
+    result = verdict("lambda-concurrency", reserving, _concurrency(first, total, unreserved))
+    first.verify()
+    assert result.status == FAIL and result.fix is not None
+    match = re.search(r"to at least (\d+),", result.fix)
+    assert match is not None, result.fix
+    advised = int(match[1])
+    assert advised == advice
+    others = total - unreserved  # what the account reserves already stays reserved
+
+    def at_quota(quota: int) -> str:
+        again = Stubs()
+        left = max(quota - others, 0)
+        rerun = verdict("lambda-concurrency", reserving, _concurrency(again, quota, left))
+        again.verify()
+        return rerun.status
+
+    assert at_quota(advised) == PASS
+    assert at_quota(advised - 1) == FAIL  # the least such quota
+    old_advice = 4 + min(checks.LAMBDA_UNRESERVED_MINIMUM, total)
+    assert at_quota(old_advice) == FAIL
 
 
 def test_lambda_concurrency_unknown_on_access_denied(plan: Plan, stubs: Stubs) -> None:
