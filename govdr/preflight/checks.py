@@ -179,13 +179,28 @@ REGION_DOC = "https://docs.aws.amazon.com/accounts/latest/reference/API_GetRegio
 
 
 def region_enabled(ctx: Context) -> tuple[str, str, str | None]:
+    from botocore.exceptions import ClientError
+
     fix = f"enable the region: aws account enable-region --region-name {ctx.region} (then wait)"
+    missing = (
+        FAIL,
+        f"region {ctx.region} does not exist",
+        "check --region / the configured region (without --region: the stack's region in the "
+        "cloud assembly)",
+    )
     try:
-        status = call(
-            "account:GetRegionOptStatus",
-            ctx.client("account", home=True).get_region_opt_status,
-            RegionName=ctx.region,
-        )["RegionOptStatus"]
+        try:
+            status = call(
+                "account:GetRegionOptStatus",
+                ctx.client("account", home=True).get_region_opt_status,
+                RegionName=ctx.region,
+            )["RegionOptStatus"]
+        except ClientError as exc:
+            # a region name the Account API does not know fails its input validation:
+            # https://docs.aws.amazon.com/accounts/latest/reference/API_GetRegionOptStatus.html#API_GetRegionOptStatus_Errors
+            if _error_code(exc) == "ValidationException":
+                return missing
+            raise
         # ENABLED, ENABLED_BY_DEFAULT, ENABLING, DISABLING, DISABLED
         if status in {"ENABLED", "ENABLED_BY_DEFAULT"}:
             return PASS, f"{ctx.region} is {status}", None
@@ -193,21 +208,24 @@ def region_enabled(ctx: Context) -> tuple[str, str, str | None]:
             return FAIL, f"{ctx.region} is still ENABLING", "wait until it is ENABLED, then retry"
         return FAIL, f"{ctx.region} is {status}", fix
     except Unknown as first:
-        # EC2 lists every region with its opt-in status:
+        # With AllRegions, EC2 lists every region of the partition with its opt-in status,
+        # enabled or not; a region it does not list does not exist:
         # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeRegions.html
         try:
             regions = call(
                 "ec2:DescribeRegions",
                 ctx.client("ec2", home=True).describe_regions,
                 AllRegions=True,
-                RegionNames=[ctx.region],
             )["Regions"]
         except Unknown as second:
             raise Unknown(
                 f"{first.detail}; {second.detail}",
                 "allow account:GetRegionOptStatus or ec2:DescribeRegions",
             ) from None
-        status = regions[0].get("OptInStatus", "") if regions else "unknown to EC2"
+        listed = [r for r in regions if r.get("RegionName") == ctx.region]
+        if not listed:
+            return missing
+        status = str(listed[0].get("OptInStatus", ""))
         if status in {"opt-in-not-required", "opted-in"}:
             return PASS, f"{ctx.region} is {status} (ec2:DescribeRegions)", None
         return FAIL, f"{ctx.region} is {status} (ec2:DescribeRegions)", fix

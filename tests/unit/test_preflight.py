@@ -175,14 +175,70 @@ def test_region_falls_back_to_ec2_when_the_account_api_is_refused(plan: Plan, st
     stubs.ok(
         "ec2",
         "describe_regions",
-        {"Regions": [{"RegionName": REGION, "OptInStatus": "not-opted-in"}]},
+        {
+            "Regions": [
+                {"RegionName": "eu-central-1", "OptInStatus": "opt-in-not-required"},
+                {"RegionName": REGION, "OptInStatus": "not-opted-in"},
+            ]
+        },
         AllRegions=True,
-        RegionNames=[REGION],
     )
     result = verdict("region-enabled", plan, stubs)
     assert (result.status, result.detail) == (
         FAIL,
         f"{REGION} is not-opted-in (ec2:DescribeRegions)",
+    )
+
+
+FAKE_REGION = "xx-fake-1"
+NO_SUCH_REGION_FIX = (
+    "check --region / the configured region (without --region: the stack's region in the "
+    "cloud assembly)"
+)
+
+
+def _in_region(plan: Plan, region: str) -> Plan:
+    return Plan(
+        stack_name=plan.stack_name,
+        region=region,
+        templates=plan.templates,
+        manifest=dict(plan.manifest),
+    )
+
+
+def test_nonexistent_region_fails_when_the_account_api_rejects_its_name(
+    plan: Plan, stubs: Stubs
+) -> None:
+    """A well-formed name of no region (--region xx-fake-1): GetRegionOptStatus answers
+    ValidationException, which must fail the check, not end as an UNKNOWN 'retry'."""
+    stubs.stub("account").add_client_error(
+        "get_region_opt_status",
+        service_error_code="ValidationException",
+        service_message=f"Invalid Region Name: {FAKE_REGION}",
+        http_status_code=400,
+        expected_params={"RegionName": FAKE_REGION},
+    )
+    result = verdict("region-enabled", _in_region(plan, FAKE_REGION), stubs)
+    assert (result.status, result.detail, result.fix) == (
+        FAIL,
+        f"region {FAKE_REGION} does not exist",
+        NO_SUCH_REGION_FIX,
+    )
+
+
+def test_nonexistent_region_fails_when_ec2_does_not_list_it(plan: Plan, stubs: Stubs) -> None:
+    stubs.error("account", "get_region_opt_status", "AccessDeniedException", 403)
+    stubs.ok(
+        "ec2",
+        "describe_regions",
+        {"Regions": [{"RegionName": REGION, "OptInStatus": "opted-in"}]},
+        AllRegions=True,
+    )
+    result = verdict("region-enabled", _in_region(plan, FAKE_REGION), stubs)
+    assert (result.status, result.detail, result.fix) == (
+        FAIL,
+        f"region {FAKE_REGION} does not exist",
+        NO_SUCH_REGION_FIX,
     )
 
 
