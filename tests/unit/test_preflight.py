@@ -1189,6 +1189,18 @@ def test_cli_json_and_exit_codes(
     assert report["verdict"] == (PASS if efs else FAIL)
 
 
+def test_help_lists_every_check(capsys: pytest.CaptureFixture[str]) -> None:
+    """`govdr preflight --help` names every check by its id (output-plugins was missing)."""
+    with pytest.raises(SystemExit) as exited:
+        main(["preflight", "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    listed = re.findall(r"^  ([a-z][a-z-]+)  +\S", text, re.MULTILINE)
+    assert listed == [c.id for c in checks.CHECKS], text
+    for entry in checks.CHECKS:
+        assert re.search(rf"^  {entry.id} +{re.escape(entry.title)}$", text, re.MULTILINE), entry.id
+
+
 def test_make_deploy_runs_preflight_first_and_deploys_what_it_checked() -> None:
     """`make deploy` stops on a preflight FAIL (exit 1 stops make) before `cdk deploy`."""
     import subprocess
