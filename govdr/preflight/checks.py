@@ -179,13 +179,28 @@ REGION_DOC = "https://docs.aws.amazon.com/accounts/latest/reference/API_GetRegio
 
 
 def region_enabled(ctx: Context) -> tuple[str, str, str | None]:
+    from botocore.exceptions import ClientError
+
     fix = f"enable the region: aws account enable-region --region-name {ctx.region} (then wait)"
+    missing = (
+        FAIL,
+        f"region {ctx.region} does not exist",
+        "check --region / the configured region (without --region: the stack's region in the "
+        "cloud assembly)",
+    )
     try:
-        status = call(
-            "account:GetRegionOptStatus",
-            ctx.client("account", home=True).get_region_opt_status,
-            RegionName=ctx.region,
-        )["RegionOptStatus"]
+        try:
+            status = call(
+                "account:GetRegionOptStatus",
+                ctx.client("account", home=True).get_region_opt_status,
+                RegionName=ctx.region,
+            )["RegionOptStatus"]
+        except ClientError as exc:
+            # a region name the Account API does not know fails its input validation:
+            # https://docs.aws.amazon.com/accounts/latest/reference/API_GetRegionOptStatus.html#API_GetRegionOptStatus_Errors
+            if _error_code(exc) == "ValidationException":
+                return missing
+            raise
         # ENABLED, ENABLED_BY_DEFAULT, ENABLING, DISABLING, DISABLED
         if status in {"ENABLED", "ENABLED_BY_DEFAULT"}:
             return PASS, f"{ctx.region} is {status}", None
@@ -193,21 +208,24 @@ def region_enabled(ctx: Context) -> tuple[str, str, str | None]:
             return FAIL, f"{ctx.region} is still ENABLING", "wait until it is ENABLED, then retry"
         return FAIL, f"{ctx.region} is {status}", fix
     except Unknown as first:
-        # EC2 lists every region with its opt-in status:
+        # With AllRegions, EC2 lists every region of the partition with its opt-in status,
+        # enabled or not; a region it does not list does not exist:
         # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeRegions.html
         try:
             regions = call(
                 "ec2:DescribeRegions",
                 ctx.client("ec2", home=True).describe_regions,
                 AllRegions=True,
-                RegionNames=[ctx.region],
             )["Regions"]
         except Unknown as second:
             raise Unknown(
                 f"{first.detail}; {second.detail}",
                 "allow account:GetRegionOptStatus or ec2:DescribeRegions",
             ) from None
-        status = regions[0].get("OptInStatus", "") if regions else "unknown to EC2"
+        listed = [r for r in regions if r.get("RegionName") == ctx.region]
+        if not listed:
+            return missing
+        status = str(listed[0].get("OptInStatus", ""))
         if status in {"opt-in-not-required", "opted-in"}:
             return PASS, f"{ctx.region} is {status} (ec2:DescribeRegions)", None
         return FAIL, f"{ctx.region} is {status} (ec2:DescribeRegions)", fix
@@ -254,6 +272,19 @@ def cdk_bootstrap(ctx: Context) -> tuple[str, str, str | None]:
 LAMBDA_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html"
 
 
+def least_passing_quota(total: int, unreserved: int, reserved: int) -> int:
+    """The least quota Q at which reserving ``reserved`` more leaves the minimum unreserved.
+
+    What others already reserve (``total - unreserved``) stays reserved at Q, and the minimum
+    grows with the quota (min(100, Q)): with anything reserved, a quota below 100 never leaves
+    all of it unreserved, so Q is 100 above everything reserved.
+    """
+    already = max(total - unreserved, 0)
+    if already + reserved == 0:
+        return total
+    return already + reserved + LAMBDA_UNRESERVED_MINIMUM
+
+
 def lambda_concurrency(ctx: Context) -> tuple[str, str, str | None]:
     # https://docs.aws.amazon.com/lambda/latest/api/API_GetAccountSettings.html
     limit = call("lambda:GetAccountSettings", ctx.client("lambda").get_account_settings)[
@@ -272,7 +303,8 @@ def lambda_concurrency(ctx: Context) -> tuple[str, str, str | None]:
             FAIL,
             detail,
             f"raise the Lambda 'Concurrent executions' quota in {ctx.region} (Service Quotas "
-            f"L-B99A9384) to at least {reserved + minimum}, or reserve less",
+            f"L-B99A9384) to at least {least_passing_quota(total, unreserved, reserved)}, "
+            "or reserve less",
         )
     return PASS, detail, None
 
@@ -581,24 +613,39 @@ def trails(ctx: Context) -> tuple[str, str, str | None]:
         return PASS, detail, None
     if not existing:
         return PASS, "the templates create no trail and name none", None
-    # https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_GetTrailStatus.html
-    status = call("cloudtrail:GetTrailStatus", cloudtrail.get_trail_status, Name=existing)
+    from botocore.exceptions import ClientError
+
+    missing = (
+        FAIL,
+        f"trail {existing} does not exist (or is not visible from this account and region)",
+        "name an existing trail with -c existingTrailArn=<arn>, or leave it empty to create "
+        "the environment's own trail",
+    )
+    # GetTrailStatus answers TrailNotFoundException for a trail that does not exist:
+    # https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_GetTrailStatus.html#API_GetTrailStatus_Errors
+    try:
+        status = call("cloudtrail:GetTrailStatus", cloudtrail.get_trail_status, Name=existing)
+    except ClientError as exc:
+        if _error_code(exc) == "TrailNotFoundException":
+            return missing
+        raise
+    # DescribeTrails lists only the trails it finds (an unknown ARN leaves trailList empty):
+    # https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_DescribeTrails.html
     found = call(
         "cloudtrail:DescribeTrails",
         cloudtrail.describe_trails,
         trailNameList=[existing],
         includeShadowTrails=True,
     )["trailList"]
+    if not found:
+        return missing
     problems = []
     if not status.get("IsLogging"):
         problems.append("is not logging")
-    if not found:
-        problems.append("is not visible from this account and region")
-    else:
-        if not found[0].get("IsMultiRegionTrail"):
-            problems.append("is not multi-region")
-        if not found[0].get("LogFileValidationEnabled"):
-            problems.append("has no log-file validation")
+    if not found[0].get("IsMultiRegionTrail"):
+        problems.append("is not multi-region")
+    if not found[0].get("LogFileValidationEnabled"):
+        problems.append("has no log-file validation")
     if problems:
         return (
             FAIL,

@@ -173,15 +173,28 @@ def cmd_preflight(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     return report, exit_code(report)
 
 
+def help_description(checks: Sequence[Check] = CHECKS) -> str:
+    """What ``govdr preflight --help`` says: every check by id, then the exit codes."""
+    import textwrap
+
+    width = max(len(c.id) for c in checks)
+    intro = textwrap.fill(
+        "Check, with read-only calls, what the synthesized stack needs from the account and "
+        "region. The checks:",
+        width=78,
+    )
+    listed = "\n".join(f"  {c.id:<{width}}  {c.title}" for c in checks)
+    codes = "Exit 0: nothing failed (UNKNOWN does not fail); 1: a check failed; 2: could not run."
+    return f"{intro}\n{listed}\n\n{codes}"
+
+
 def add_command(groups: Any) -> None:
     """Add ``preflight`` to the top-level subparsers of ``govdr``."""
     p = groups.add_parser(
         "preflight",
         help="read-only checks of the target account and region before a deploy",
-        description="Check, with read-only calls, what the synthesized stack needs from the "
-        "account and region: region enabled, CDK bootstrap, Lambda concurrency, engine version "
-        "and instance class, endpoint services, parameter values, trail quota, AWS Backup "
-        "opt-in, deploy permissions. Exit 0: nothing failed; 1: a check failed; 2: could not run.",
+        description=help_description(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     target = p.add_mutually_exclusive_group()
     target.add_argument("--suffix", help="environment suffix (default $ENVIRONMENT_SUFFIX or dev)")
@@ -192,6 +205,9 @@ def add_command(groups: Any) -> None:
         default=DEFAULT_ASSEMBLY,
         help=f"synthesized cloud assembly (default {DEFAULT_ASSEMBLY}; `make synth` writes it)",
     )
-    p.add_argument("--region", help="target region (default: the stack's, eu-central-2)")
+    p.add_argument(
+        "--region",
+        help="target region (default: the region the stack was synthesized for, else eu-central-2)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_preflight, renders="preflight", renderer=render)

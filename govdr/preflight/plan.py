@@ -191,6 +191,24 @@ class Plan:
         return ""
 
 
+def _read_json(file: Path) -> dict[str, Any]:
+    """One JSON object of the cloud assembly; a file that cannot be read is a PlanError."""
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PlanError(
+            f"{file} cannot be read as JSON ({reason}): the cloud assembly is damaged; run "
+            "`make synth SUFFIX=<suffix>` again"
+        ) from None
+    if not isinstance(value, dict):
+        raise PlanError(
+            f"{file} holds a JSON {type(value).__name__}, not an object: the cloud assembly is "
+            "damaged; run `make synth SUFFIX=<suffix>` again"
+        )
+    return value
+
+
 _ENV_RE = re.compile(r"^aws://[^/]+/(?P<region>[a-z0-9-]+)$")
 
 
@@ -202,7 +220,12 @@ def load_plan(assembly: Path, stack_name: str, region: str | None = None) -> Pla
             f"{assembly} holds no cloud assembly (no manifest.json): run `make synth "
             "SUFFIX=<suffix>` first, or pass --cdk-out DIR"
         )
-    artifacts = json.loads(manifest_file.read_text()).get("artifacts", {})
+    artifacts = _read_json(manifest_file).get("artifacts", {})
+    if not isinstance(artifacts, dict) or not all(isinstance(a, dict) for a in artifacts.values()):
+        raise PlanError(
+            f"{manifest_file} has no object of artifacts: the cloud assembly is damaged; run "
+            "`make synth SUFFIX=<suffix>` again"
+        )
     artifact = artifacts.get(stack_name)
     if not artifact or artifact.get("type") != "aws:cloudformation:stack":
         known = sorted(
@@ -226,7 +249,13 @@ def load_plan(assembly: Path, stack_name: str, region: str | None = None) -> Pla
     assets_file = assembly / f"{stack_name}.assets.json"
     nested: list[str] = []
     if assets_file.is_file():
-        for asset in json.loads(assets_file.read_text()).get("files", {}).values():
+        files = _read_json(assets_file).get("files", {})
+        if not isinstance(files, dict) or not all(isinstance(a, dict) for a in files.values()):
+            raise PlanError(
+                f"{assets_file} has no object of files: the cloud assembly is damaged; run "
+                "`make synth SUFFIX=<suffix>` again"
+            )
+        for asset in files.values():
             source = str(asset.get("source", {}).get("path", ""))
             if source.endswith(".nested.template.json"):
                 nested.append(source)
@@ -234,7 +263,7 @@ def load_plan(assembly: Path, stack_name: str, region: str | None = None) -> Pla
         file = assembly / name
         if not file.is_file():
             raise PlanError(f"{file} is missing from the cloud assembly: synthesize again")
-        templates[name] = json.loads(file.read_text())
+        templates[name] = _read_json(file)
     plan = Plan(stack_name=stack_name, region=target_region, templates=templates)
     plan.manifest = dict(properties)
     return plan

@@ -42,10 +42,6 @@ def _target() -> str:
     return "emulator"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "live_only: needs a real AWS account (not the emulator)")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _target() == "aws":
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -174,14 +175,70 @@ def test_region_falls_back_to_ec2_when_the_account_api_is_refused(plan: Plan, st
     stubs.ok(
         "ec2",
         "describe_regions",
-        {"Regions": [{"RegionName": REGION, "OptInStatus": "not-opted-in"}]},
+        {
+            "Regions": [
+                {"RegionName": "eu-central-1", "OptInStatus": "opt-in-not-required"},
+                {"RegionName": REGION, "OptInStatus": "not-opted-in"},
+            ]
+        },
         AllRegions=True,
-        RegionNames=[REGION],
     )
     result = verdict("region-enabled", plan, stubs)
     assert (result.status, result.detail) == (
         FAIL,
         f"{REGION} is not-opted-in (ec2:DescribeRegions)",
+    )
+
+
+FAKE_REGION = "xx-fake-1"
+NO_SUCH_REGION_FIX = (
+    "check --region / the configured region (without --region: the stack's region in the "
+    "cloud assembly)"
+)
+
+
+def _in_region(plan: Plan, region: str) -> Plan:
+    return Plan(
+        stack_name=plan.stack_name,
+        region=region,
+        templates=plan.templates,
+        manifest=dict(plan.manifest),
+    )
+
+
+def test_nonexistent_region_fails_when_the_account_api_rejects_its_name(
+    plan: Plan, stubs: Stubs
+) -> None:
+    """A well-formed name of no region (--region xx-fake-1): GetRegionOptStatus answers
+    ValidationException, which must fail the check, not end as an UNKNOWN 'retry'."""
+    stubs.stub("account").add_client_error(
+        "get_region_opt_status",
+        service_error_code="ValidationException",
+        service_message=f"Invalid Region Name: {FAKE_REGION}",
+        http_status_code=400,
+        expected_params={"RegionName": FAKE_REGION},
+    )
+    result = verdict("region-enabled", _in_region(plan, FAKE_REGION), stubs)
+    assert (result.status, result.detail, result.fix) == (
+        FAIL,
+        f"region {FAKE_REGION} does not exist",
+        NO_SUCH_REGION_FIX,
+    )
+
+
+def test_nonexistent_region_fails_when_ec2_does_not_list_it(plan: Plan, stubs: Stubs) -> None:
+    stubs.error("account", "get_region_opt_status", "AccessDeniedException", 403)
+    stubs.ok(
+        "ec2",
+        "describe_regions",
+        {"Regions": [{"RegionName": REGION, "OptInStatus": "opted-in"}]},
+        AllRegions=True,
+    )
+    result = verdict("region-enabled", _in_region(plan, FAKE_REGION), stubs)
+    assert (result.status, result.detail, result.fix) == (
+        FAIL,
+        f"region {FAKE_REGION} does not exist",
+        NO_SUCH_REGION_FIX,
     )
 
 
@@ -280,7 +337,50 @@ def test_fault_2_reserved_concurrency_in_a_quota_10_account_fails(plan: Plan, st
     assert reserving.reserved_concurrency == 4
     result = verdict("lambda-concurrency", reserving, _concurrency(stubs, 10, 10))
     assert result.status == FAIL
-    assert result.fix is not None and "to at least 14" in result.fix
+    assert result.fix is not None and "to at least 104" in result.fix
+
+
+def _reserving(plan: Plan, count: int) -> Plan:
+    def reserve(templates: dict[str, dict[str, Any]]) -> None:
+        for props in list(_each(templates, "AWS::Lambda::Function"))[:count]:
+            props["ReservedConcurrentExecutions"] = 1
+
+    return mutated(plan, reserve)
+
+
+@pytest.mark.parametrize(
+    ("total", "unreserved", "advice"),
+    [(10, 10, 104), (50, 50, 104), (1000, 102, 1002)],
+    ids=["quota-10", "quota-50", "others-reserve-898"],
+)
+def test_advised_lambda_quota_passes_the_check_at_that_quota(
+    plan: Plan, total: int, unreserved: int, advice: int
+) -> None:
+    """The advised quota must be one at which the check passes: at quota 10, reserving 4
+    advised 14 (4 + min(100, 10)), but at 14 the minimum is 14 and the check still fails."""
+    reserving = _reserving(plan, 4)
+    assert reserving.reserved_concurrency == 4
+    first = Stubs()
+    result = verdict("lambda-concurrency", reserving, _concurrency(first, total, unreserved))
+    first.verify()
+    assert result.status == FAIL and result.fix is not None
+    match = re.search(r"to at least (\d+),", result.fix)
+    assert match is not None, result.fix
+    advised = int(match[1])
+    assert advised == advice
+    others = total - unreserved  # what the account reserves already stays reserved
+
+    def at_quota(quota: int) -> str:
+        again = Stubs()
+        left = max(quota - others, 0)
+        rerun = verdict("lambda-concurrency", reserving, _concurrency(again, quota, left))
+        again.verify()
+        return rerun.status
+
+    assert at_quota(advised) == PASS
+    assert at_quota(advised - 1) == FAIL  # the least such quota
+    old_advice = 4 + min(checks.LAMBDA_UNRESERVED_MINIMUM, total)
+    assert at_quota(old_advice) == FAIL
 
 
 def test_lambda_concurrency_unknown_on_access_denied(plan: Plan, stubs: Stubs) -> None:
@@ -675,6 +775,49 @@ def test_existing_trail_is_checked_instead_of_the_quota(
     assert needle in result.detail
 
 
+MISTYPED_TRAIL = f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/organisation"
+MISSING_TRAIL = (
+    f"trail {MISTYPED_TRAIL} does not exist (or is not visible from this account and region)"
+)
+MISSING_TRAIL_FIX = (
+    "name an existing trail with -c existingTrailArn=<arn>, or leave it empty to create the "
+    "environment's own trail"
+)
+
+
+def _named_trail(plan: Plan, arn: str) -> Plan:
+    def name(templates: dict[str, dict[str, Any]]) -> None:
+        templates[plan.root_file]["Outputs"]["TrailArn"]["Value"] = arn
+
+    return mutated(_existing_trail(plan), name)
+
+
+def test_mistyped_existing_trail_fails_when_get_trail_status_finds_none(
+    plan: Plan, stubs: Stubs
+) -> None:
+    """A well-formed ARN of a trail that does not exist: GetTrailStatus answers
+    TrailNotFoundException, which must fail the check (the deploy would record with no trail),
+    not end as an UNKNOWN 'retry'."""
+    mistyped = _named_trail(plan, MISTYPED_TRAIL)
+    stubs.error("cloudtrail", "get_trail_status", "TrailNotFoundException")
+    result = verdict("cloudtrail", mistyped, stubs)
+    assert (result.status, result.detail, result.fix) == (FAIL, MISSING_TRAIL, MISSING_TRAIL_FIX)
+
+
+def test_existing_trail_that_describe_trails_does_not_list_fails(plan: Plan, stubs: Stubs) -> None:
+    mistyped = _named_trail(plan, MISTYPED_TRAIL)
+    stubs.ok("cloudtrail", "get_trail_status", {"IsLogging": True}, Name=MISTYPED_TRAIL)
+    stubs.ok(
+        "cloudtrail",
+        "describe_trails",
+        {"trailList": []},
+        trailNameList=[MISTYPED_TRAIL],
+        includeShadowTrails=True,
+    )
+    result = verdict("cloudtrail", mistyped, stubs)
+    assert (result.status, result.detail, result.fix) == (FAIL, MISSING_TRAIL, MISSING_TRAIL_FIX)
+
+
 # --- 8. AWS Backup -------------------------------------------------------------------------------
 def _backup(stubs: Stubs, **types: bool) -> Stubs:
     return stubs.ok(
@@ -972,6 +1115,57 @@ def test_cli_without_a_synth_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "run `make synth SUFFIX=<suffix>` first" in capsys.readouterr().err
 
 
+def _damaged(synth: Synth, tmp_path: Path, which: str, content: bytes) -> Path:
+    """A copy of the synth's cloud assembly (its JSON files) with one file rewritten."""
+    import shutil
+
+    assembly = tmp_path / "cdk.out"
+    assembly.mkdir()
+    for file in synth.outdir.glob("*.json"):
+        shutil.copy(file, assembly / file.name)
+    names = {
+        "manifest": "manifest.json",
+        "root": f"TapStack{TEST_SUFFIX}.template.json",
+        "nested": sorted(f.name for f in assembly.glob("*.nested.template.json"))[0],
+        "assets": f"TapStack{TEST_SUFFIX}.assets.json",
+    }
+    target = assembly / names[which]
+    assert target.is_file()
+    target.write_bytes(content)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("which", "content"),
+    [
+        ("manifest", b'{"version": "48.0.0", "artifacts": {'),
+        ("manifest", b"[]"),
+        ("manifest", b'{"artifacts": ["TapStack"]}'),
+        ("root", b"\xff\xfe not UTF-8"),
+        ("nested", b"<html>not a template</html>"),
+        ("assets", b""),
+    ],
+    ids=["manifest-cut", "manifest-list", "manifest-artifacts", "root-bytes", "nested", "assets"],
+)
+def test_cli_damaged_cloud_assembly_is_one_line_and_exit_2(
+    synth: Synth,
+    tmp_path: Path,
+    which: str,
+    content: bytes,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A corrupt manifest, template or asset list is bad input (exit 2, one line naming the
+    file and saying to synthesize again), not a traceback with exit 1 ("a check failed")."""
+    damaged = _damaged(synth, tmp_path, which, content)
+    argv = ["preflight", "--cdk-out", str(damaged.parent), "--suffix", TEST_SUFFIX]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"govdr: {damaged} ") and err.count("\n") == 1, err
+    assert err.rstrip().endswith(
+        "the cloud assembly is damaged; run `make synth SUFFIX=<suffix>` again"
+    )
+
+
 @pytest.mark.parametrize(("efs", "code"), [(True, 0), (False, 1)])
 def test_cli_json_and_exit_codes(
     synth: Synth,
@@ -993,6 +1187,18 @@ def test_cli_json_and_exit_codes(
     report = json.loads(capsys.readouterr().out)
     assert set(report) == REPORT_KEYS
     assert report["verdict"] == (PASS if efs else FAIL)
+
+
+def test_help_lists_every_check(capsys: pytest.CaptureFixture[str]) -> None:
+    """`govdr preflight --help` names every check by its id (output-plugins was missing)."""
+    with pytest.raises(SystemExit) as exited:
+        main(["preflight", "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    listed = re.findall(r"^  ([a-z][a-z-]+)  +\S", text, re.MULTILINE)
+    assert listed == [c.id for c in checks.CHECKS], text
+    for entry in checks.CHECKS:
+        assert re.search(rf"^  {entry.id} +{re.escape(entry.title)}$", text, re.MULTILINE), entry.id
 
 
 def test_make_deploy_runs_preflight_first_and_deploys_what_it_checked() -> None:
