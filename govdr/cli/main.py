@@ -91,9 +91,30 @@ def cmd_show(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]
 
 
-def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
+def _connect_target(dsn: str) -> Any:
+    """Connect to ``--target-dsn``; errors never repeat the DSN (it may hold a password)."""
     import psycopg2
+    import psycopg2.extensions
 
+    try:
+        params = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.Error:
+        raise UsageError(
+            "--target-dsn is not a valid libpq connection string (not shown: it may hold a "
+            "password); use key=value pairs, e.g. 'host=H port=5432 dbname=D user=U', or a "
+            "postgresql:// URI, and the password in PGPASSWORD or ~/.pgpass"
+        ) from None
+    try:
+        return psycopg2.connect(dsn)
+    except psycopg2.Error as exc:
+        reason = str(exc).strip()
+        secret = params.get("password")
+        if secret:
+            reason = reason.replace(secret, "***")
+        raise UsageError(f"cannot connect to the target database: {reason}") from None
+
+
+def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
     archive = _archive(args.dir)
     if (args.start_lsn is None) == (args.start_time is None):
         raise UsageError(
@@ -104,10 +125,7 @@ def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
         start_time=_time(args.start_time, "--start-time"),
         until=_time(args.until, "--until"),
     )
-    try:
-        connection = psycopg2.connect(args.target_dsn)
-    except psycopg2.Error as exc:
-        raise UsageError(f"cannot connect to the target database: {str(exc).strip()}") from None
+    connection = _connect_target(args.target_dsn)
     try:
         result = replay(
             archive,

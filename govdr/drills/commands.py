@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from typing import Any
 from govdr.config import REGION, RTO_OBJECTIVE_SECONDS
 from govdr.drills import failover, restore
 from govdr.drills.probe import psycopg_probe
-from govdr.drills.status import gather, load_outputs
+from govdr.drills.status import gather, load_outputs, platform_alarms_in_alarm, stack_name_for
 from govdr.emulator.deploy import Aws
 from govdr.tools.outputs import DEFAULT_OUT
 from runtime.rpo_monitor.handler import NAMESPACE as RPO_NAMESPACE
@@ -111,7 +112,47 @@ def cmd_status(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     return status, 1 if status["breaches"] else 0
 
 
+def _objective(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise failover.DrillError(
+            f"--objective {value} is not a finite positive number of seconds; pass e.g. "
+            f"--objective {RTO_OBJECTIVE_SECONDS}"
+        )
+    return value
+
+
+def _guard(
+    args: argparse.Namespace,
+    session: Session,
+    outputs: dict[str, str],
+    db: dict[str, Any],
+    action: str,
+) -> None:
+    """Name the target, then refuse without ``--confirm <instance-id>`` or while any of the
+    environment's platform alarms is in ALARM (a drill would hide or worsen an incident)."""
+    instance = db["DBInstanceIdentifier"]
+    suffix = outputs["EnvironmentSuffix"]
+    _progress(
+        f"target: stack {stack_name_for(suffix)}, instance {instance}, primary AZ "
+        f"{db.get('AvailabilityZone')} (standby {db.get('SecondaryAvailabilityZone')}); "
+        f"this drill {action}"
+    )
+    if args.confirm != instance:
+        given = "no --confirm" if args.confirm is None else f"--confirm {args.confirm}"
+        raise failover.DrillError(
+            f"{given} does not name the target instance {instance}; check the target above "
+            f"and pass --confirm {instance} (or --dry-run to only see the plan)"
+        )
+    in_alarm = platform_alarms_in_alarm(session.client("cloudwatch"), suffix)
+    if in_alarm:
+        raise failover.DrillError(
+            f"platform alarm(s) in ALARM: {', '.join(in_alarm)}; a drill now could turn an "
+            "incident into an outage or data loss: resolve them first (govdr status), then retry"
+        )
+
+
 def _drill_targets(args: argparse.Namespace) -> tuple[Session, dict[str, str], Any, str]:
+    _objective(args.objective)
     session = Session()
     outputs = _outputs(args, session)
     return session, outputs, session.client("rds"), outputs["DatabaseInstanceIdentifier"]
@@ -134,6 +175,7 @@ def cmd_failover(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             "a real deployment (make outputs)"
         )
     db = failover.describe_instance(rds, instance)
+    _guard(args, session, outputs, db, "forces a Multi-AZ failover (reboot with failover)")
     endpoint = db["Endpoint"]
     probe = psycopg_probe(_dsn(session, outputs, endpoint["Address"], endpoint["Port"], args))
     report = failover.run_failover(
@@ -147,7 +189,10 @@ def cmd_failover(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         **DRILL_TIMING,
     )
     report["environment"] = outputs["EnvironmentSuffix"]
+    # Written whatever the outcome, also after an error or timeout once the failover was asked.
     report["report_file"] = str(_record(report, args, session))
+    if report.get("error"):
+        _progress(f"drill failed: {report['error']} (report {report['report_file']})")
     return report, 0 if report["met"] else 1
 
 
@@ -160,6 +205,13 @@ def cmd_restore(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         if session.emulated:
             lines.append(f"note: {EMULATOR_NOTE}; the restore would not be verified")
         return {"drill": "restore", "dry_run": True, "plan": lines}, 0
+    _guard(
+        args,
+        session,
+        outputs,
+        failover.describe_instance(rds, instance),
+        f"creates {target} from a point-in-time restore and deletes it",
+    )
 
     def probe_for(host: str, port: int) -> Any:
         return psycopg_probe(_dsn(session, outputs, host, port, args), query=restore.CANARY)
@@ -190,7 +242,11 @@ def add_commands(groups: Any) -> None:
             default=DEFAULT_OUT,
             help=f"flat stack outputs (default {DEFAULT_OUT}; `make outputs` writes it)",
         )
-        p.add_argument("--stack", help="read the outputs of this stack when the file is missing")
+        p.add_argument(
+            "--stack",
+            help="read the outputs of this stack (TapStack<suffix>); it wins over the outputs "
+            "file, which must then describe the same environment",
+        )
         p.add_argument("--json", action="store_true", help="print JSON")
 
     status = groups.add_parser(
@@ -216,6 +272,11 @@ def add_commands(groups: Any) -> None:
             "--sslrootcert",
             type=Path,
             help="RDS CA bundle: verify the server certificate (sslmode=verify-full)",
+        )
+        p.add_argument(
+            "--confirm",
+            metavar="INSTANCE_ID",
+            help="the target's DatabaseInstanceIdentifier, exactly: required unless --dry-run",
         )
 
     fail = kinds.add_parser("failover", help="force a Multi-AZ failover and measure RTO")

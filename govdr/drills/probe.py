@@ -44,7 +44,7 @@ def psycopg_probe(
     return probe
 
 
-def _attempt(probe: Callable[[], None]) -> tuple[bool, str]:
+def attempt(probe: Callable[[], None]) -> tuple[bool, str]:
     try:
         probe()
     except Exception as exc:  # any failure to connect or query counts as "not accepting"
@@ -63,20 +63,27 @@ def wait_for(
     sleep: Sleep = time.sleep,
     log: ProbeLog | None = None,
     on_wait: Callable[[float], None] | None = None,
+    consecutive: int = 1,
 ) -> float:
     """Probe until the database is (``accepting``) or is not accepting connections.
 
-    Returns the clock time at which the first attempt that saw the awaited state ended (the
-    connection accepted, or refused): conservative, it includes the attempt's own duration.
-    Raises ProbeTimeout when ``timeout`` seconds after ``start`` have passed without it.
+    The state counts once ``consecutive`` attempts in a row saw it. Returns the clock time at
+    which the first attempt of that run ended (the connection accepted, or refused):
+    conservative, it includes the attempt's own duration. Raises ProbeTimeout when
+    ``timeout`` seconds after ``start`` have passed without it.
     """
     log = log if log is not None else ProbeLog()
+    run: list[float] = []
     while True:
         at = clock()
-        ok, error = _attempt(probe)
+        ok, error = attempt(probe)
         log.attempts.append((round(at - start, 3), ok, error))
         if ok == accepting:
-            return clock()
+            run.append(clock())
+            if len(run) >= consecutive:
+                return run[0]
+        else:
+            run.clear()
         if clock() - start >= timeout:
             state = "accepting connections" if accepting else "unreachable"
             raise ProbeTimeout(

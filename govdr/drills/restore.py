@@ -19,6 +19,7 @@ from govdr.drills.probe import Clock, ProbeTimeout, Sleep, wait_for
 POLL_SECONDS = 15.0
 AVAILABLE_TIMEOUT_SECONDS = 3 * 3600.0
 CANARY = "SELECT count(*) FROM pg_catalog.pg_class"
+DRILL_TAG = {"Key": "govdr:drill", "Value": "restore"}
 
 
 def drill_instance_id(suffix: str) -> str:
@@ -65,6 +66,38 @@ def _wait_status(
         sleep(POLL_SECONDS)
 
 
+def _carries_drill_tag(rds: Any, instance_id: str) -> bool:
+    """Whether the instance carries the tag this drill gives the instances it creates.
+
+    https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_ListTagsForResource.html
+    """
+    arn = describe_instance(rds, instance_id)["DBInstanceArn"]
+    tags = rds.list_tags_for_resource(ResourceName=arn).get("TagList", [])
+    return any(
+        (t.get("Key"), t.get("Value")) == (DRILL_TAG["Key"], DRILL_TAG["Value"]) for t in tags
+    )
+
+
+def _delete_drill_instance(
+    rds: Any, target: str, report: dict[str, Any], progress: Callable[[str], None]
+) -> None:
+    """Delete the restored instance, but only when it carries the drill's own tag."""
+    if not _carries_drill_tag(rds, target):
+        report["deleted"] = False
+        message = (
+            f"{target} does not carry the tag {DRILL_TAG['Key']}={DRILL_TAG['Value']}, so this "
+            "drill did not create it and left it alone; check who did before deleting it"
+        )
+        report["deletion"] = message
+        progress(message)
+        return
+    rds.delete_db_instance(
+        DBInstanceIdentifier=target, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
+    )
+    report["deleted"] = True
+    progress(f"deletion of {target} requested")
+
+
 def run_restore(
     rds: Any,
     instance_id: str,
@@ -104,7 +137,7 @@ def run_restore(
         PubliclyAccessible=False,
         DeletionProtection=False,
         CopyTagsToSnapshot=True,
-        Tags=[{"Key": "govdr:drill", "Value": "restore"}],
+        Tags=[DRILL_TAG],
     )
     progress(f"restore of {instance_id} into {target} requested at {started_at.isoformat()}")
     report: dict[str, Any] = {
@@ -146,10 +179,7 @@ def run_restore(
                 report["verified"] = False
                 report["verification"] = str(exc)
     finally:
-        rds.delete_db_instance(
-            DBInstanceIdentifier=target, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
-        )
-        progress(f"deletion of {target} requested")
+        _delete_drill_instance(rds, target, report, progress)
     report["ended_at"] = now().isoformat()
     report["total_seconds"] = round(clock() - start, 3)
     # Unverified (nothing could connect) is neither met nor breached.

@@ -25,21 +25,79 @@ REQUIRED_OUTPUTS = (
     "AlarmTopicArn",
 )
 EVENT_LOOKBACK = timedelta(days=14)  # RDS keeps events for 14 days
+# The platform's alarms, named ``<short>-<suffix>`` (govdr.stacks.monitoring.alarm_specs; a
+# unit test keeps this list equal to it). Matching the whole name keeps the alarms of
+# environment ``pr-dev`` out of environment ``dev``.
+PLATFORM_ALARMS = (
+    "rds-cpu",
+    "rds-free-storage",
+    "rds-freeable-memory",
+    "rds-connections",
+    "rds-read-latency",
+    "rds-write-latency",
+    "rds-disk-queue-depth",
+    "rds-txlog-disk-usage",
+    "rds-replication-slot-lag",
+    "efs-io-limit",
+    "txlog-archive-lag",
+    "rpo",
+)
+
+
+def stack_name_for(suffix: str) -> str:
+    """The root stack of an environment, e.g. ``TapStackdev`` (govdr.config.DrConfig)."""
+    return f"TapStack{suffix}"
+
+
+def platform_alarms_in_alarm(cloudwatch: Any, suffix: str) -> list[str]:
+    """Names of this environment's platform alarms now in ALARM, over every result page.
+
+    DescribeAlarms returns at most 100 alarms per call and a NextToken for the rest:
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html
+    """
+    wanted = {f"{short}-{suffix}" for short in PLATFORM_ALARMS}
+    names: set[str] = set()
+    for page in cloudwatch.get_paginator("describe_alarms").paginate(StateValue="ALARM"):
+        names.update(a["AlarmName"] for a in page.get("MetricAlarms", []))
+        names.update(a["AlarmName"] for a in page.get("CompositeAlarms", []))
+    return sorted(names & wanted)
 
 
 def load_outputs(
     path: Path, stack_name: str | None, clients: Callable[[str], Any]
 ) -> dict[str, str]:
-    """The flat outputs file when it exists, else the outputs of ``stack_name``."""
+    """The outputs of ``stack_name`` when it is given, else the flat outputs file.
+
+    An explicit stack wins; when the file exists too, it must describe the same environment,
+    or the command refuses (the file may hold another environment's outputs, e.g. prod's).
+    """
+    file_outputs: dict[str, str] | None = None
     if path.exists():
         try:
-            outputs = {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+            file_outputs = {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
         except (ValueError, AttributeError):
             raise OutputsError(
                 f"{path} is not a flat JSON object of outputs; regenerate it with `make outputs`"
             ) from None
-    elif stack_name:
+    if stack_name:
+        if file_outputs is not None:
+            file_suffix = file_outputs.get("EnvironmentSuffix", "")
+            if stack_name_for(file_suffix) != stack_name:
+                raise OutputsError(
+                    f"--stack {stack_name} does not match {path} (EnvironmentSuffix "
+                    f"{file_suffix or '(none)'}, stack {stack_name_for(file_suffix)}); pass "
+                    "the stack the file describes, or --outputs with the file of "
+                    f"{stack_name} (or remove {path})"
+                )
         outputs = stack_outputs(clients("cloudformation"), stack_name)
+        suffix = outputs.get("EnvironmentSuffix", "")
+        if suffix and stack_name_for(suffix) != stack_name:
+            raise OutputsError(
+                f"stack {stack_name} reports EnvironmentSuffix {suffix} (stack "
+                f"{stack_name_for(suffix)}); pass --stack {stack_name_for(suffix)}"
+            )
+    elif file_outputs is not None:
+        outputs = file_outputs
     else:
         raise OutputsError(
             f"{path} does not exist and no --stack was given; run `make outputs` (or `make "
@@ -96,8 +154,7 @@ def gather(
         if outputs.get("ReplicationSecretArn")
         else None
     )
-    alarms = clients("cloudwatch").describe_alarms(StateValue="ALARM")["MetricAlarms"]
-    in_alarm = sorted(a["AlarmName"] for a in alarms if a["AlarmName"].endswith(f"-{suffix}"))
+    in_alarm = platform_alarms_in_alarm(clients("cloudwatch"), suffix)
     lag = _archive_lag(clients("cloudwatch"), suffix, at)
 
     breaches = []
