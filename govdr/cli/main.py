@@ -107,7 +107,7 @@ def _connect_target(dsn: str) -> Any:
     try:
         return psycopg2.connect(dsn)
     except psycopg2.Error as exc:
-        reason = str(exc).strip()
+        reason = " ".join(line.strip() for line in str(exc).strip().splitlines())
         secret = params.get("password")
         if secret:
             reason = reason.replace(secret, "***")

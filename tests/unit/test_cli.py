@@ -74,3 +74,29 @@ def test_bad_input_is_one_clear_line(
 def test_empty_archive_lists_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["txlog", "list", "--dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip() == "(nothing in that range)"
+
+
+@pytest.mark.parametrize(
+    ("dsn", "needle"),
+    [
+        # A forgotten "password=": libpq's own message quotes the stray word.
+        ("host=/nonexistent user=app s3cr3tpw", "is not a valid libpq connection string"),
+        ("host=/nonexistent passwrd=s3cr3tpw", "is not a valid libpq connection string"),
+        ("host=/nonexistent password='s3cr3tpw", "is not a valid libpq connection string"),
+        (
+            "host=/nonexistent/s3cr3tpw port=1 password=s3cr3tpw",
+            "cannot connect to the target database",
+        ),
+    ],
+)
+def test_item_13_a_bad_target_dsn_is_not_echoed(
+    dsn: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding: the error for a bad --target-dsn repeated part of the DSN (libpq quotes the
+    offending word), which can be the password."""
+    argv = ["txlog", "replay", "--dir", str(tmp_path), "--target-dsn", dsn]
+    assert main([*argv, "--start-lsn", "0/0", "--until", "2026-11-22T08:00:00+00:00"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert "s3cr3t" not in err
+    assert err.startswith("govdr: ") and err.count("\n") == 1

@@ -87,6 +87,9 @@ def instance(**overrides: Any) -> dict[str, Any]:
         "StorageEncrypted": True,
     }
     db.update(overrides)
+    db.setdefault(
+        "DBInstanceArn", f"arn:aws:rds:eu-central-2:123456789012:db:{db['DBInstanceIdentifier']}"
+    )
     return db
 
 
@@ -222,13 +225,26 @@ def test_failover_that_never_recovers_has_no_rto(rds: tuple[Any, Stubber]) -> No
     assert report["event_rto_seconds"] is None
 
 
-def test_failover_without_an_observed_outage_is_inconclusive(rds: tuple[Any, Stubber]) -> None:
+def test_item_10_an_unseen_outage_after_the_request_still_returns_the_report(
+    rds: tuple[Any, Stubber],
+) -> None:
+    """Finding: when the probe never saw the database go away after the reboot, the drill
+    raised and no report was written; now the report comes back with the reason."""
     c, stubber = rds
     sim = SimTime()
     describe(stubber)
     stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
-    with pytest.raises(failover.DrillError, match="never saw the database unreachable"):
-        failover.run_failover(c, DB, outage(sim, 1e9, 1e9), objective=900, **sim.timing())
+    for _ in range(19):
+        events(stubber)
+    describe(stubber)
+    report = failover.run_failover(c, DB, outage(sim, 1e9, 1e9), objective=900, **sim.timing())
+    assert report["met"] is False
+    assert report["rto_seconds"] is None
+    assert report["error"].startswith(
+        "the probe never saw the database unreachable (2 failed connections in a row) "
+        "within 120 s of the request"
+    )
+    assert report["ended_at"] is not None
 
 
 @pytest.mark.parametrize(
@@ -285,7 +301,17 @@ def _restore_calls(stubber: Stubber, target: str) -> None:
     describe(stubber, target)
 
 
+def _tags(stubber: Stubber, target: str, tags: list[dict[str, str]]) -> None:
+    describe(stubber, target)
+    stubber.add_response(
+        "list_tags_for_resource",
+        {"TagList": tags},
+        {"ResourceName": f"arn:aws:rds:eu-central-2:123456789012:db:{target}"},
+    )
+
+
 def _delete(stubber: Stubber, target: str) -> None:
+    _tags(stubber, target, [{"Key": "govdr:drill", "Value": "restore"}])
     stubber.add_response(
         "delete_db_instance",
         {"DBInstance": instance(DBInstanceIdentifier=target, DBInstanceStatus="deleting")},
@@ -498,6 +524,7 @@ def _cli_failover(
     describe(stubber)
     cloudwatch = client("cloudwatch")
     cw_stub = Stubber(cloudwatch)
+    cw_stub.add_response("describe_alarms", {"MetricAlarms": []}, {"StateValue": "ALARM"})
     if publish_denied:
         cw_stub.add_client_error("put_metric_data", "AccessDenied", http_status_code=403)
     else:
@@ -520,6 +547,8 @@ def _cli_failover(
             str(reports),
             "--objective",
             objective,
+            "--confirm",
+            DB,
             "--json",
         ]
     )
@@ -595,3 +624,345 @@ def test_cli_failover_keeps_the_report_when_the_metric_cannot_be_published(
     assert code == 0
     assert len(list(reports.glob("failover-qa7-*.json"))) == 1
     assert "the figure was not published to govdr/dr" in capsys.readouterr().err
+
+
+# --- issue 18: targets, confirmation, alarms ---------------------------------------------------
+
+
+def _stack_client(outputs: dict[str, str], stack: str) -> tuple[Any, Stubber]:
+    cloudformation = client("cloudformation")
+    stub = Stubber(cloudformation)
+    stub.add_response(
+        "describe_stacks",
+        {
+            "Stacks": [
+                {
+                    "StackName": stack,
+                    "CreationTime": T0,
+                    "StackStatus": "UPDATE_COMPLETE",
+                    "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
+                }
+            ]
+        },
+        {"StackName": stack},
+    )
+    stub.activate()
+    return cloudformation, stub
+
+
+def test_item_6_an_explicit_stack_wins_over_the_outputs_file(outputs_file: Path) -> None:
+    """Finding: with cfn-outputs/flat-outputs.json present, --stack was ignored and the file's
+    targets were used; now the named stack's own outputs are read."""
+    from_stack = {**OUTPUTS, "AlarmTopicArn": "arn:topic-from-the-stack"}
+    cloudformation, stub = _stack_client(from_stack, "TapStackqa7")
+    outputs = status.load_outputs(outputs_file, "TapStackqa7", lambda _service: cloudformation)
+    stub.assert_no_pending_responses()
+    assert outputs["AlarmTopicArn"] == "arn:topic-from-the-stack"
+
+
+def test_item_6_a_stack_that_differs_from_the_outputs_file_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Finding: `govdr drill failover --stack TapStackpr1234` in a directory holding
+    production's outputs rebooted production; now it refuses in one line, touching nothing."""
+    prod = tmp_path / "flat-outputs.json"
+    prod.write_text(json.dumps({**OUTPUTS, "EnvironmentSuffix": "prod"}))
+    c, _ = rds  # no responses queued: any RDS call would fail the test
+    monkeypatch.setattr(commands, "Session", lambda: FakeSession({"rds": c}))
+    argv = ["drill", "failover", "--outputs", str(prod), "--stack", "TapStackpr1234"]
+    assert main([*argv, "--confirm", DB]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"govdr: --stack TapStackpr1234 does not match {prod} (EnvironmentSuffix prod, stack "
+        "TapStackprod); pass the stack the file describes, or --outputs with the file of "
+        f"TapStackpr1234 (or remove {prod})\n"
+    )
+
+
+def test_item_6_a_stack_whose_outputs_name_another_environment_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Finding: nothing tied the outputs read to the stack asked for; a stack reporting
+    another EnvironmentSuffix is now refused."""
+    cloudformation, _ = _stack_client({**OUTPUTS, "EnvironmentSuffix": "prod"}, "TapStackqa7")
+    with pytest.raises(status.OutputsError) as caught:
+        status.load_outputs(tmp_path / "none.json", "TapStackqa7", lambda _s: cloudformation)
+    assert str(caught.value) == (
+        "stack TapStackqa7 reports EnvironmentSuffix prod (stack TapStackprod); "
+        "pass --stack TapStackprod"
+    )
+
+
+def _alarm_stub(names: list[str]) -> tuple[Any, Stubber]:
+    cloudwatch = client("cloudwatch")
+    stub = Stubber(cloudwatch)
+    stub.add_response(
+        "describe_alarms",
+        {"MetricAlarms": [{"AlarmName": n, "StateValue": "ALARM"} for n in names]},
+        {"StateValue": "ALARM"},
+    )
+    stub.activate()
+    return cloudwatch, stub
+
+
+@pytest.mark.parametrize("drill", ["failover", "restore"])
+@pytest.mark.parametrize("confirm", [None, "rds-qa", "rds-qa7 ", "RDS-QA7"])
+def test_item_6_destructive_drills_name_the_target_and_need_the_exact_confirm(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    drill: str,
+    confirm: str | None,
+) -> None:
+    """Finding: the destructive drills ran without any confirmation; now they print the
+    target and refuse unless --confirm names the instance exactly."""
+    c, stubber = rds
+    describe(stubber)  # read for the target line; nothing is changed
+    monkeypatch.setattr(commands, "Session", lambda: FakeSession({"rds": c}))
+    argv = ["drill", drill, "--outputs", str(outputs_file)]
+    if confirm is not None:
+        argv += ["--confirm", confirm]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "target: stack TapStackqa7, instance rds-qa7, primary AZ eu-central-2a" in err
+    given = "no --confirm" if confirm is None else f"--confirm {confirm}"
+    assert f"govdr: {given} does not name the target instance rds-qa7;" in err
+    assert "pass --confirm rds-qa7 (or --dry-run" in err
+
+
+def test_item_6_dry_run_needs_no_confirm(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The plan touches nothing, so it needs no --confirm (the twin of the refusal above)."""
+    c, stubber = rds
+    describe(stubber)
+    monkeypatch.setattr(commands, "Session", lambda: FakeSession({"rds": c}))
+    assert main(["drill", "failover", "--outputs", str(outputs_file), "--dry-run"]) == 0
+    assert "would reboot rds-qa7 with ForceFailover=true" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("drill", ["failover", "restore"])
+def test_item_6_drills_refuse_while_a_platform_alarm_is_in_alarm(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    drill: str,
+) -> None:
+    """Finding: the API path of the failover drill ignored the RPO alarm (only the FIS
+    template stops on it); now both drills refuse while any platform alarm is in ALARM."""
+    c, stubber = rds
+    describe(stubber)
+    cloudwatch, cw_stub = _alarm_stub(["rpo-qa7", "rds-cpu-other"])
+    monkeypatch.setattr(
+        commands, "Session", lambda: FakeSession({"rds": c, "cloudwatch": cloudwatch})
+    )
+    argv = ["drill", drill, "--outputs", str(outputs_file), "--confirm", DB]
+    assert main(argv) == 2
+    cw_stub.assert_no_pending_responses()  # and no reboot / restore was stubbed, or called
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        "govdr: platform alarm(s) in ALARM: rpo-qa7; a drill now could turn an incident into "
+        "an outage or data loss: resolve them first (govdr status), then retry"
+    )
+
+
+# --- issue 18: the failover drill's evidence -----------------------------------------------------
+
+
+def test_item_10_the_drill_connects_before_it_requests_the_failover(
+    rds: tuple[Any, Stubber],
+) -> None:
+    """Finding: the failover was requested before the probe had ever connected, so a probe
+    that could not connect read its own failure as the outage."""
+    c, stubber = rds
+    describe(stubber)  # and no reboot_db_instance: the Stubber fails on an unexpected call
+
+    def refused() -> None:
+        raise OSError("certificate verify failed")
+
+    with pytest.raises(failover.DrillError) as caught:
+        failover.run_failover(c, DB, refused, objective=900)
+    assert str(caught.value) == (
+        "cannot connect to rds-qa7 before the failover (OSError: certificate verify failed); "
+        "nothing was changed: fix the connection first (--sslrootcert, security group, "
+        "network path)"
+    )
+
+
+def test_item_10_one_probe_failure_is_not_an_outage(rds: tuple[Any, Stubber]) -> None:
+    """Finding: one failed probe with no failover gave rto_seconds 0.0 and met true; an
+    outage now needs OUTAGE_CONSECUTIVE_FAILURES failures in a row."""
+    c, stubber = rds
+    sim = SimTime()
+    describe(stubber)
+    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
+    for _ in range(19):
+        events(stubber)
+    describe(stubber)
+    # One refused connection at t = 0.4 (the probe takes 0.2 s per attempt), none after.
+    report = failover.run_failover(c, DB, outage(sim, 0.3, 0.5), objective=900, **sim.timing())
+    assert failover.OUTAGE_CONSECUTIVE_FAILURES == 2
+    assert report["probe_failures"] == 1
+    assert report["rto_seconds"] is None
+    assert report["met"] is False
+    assert "never saw the database unreachable" in report["error"]
+
+
+def test_item_10_a_recovery_without_a_failover_does_not_pass(rds: tuple[Any, Stubber]) -> None:
+    """Finding: any outage and recovery passed; now the AZ must change or RDS must report the
+    failover completed (a plain restart in the same AZ is not a failover)."""
+    c, stubber = rds
+    sim = SimTime()
+    describe(stubber)
+    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
+    for _ in range(19):
+        events(stubber, (9.0, "DB instance restarted", ["availability"]))
+    describe(stubber)  # still in eu-central-2a
+    report = failover.run_failover(c, DB, outage(sim, 2.0, 20.0), objective=900, **sim.timing())
+    assert report["rto_seconds"] is not None and report["rto_seconds"] < 900
+    assert report["failover_confirmed_by"] is None
+    assert report["met"] is False
+    assert report["error"] == (
+        "no failover happened: the primary stayed in eu-central-2a and RDS reported no "
+        "completed failover"
+    )
+
+
+def test_item_10_a_completed_failover_event_confirms_it_when_the_az_looks_unchanged(
+    rds: tuple[Any, Stubber],
+) -> None:
+    """The twin of the test above: RDS's completed event alone confirms the failover."""
+    c, stubber = rds
+    sim = SimTime()
+    describe(stubber)
+    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
+    events(stubber, *FAILOVER_EVENTS)
+    describe(stubber)
+    report = failover.run_failover(c, DB, outage(sim, 2.0, 20.0), objective=900, **sim.timing())
+    assert report["failover_confirmed_by"] == "RDS failover completed event"
+    assert report["met"] is True and report["error"] is None
+
+
+def test_item_10_an_error_after_the_request_still_writes_the_report(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Finding: an error after the reboot (here RDS refusing DescribeEvents) ended the drill
+    without a report; now the report is written with the reason and the drill exits 1."""
+    c, stubber = rds
+    sim = SimTime()
+    describe(stubber)
+    describe(stubber)
+    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
+    stubber.add_client_error("describe_events", "Throttling", "Rate exceeded", 400)
+    cloudwatch = client("cloudwatch")
+    cw_stub = Stubber(cloudwatch)
+    cw_stub.add_response("describe_alarms", {"MetricAlarms": []}, {"StateValue": "ALARM"})
+    cw_stub.add_response("put_metric_data", {}, None)
+    cw_stub.activate()
+    monkeypatch.setattr(
+        commands, "Session", lambda: FakeSession({"rds": c, "cloudwatch": cloudwatch})
+    )
+    monkeypatch.setattr(commands, "_dsn", lambda *a: "host=unused")
+    monkeypatch.setattr(commands, "psycopg_probe", lambda dsn: outage(sim, 2.0, 20.0))
+    monkeypatch.setattr(commands, "DRILL_TIMING", sim.timing())
+    reports = tmp_path / "reports"
+    argv = ["drill", "failover", "--outputs", str(outputs_file), "--reports-dir", str(reports)]
+    assert main([*argv, "--confirm", DB]) == 1
+    [report_file] = reports.glob("failover-qa7-*.json")
+    report = json.loads(report_file.read_text())
+    assert report["met"] is False
+    assert report["error"].startswith("ClientError: An error occurred (Throttling)")
+    assert report["rto_seconds"] is not None  # what was measured before the error is kept
+    assert "drill failed: ClientError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-5", "0"])
+@pytest.mark.parametrize("drill", ["failover", "restore"])
+def test_item_10_objective_must_be_a_finite_positive_number(
+    monkeypatch: pytest.MonkeyPatch,
+    outputs_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    value: str,
+    drill: str,
+) -> None:
+    """Finding: `--objective nan` waited forever (no timeout compares true against nan)."""
+    monkeypatch.setattr(commands, "Session", lambda: FakeSession({}))
+    argv = ["drill", drill, "--outputs", str(outputs_file), "--dry-run", f"--objective={value}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"govdr: --objective {float(value)} is not a finite positive number of seconds; "
+        "pass e.g. --objective 900\n"
+    )
+
+
+# --- issue 18: status alarms and the restore drill's deletion ------------------------------------
+
+
+def test_item_13_status_matches_alarm_names_exactly_over_every_page() -> None:
+    """Finding: status matched alarms by suffix (`dev` took `pr-dev`'s) and read only the first
+    page of DescribeAlarms."""
+    cloudwatch = client("cloudwatch")
+    stub = Stubber(cloudwatch)
+    stub.add_response(
+        "describe_alarms",
+        {
+            "MetricAlarms": [
+                {"AlarmName": "rds-cpu-pr-dev", "StateValue": "ALARM"},
+                {"AlarmName": "rds-cpu-dev", "StateValue": "ALARM"},
+                {"AlarmName": "someone-elses-dev", "StateValue": "ALARM"},
+            ],
+            "NextToken": "page-2",
+        },
+        {"StateValue": "ALARM"},
+    )
+    stub.add_response(
+        "describe_alarms",
+        {"MetricAlarms": [{"AlarmName": "rpo-dev", "StateValue": "ALARM"}]},
+        {"StateValue": "ALARM", "NextToken": "page-2"},
+    )
+    stub.activate()
+    assert status.platform_alarms_in_alarm(cloudwatch, "dev") == ["rds-cpu-dev", "rpo-dev"]
+    stub.assert_no_pending_responses()
+
+
+def test_platform_alarm_names_are_the_monitoring_stacks() -> None:
+    """The drills' list of alarm names is the one the monitoring stack creates."""
+    from govdr.config import DrConfig
+    from govdr.stacks.monitoring import alarm_specs
+
+    assert status.PLATFORM_ALARMS == tuple(spec.short for spec in alarm_specs(DrConfig()))
+
+
+def test_item_13_the_restore_drill_deletes_only_an_instance_with_its_tag(
+    rds: tuple[Any, Stubber],
+) -> None:
+    """Finding: the restore drill deleted whatever instance had the drill's name; now it
+    checks the instance carries govdr:drill=restore and otherwise leaves it."""
+    c, stubber = rds
+    sim = SimTime()
+    target = restore.drill_instance_id("qa7")
+    _restore_calls(stubber, target)
+    _tags(stubber, target, [{"Key": "owner", "Value": "someone"}])  # and no delete stubbed
+    lines: list[str] = []
+    report = restore.run_restore(
+        c, DB, "qa7", None, objective=900, progress=lines.append, **sim.timing()
+    )
+    assert report["deleted"] is False
+    assert report["deletion"] == (
+        "rds-qa7-restore-drill does not carry the tag govdr:drill=restore, so this drill did "
+        "not create it and left it alone; check who did before deleting it"
+    )
+    assert report["deletion"] in lines
