@@ -91,6 +91,7 @@ def _operator_cli_on_the_kept_emulator(
 
         reports = tmp_path / "reports"
         args = ["drill", "restore", "--outputs", str(outputs), "--reports-dir", str(reports)]
+        args += ["--confirm", f"rds-{TEST_SUFFIX}"]
         assert govdr([*args, "--json"]) == 0
         captured = capsys.readouterr()
         report = json.loads(captured.out)
