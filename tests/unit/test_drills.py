@@ -943,7 +943,7 @@ def test_platform_alarm_names_are_the_monitoring_stacks() -> None:
     from govdr.config import DrConfig
     from govdr.stacks.monitoring import alarm_specs
 
-    assert status.PLATFORM_ALARMS == tuple(spec.short for spec in alarm_specs(DrConfig()))
+    assert tuple(spec.short for spec in alarm_specs(DrConfig())) == status.PLATFORM_ALARMS
 
 
 def test_item_13_the_restore_drill_deletes_only_an_instance_with_its_tag(
