@@ -293,7 +293,12 @@ def test_item_1_the_bookkeeping_table_and_system_schemas_are_refused(
 ) -> None:
     """A record's `schema`/`table` could name any table, including replay's own bookkeeping
     table (and the system catalogs): replay executed it as the master user."""
-    column = "last_commit_time" if table == "govdr_txlog_replay" else "datallowconn"
+    if table == "govdr_txlog_replay":
+        column = {"name": "last_end_lsn", "type": "bigint", "value": 999999}
+        identity = {"name": "id", "type": "int", "value": 1}
+    else:
+        column = {"name": "datallowconn", "type": "boolean", "value": False}
+        identity = {"name": "datname", "type": "name", "value": target}
     archive = _crafted(
         tmp_path,
         [
@@ -307,8 +312,8 @@ def test_item_1_the_bookkeeping_table_and_system_schemas_are_refused(
                 "action": "U",
                 "schema": schema,
                 "table": table,
-                "columns": [{"name": column, "type": "text", "value": "forged"}],
-                "identity": [],
+                "columns": [column],
+                "identity": [identity],
             },
         ],
     )
