@@ -399,7 +399,9 @@ def replay(
     allowed = _allow_list(tables)
     with connection.cursor() as cursor:
         try:
-            # Needs superuser, or on RDS the master user (rds_superuser); see docs/txlog.md.
+            # Needs superuser (https://www.postgresql.org/docs/15/runtime-config-client.html
+            # #GUC-SESSION-REPLICATION-ROLE); on RDS the master user (rds_superuser) may set it:
+            # https://repost.aws/knowledge-center/rds-postgresql-foreign-keys
             cursor.execute("SET session_replication_role = replica")
         except psycopg2.errors.InsufficientPrivilege:
             connection.rollback()
