@@ -216,12 +216,14 @@ class _Target:
 
 
 def _value(index: int, column: Column, source: str = "staged") -> Any:
-    """``(staged.v ->> index)::<type from the target's catalog>``."""
+    """``(staged.v ->> index)::<type from the target's catalog>``; wal2json writes bytea as
+    bare hexadecimal digits, so those are decoded."""
     from psycopg2 import sql
 
-    return sql.SQL("({}.v ->> {})::{}").format(
-        sql.Identifier(source), sql.Literal(index), sql.SQL(column.type)
-    )
+    text = sql.SQL("({}.v ->> {})").format(sql.Identifier(source), sql.Literal(index))
+    if column.type == "bytea":
+        return sql.SQL("decode({}, 'hex')").format(text)
+    return sql.SQL("{}::{}").format(text, sql.SQL(column.type))
 
 
 def _statement(

@@ -510,3 +510,81 @@ def test_item_11_replayed_values_do_not_reach_the_statement_log(
     finally:
         postgres.psql(f"DROP DATABASE {target}")
         db.drop()
+
+
+def test_item_11_values_survive_the_copy_path_exactly(postgres: Postgres, tmp_path: Path) -> None:
+    """Values now travel as COPY data instead of client-side parameters: text with tabs,
+    newlines, backslashes, quotes, control and non-ASCII characters, bytea (which wal2json
+    writes as bare hex digits and replay used to store as their ASCII codes), arrays, json,
+    booleans, times and NULL arrive unchanged."""
+    ddl = (
+        "CREATE TABLE odd (id int PRIMARY KEY, t text, b bytea, a int[], j jsonb, "
+        "f boolean, ts timestamptz, n numeric, d double precision, u uuid)"
+    )
+    db, archive, target = _archived(
+        postgres,
+        tmp_path,
+        ddl,
+        [
+            "INSERT INTO odd VALUES (1, "
+            "E'tab\\there\\nnew \\\\back \"q\" ''s'' \\u00fc \\x01 \\\\.',"
+            " '\\x00ff5c', '{1,NULL,3}', '{\"k\": [1.50, null, \"\\\\n\"]}', false,"
+            " '2026-11-22 08:00:00.123456+00', 1e-30, 1e-300, gen_random_uuid())",
+            "INSERT INTO odd (id) VALUES (2)",
+            "UPDATE odd SET t = E'\\\\N', f = true WHERE id = 2",
+        ],
+    )
+    try:
+        _replay(postgres, target, archive)
+        query = "SELECT string_agg(o::text, E'\\n' ORDER BY id) FROM odd o"
+        assert postgres.psql(query, target) == postgres.psql(query, db.name)
+    finally:
+        postgres.psql(f"DROP DATABASE {target}")
+        db.drop()
+
+
+def test_item_1_the_cli_reports_a_refused_record_in_one_line(
+    postgres: Postgres, tmp_path: Path, target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused record is a clear error with exit 2 from `govdr txlog replay`, not a trace."""
+    from govdr.cli.main import main
+
+    archive = _crafted(tmp_path, [{"action": "T", "schema": "public", "table": "t"}])
+    code = main(
+        [
+            "txlog",
+            "replay",
+            "--dir",
+            str(archive.directory),
+            "--target-dsn",
+            postgres.dsn(target),
+            "--start-lsn",
+            "0/0",
+            "--until",
+            "2030-01-01T00:00:00+00:00",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("govdr: transaction xid 700 (end LSN 100) holds a TRUNCATE of public.t")
+    assert "Traceback" not in err
+    assert (
+        main(
+            [
+                "txlog",
+                "replay",
+                "--dir",
+                str(archive.directory),
+                "--target-dsn",
+                postgres.dsn(target),
+                "--start-lsn",
+                "0/0",
+                "--until",
+                "2030-01-01T00:00:00+00:00",
+                "--tables",
+                "pg_catalog.pg_class",
+            ]
+        )
+        == 2
+    )
+    assert "--tables names pg_catalog.pg_class" in capsys.readouterr().err
