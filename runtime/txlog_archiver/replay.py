@@ -464,10 +464,14 @@ def replay(
             connection.commit()
             replayed = [f"{s}.{t}" for s, t in sorted(target.tables)]
     finally:
-        connection.rollback()  # nothing uncommitted is kept; clears a failed transaction
-        with connection.cursor() as cursor:
-            cursor.execute("RESET session_replication_role")
-        connection.commit()
+        if not connection.closed:
+            try:
+                connection.rollback()  # nothing uncommitted is kept; clears a failed transaction
+                with connection.cursor() as cursor:
+                    cursor.execute("RESET session_replication_role")
+                connection.commit()
+            except psycopg2.Error:
+                pass  # the connection is gone: the error that ended the replay is raised
     return ReplayResult(applied, skipped, last_lsn, last_time, skipped_changes, replayed)
 
 
