@@ -588,3 +588,39 @@ def test_item_1_the_cli_reports_a_refused_record_in_one_line(
         == 2
     )
     assert "--tables names pg_catalog.pg_class" in capsys.readouterr().err
+
+
+def test_item_8_a_user_who_cannot_disable_triggers_is_told_so(
+    postgres: Postgres, tmp_path: Path, target: str
+) -> None:
+    """Replay must not run with the target's triggers firing: a user who may not set
+    session_replication_role gets a clear error before anything is applied."""
+    import secrets
+
+    user, password = f"plain_{target}", secrets.token_urlsafe(24)
+    postgres.psql(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+    postgres.psql(f"GRANT ALL ON SCHEMA public TO {user}; GRANT ALL ON t TO {user}", target)
+    archive = _crafted(
+        tmp_path,
+        [
+            {
+                "action": "I",
+                "schema": "public",
+                "table": "t",
+                "columns": [{"name": "id", "type": "int", "value": 1}],
+            }
+        ],
+    )
+    conn = psycopg2.connect(
+        f"{postgres.dsn(target).replace('user=postgres', f'user={user}')} password={password}"
+    )
+    try:
+        with pytest.raises(ArchiveError, match="may not set session_replication_role"):
+            replay(archive, conn, Window())
+    finally:
+        conn.close()
+        postgres.psql(
+            f"REVOKE ALL ON SCHEMA public FROM {user}; REVOKE ALL ON t FROM {user}", target
+        )
+        postgres.psql(f"DROP ROLE {user}")
+    assert postgres.psql("SELECT count(*) FROM t", target) == "0"
