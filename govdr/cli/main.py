@@ -7,7 +7,7 @@
     govdr txlog list    --dir DIR [--from TIME] [--to TIME] [--json]
     govdr txlog show    --dir DIR --table SCHEMA.TABLE [--from TIME] [--to TIME] [--json]
     govdr txlog replay  --dir DIR --target-dsn DSN (--start-lsn LSN | --start-time TIME)
-                        --until TIME [--json]
+                        --until TIME [--tables SCHEMA.TABLE,...] [--json]
 
 TIME is ISO 8601 with a zone (2026-11-22T08:00:00+00:00); LSN is PostgreSQL's X/Y form.
 The target DSN names no password: libpq reads it from PGPASSWORD or ~/.pgpass.
@@ -91,6 +91,15 @@ def cmd_show(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]
 
 
+def _tables(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [t.strip() for t in value.split(",") if t.strip()]
+    if not names:
+        raise UsageError("--tables is empty; give schema.table names separated by commas")
+    return names
+
+
 def _connect_target(dsn: str) -> Any:
     """Connect to ``--target-dsn``; errors never repeat the DSN (it may hold a password)."""
     import psycopg2
@@ -115,6 +124,8 @@ def _connect_target(dsn: str) -> Any:
 
 
 def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
+    import psycopg2
+
     archive = _archive(args.dir)
     if (args.start_lsn is None) == (args.start_time is None):
         raise UsageError(
@@ -131,8 +142,14 @@ def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
             archive,
             connection,
             window,
+            tables=_tables(args.tables),
             progress=lambda n, at: print(f"applied {n} transactions (up to {at})", file=sys.stderr),
         )
+    except psycopg2.Error as exc:
+        raise UsageError(
+            f"replay stopped: the target refused a change: {str(exc).strip()}; the "
+            "transactions before it are applied, run replay again once it is fixed"
+        ) from None
     finally:
         connection.close()
     return {
@@ -140,6 +157,8 @@ def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
         "skipped_already_applied": result.skipped,
         "last_end_lsn": result.last_end_lsn,
         "last_commit_time": result.last_commit_time,
+        "skipped_changes": result.skipped_changes,
+        "tables": result.sequences_advanced_for,
     }
 
 
@@ -171,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--start-lsn", help="end LSN covered by the restore (X/Y)")
     rep.add_argument("--start-time", help="time covered by the restore (ISO 8601)")
     rep.add_argument("--until", required=True, help="replay commits up to this time (inclusive)")
+    rep.add_argument(
+        "--tables",
+        help="replay only these tables (schema.table,...); default: every table the archive "
+        "names, each of which must exist in the target",
+    )
     rep.set_defaults(func=cmd_replay)
 
     add_commands(groups)
