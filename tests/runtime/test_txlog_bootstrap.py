@@ -3,7 +3,10 @@ but the fixture's superuser) and a real HTTP endpoint for CloudFormation's respo
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -451,3 +454,87 @@ def test_item_12_an_old_slot_outside_the_product_names_is_not_dropped(
         assert _slot_count(setup, other) == "1"
     finally:
         setup.db.pg.psql(f"SELECT pg_drop_replication_slot('{other}')")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.txlog_archiver", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_item_12_cli_without_slot_exits_2_with_one_line(tmp_path: Path) -> None:
+    """Item 12: the CLI defaulted to slot govdr_txlog (another environment's name). --slot is
+    required: without it the exit is 2 with one line naming it; the failing twin with --slot
+    gets past the arguments (the DSN check answers)."""
+    result = _cli("--dsn", "host=/nonexistent", "--dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "python -m runtime.txlog_archiver: the following arguments are required: --slot "
+        "(see --help)"
+    ]
+    twin = _cli("--dsn", "host=h password=x", "--dir", str(tmp_path), "--slot", "s")
+    assert "--slot" not in twin.stderr
+
+
+def test_item_12_cli_rejects_a_dsn_with_a_password(tmp_path: Path) -> None:
+    """Item 12: the password went in --dsn, visible to every user in ps. A DSN with a password
+    (key=value or URI) is refused with one line that does not echo it."""
+    for dsn in ("host=localhost user=u password=hunter2", "postgresql://u:hunter2@localhost/db"):
+        result = _cli("--dsn", dsn, "--dir", str(tmp_path), "--slot", "govdr_txlog_x")
+        assert result.returncode == 2
+        [line] = result.stderr.splitlines()
+        assert line.startswith("txlog-archiver: --dsn contains a password")
+        assert "PGPASSWORD" in line
+        assert "hunter2" not in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_item_12_cli_creates_a_slot_only_with_create_slot(db: Db, tmp_path: Path) -> None:
+    """Item 12: the CLI created any slot it was given (a typo made a slot that kept WAL).
+    Without --create-slot a missing slot exits 2 and nothing is created; with it the slot is
+    created and the run succeeds. The password comes from PGPASSWORD, not the DSN."""
+    slot = f"govdr_txlog_cli_{uuid.uuid4().hex[:8]}"
+    user = f"govdr_cli_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(16)
+    db.pg.psql(f"CREATE ROLE {user} LOGIN REPLICATION SUPERUSER PASSWORD '{password}'")
+    dsn = f"host={db.pg.socket_dir} port={db.pg.port} dbname={db.name} user={user}"
+    env = {"PGPASSWORD": password, "PGPASSFILE": str(tmp_path / "none")}
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    try:
+        missing = _cli("--dsn", dsn, "--dir", str(archive), "--slot", slot, env=env)
+        assert missing.returncode == 2, missing.stderr
+        assert missing.stderr.splitlines() == [
+            f"txlog-archiver: replication slot '{slot}' does not exist on the server; check "
+            "--slot, or pass --create-slot to create it"
+        ]
+        count = f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        assert db.pg.psql(count) == "0"
+        created = _cli(
+            "--dsn",
+            dsn,
+            "--dir",
+            str(archive),
+            "--slot",
+            slot,
+            "--create-slot",
+            "--idle",
+            "0.2",
+            env=env,
+        )
+        assert created.returncode == 0, created.stderr
+        assert db.pg.psql(count) == "1"
+    finally:
+        db.pg.psql(
+            f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            f"WHERE slot_name = '{slot}'"
+        )
+        db.pg.psql(f"DROP ROLE IF EXISTS {user}")
