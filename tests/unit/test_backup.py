@@ -239,3 +239,35 @@ def test_item_7_prod_synth_has_no_cleaner_and_denies_every_deletion(prod_synth: 
 def test_item_7_twin_default_synth_has_the_cleaner(synth: Synth) -> None:
     """Item 7 twin: without the prod switch the cleaner is built (the prod test's difference)."""
     assert len(list(resources(synth.raw("backup"), "Custom::BackupVaultCleaner"))) == 1
+
+
+def test_item_7_cleaner_knows_its_vault_and_reads_only_its_own_stack(synth: Synth) -> None:
+    """Item 7: the cleaner had no notion of its own vault or stack. Its environment names the
+    vault the stack creates, and DescribeStacks is allowed on its own stack only."""
+    function, policy, _ = _cleaner(synth)
+    [(_, vault)] = resources(synth.raw("backup"), "AWS::Backup::BackupVault")
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["BACKUP_VAULT_NAME"] == vault["Properties"]["BackupVaultName"]
+    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    read = statements["ReadOwnStackStatus"]
+    assert (read["Action"], read["Resource"]) == (
+        "cloudformation:DescribeStacks",
+        {"Ref": "AWS::StackId"},
+    )
+
+
+def test_item_12_bootstrap_is_told_its_own_slot_and_secrets(synth: Synth) -> None:
+    """Item 12: the bootstrap trusted the event's SlotName and secret ARNs. The stack gives
+    the function the values it configured on the custom resource, which the handler compares."""
+    database = synth.raw("database")
+    [(_, function)] = [
+        (lid, f)
+        for lid, f in resources(database, "AWS::Lambda::Function")
+        if lid.startswith("TxlogBootstrap")
+    ]
+    [(_, custom)] = resources(database, "Custom::TxlogBootstrap")
+    variables = function["Properties"]["Environment"]["Variables"]
+    props = custom["Properties"]
+    assert variables["TXLOG_SLOT_NAME"] == props["SlotName"] == f"govdr_txlog_{TEST_SUFFIX}"
+    assert variables["MASTER_SECRET_ARN"] == props["MasterSecretArn"]
+    assert variables["REPLICATION_SECRET_ARN"] == props["ReplicationSecretArn"]
