@@ -139,6 +139,14 @@ FLOWS: tuple[Flow, ...] = (
     Flow(
         (VAULT_CLEANER,),
         Group.OPS,
+        Group.ENDPOINTS,
+        HTTPS_PORT,
+        "read its own stack's status (empty the vault only on stack deletion)",
+        service="cloudformation",
+    ),
+    Flow(
+        (VAULT_CLEANER,),
+        Group.OPS,
         Gateway.S3,
         HTTPS_PORT,
         "answer CloudFormation (pre-signed S3 URL)",
@@ -152,6 +160,14 @@ FLOWS: tuple[Flow, ...] = (
         service="rds",
     ),
 )
+
+
+def flows_for(retain_data: bool, flows: tuple[Flow, ...] = FLOWS) -> tuple[Flow, ...]:
+    """The flows of one synthesis: with the prod switch (data retained) no vault cleaner is
+    built, so its flows are not declared."""
+    if not retain_data:
+        return flows
+    return tuple(flow for flow in flows if flow.clients != (VAULT_CLEANER,))
 
 
 def client_groups(flows: tuple[Flow, ...] = FLOWS) -> dict[str, Group]:

@@ -30,6 +30,7 @@ from govdr.compliance.template_checks import (
     plaintext_secret_findings,
 )
 from govdr.config import DrConfig
+from govdr.network_flows import flows_for
 
 if TYPE_CHECKING:
     from govdr.stacks.tap_stack import TapStack
@@ -114,7 +115,7 @@ def synth_checks(
         "policy-grammar": policy_grammar_findings,
         "key-requirements": key_requirement_findings,
         "network-flows": lambda templates: network_flow_findings(
-            templates, config.environment_suffix
+            templates, config.environment_suffix, flows_for(config.retain_data)
         ),
     }
 
@@ -272,9 +273,13 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
         "AWS Backup's service-role policies, maintained by AWS for every resource type it backs "
         "up and restores; a copy would freeze it and break with new backup features",
     )
-    cleaner_policy = stack.backup.vault_cleaner_role.policy
+    # No cleaner with the prod switch (the vault is retained).
+    cleaner_role = stack.backup.vault_cleaner_role
+    cleaner_function = stack.backup.vault_cleaner_function
+    cleaner_policies = [cleaner_role.policy] if cleaner_role is not None else []
+    cleaner_functions = [cleaner_function] if cleaner_function is not None else []
     for function_policy in (
-        cleaner_policy,
+        *cleaner_policies,
         stack.database.bootstrap.role.policy,
         stack.database.rotation_function.role.policy,
         stack.database.replication_rotation_function.role.policy,
@@ -287,19 +292,20 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
             "only the statements listed in WILDCARD_RESOURCE_SIDS: "
             + "; ".join(f"{sid}: {why}" for sid, why in WILDCARD_RESOURCE_SIDS.items()),
         )
-    ack(
-        cleaner_policy,
-        [
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:backup:<AWS::Region>:"
-            "<AWS::AccountId>:recovery-point:*]",
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rds:<AWS::Region>:"
-            "<AWS::AccountId>:snapshot:awsbackup:*]",
-        ],
-        "recovery points and AWS Backup's RDS snapshots get their IDs when a backup runs; "
-        "deletion is further limited to the one vault by ListRecoveryPointsByBackupVault",
-    )
+    for policy in cleaner_policies:
+        ack(
+            policy,
+            [
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:backup:<AWS::Region>:"
+                "<AWS::AccountId>:recovery-point:*]",
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rds:<AWS::Region>:"
+                "<AWS::AccountId>:snapshot:awsbackup:*]",
+            ],
+            "recovery points and AWS Backup's RDS snapshots get their IDs when a backup runs; "
+            "deletion is further limited to the one vault by ListRecoveryPointsByBackupVault",
+        )
     for custom_resource_function in (
-        stack.backup.vault_cleaner_function,
+        *cleaner_functions,
         stack.database.bootstrap.function,
     ):
         ack(
@@ -314,7 +320,7 @@ def acknowledge_findings(stack: TapStack) -> list[Ack]:
         stack.database.replication_rotation_function.function,
     )
     for function in (
-        stack.backup.vault_cleaner_function,
+        *cleaner_functions,
         stack.database.bootstrap.function,
         *rotation_functions,
         stack.storage.archiver.function,

@@ -11,16 +11,19 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from govdr.config import DrConfig
 from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.python_bundle import bundled_code
+from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
 
 # Emptying a vault waits for deletions; the handler answers 30 s before this runs out.
 VAULT_CLEANER_TIMEOUT_SECONDS = 900
+CLEANER_FUNCTION_TYPE = "backup-vault-cleaner"  # VpcFunction names its role "<type>-role-<suffix>"
 
 
 class BackupStack(NestedStack):
@@ -94,7 +97,45 @@ class BackupStack(NestedStack):
             ],
         )
 
-        self._vault_cleaner(config, vpc, function_subnets, ops_sg, logs_key)
+        self.vault_cleaner_role: ServiceRole | None = None
+        self.vault_cleaner_function: lambda_.Function | None = None
+        self.vault_cleaner: CustomResource | None = None
+        if not config.retain_data:
+            # With the prod switch the vault is retained: nothing may empty it.
+            self._vault_cleaner(config, vpc, function_subnets, ops_sg, logs_key)
+        self._deny_recovery_point_deletion()
+
+    def _deny_recovery_point_deletion(self) -> None:
+        """Vault access policy: only this environment's cleaner may delete recovery points.
+
+        A Deny for every principal except the cleaner role (aws:PrincipalArn is the role's ARN
+        for its sessions); with the prod switch there is no cleaner and the Deny has no
+        exception. Only DeleteRecoveryPoint is denied, so the account can still change or
+        remove the policy (PutBackupVaultAccessPolicy), and the plan's lifecycle still expires
+        recovery points.
+        https://docs.aws.amazon.com/aws-backup/latest/devguide/create-a-vault-access-policy.html
+        https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn
+        https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-backup-backupvault.html#cfn-backup-backupvault-accesspolicy
+        """
+        conditions = None
+        if self.vault_cleaner_role is not None:
+            # Built from the role's name, not its GetAtt: the role's policy names the vault,
+            # so a reference would make the vault and the role depend on each other.
+            cleaner_arn = (
+                f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{self.vault_cleaner_role_name}"
+            )
+            conditions = {"StringNotEquals": {"aws:PrincipalArn": cleaner_arn}}
+        self.vault.add_to_access_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheCleanerDeletesRecoveryPoints",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                # Vault access policies take no wildcard in Action.
+                actions=["backup:DeleteRecoveryPoint"],
+                resources=["*"],
+                conditions=conditions,
+            )
+        )
 
     def _vault_cleaner(
         self,
@@ -104,7 +145,12 @@ class BackupStack(NestedStack):
         ops_sg: ec2.ISecurityGroup,
         logs_key: kms.IKey,
     ) -> None:
-        """Empty the vault on stack deletion, or the vault blocks every teardown."""
+        """Empty the vault on stack deletion, or the vault blocks every teardown.
+
+        The function empties only the vault named in its environment and only while its stack
+        is DELETE_IN_PROGRESS (DescribeStacks on its own stack; DescribeStacks takes a stack
+        ARN as resource: https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudformation.html).
+        """
         recovery_points = (
             f"arn:{Aws.PARTITION}:backup:{Aws.REGION}:{Aws.ACCOUNT_ID}:recovery-point:*"
         )
@@ -112,7 +158,7 @@ class BackupStack(NestedStack):
             self,
             "VaultCleaner",
             config=config,
-            function_type="backup-vault-cleaner",
+            function_type=CLEANER_FUNCTION_TYPE,
             description="Empties the govdr backup vault when the stack is deleted",
             code=bundled_code("backup_vault_cleaner", dependencies=False),
             handler="runtime.backup_vault_cleaner.handler.handler",
@@ -134,6 +180,11 @@ class BackupStack(NestedStack):
                     ],
                 ),
                 iam.PolicyStatement(
+                    sid="ReadOwnStackStatus",
+                    actions=["cloudformation:DescribeStacks"],
+                    resources=[Aws.STACK_ID],
+                ),
+                iam.PolicyStatement(
                     sid="StopBackupJobs",
                     # ListBackupJobs and StopBackupJob have no resource-level permissions.
                     actions=["backup:ListBackupJobs", "backup:StopBackupJob"],
@@ -145,8 +196,12 @@ class BackupStack(NestedStack):
             security_group=ops_sg,
             logs_key=logs_key,
             timeout=Duration.seconds(VAULT_CLEANER_TIMEOUT_SECONDS),
+            environment={"BACKUP_VAULT_NAME": name("backup-vault", config.environment_suffix)},
         )
         self.vault_cleaner_role = cleaner.role
+        self.vault_cleaner_role_name = name(
+            f"{CLEANER_FUNCTION_TYPE}-role", config.environment_suffix
+        )
         self.vault_cleaner_function = cleaner.function
         self.vault_cleaner = CustomResource(
             self,

@@ -304,6 +304,13 @@ class DatabaseStack(NestedStack):
             security_group=bootstrap_sg,
             logs_key=logs_key,
             timeout=Duration.seconds(BOOTSTRAP_TIMEOUT_SECONDS),
+            # The event is checked against these: a request naming another slot or secret
+            # changes nothing.
+            environment={
+                "TXLOG_SLOT_NAME": self.slot_name,
+                "MASTER_SECRET_ARN": self.master_secret.secret_arn,
+                "REPLICATION_SECRET_ARN": self.replication_secret.secret_arn,
+            },
         )
         self.bootstrap_resource = CustomResource(
             self,

@@ -19,7 +19,7 @@ from govdr.config import DrConfig
 from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.service_role import log_delivery_role
 from govdr.naming import name
-from govdr.network_flows import FLOWS, HTTPS_PORT, Flow, Gateway, Group
+from govdr.network_flows import HTTPS_PORT, Flow, Gateway, Group, flows_for
 
 DATABASE_SUBNETS = "Database"
 FUNCTION_SUBNETS = "Functions"
@@ -57,6 +57,9 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Rds": ec2.InterfaceVpcEndpointAwsService.RDS,
     "EventBridge": ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
     "Backup": ec2.InterfaceVpcEndpointAwsService.BACKUP,
+    # The vault cleaner reads its stack's status (DescribeStacks):
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/vpc-interface-endpoints.html
+    "CloudFormation": ec2.InterfaceVpcEndpointAwsService.CLOUDFORMATION,
 }
 
 
@@ -120,7 +123,7 @@ class NetworkStack(NestedStack):
             ec2.Port.tcp(HTTPS_PORT),
             "HTTPS to AWS APIs from workloads in this VPC",
         )
-        self._rules_of(FLOWS)
+        self._rules_of(flows_for(config.retain_data))
         # Other stacks add rules to these groups later (a function's file system, for one):
         # the placeholder is put back when the whole app has been built.
         Aspects.of(self).add(_DefaultEgressOff())

@@ -122,9 +122,10 @@ class TapStack(Stack):
         self._outputs()
         # CDK's own custom resources (S3 auto-delete, default security group) get a service
         # timeout too; govdr's set theirs from their handler's Lambda timeout.
-        bound_custom_resources(
-            self, own=[self.database.bootstrap_resource, self.backup.vault_cleaner]
-        )
+        own = [self.database.bootstrap_resource]
+        if self.backup.vault_cleaner is not None:
+            own.append(self.backup.vault_cleaner)
+        bound_custom_resources(self, own=own)
         self.acknowledgments = acknowledge_findings(self)
 
     def _trail_outputs(self) -> dict[str, tuple[str, str]]:

@@ -12,6 +12,13 @@ Delete: the archive's replication slot is dropped (an abandoned slot keeps WAL u
 storage fills), then the replication user and its rotation clone. A database that can no
 longer be reached does not block the teardown: the response says what was left.
 
+Every request is checked against the function's own environment first: ``SlotName`` must be
+the slot the stack configured (``TXLOG_SLOT_NAME``) and both secret ARNs the ones it
+configured (``MASTER_SECRET_ARN``, ``REPLICATION_SECRET_ARN``); anything else fails with the
+reason and touches nothing. An ``Update`` that changes ``SlotName`` creates the new slot, then
+drops the old one (``OldResourceProperties``), which would otherwise keep WAL forever; changes
+between the old slot's confirmed position and the new slot are not in the archive.
+
 It must run before the secrets' first rotations: the archiver's rotation clones the user, and
 the master's rotation changes the password the bootstrap logs in with. The stack orders them
 (the rotation schedules depend on this resource); should the master password still change
@@ -24,8 +31,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.cfn_response import CfnRequest, send_response
@@ -38,6 +47,43 @@ CLONE_SUFFIX = "_clone"  # the alternate user of Secrets Manager's multi-user ro
 TERMINATE_TIMEOUT_MS = 10_000  # how long a delete waits for a streaming archiver to exit
 # Seconds between logins after an authentication failure: four attempts within 14 s.
 AUTH_RETRY_DELAYS = (2.0, 4.0, 8.0)
+
+
+# The product's slot names (govdr.naming.slot_name); an old slot outside it is never dropped.
+SLOT_PATTERN = re.compile(r"govdr_txlog_[a-z0-9_]{1,50}")
+
+
+@dataclass(frozen=True)
+class OwnEnvironment:
+    """What the stack configured for this function (its environment variables)."""
+
+    slot: str
+    master_secret_arn: str
+    replication_secret_arn: str
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> OwnEnvironment:
+        return cls(
+            environ["TXLOG_SLOT_NAME"],
+            environ["MASTER_SECRET_ARN"],
+            environ["REPLICATION_SECRET_ARN"],
+        )
+
+    def mismatches(self, props: Mapping[str, Any]) -> list[str]:
+        expected = {
+            "SlotName": self.slot,
+            "MasterSecretArn": self.master_secret_arn,
+            "ReplicationSecretArn": self.replication_secret_arn,
+        }
+        return [
+            f"{key} {props.get(key)!r} is not this environment's {value!r}"
+            for key, value in expected.items()
+            if props.get(key) != value
+        ]
+
+
+class ForeignEvent(ValueError):
+    """The event names a slot or secret that is not the function's own."""
 
 
 class MasterLoginRejected(RuntimeError):
@@ -121,25 +167,40 @@ def prepare(connection: Any, username: str, password: str) -> dict[str, Any]:
     return done
 
 
+def drop_slot(cursor: Any, slot: str) -> bool:
+    """End the slot's walsender and drop the slot; return whether it existed."""
+    # With a timeout, pg_terminate_backend waits until the walsender has exited (and so
+    # released the slot) instead of returning once the signal is sent.
+    cursor.execute(
+        "SELECT pg_terminate_backend(active_pid, %s) FROM pg_replication_slots "
+        "WHERE slot_name = %s AND active_pid IS NOT NULL",
+        (TERMINATE_TIMEOUT_MS, slot),
+    )
+    cursor.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    )
+    return bool(cursor.rowcount == 1)
+
+
+def rename_slot(connection: Any, old: str, new: str) -> dict[str, Any]:
+    """Create the new slot (unless it exists), then drop the old one."""
+    from runtime.txlog_archiver.archiver import ensure_slot
+
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        created = ensure_slot(cursor, new)
+        dropped = drop_slot(cursor, old)
+    return {"slot_created": created, "old_slot": old, "old_slot_dropped": dropped}
+
+
 def remove(connection: Any, username: str, slot: str) -> dict[str, Any]:
     """Drop the slot (ending its walsender first) and the replication users."""
     from psycopg2 import sql
 
     connection.autocommit = True
     with connection.cursor() as cursor:
-        # With a timeout, pg_terminate_backend waits until the walsender has exited (and so
-        # released the slot) instead of returning once the signal is sent.
-        cursor.execute(
-            "SELECT pg_terminate_backend(active_pid, %s) FROM pg_replication_slots "
-            "WHERE slot_name = %s AND active_pid IS NOT NULL",
-            (TERMINATE_TIMEOUT_MS, slot),
-        )
-        cursor.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-            "WHERE slot_name = %s",
-            (slot,),
-        )
-        dropped_slot = cursor.rowcount == 1
+        dropped_slot = drop_slot(cursor, slot)
         for user in (username, username.removesuffix(CLONE_SUFFIX) + CLONE_SUFFIX):
             cursor.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
     return {"slot_dropped": dropped_slot}
@@ -150,6 +211,8 @@ def handle(
     read_secret: Callable[[str], Mapping[str, Any]],
     connect: Callable[[str], Any],
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    own: OwnEnvironment,
 ) -> None:
     request = CfnRequest.parse(event, "txlog-bootstrap")
     props = request.properties
@@ -157,6 +220,24 @@ def handle(
     missing = [k for k in required if not props.get(k)]
     if missing:
         send_response(request, "FAILED", f"ResourceProperties missing: {', '.join(missing)}", {})
+        return
+    foreign = own.mismatches(props)
+    if foreign:
+        reason = (
+            f"{'; '.join(foreign)}. Nothing was changed: this function manages only the slot "
+            "and secrets its stack configured"
+        )
+        LOG.error("txlog bootstrap %s refused: %s", request.request_type, reason)
+        send_response(request, "FAILED", reason, {})
+        return
+    old_slot = str(event.get("OldResourceProperties", {}).get("SlotName") or "")
+    renamed = bool(request.request_type == "Update" and old_slot and old_slot != own.slot)
+    if renamed and not SLOT_PATTERN.fullmatch(old_slot):
+        reason = (
+            f"OldResourceProperties.SlotName {old_slot!r} is not a slot name of this product "
+            f"(govdr_txlog_<suffix>); nothing was changed"
+        )
+        send_response(request, "FAILED", reason, {})
         return
     data: dict[str, Any] = {}
     try:
@@ -185,6 +266,8 @@ def handle(
             connection = as_master()
             try:
                 data = prepare(connection, username, str(replication["password"]))
+                if renamed:
+                    data.update(rename_slot(connection, old_slot, own.slot))
             finally:
                 connection.close()
         LOG.info(json.dumps({"request": request.request_type, **data}))
@@ -209,4 +292,4 @@ def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - 
         value: Mapping[str, Any] = json.loads(response["SecretString"])
         return value
 
-    handle(event, read_secret, psycopg2.connect)
+    handle(event, read_secret, psycopg2.connect, own=OwnEnvironment.from_environ(os.environ))

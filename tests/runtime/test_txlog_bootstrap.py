@@ -3,7 +3,10 @@ but the fixture's superuser) and a real HTTP endpoint for CloudFormation's respo
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -50,6 +53,7 @@ class Setup:
             },
         }
         self.statements_logged = False
+        self.own = bootstrap.OwnEnvironment(self.slot, MASTER_ARN, REPLICATION_ARN)
 
     def event(self, url: str, request_type: str, **overrides: str) -> dict[str, Any]:
         props = {
@@ -78,7 +82,12 @@ class Setup:
         return connection
 
     def handle(self, url: str, request_type: str, **overrides: str) -> None:
-        bootstrap.handle(self.event(url, request_type, **overrides), self.secrets.get, self.connect)
+        bootstrap.handle(
+            self.event(url, request_type, **overrides),
+            self.secrets.get,
+            self.connect,
+            own=self.own,
+        )
 
     def user_dsn(self) -> str:
         return dsn_from_secret(self.secrets[REPLICATION_ARN], "disable")
@@ -226,7 +235,7 @@ def test_delete_does_not_block_teardown_when_the_database_is_gone(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, bodies = response_url
-    bootstrap.handle(setup.event(url, "Delete"), setup.secrets.get, unreachable)
+    bootstrap.handle(setup.event(url, "Delete"), setup.secrets.get, unreachable, own=setup.own)
     [body] = bodies
     assert body["Status"] == "SUCCESS"
     assert "database unreachable" in body["Reason"]
@@ -236,7 +245,7 @@ def test_create_fails_clearly_when_the_database_is_unreachable(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, bodies = response_url
-    bootstrap.handle(setup.event(url, "Create"), setup.secrets.get, unreachable)
+    bootstrap.handle(setup.event(url, "Create"), setup.secrets.get, unreachable, own=setup.own)
     [body] = bodies
     assert body["Status"] == "FAILED"
     assert "OperationalError: could not connect" in body["Reason"]
@@ -287,6 +296,7 @@ class PasswordMaster:
             self.read_secret,
             self.setup.connect,
             sleep=self.sleeps.append,
+            own=self.setup.own,
         )
 
     def drop(self) -> None:
@@ -349,3 +359,182 @@ def test_fault_5_a_wrong_master_password_fails_clearly_after_the_retries(
     assert (
         setup.db.pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{setup.username}'") == "0"
     )
+
+
+def _slot_count(setup: Setup, slot: str) -> str:
+    return setup.db.pg.psql(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'")
+
+
+def _create_slot(setup: Setup, slot: str) -> None:
+    setup.db.pg.psql(
+        f"SELECT pg_create_logical_replication_slot('{slot}', 'wal2json')", dbname=setup.db.name
+    )
+
+
+def test_item_12_delete_with_a_foreign_slot_drops_nothing_and_fails_clearly(
+    setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """Item 12: the bootstrap trusted its event, so a Delete naming any slot dropped it with the
+    master credentials. A Delete naming another slot (or another secret) drops nothing, keeps
+    the users, and fails with the reason; the failing twin is the own slot, which is dropped."""
+    url, bodies = response_url
+    setup.handle(url, "Create")
+    foreign = f"govdr_txlog_other_{uuid.uuid4().hex[:8]}"
+    _create_slot(setup, foreign)
+    _create_slot(setup, setup.slot)
+    try:
+        setup.handle(url, "Delete", SlotName=foreign)
+        body = bodies[-1]
+        assert body["Status"] == "FAILED"
+        assert body["Reason"].startswith(
+            f"SlotName '{foreign}' is not this environment's '{setup.slot}'. Nothing was changed"
+        )
+        assert _slot_count(setup, foreign) == "1"
+        assert _slot_count(setup, setup.slot) == "1"
+        assert (
+            setup.db.pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{setup.username}'")
+            == "1"
+        )
+        setup.handle(url, "Delete", MasterSecretArn=MASTER_ARN + "-other")
+        assert bodies[-1]["Status"] == "FAILED"
+        assert "MasterSecretArn" in bodies[-1]["Reason"]
+        assert _slot_count(setup, setup.slot) == "1"
+        # Twin: the own slot is dropped.
+        setup.handle(url, "Delete")
+        assert bodies[-1]["Status"] == "SUCCESS", bodies[-1]["Reason"]
+        assert _slot_count(setup, setup.slot) == "0"
+        assert _slot_count(setup, foreign) == "1"
+    finally:
+        setup.db.pg.psql(f"SELECT pg_drop_replication_slot('{foreign}')")
+
+
+def test_item_12_a_renamed_slot_drops_the_old_one(
+    setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """Item 12: changing the slot name never dropped the old slot, which then kept WAL forever.
+    An Update whose OldResourceProperties name another slot creates the new slot, then drops
+    the old one; the failing twin (an Update without a rename) keeps the slot."""
+    url, bodies = response_url
+    old = f"govdr_txlog_old_{uuid.uuid4().hex[:8]}"
+    setup.handle(url, "Create")
+    _create_slot(setup, old)
+    event = setup.event(url, "Update")
+    # Twin first: the same name before and after drops nothing.
+    event["OldResourceProperties"] = {**event["ResourceProperties"], "SlotName": setup.slot}
+    bootstrap.handle(event, setup.secrets.get, setup.connect, own=setup.own)
+    assert bodies[-1]["Status"] == "SUCCESS", bodies[-1]["Reason"]
+    assert "old_slot_dropped" not in bodies[-1]["Data"]
+    assert _slot_count(setup, old) == "1"
+
+    event["OldResourceProperties"]["SlotName"] = old
+    bootstrap.handle(event, setup.secrets.get, setup.connect, own=setup.own)
+    body = bodies[-1]
+    assert body["Status"] == "SUCCESS", body["Reason"]
+    assert body["Data"]["old_slot"] == old
+    assert body["Data"]["old_slot_dropped"] is True
+    assert body["Data"]["slot_created"] is True
+    assert _slot_count(setup, old) == "0"
+    assert _slot_count(setup, setup.slot) == "1"
+
+
+def test_item_12_an_old_slot_outside_the_product_names_is_not_dropped(
+    setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """Item 12: OldResourceProperties come from the event too; an old slot that is not a
+    govdr_txlog_<suffix> name is refused, nothing dropped."""
+    url, bodies = response_url
+    other = f"app_slot_{uuid.uuid4().hex[:8]}"
+    _create_slot(setup, other)
+    try:
+        event = setup.event(url, "Update")
+        event["OldResourceProperties"] = {**event["ResourceProperties"], "SlotName": other}
+        bootstrap.handle(event, setup.secrets.get, setup.connect, own=setup.own)
+        assert bodies[-1]["Status"] == "FAILED"
+        assert "is not a slot name of this product" in bodies[-1]["Reason"]
+        assert _slot_count(setup, other) == "1"
+    finally:
+        setup.db.pg.psql(f"SELECT pg_drop_replication_slot('{other}')")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.txlog_archiver", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_item_12_cli_without_slot_exits_2_with_one_line(tmp_path: Path) -> None:
+    """Item 12: the CLI defaulted to slot govdr_txlog (another environment's name). --slot is
+    required: without it the exit is 2 with one line naming it; the failing twin with --slot
+    gets past the arguments (the DSN check answers)."""
+    result = _cli("--dsn", "host=/nonexistent", "--dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "python -m runtime.txlog_archiver: the following arguments are required: --slot "
+        "(see --help)"
+    ]
+    twin = _cli("--dsn", "host=h password=x", "--dir", str(tmp_path), "--slot", "s")
+    assert "--slot" not in twin.stderr
+
+
+def test_item_12_cli_rejects_a_dsn_with_a_password(tmp_path: Path) -> None:
+    """Item 12: the password went in --dsn, visible to every user in ps. A DSN with a password
+    (key=value or URI) is refused with one line that does not echo it."""
+    for dsn in ("host=localhost user=u password=hunter2", "postgresql://u:hunter2@localhost/db"):
+        result = _cli("--dsn", dsn, "--dir", str(tmp_path), "--slot", "govdr_txlog_x")
+        assert result.returncode == 2
+        [line] = result.stderr.splitlines()
+        assert line.startswith("txlog-archiver: --dsn contains a password")
+        assert "PGPASSWORD" in line
+        assert "hunter2" not in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_item_12_cli_creates_a_slot_only_with_create_slot(db: Db, tmp_path: Path) -> None:
+    """Item 12: the CLI created any slot it was given (a typo made a slot that kept WAL).
+    Without --create-slot a missing slot exits 2 and nothing is created; with it the slot is
+    created and the run succeeds. The password comes from PGPASSWORD, not the DSN."""
+    slot = f"govdr_txlog_cli_{uuid.uuid4().hex[:8]}"
+    user = f"govdr_cli_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(16)
+    db.pg.psql(f"CREATE ROLE {user} LOGIN REPLICATION SUPERUSER PASSWORD '{password}'")
+    dsn = f"host={db.pg.socket_dir} port={db.pg.port} dbname={db.name} user={user}"
+    env = {"PGPASSWORD": password, "PGPASSFILE": str(tmp_path / "none")}
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    try:
+        missing = _cli("--dsn", dsn, "--dir", str(archive), "--slot", slot, env=env)
+        assert missing.returncode == 2, missing.stderr
+        assert missing.stderr.splitlines() == [
+            f"txlog-archiver: replication slot '{slot}' does not exist on the server; check "
+            "--slot, or pass --create-slot to create it"
+        ]
+        count = f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        assert db.pg.psql(count) == "0"
+        created = _cli(
+            "--dsn",
+            dsn,
+            "--dir",
+            str(archive),
+            "--slot",
+            slot,
+            "--create-slot",
+            "--idle",
+            "0.2",
+            env=env,
+        )
+        assert created.returncode == 0, created.stderr
+        assert db.pg.psql(count) == "1"
+    finally:
+        db.pg.psql(
+            f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            f"WHERE slot_name = '{slot}'"
+        )
+        db.pg.psql(f"DROP ROLE IF EXISTS {user}")

@@ -128,6 +128,7 @@ def test_vault_cleaner_permissions_are_scoped(synth: Synth) -> None:
         "ListAndDeleteRecoveryPoints",
         "DeleteBackupSnapshotsOfRds",
         "StopBackupJobs",
+        "ReadOwnStackStatus",
         "VpcNetworkInterfaces",
         "WriteOwnLogs",
     }
@@ -145,3 +146,128 @@ def test_plan_is_deleted_before_the_vault_is_emptied(synth: Synth) -> None:
     [(_plan_id, plan)] = resources(backup, "AWS::Backup::BackupPlan")
     [(custom_id, _)] = resources(backup, "Custom::BackupVaultCleaner")
     assert custom_id in plan.get("DependsOn", [])
+
+
+ACCOUNT = "123456789012"
+PSEUDO = {"AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::Region": "eu-central-2"}
+
+
+def _resolve(value: Any) -> Any:
+    """Pseudo parameters and Fn::Join to plain strings (the policy as IAM evaluates it)."""
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in PSEUDO:
+        return PSEUDO[value["Ref"]]
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        sep, parts = value["Fn::Join"]
+        return sep.join(str(_resolve(p)) for p in parts)
+    if isinstance(value, dict):
+        return {k: _resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v) for v in value]
+    return value
+
+
+def _vault_policy(template: dict[str, Any]) -> dict[str, Any]:
+    [(_, vault)] = resources(template, "AWS::Backup::BackupVault")
+    return dict(_resolve(vault["Properties"]["AccessPolicy"]))
+
+
+def _delete_by(policy: dict[str, Any], role_arn: str) -> Any:
+    from govdr.compliance.policy_eval import Request, evaluate
+
+    point = f"arn:aws:backup:eu-central-2:{ACCOUNT}:recovery-point:continuous:db-1"
+    return evaluate(
+        policy,
+        Request(
+            "AWS", role_arn, "backup:DeleteRecoveryPoint", point, {"aws:PrincipalArn": role_arn}
+        ),
+    )
+
+
+def test_item_7_vault_policy_lets_only_the_cleaner_delete_recovery_points(synth: Synth) -> None:
+    """Item 7: the vault had no access policy, so any principal with backup:DeleteRecoveryPoint
+    (the cleaner's role allowed it on every vault) could empty it. Now the vault denies
+    DeleteRecoveryPoint to everyone but this environment's cleaner role; the failing twin
+    shows a policy naming another role denies the cleaner."""
+    policy = _vault_policy(synth.raw("backup"))
+    cleaner = f"arn:aws:iam::{ACCOUNT}:role/backup-vault-cleaner-role-{TEST_SUFFIX}"
+    [(_, role)] = [
+        (lid, r)
+        for lid, r in resources(synth.raw("backup"), "AWS::IAM::Role")
+        if r["Properties"].get("RoleName") == f"backup-vault-cleaner-role-{TEST_SUFFIX}"
+    ]
+    assert "Path" not in role["Properties"]  # the ARN the condition names is role/<name>
+    for other in (
+        f"arn:aws:iam::{ACCOUNT}:role/admin",
+        f"arn:aws:iam::{ACCOUNT}:root",
+        f"arn:aws:iam::{ACCOUNT}:role/backup-vault-cleaner-role-prod",
+    ):
+        decision = _delete_by(policy, other)
+        assert (
+            decision.reason == "explicitly denied by statement OnlyTheCleanerDeletesRecoveryPoints"
+        )
+    # The cleaner is not denied: its own identity policy then decides.
+    assert _delete_by(policy, cleaner).reason == "no statement allows it"
+    [statement] = policy["Statement"]
+    assert statement["Action"] == "backup:DeleteRecoveryPoint"  # the policy itself stays editable
+
+    twin = copy.deepcopy(policy)
+    twin["Statement"][0]["Condition"]["StringNotEquals"]["aws:PrincipalArn"] = (
+        f"arn:aws:iam::{ACCOUNT}:role/someone-else"
+    )
+    assert _delete_by(twin, cleaner).reason == (
+        "explicitly denied by statement OnlyTheCleanerDeletesRecoveryPoints"
+    )
+
+
+def test_item_7_prod_synth_has_no_cleaner_and_denies_every_deletion(prod_synth: Synth) -> None:
+    """Item 7: the cleaner existed with the prod switch on, so deleting a production stack
+    emptied its retained vault. The prod synthesis has no cleaner function, role or custom
+    resource, and its vault denies DeleteRecoveryPoint to every principal; the failing twin
+    (the default synthesis) has the cleaner."""
+    backup = prod_synth.raw("backup")
+    assert list(resources(backup, "Custom::BackupVaultCleaner")) == []
+    names = [
+        r["Properties"].get("FunctionName") for _, r in resources(backup, "AWS::Lambda::Function")
+    ]
+    assert not [n for n in names if "vault-cleaner" in str(n)]
+    policy = _vault_policy(backup)
+    assert "Condition" not in policy["Statement"][0]
+    cleaner = f"arn:aws:iam::{ACCOUNT}:role/backup-vault-cleaner-role-prod"
+    assert _delete_by(policy, cleaner).reason.startswith("explicitly denied")
+
+
+def test_item_7_twin_default_synth_has_the_cleaner(synth: Synth) -> None:
+    """Item 7 twin: without the prod switch the cleaner is built (the prod test's difference)."""
+    assert len(list(resources(synth.raw("backup"), "Custom::BackupVaultCleaner"))) == 1
+
+
+def test_item_7_cleaner_knows_its_vault_and_reads_only_its_own_stack(synth: Synth) -> None:
+    """Item 7: the cleaner had no notion of its own vault or stack. Its environment names the
+    vault the stack creates, and DescribeStacks is allowed on its own stack only."""
+    function, policy, _ = _cleaner(synth)
+    [(_, vault)] = resources(synth.raw("backup"), "AWS::Backup::BackupVault")
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["BACKUP_VAULT_NAME"] == vault["Properties"]["BackupVaultName"]
+    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    read = statements["ReadOwnStackStatus"]
+    assert (read["Action"], read["Resource"]) == (
+        "cloudformation:DescribeStacks",
+        {"Ref": "AWS::StackId"},
+    )
+
+
+def test_item_12_bootstrap_is_told_its_own_slot_and_secrets(synth: Synth) -> None:
+    """Item 12: the bootstrap trusted the event's SlotName and secret ARNs. The stack gives
+    the function the values it configured on the custom resource, which the handler compares."""
+    database = synth.raw("database")
+    [(_, function)] = [
+        (lid, f)
+        for lid, f in resources(database, "AWS::Lambda::Function")
+        if lid.startswith("TxlogBootstrap")
+    ]
+    [(_, custom)] = resources(database, "Custom::TxlogBootstrap")
+    variables = function["Properties"]["Environment"]["Variables"]
+    props = custom["Properties"]
+    assert variables["TXLOG_SLOT_NAME"] == props["SlotName"] == f"govdr_txlog_{TEST_SUFFIX}"
+    assert variables["MASTER_SECRET_ARN"] == props["MasterSecretArn"]
+    assert variables["REPLICATION_SECRET_ARN"] == props["ReplicationSecretArn"]

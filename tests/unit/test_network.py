@@ -82,6 +82,7 @@ def test_endpoint_services_cover_the_issue_list() -> None:
     shorts = {svc.short_name for svc in INTERFACE_ENDPOINTS.values()}
     assert shorts == {
         "secretsmanager",
+        "cloudformation",
         "kms",
         "logs",
         "monitoring",

@@ -49,6 +49,7 @@ def test_every_kind_of_policy_is_collected(synth: Synth) -> None:
     documents = policy_documents(synth.all_raw())
     kinds = {(d.resource_type, d.kind) for d in documents}
     assert kinds == {
+        ("AWS::Backup::BackupVault", "resource"),
         ("AWS::IAM::Role", "trust"),
         ("AWS::IAM::Role", "identity"),  # CDK's custom-resource provider roles
         ("AWS::IAM::ManagedPolicy", "identity"),
