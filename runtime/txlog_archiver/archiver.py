@@ -4,8 +4,8 @@ Exactly once, by construction:
 
 1. changes arrive over the streaming replication protocol (wal2json, format 2) and are
    grouped into whole transactions; a transaction without its COMMIT is never written;
-2. a batch of whole transactions is written as one segment: temporary file, fsync, rename,
-   directory fsync (:meth:`Archive.write_segment`);
+2. a batch of whole transactions is written as one segment: new temporary file, fsync, link
+   to its name, directory fsync (:meth:`Archive.write_segment`);
 3. **only then** is the last archived commit's end LSN acknowledged to the server, so the slot
    never moves past anything that is not on disk;
 4. after a restart or a reconnect the server redelivers from the slot's confirmed position;

@@ -513,7 +513,7 @@ def test_item_2_another_servers_archive_is_refused_never_skipped(db: Db, tmp_pat
     db.archiver(tmp_path, idle_seconds=0.3).run()
     legacy = tmp_path.parent / "legacy"
     shutil.copytree(tmp_path, legacy)
-    (legacy / MANIFEST).unlink()
+    (legacy / MANIFEST).unlink(missing_ok=True)
     server_b = start_cluster()
     try:
         b = Db(server_b)
