@@ -4,8 +4,8 @@ Exactly once, by construction:
 
 1. changes arrive over the streaming replication protocol (wal2json, format 2) and are
    grouped into whole transactions; a transaction without its COMMIT is never written;
-2. a batch of whole transactions is written as one segment: temporary file, fsync, rename,
-   directory fsync (:meth:`Archive.write_segment`);
+2. a batch of whole transactions is written as one segment: new temporary file, fsync, link
+   to its name, directory fsync (:meth:`Archive.write_segment`);
 3. **only then** is the last archived commit's end LSN acknowledged to the server, so the slot
    never moves past anything that is not on disk;
 4. after a restart or a reconnect the server redelivers from the slot's confirmed position;
@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.txlog_archiver.archive import (
+    MANIFEST,
     Archive,
     ArchiveError,
     Bound,
     Segment,
+    format_lsn,
     parse_lsn,
     transaction_line,
 )
@@ -94,6 +96,42 @@ class RunStats:
     last_commit_time: str | None = None
     last_end_lsn: int = 0
     stopped_by: str = ""
+    # Gaps recorded by this run (the stream between the archive's end and the slot's start).
+    gaps: int = 0
+
+
+def server_identity(cursor: Any, slot: str) -> dict[str, Any]:
+    """Whose changes the archive holds: the cluster's system identifier, timeline, database and
+    slot (https://www.postgresql.org/docs/15/functions-info.html#FUNCTIONS-PG-CONTROL-SYSTEM)."""
+    cursor.execute(
+        "SELECT (SELECT system_identifier FROM pg_control_system())::text, "
+        "(SELECT timeline_id FROM pg_control_checkpoint()), current_database()"
+    )
+    system_identifier, timeline, database = cursor.fetchone()
+    return {
+        "system_identifier": system_identifier,
+        "timeline": int(timeline),
+        "database": database,
+        "slot": slot,
+    }
+
+
+def _check_identity(manifest: dict[str, Any] | None, identity: dict[str, Any], path: Any) -> None:
+    """Refuse an archive that belongs to another server, timeline, database or slot."""
+    if manifest is None:
+        return
+    differ = [
+        f"{key} {manifest.get(key)!r} (server: {identity[key]!r})"
+        for key in ("system_identifier", "timeline", "database", "slot")
+        if manifest.get(key) != identity[key]
+    ]
+    if differ:
+        raise ArchiveError(
+            f"{path} belongs to another source: {'; '.join(differ)}. "
+            "A restored, promoted or replaced server, another database or another slot is "
+            "archived into a new, empty directory (this archive stays readable for replay up to "
+            "its end); nothing was archived and the replication slot was not touched"
+        )
 
 
 def ensure_slot(cursor: Any, slot: str) -> bool:
@@ -210,16 +248,77 @@ class Archiver:
         self._writer: _SegmentWriter
 
     def prepare(self) -> None:
-        """Check the archive, create the slot if needed, and learn what is archived."""
+        """Check the archive against the server, create the slot if needed, learn what is
+        archived, and record a gap if the slot starts after the archive's end.
+
+        Refused, with the slot untouched: a file named like a segment that is not one, a last
+        segment whose content does not match its name, an archive end beyond the server's
+        current WAL position, a manifest naming another server, timeline, database or slot.
+        """
         self.archive.check_writable()
+        segments = self.archive.segments()
+        highest = segments[-1].last_end_lsn if segments else 0
+        if segments:
+            last = segments[-1]
+            content = last.content_bounds()
+            if content != (last.first_end_lsn, last.last_end_lsn):
+                raise ArchiveError(
+                    f"{last.path}: the name says end LSNs {format_lsn(last.first_end_lsn)}.."
+                    f"{format_lsn(last.last_end_lsn)}, the content {format_lsn(content[0])}.."
+                    f"{format_lsn(content[1])}; the file was not written by the archiver. Move "
+                    "it out of the archive directory; the replication slot was not touched"
+                )
         conn = self.connect_sql()
         try:
             conn.autocommit = True
             with conn.cursor() as cursor:
-                ensure_slot(cursor, self.slot)
+                identity = server_identity(cursor, self.slot)
+                manifest = self.archive.manifest()
+                _check_identity(manifest, identity, self.archive.directory / MANIFEST)
+                cursor.execute("SELECT pg_current_wal_lsn()::text")
+                wal_end = parse_lsn(cursor.fetchone()[0])
+                if highest > wal_end:
+                    raise ArchiveError(
+                        f"{segments[-1].path} ends at {format_lsn(highest)}, beyond the server's "
+                        f"current WAL position {format_lsn(wal_end)}: it is not from this "
+                        "server's stream. Move it out of the archive directory (or archive this "
+                        "server into a new directory); nothing was acknowledged and the "
+                        "replication slot was not touched"
+                    )
+                if manifest is None:
+                    self.archive.write_manifest(identity)
+                created = ensure_slot(cursor, self.slot)
+                cursor.execute(
+                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                    "WHERE slot_name = %s",
+                    (self.slot,),
+                )
+                row = cursor.fetchone()
+                confirmed = parse_lsn(row[0]) if row and row[0] else 0
         finally:
             conn.close()
-        self._highest = self.archive.highest_end_lsn()
+        # A gap already recorded at the archive's end covers the stream up to its resume LSN.
+        covered = max(
+            [highest] + [resume for after, resume in self.archive.gaps() if after == highest]
+        )
+        if highest and (created or confirmed > covered):
+            reason = (
+                f"slot {self.slot} was created for a non-empty archive"
+                if created
+                else f"slot {self.slot} was confirmed at {format_lsn(confirmed)}, past the "
+                f"archive's end {format_lsn(highest)}"
+            )
+            path = self.archive.record_gap(highest, max(confirmed, highest), reason)
+            self.stats.gaps += 1
+            LOG.error(
+                "archive gap: the changes between %s and %s are not in the archive (%s); "
+                "recorded in %s",
+                format_lsn(highest),
+                format_lsn(max(confirmed, highest)),
+                reason,
+                path.name,
+            )
+        self._highest = highest
 
     def run(self) -> RunStats:
         self.prepare()
@@ -381,4 +480,4 @@ class Archiver:
             raise failure
 
 
-__all__ = ["SLOT_BUSY", "ArchiveError", "Archiver", "RunStats", "ensure_slot"]
+__all__ = ["SLOT_BUSY", "ArchiveError", "Archiver", "RunStats", "ensure_slot", "server_identity"]

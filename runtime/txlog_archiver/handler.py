@@ -3,7 +3,10 @@
 Reads the replication user's credentials from Secrets Manager, connects over TLS, drains the
 slot into the EFS access point mounted at ``ARCHIVE_DIR`` until the time budget ends, and
 publishes the run as CloudWatch metrics in embedded metric format (Powertools):
-``ArchiveLagSeconds``, ``TransactionsArchived``, ``BytesArchived``, ``SegmentsWritten``.
+``ArchiveLagSeconds``, ``TransactionsArchived``, ``BytesArchived``, ``SegmentsWritten``,
+``ArchiveGaps``. A refused archive (another server's, a file that is not a segment, an end beyond
+the server's WAL) fails the invocation with one error line and publishes no lag, so the lag alarm
+(missing data breaches) fires.
 
 No concurrency is reserved (a fresh account or opt-in region may have only the unreserved
 minimum of 10): the logical slot admits one reader, and a run that finds it held by the
@@ -21,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runtime.txlog_archiver.archive import Archive, parse_commit_time
+from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_commit_time
 from runtime.txlog_archiver.archiver import SLOT_BUSY, Archiver, RunStats
 
 NAMESPACE = "govdr/txlog"
@@ -144,15 +147,29 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             SecretId=settings.secret_arn, VersionStage="AWSCURRENT"
         )["SecretString"]
     )
-    stats, lag = run_once(settings, secret, lambda: context.get_remaining_time_in_millis() / 1000.0)
+    try:
+        stats, lag = run_once(
+            settings, secret, lambda: context.get_remaining_time_in_millis() / 1000.0
+        )
+    except ArchiveError as exc:
+        # No lag data point: the lag alarm treats missing data as breaching, and the failed
+        # invocation counts in the function's Errors metric.
+        logger.error("archive refused: %s", exc)
+        raise
     if stats.stopped_by == SLOT_BUSY:
         # Not an error and not a data point: the run that holds the slot reports the lag.
         logger.info("slot held by another run; exiting", extra={"slot": settings.slot})
         return {"stopped_by": stats.stopped_by}
+    if stats.gaps:
+        logger.error(
+            "archive gap recorded: changes before the slot's start are not in the archive",
+            extra={"slot": settings.slot},
+        )
     metrics.add_metric(name="ArchiveLagSeconds", unit=MetricUnit.Seconds, value=lag)
     metrics.add_metric(name="TransactionsArchived", unit=MetricUnit.Count, value=stats.transactions)
     metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=stats.bytes)
     metrics.add_metric(name="SegmentsWritten", unit=MetricUnit.Count, value=stats.segments)
+    metrics.add_metric(name="ArchiveGaps", unit=MetricUnit.Count, value=stats.gaps)
     metrics.flush_metrics()
     summary = {
         "transactions": stats.transactions,
@@ -160,6 +177,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "segments": stats.segments,
         "skipped_redelivered": stats.skipped,
         "reconnects": stats.reconnects,
+        "gaps": stats.gaps,
         "lag_seconds": round(lag, 3),
         "stopped_by": stats.stopped_by,
     }

@@ -13,19 +13,25 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg2
+import psycopg2.extras
 import pytest
 
+from govdr.cli.main import main
 from runtime.txlog_archiver.archive import (
+    MANIFEST,
     Archive,
     ArchiveError,
     Bound,
     Segment,
     format_lsn,
+    parse_commit_time,
     parse_lsn,
 )
-from runtime.txlog_archiver.archiver import WRITER_NICE, _Batch, _SegmentWriter
+from runtime.txlog_archiver.archiver import WRITER_NICE, Archiver, _Batch, _SegmentWriter
 from tests.conftest import ROOT
-from tests.runtime.conftest import SLOT, Db
+from tests.runtime.conftest import SLOT, WITNESS, Db
+from tests.support.pgcluster import Postgres, start_cluster, stop_cluster
 
 
 def archived_xids(directory: Path) -> list[int]:
@@ -170,7 +176,10 @@ def test_kill_minus_9_at_ten_random_points_loses_and_duplicates_nothing(
     assert len(got) == len(set(got)), "duplicated transactions"
     assert got == expected, "lost or reordered transactions"
     # No temporary file survives as a segment, and leftovers are only hidden temporaries.
-    assert all(p.name.endswith(".jsonl") or p.name.startswith(".") for p in tmp_path.iterdir())
+    assert all(
+        p.name.endswith(".jsonl") or p.name.startswith(".") or p.name == MANIFEST
+        for p in tmp_path.iterdir()
+    )
 
 
 def test_postgres_restart_mid_run_resumes_with_nothing_lost(db: Db, tmp_path: Path) -> None:
@@ -210,7 +219,7 @@ def test_an_empty_slot_archives_nothing(db: Db, tmp_path: Path) -> None:
     before = db.confirmed_flush()
     stats = db.archiver(tmp_path, idle_seconds=0.3).run()
     assert (stats.transactions, stats.segments, stats.stopped_by) == (0, 0, "idle")
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [MANIFEST]
     assert db.confirmed_flush() == before
 
 
@@ -248,7 +257,7 @@ def test_full_archive_is_a_clear_error_and_the_slot_stays(db: Db, tmp_path: Path
         with pytest.raises(ArchiveError, match="No space left on device"):
             db.archiver(full, idle_seconds=0.5).run()
         assert db.confirmed_flush() == before
-        assert [p for p in full.iterdir() if not p.name.startswith(".")] == []
+        assert [p.name for p in full.iterdir() if not p.name.startswith(".")] == [MANIFEST]
     finally:
         subprocess.run(["umount", str(full)], check=False)
 
@@ -347,3 +356,304 @@ def test_cli_prints_the_run_as_json(db: Db, tmp_path: Path) -> None:
     stats = json.loads(out)
     assert stats["transactions"] == 1
     assert stats["stopped_by"] == "idle"
+
+
+# Issue 18: the archive knows whose it is and refuses what is not its own.
+
+STRAY = "FFFFFFFFFFFFFFF0-FFFFFFFFFFFFFFF0_20261122T000000000000Z_20261122T000000000000Z.jsonl"
+
+
+def _fake_segment(directory: Path, first: int, last: int, name_times: str | None = None) -> Path:
+    """A file named and filled like a segment, covering end LSNs ``first``..``last``."""
+    times = name_times or "20261122T000000000000Z_20261122T000000000000Z"
+    path = directory / f"{first:016X}-{last:016X}_{times}.jsonl"
+    lines = [
+        json.dumps({"xid": 1, "lsn": "0/0", "end_lsn": lsn, "commit_time": "x", "changes": []})
+        for lsn in sorted({first, last})
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _ledger_notes(directory: Path) -> list[str]:
+    return [
+        column
+        for txn in Archive(directory).transactions()
+        for change in txn["changes"]
+        for column in (c.get("value") for c in change.get("columns", []))
+        if isinstance(column, str)
+    ]
+
+
+def test_item_3_a_stray_file_name_does_not_switch_the_archive_off(db: Db, tmp_path: Path) -> None:
+    """Item 3: an empty file named FFFFFFFFFFFFFFF0-FFFFFFFFFFFFFFF0_...jsonl made every later
+    transaction 'skipped' and moved the slot to FFFFFFFF/FFFFFFF0. Now the run is refused with
+    the file named, the slot stays where it was, and nothing is skipped once the file is gone."""
+    db.create_slots()
+    for i in range(3):
+        db.sql(f"INSERT INTO ledger(note) VALUES ('after-stray-{i}')")
+    (tmp_path / STRAY).touch()
+    before = db.confirmed_flush()
+    with pytest.raises(ArchiveError) as refused:
+        db.archiver(tmp_path, idle_seconds=0.3).run()
+    assert STRAY in str(refused.value)
+    assert "move it out of the archive directory" in str(refused.value)
+    assert db.confirmed_flush() == before
+    (tmp_path / STRAY).unlink()
+    stats = db.archiver(tmp_path, idle_seconds=0.3).run()
+    assert (stats.transactions, stats.skipped) == (3, 0)
+    assert archived_xids(tmp_path) == db.witness_xids()
+
+
+def test_item_3_a_segment_beyond_the_servers_wal_end_is_refused(db: Db, tmp_path: Path) -> None:
+    """Item 3: a well-formed segment whose LSNs lie beyond the server's current WAL position was
+    taken as the archive's end: later transactions were skipped and the slot was acknowledged
+    past the server's WAL. Now: refused, slot unchanged, nothing acknowledged."""
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('after-future')")
+    future = _fake_segment(tmp_path, 0xFFFFFFFFFFFFFFF0, 0xFFFFFFFFFFFFFFF0)
+    before = db.confirmed_flush()
+    with pytest.raises(ArchiveError, match="beyond the server's current WAL position") as refused:
+        db.archiver(tmp_path, idle_seconds=0.3).run()
+    assert future.name in str(refused.value)
+    assert db.confirmed_flush() == before
+    future.unlink()
+    stats = db.archiver(tmp_path, idle_seconds=0.3).run()
+    assert (stats.transactions, stats.skipped) == (1, 0)
+
+
+def test_item_3_a_last_segment_whose_content_differs_from_its_name_is_refused(
+    db: Db, tmp_path: Path
+) -> None:
+    """Item 3: the archive's end came from the last file name alone. A name claiming more than
+    the file holds (here: up to the server's current position) now stops the run unacknowledged."""
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('x')")
+    wal_end = parse_lsn(db.sql("SELECT pg_current_wal_lsn()"))
+    # Named 1..<current WAL position>, holding a single transaction that ends at 1.
+    lying = (
+        tmp_path / f"{1:016X}-{wal_end:016X}_20261122T000000000000Z_20261122T000000000000Z.jsonl"
+    )
+    _fake_segment(tmp_path, 1, 1).rename(lying)
+    before = db.confirmed_flush()
+    with pytest.raises(ArchiveError, match="was not written by the archiver"):
+        db.archiver(tmp_path, idle_seconds=0.3).run()
+    assert db.confirmed_flush() == before
+
+
+def test_item_2_the_manifest_names_server_timeline_database_and_slot(
+    db: Db, tmp_path: Path
+) -> None:
+    """Item 2: the archive knew no server identity, timeline, database or slot."""
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('x')")
+    db.archiver(tmp_path, idle_seconds=0.3).run()
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert manifest == {
+        "system_identifier": db.sql("SELECT system_identifier FROM pg_control_system()"),
+        "timeline": int(db.sql("SELECT timeline_id FROM pg_control_checkpoint()")),
+        "database": db.name,
+        "slot": SLOT,
+    }
+
+
+def test_item_2_another_slot_or_database_is_refused(
+    db: Db, postgres: Postgres, tmp_path: Path
+) -> None:
+    """Item 2: any slot of any database could continue any archive, skipping what it sent at
+    or below the archive's end. Now the manifest's database and slot must match."""
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('x')")
+    db.archiver(tmp_path, idle_seconds=0.3).run()
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    # Slot names are per cluster: the other database gets the same names once these are gone.
+    db.wait_until_slots_inactive()
+    db.sql(f"SELECT pg_drop_replication_slot('{SLOT}')")
+    db.sql(f"SELECT pg_drop_replication_slot('{WITNESS}')")
+    other = Db(postgres)
+    try:
+        other.sql("CREATE TABLE ledger (id bigserial PRIMARY KEY, note text)")
+        other.create_slots()
+        other.sql("INSERT INTO ledger(note) VALUES ('other-db')")
+        before = other.confirmed_flush()
+        with pytest.raises(ArchiveError, match=f"database '{db.name}'"):
+            other.archiver(tmp_path, idle_seconds=0.3).run()
+        assert other.confirmed_flush() == before
+    finally:
+        other.drop()
+    renamed = Archiver(
+        archive=Archive(tmp_path),
+        slot="govdr_txlog_other",
+        connect_sql=lambda: psycopg2.connect(db.dsn),
+        connect_replication=lambda: psycopg2.connect(
+            db.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+        ),
+        idle_seconds=0.3,
+    )
+    with pytest.raises(ArchiveError, match="slot 'govdr_txlog'"):
+        renamed.run()
+    # Refused before the slot was created.
+    assert (
+        db.sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'govdr_txlog_other'")
+        == "0"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing
+
+
+def test_item_2_another_servers_archive_is_refused_never_skipped(db: Db, tmp_path: Path) -> None:
+    """Item 2: after a restore into a new instance (lower LSNs) the new server's transactions
+    were counted 'skipped' and its slot was moved past its own WAL end. Archive of server A,
+    then a new cluster B: refused by the manifest (another system identifier) and, for an
+    archive without a manifest, by its end lying beyond B's WAL; B's slot never moves."""
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('on-a')")
+    for _ in range(3):  # A's archive ends well past where a fresh cluster's WAL is
+        db.sql("SELECT pg_switch_wal()")
+        db.sql("INSERT INTO ledger(note) VALUES ('on-a')")
+    db.archiver(tmp_path, idle_seconds=0.3).run()
+    legacy = tmp_path.parent / "legacy"
+    shutil.copytree(tmp_path, legacy)
+    (legacy / MANIFEST).unlink(missing_ok=True)
+    server_b = start_cluster()
+    try:
+        b = Db(server_b)
+        b.sql("CREATE TABLE ledger (id bigserial PRIMARY KEY, note text)")
+        b.create_slots()
+        b.sql("INSERT INTO ledger(note) VALUES ('on-b')")
+        before = b.confirmed_flush()
+        with pytest.raises(ArchiveError, match="system_identifier"):
+            b.archiver(tmp_path, idle_seconds=0.3).run()
+        with pytest.raises(ArchiveError, match="beyond the server's current WAL position"):
+            b.archiver(legacy, idle_seconds=0.3).run()
+        assert b.confirmed_flush() == before
+        # Into its own directory B archives everything, nothing skipped.
+        own = tmp_path.parent / "b"
+        own.mkdir()
+        stats = b.archiver(own, idle_seconds=0.3).run()
+        assert (stats.transactions, stats.skipped) == (1, 0)
+    finally:
+        stop_cluster(server_b)
+
+
+def test_item_2_a_recreated_slot_records_a_gap_instead_of_skipping(db: Db, tmp_path: Path) -> None:
+    """Item 2: a dropped and recreated slot lost what was committed in between, and archiver and
+    replay reported success. Now the run records the gap (file, count, error line)."""
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('archived')")
+    db.archiver(tmp_path, idle_seconds=0.3).run()
+    end = Archive(tmp_path).highest_end_lsn()
+    db.wait_until_slots_inactive()
+    db.sql(f"SELECT pg_drop_replication_slot('{SLOT}')")
+    db.sql("INSERT INTO ledger(note) VALUES ('committed-without-a-slot')")
+    stats = db.archiver(tmp_path, idle_seconds=0.3).run()
+    resume = parse_lsn(
+        db.sql(f"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'")
+    )
+    gaps = sorted(p.name for p in tmp_path.glob("gap_*.json"))
+    assert stats.gaps == 1
+    assert len(gaps) == 1 and gaps[0].startswith(f"gap_{end:016X}-")
+    assert Archive(tmp_path).gaps()[0][0] == end
+    assert "created for a non-empty archive" in (tmp_path / gaps[0]).read_text()
+    assert "committed-without-a-slot" not in _ledger_notes(tmp_path)
+    # Archiving goes on after the gap.
+    db.sql("INSERT INTO ledger(note) VALUES ('after-gap')")
+    again = db.archiver(tmp_path, idle_seconds=0.3).run()
+    assert (again.transactions, again.skipped, again.gaps) == (1, 0, 0)
+    assert _ledger_notes(tmp_path)[-1] == "after-gap"
+    assert resume >= end
+
+
+def test_item_2_a_slot_advanced_past_the_archive_records_a_gap(db: Db, tmp_path: Path) -> None:
+    """Item 2: a slot moved past the archive's end (by anyone) silently lost what it passed."""
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('archived')")
+    db.archiver(tmp_path, idle_seconds=0.3).run()
+    end = Archive(tmp_path).highest_end_lsn()
+    db.wait_until_slots_inactive()
+    db.sql("INSERT INTO ledger(note) VALUES ('passed-over')")
+    db.sql(f"SELECT pg_replication_slot_advance('{SLOT}', pg_current_wal_lsn())")
+    advanced = parse_lsn(db.confirmed_flush())
+    stats = db.archiver(tmp_path, idle_seconds=0.3).run()
+    assert stats.gaps == 1
+    assert Archive(tmp_path).gaps() == [(end, advanced)]
+    assert "passed-over" not in _ledger_notes(tmp_path)
+
+
+def test_item_9_segment_names_carry_utc_whatever_the_servers_timezone(
+    db: Db, tmp_path: Path
+) -> None:
+    """Item 9: with the server's TimeZone not UTC, segment names carried local time labelled Z,
+    so --start-time/--until missed transactions."""
+    db.pg.psql(f"ALTER DATABASE {db.name} SET timezone = 'America/New_York'")
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('new-york')")
+    committed = db.sql(
+        "SELECT to_char(timestamp AT TIME ZONE 'UTC', 'YYYYMMDD\"T\"HH24MISSUS') "
+        "FROM pg_last_committed_xact()"
+    )
+    db.archiver(tmp_path, idle_seconds=0.3).run()
+    [segment] = Archive(tmp_path).segments()
+    [txn] = list(segment.transactions())
+    assert txn["commit_time"].endswith(("-05", "-04"))  # wal2json wrote New York time
+    assert segment.path.name.split("_")[1] == committed + "Z"
+    assert segment.first_commit == parse_commit_time(txn["commit_time"])
+
+
+def test_item_13_parse_lsn_rejects_malformed_input() -> None:
+    """Item 13: parse_lsn accepted -1/5 (and other malformed positions)."""
+    for bad in (
+        "-1/5",
+        "1/-5",
+        "1/",
+        "/5",
+        "15",
+        "G/1",
+        "1/5 ",
+        " 1/5",
+        "123456789/0",
+        "0x1/5",
+        "",
+    ):
+        with pytest.raises(ValueError, match="is not an LSN"):
+            parse_lsn(bad)
+
+
+def test_item_13_an_invalid_date_in_a_segment_name_is_a_clear_error(
+    db: Db, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 13: a segment with an invalid date in its name stopped the archiver and every
+    command with a traceback."""
+    bad = _fake_segment(tmp_path, 1, 1, "20261399T000000000000Z_20261399T000000000000Z")
+    with pytest.raises(ArchiveError, match="not valid dates") as refused:
+        Archive(tmp_path).segments()
+    assert bad.name in str(refused.value)
+    db.create_slots()
+    before = db.confirmed_flush()
+    with pytest.raises(ArchiveError, match="not valid dates"):
+        db.archiver(tmp_path, idle_seconds=0.3).run()
+    assert db.confirmed_flush() == before
+    assert main(["txlog", "list", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert bad.name in err and "not valid dates" in err and "Traceback" not in err
+
+
+def test_item_13_a_symlink_at_a_segments_name_is_never_followed(tmp_path: Path) -> None:
+    """Item 13: segment files were created without O_EXCL|O_NOFOLLOW: a symlink planted at the
+    (predictable) temporary name made the archiver write through it into another file."""
+    outside = tmp_path / "outside"
+    outside.write_text("not the archive's\n")
+    archive_dir = tmp_path / "archive"
+    archive_dir.mkdir()
+    first, last = Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
+    name = "0000000000000001-0000000000000002_20261122T000000000000Z_20261122T000001000000Z.jsonl"
+    (archive_dir / f".{name}.tmp").symlink_to(outside)
+    segment = Archive(archive_dir).write_segment([b'{"end_lsn":1}\n'], first, last)
+    assert segment.path.name == name and not segment.path.is_symlink()
+    assert outside.read_text() == "not the archive's\n"
+    # A symlink at the segment's own name is neither followed nor replaced.
+    segment.path.unlink()
+    (archive_dir / name).symlink_to(outside)
+    with pytest.raises(ArchiveError, match="already exists and is never replaced"):
+        Archive(archive_dir).write_segment([b'{"end_lsn":1}\n'], first, last)
+    assert (archive_dir / name).is_symlink()
+    assert outside.read_text() == "not the archive's\n"

@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from runtime.txlog_archiver import handler as lambda_handler
+from runtime.txlog_archiver.archive import MANIFEST, ArchiveError
 from runtime.txlog_archiver.archiver import OPTIONS, SLOT_BUSY
 from runtime.txlog_archiver.handler import Settings, archive_lag_seconds
 from tests.runtime.conftest import SLOT, Db
@@ -84,6 +85,7 @@ def test_handler_archives_and_emits_metrics(
         "TransactionsArchived",
         "BytesArchived",
         "SegmentsWritten",
+        "ArchiveGaps",
     }
     assert record["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "govdr/txlog"
     assert record["TransactionsArchived"] == [3.0]
@@ -128,7 +130,7 @@ def test_a_second_run_exits_quietly_while_the_slot_is_read(
         assert (stats.transactions, stats.reconnects, lag) == (0, 0, 0.0)
     finally:
         holder.close()
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [MANIFEST]
     # Once the slot is free, the next run archives what the busy one left alone.
     _wait_until_released(db)
     stats, _ = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
@@ -177,3 +179,75 @@ def _wait_until_released(db: Db) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the holder's walsender never released the slot")
+
+
+def _invoke(db: Db, directory: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    with mock_aws():
+        import boto3
+
+        sm = boto3.client("secretsmanager", region_name="eu-central-2")
+        arn = sm.create_secret(Name="rds-txlog-secret-qa7", SecretString=json.dumps(_secret(db)))[
+            "ARN"
+        ]
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-2")
+        monkeypatch.setenv("SECRET_ARN", arn)
+        monkeypatch.setenv("ARCHIVE_DIR", str(directory))
+        monkeypatch.setenv("SLOT_NAME", SLOT)
+        monkeypatch.setenv("ENVIRONMENT_SUFFIX", "qa7")
+        monkeypatch.setenv("PGSSLMODE", "disable")
+        result: dict[str, Any] = lambda_handler.handler({}, Context(seconds=25))
+    return result
+
+
+def _emf(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+
+
+def test_item_3_a_stray_file_fails_the_run_loudly_without_a_lag_data_point(
+    db: Db,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Item 3: with a stray FFFFFFFFFFFFFFF0-... file the handler reported success and
+    ArchiveLagSeconds 0 while every transaction was skipped. Now the invocation fails (the
+    function's Errors metric), logs one error line naming the file, and publishes no lag, so
+    the lag alarm (missing data breaches) fires."""
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('after-stray')")
+    stray = "FFFFFFFFFFFFFFF0-FFFFFFFFFFFFFFF0_20261122T000000000000Z_20261122T000000000000Z.jsonl"
+    (tmp_path / stray).touch()
+    before = db.confirmed_flush()
+    with pytest.raises(ArchiveError, match=stray):
+        _invoke(db, tmp_path, monkeypatch)
+    assert _emf(capsys.readouterr().out) == []
+    [error] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert error.startswith("archive refused: ") and stray in error
+    assert db.confirmed_flush() == before
+
+
+def test_item_2_a_recorded_gap_is_published_as_a_metric_and_an_error_line(
+    db: Db,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Item 2: a recreated slot lost what was committed in between with the alarms green. Now
+    the run that records the gap publishes ArchiveGaps 1 and logs an error."""
+    db.create_slots()
+    db.sql("INSERT INTO ledger(note) VALUES ('archived')")
+    assert _invoke(db, tmp_path, monkeypatch)["gaps"] == 0
+    db.wait_until_slots_inactive()
+    db.sql(f"SELECT pg_drop_replication_slot('{SLOT}')")
+    db.sql("INSERT INTO ledger(note) VALUES ('lost')")
+    capsys.readouterr()
+    assert _invoke(db, tmp_path, monkeypatch)["gaps"] == 1
+    out = capsys.readouterr().out
+    [record] = _emf(out)
+    assert record["ArchiveGaps"] == [1.0]
+    errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelname == "ERROR"]
+    assert [name for name, _ in errors] == ["runtime.txlog_archiver.archiver", "txlog-archiver"]
+    assert errors[0][1].startswith("archive gap: the changes between")
+    assert errors[1][1].startswith("archive gap recorded")
