@@ -43,6 +43,8 @@ from runtime.txlog_archiver.archive import (
 )
 
 LOG = logging.getLogger(__name__)
+# How long a run waits at its end for the server to apply its last acknowledgment.
+SETTLE_SECONDS = 2.0
 
 PLUGIN = "wal2json"
 OPTIONS = {
@@ -445,6 +447,7 @@ class Archiver:
             self._flush(cursor, wait=True)
             if self._highest:
                 cursor.send_feedback(flush_lsn=self._highest, force=True)
+                self._settle_acknowledgment()
         finally:
             conn.close()
 
@@ -477,7 +480,44 @@ class Archiver:
         if durable and cursor is not None:
             cursor.send_feedback(flush_lsn=durable, force=True)
         if failure is not None:
+            if cursor is not None:
+                self._settle_acknowledgment()
             raise failure
+
+    def _settle_acknowledgment(self) -> None:
+        """Wait (briefly) until the server has applied the last acknowledgment.
+
+        A client that closes its replication connection while the server is still streaming
+        leaves unread data behind: its kernel answers with a reset, and the server's kernel may
+        discard the acknowledgment the walsender had not read yet. The archive is then still
+        whole (the next run skips what it already holds), but the slot keeps WAL it need not.
+        The walsender reads replies while it sends, so this wait is short.
+        """
+        if not self._highest:
+            return
+        wanted = format_lsn(self._highest)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        try:
+            conn = self.connect_sql()
+        except Exception:  # best effort: the acknowledgment is an optimisation, not the archive
+            return
+        try:
+            with conn.cursor() as cur:
+                while True:
+                    cur.execute(
+                        "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                        "WHERE slot_name = %s",
+                        (wanted, self.slot),
+                    )
+                    row = cur.fetchone()
+                    conn.rollback()
+                    if row is None or row[0] or time.monotonic() >= deadline:
+                        return
+                    time.sleep(0.02)
+        except Exception:
+            return
+        finally:
+            conn.close()
 
 
 __all__ = ["SLOT_BUSY", "ArchiveError", "Archiver", "RunStats", "ensure_slot", "server_identity"]
