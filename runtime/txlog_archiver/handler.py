@@ -119,6 +119,12 @@ def run_once(
     stats = archiver.run()
     if stats.stopped_by == SLOT_BUSY:
         return stats, 0.0
+    if stats.stopped_by == "idle":
+        # The server had nothing more to send: everything the slot can deliver is archived.
+        # Commit times alone would say otherwise on an idle database: its newest commit may
+        # predate the slot, or be in another database of the cluster (pg_last_committed_xact
+        # is cluster-wide), and never be archived here; the lag would then grow forever.
+        return stats, 0.0
     segments = archive.segments()
     archived_newest = segments[-1].last_commit if segments else None
     if stats.last_commit_time:

@@ -157,6 +157,27 @@ def test_a_slot_taken_after_a_lost_connection_is_retried_not_skipped(
         holder.close()
 
 
+def test_item_13_an_idle_database_whose_newest_commit_is_not_archivable_has_no_lag(
+    db: Db, tmp_path: Path
+) -> None:
+    """Item 13: the lag grew without bound on an empty archive and an idle database, because
+    the newest commit (before the slot existed, or in another database of the cluster) is
+    never archived. A run that drained the slot reports no lag."""
+    db.sql("INSERT INTO ledger(note) VALUES ('before the slot')")
+    db.create_slots()
+    time.sleep(1.2)
+    stats, lag = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
+    assert (stats.stopped_by, stats.transactions, lag) == ("idle", 0, 0.0)
+
+    db.sql("INSERT INTO ledger(note) VALUES ('archived')")
+    stats, lag = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
+    assert (stats.stopped_by, stats.transactions, lag) == ("idle", 1, 0.0)
+    time.sleep(1.2)
+    db.pg.psql("CREATE TABLE IF NOT EXISTS elsewhere(x int)")  # a commit in another database
+    stats, lag = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
+    assert (stats.stopped_by, stats.transactions, lag) == ("idle", 0, 0.0)
+
+
 def _settings(directory: Path) -> Settings:
     return Settings(
         secret_arn="-", archive_dir=str(directory), slot=SLOT, environment="qa7", sslmode="disable"
