@@ -550,43 +550,15 @@ def test_item_1_the_cli_reports_a_refused_record_in_one_line(
     from govdr.cli.main import main
 
     archive = _crafted(tmp_path, [{"action": "T", "schema": "public", "table": "t"}])
-    code = main(
-        [
-            "txlog",
-            "replay",
-            "--dir",
-            str(archive.directory),
-            "--target-dsn",
-            postgres.dsn(target),
-            "--start-lsn",
-            "0/0",
-            "--until",
-            "2030-01-01T00:00:00+00:00",
-        ]
-    )
+    everything = ["--start-lsn", "0/0", "--until", "2030-01-01T00:00:00+00:00"]
+    replay_cli = ["txlog", "replay", "--dir", str(archive.directory)]
+    replay_cli += ["--target-dsn", postgres.dsn(target), *everything]
+    code = main(replay_cli)
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("govdr: transaction xid 700 (end LSN 100) holds a TRUNCATE of public.t")
     assert "Traceback" not in err
-    assert (
-        main(
-            [
-                "txlog",
-                "replay",
-                "--dir",
-                str(archive.directory),
-                "--target-dsn",
-                postgres.dsn(target),
-                "--start-lsn",
-                "0/0",
-                "--until",
-                "2030-01-01T00:00:00+00:00",
-                "--tables",
-                "pg_catalog.pg_class",
-            ]
-        )
-        == 2
-    )
+    assert main([*replay_cli, "--tables", "pg_catalog.pg_class"]) == 2
     assert "--tables names pg_catalog.pg_class" in capsys.readouterr().err
 
 

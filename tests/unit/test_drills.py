@@ -129,6 +129,22 @@ FAILOVER_EVENTS = (
 # --- the probe loop ---------------------------------------------------------------------------
 
 
+# The drill polls RDS events every 5 s for up to 90 s after the request.
+EVENT_POLLS = 19
+
+
+def stub_reboot(
+    stubber: Stubber, *event_items: tuple[float, str, list[str]], polls: int = 1
+) -> None:
+    """A failover drill's RDS calls: the instance, the reboot, the event polls (each answering
+    ``event_items``), the instance after."""
+    describe(stubber)
+    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
+    for _ in range(polls):
+        events(stubber, *event_items)
+    describe(stubber)
+
+
 def test_probe_loop_returns_the_first_attempt_in_the_awaited_state() -> None:
     sim = SimTime()
     probe = outage(sim, 3.0, 10.0)
@@ -196,10 +212,7 @@ def test_failover_rto_is_request_to_first_accepted_connection(
 def test_failover_slower_than_the_objective_is_a_breach(rds: tuple[Any, Stubber]) -> None:
     c, stubber = rds
     sim = SimTime()
-    describe(stubber)
-    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
-    events(stubber, *FAILOVER_EVENTS)
-    describe(stubber)
+    stub_reboot(stubber, *FAILOVER_EVENTS)
     lines: list[str] = []
     report = failover.run_failover(
         c, DB, outage(sim, 1.0, 45.0), objective=40, progress=lines.append, **sim.timing()
@@ -214,11 +227,7 @@ def test_failover_slower_than_the_objective_is_a_breach(rds: tuple[Any, Stubber]
 def test_failover_that_never_recovers_has_no_rto(rds: tuple[Any, Stubber]) -> None:
     c, stubber = rds
     sim = SimTime()
-    describe(stubber)
-    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
-    for _ in range(19):  # events are polled every 5 s for up to 90 s
-        events(stubber)
-    describe(stubber)
+    stub_reboot(stubber, polls=EVENT_POLLS)
     report = failover.run_failover(c, DB, outage(sim, 1.0, 1e9), objective=30, **sim.timing())
     assert report["rto_seconds"] is None
     assert report["met"] is False
@@ -232,11 +241,7 @@ def test_item_10_an_unseen_outage_after_the_request_still_returns_the_report(
     raised and no report was written; now the report comes back with the reason."""
     c, stubber = rds
     sim = SimTime()
-    describe(stubber)
-    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
-    for _ in range(19):
-        events(stubber)
-    describe(stubber)
+    stub_reboot(stubber, polls=EVENT_POLLS)
     report = failover.run_failover(c, DB, outage(sim, 1e9, 1e9), objective=900, **sim.timing())
     assert report["met"] is False
     assert report["rto_seconds"] is None
@@ -518,10 +523,7 @@ def _cli_failover(
     c, stubber = rds
     sim = SimTime()
     describe(stubber)  # the CLI reads the endpoint
-    describe(stubber)
-    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
-    events(stubber, *FAILOVER_EVENTS)
-    describe(stubber)
+    stub_reboot(stubber, *FAILOVER_EVENTS)
     cloudwatch = client("cloudwatch")
     cw_stub = Stubber(cloudwatch)
     cw_stub.add_response("describe_alarms", {"MetricAlarms": []}, {"StateValue": "ALARM"})
@@ -802,11 +804,7 @@ def test_item_10_one_probe_failure_is_not_an_outage(rds: tuple[Any, Stubber]) ->
     outage now needs OUTAGE_CONSECUTIVE_FAILURES failures in a row."""
     c, stubber = rds
     sim = SimTime()
-    describe(stubber)
-    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
-    for _ in range(19):
-        events(stubber)
-    describe(stubber)
+    stub_reboot(stubber, polls=EVENT_POLLS)
     # One refused connection at t = 0.4 (the probe takes 0.2 s per attempt), none after.
     report = failover.run_failover(c, DB, outage(sim, 0.3, 0.5), objective=900, **sim.timing())
     assert failover.OUTAGE_CONSECUTIVE_FAILURES == 2
@@ -821,11 +819,8 @@ def test_item_10_a_recovery_without_a_failover_does_not_pass(rds: tuple[Any, Stu
     failover completed (a plain restart in the same AZ is not a failover)."""
     c, stubber = rds
     sim = SimTime()
-    describe(stubber)
-    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
-    for _ in range(19):
-        events(stubber, (9.0, "DB instance restarted", ["availability"]))
-    describe(stubber)  # still in eu-central-2a
+    # A restart event only, and the instance still in eu-central-2a afterwards.
+    stub_reboot(stubber, (9.0, "DB instance restarted", ["availability"]), polls=EVENT_POLLS)
     report = failover.run_failover(c, DB, outage(sim, 2.0, 20.0), objective=900, **sim.timing())
     assert report["rto_seconds"] is not None and report["rto_seconds"] < 900
     assert report["failover_confirmed_by"] is None
@@ -842,10 +837,7 @@ def test_item_10_a_completed_failover_event_confirms_it_when_the_az_looks_unchan
     """The twin of the test above: RDS's completed event alone confirms the failover."""
     c, stubber = rds
     sim = SimTime()
-    describe(stubber)
-    stubber.add_response("reboot_db_instance", {"DBInstance": instance()}, None)
-    events(stubber, *FAILOVER_EVENTS)
-    describe(stubber)
+    stub_reboot(stubber, *FAILOVER_EVENTS)
     report = failover.run_failover(c, DB, outage(sim, 2.0, 20.0), objective=900, **sim.timing())
     assert report["failover_confirmed_by"] == "RDS failover completed event"
     assert report["met"] is True and report["error"] is None
