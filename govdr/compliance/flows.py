@@ -21,7 +21,7 @@ stacks as nested-stack parameters fed by the Network stack's outputs, which are 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -431,14 +431,16 @@ def _flow_findings(network: Network, flow: Flow) -> list[Finding]:
     source = network.groups.get(flow.source)
     if source is None:
         return [f"network-flows: security group {flow.source.value} of {label} is missing"]
+
+    def allowed(direction: str, group: Ref, covers: Callable[[Rule], bool]) -> bool:
+        """A rule of ``group`` in ``direction`` on the flow's port whose peer ``covers``."""
+        return any(
+            r.direction == direction and r.group == group and r.is_port(flow.port) and covers(r)
+            for r in network.rules
+        )
+
     findings = []
-    if not any(
-        r.direction == "egress"
-        and r.group == source
-        and r.is_port(flow.port)
-        and network.egress_covers(r, flow.destination)
-        for r in network.rules
-    ):
+    if not allowed("egress", source, lambda r: network.egress_covers(r, flow.destination)):
         findings.append(
             f"{source[1]}: {label} ({flow.reason}) is not allowed by the egress of "
             f"{flow.source.value}"
@@ -447,13 +449,7 @@ def _flow_findings(network: Network, flow: Flow) -> list[Finding]:
         destination = network.groups.get(flow.destination)
         if destination is None:
             return [*findings, f"network-flows: security group {flow.destination.value} is missing"]
-        if not any(
-            r.direction == "ingress"
-            and r.group == destination
-            and r.is_port(flow.port)
-            and network.ingress_covers(r, flow.source)
-            for r in network.rules
-        ):
+        if not allowed("ingress", destination, lambda r: network.ingress_covers(r, flow.source)):
             findings.append(
                 f"{destination[1]}: {label} ({flow.reason}) is not allowed by the ingress of "
                 f"{flow.destination.value}"
