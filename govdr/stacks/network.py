@@ -57,10 +57,20 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Rds": ec2.InterfaceVpcEndpointAwsService.RDS,
     "EventBridge": ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
     "Backup": ec2.InterfaceVpcEndpointAwsService.BACKUP,
-    # The vault cleaner reads its stack's status (DescribeStacks):
-    # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/vpc-interface-endpoints.html
+}
+# Built only when a declared flow of the synthesis goes to the service: the vault cleaner reads
+# its stack's status (DescribeStacks), and it is not built with the prod switch
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/vpc-interface-endpoints.html).
+FLOW_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "CloudFormation": ec2.InterfaceVpcEndpointAwsService.CLOUDFORMATION,
 }
+
+
+def interface_endpoints(flows: tuple[Flow, ...]) -> dict[str, ec2.InterfaceVpcEndpointAwsService]:
+    """The interface endpoints of one synthesis: the platform's, plus those its flows need."""
+    services = {flow.service for flow in flows if flow.service}
+    needed = {k: v for k, v in FLOW_ENDPOINTS.items() if v.short_name in services}
+    return {**INTERFACE_ENDPOINTS, **needed}
 
 
 def subnet_mask(vpc_cidr: str) -> int:
@@ -123,12 +133,13 @@ class NetworkStack(NestedStack):
             ec2.Port.tcp(HTTPS_PORT),
             "HTTPS to AWS APIs from workloads in this VPC",
         )
-        self._rules_of(flows_for(config.retain_data))
+        flows = flows_for(config.retain_data)
+        self._rules_of(flows)
         # Other stacks add rules to these groups later (a function's file system, for one):
         # the placeholder is put back when the whole app has been built.
         Aspects.of(self).add(_DefaultEgressOff())
 
-        for endpoint_id, service in INTERFACE_ENDPOINTS.items():
+        for endpoint_id, service in interface_endpoints(flows).items():
             self.vpc.add_interface_endpoint(
                 endpoint_id,
                 service=service,

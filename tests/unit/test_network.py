@@ -9,7 +9,13 @@ import pytest
 from aws_cdk.assertions import Match
 
 from govdr.compliance.template_checks import open_ingress_findings, resources
-from govdr.stacks.network import INTERFACE_ENDPOINTS, subnet_mask
+from govdr.network_flows import flows_for
+from govdr.stacks.network import (
+    FLOW_ENDPOINTS,
+    INTERFACE_ENDPOINTS,
+    interface_endpoints,
+    subnet_mask,
+)
 from tests.conftest import TEST_SUFFIX, Synth
 
 AZS = ["eu-central-2a", "eu-central-2b", "eu-central-2c"]
@@ -62,9 +68,9 @@ def test_no_internet_path(synth: Synth) -> None:
         assert "GatewayId" not in route["Properties"]
 
 
-@pytest.mark.parametrize("service", sorted(INTERFACE_ENDPOINTS))
+@pytest.mark.parametrize("service", sorted({**INTERFACE_ENDPOINTS, **FLOW_ENDPOINTS}))
 def test_interface_endpoint_per_service(synth: Synth, service: str) -> None:
-    short = INTERFACE_ENDPOINTS[service].short_name
+    short = {**INTERFACE_ENDPOINTS, **FLOW_ENDPOINTS}[service].short_name
     endpoints = [
         r["Properties"]
         for _, r in resources(synth.raw("network"), "AWS::EC2::VPCEndpoint")
@@ -78,19 +84,34 @@ def test_interface_endpoint_per_service(synth: Synth, service: str) -> None:
     assert len(endpoint["SecurityGroupIds"]) == 1
 
 
-def test_endpoint_services_cover_the_issue_list() -> None:
-    shorts = {svc.short_name for svc in INTERFACE_ENDPOINTS.values()}
-    assert shorts == {
-        "secretsmanager",
-        "cloudformation",
-        "kms",
-        "logs",
-        "monitoring",
-        "sns",
-        "rds",
-        "events",
-        "backup",
+def _interface_services(template: dict[str, Any]) -> set[str]:
+    names = [
+        str(r["Properties"]["ServiceName"])
+        for _, r in resources(template, "AWS::EC2::VPCEndpoint")
+        if r["Properties"].get("VpcEndpointType") == "Interface"
+    ]
+    services = {
+        svc.short_name
+        for svc in {**INTERFACE_ENDPOINTS, **FLOW_ENDPOINTS}.values()
+        if any(f".{svc.short_name}" in n for n in names)
     }
+    assert len(names) == len(services), names  # no endpoint of a service outside both lists
+    return services
+
+
+def test_endpoints_follow_the_flows_of_each_synthesis(synth: Synth, prod_synth: Synth) -> None:
+    """The CloudFormation endpoint serves the vault cleaner only: built with it, not without."""
+    platform = {svc.short_name for svc in INTERFACE_ENDPOINTS.values()}
+    assert _interface_services(synth.raw("network")) == platform | {"cloudformation"}
+    assert _interface_services(prod_synth.raw("network")) == platform
+
+
+def test_interface_endpoints_add_a_flow_endpoint_only_for_a_declared_flow() -> None:
+    with_cleaner = interface_endpoints(flows_for(retain_data=False))
+    without = interface_endpoints(flows_for(retain_data=True))
+    assert "CloudFormation" in with_cleaner
+    assert "CloudFormation" not in without
+    assert set(without) == set(INTERFACE_ENDPOINTS)
 
 
 def test_s3_gateway_endpoint_on_all_route_tables(synth: Synth) -> None:
