@@ -1,0 +1,1 @@
+"""govdr: disaster-recovery platform for a government PostgreSQL database (eu-central-2)."""

@@ -1,0 +1,1 @@
+"""The operator CLI ``govdr``: argument parsing only; the logic lives in plain functions."""

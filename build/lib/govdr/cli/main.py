@@ -1,0 +1,250 @@
+"""``govdr``: operator commands for the DR platform.
+
+    govdr preflight [--suffix S | --stack NAME] [--cdk-out DIR] [--region R] [--json]
+    govdr status                      [--outputs F] [--stack NAME] [--json]
+    govdr drill failover (--dry-run | --confirm INSTANCE_ID) [--via-fis] [--stack NAME] ...
+    govdr drill restore  (--dry-run | --confirm INSTANCE_ID) [--stack NAME] ...
+    govdr txlog list    --dir DIR [--from TIME] [--to TIME] [--json]
+    govdr txlog show    --dir DIR --table SCHEMA.TABLE [--from TIME] [--to TIME] [--json]
+    govdr txlog replay  --dir DIR --target-dsn DSN (--start-lsn LSN | --start-time TIME)
+                        --until TIME [--tables SCHEMA.TABLE,...] [--json]
+
+TIME is ISO 8601 with a zone (2026-11-22T08:00:00+00:00); LSN is PostgreSQL's X/Y form.
+The target DSN names no password: libpq reads it from PGPASSWORD or ~/.pgpass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from govdr.drills.commands import add_commands, render
+from govdr.drills.failover import DrillError
+from govdr.preflight.command import PreflightError
+from govdr.preflight.command import add_command as add_preflight
+from govdr.tools.outputs import OutputsError
+from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
+from runtime.txlog_archiver.replay import (
+    Window,
+    changes_to_table,
+    describe_segment,
+    replay,
+    segments_between,
+)
+
+
+class UsageError(ValueError):
+    """Bad input; the message says what was wrong and what is allowed."""
+
+
+def _time(value: str | None, flag: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"{flag} {value!r} is not an ISO 8601 time; use e.g. 2026-11-22T08:00:00+00:00"
+        ) from None
+    if parsed.tzinfo is None:
+        raise UsageError(f"{flag} {value!r} has no time zone; add one, e.g. +00:00")
+    return parsed
+
+
+def _lsn(value: str | None) -> int:
+    if value is None:
+        return 0
+    try:
+        return parse_lsn(value)
+    except ValueError:
+        raise UsageError(
+            f"--start-lsn {value!r} is not an LSN; use PostgreSQL's X/Y form, e.g. 0/1527E98"
+        ) from None
+
+
+def _archive(directory: Path) -> Archive:
+    if not directory.is_dir():
+        raise UsageError(
+            f"--dir {directory} is not a directory; point it at the archive (EFS mount)"
+        )
+    return Archive(directory)
+
+
+def cmd_list(args: argparse.Namespace) -> list[dict[str, Any]]:
+    archive = _archive(args.dir)
+    return [
+        describe_segment(s)
+        for s in segments_between(archive, _time(args.start, "--from"), _time(args.end, "--to"))
+    ]
+
+
+def cmd_show(args: argparse.Namespace) -> list[dict[str, Any]]:
+    archive = _archive(args.dir)
+    window = Window(start_time=_time(args.start, "--from"), until=_time(args.end, "--to"))
+    return [
+        {"xid": txn["xid"], "commit_time": txn["commit_time"], "change": change}
+        for txn, change in changes_to_table(archive, args.table, window)
+    ]
+
+
+def _tables(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [t.strip() for t in value.split(",") if t.strip()]
+    if not names:
+        raise UsageError("--tables is empty; give schema.table names separated by commas")
+    return names
+
+
+def _connect_target(dsn: str) -> Any:
+    """Connect to ``--target-dsn``; errors never repeat the DSN (it may hold a password)."""
+    import psycopg2
+    import psycopg2.extensions
+
+    try:
+        params = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.Error:
+        raise UsageError(
+            "--target-dsn is not a valid libpq connection string (not shown: it may hold a "
+            "password); use key=value pairs, e.g. 'host=H port=5432 dbname=D user=U', or a "
+            "postgresql:// URI, and the password in PGPASSWORD or ~/.pgpass"
+        ) from None
+    try:
+        return psycopg2.connect(dsn)
+    except psycopg2.Error as exc:
+        reason = " ".join(line.strip() for line in str(exc).strip().splitlines())
+        secret = params.get("password")
+        if secret:
+            reason = reason.replace(secret, "***")
+        raise UsageError(f"cannot connect to the target database: {reason}") from None
+
+
+def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
+    import psycopg2
+
+    archive = _archive(args.dir)
+    if (args.start_lsn is None) == (args.start_time is None):
+        raise UsageError(
+            "give exactly one of --start-lsn and --start-time (where the restore ends)"
+        )
+    window = Window(
+        start_lsn=_lsn(args.start_lsn),
+        start_time=_time(args.start_time, "--start-time"),
+        until=_time(args.until, "--until"),
+    )
+    connection = _connect_target(args.target_dsn)
+    try:
+        result = replay(
+            archive,
+            connection,
+            window,
+            tables=_tables(args.tables),
+            progress=lambda n, at: print(f"applied {n} transactions (up to {at})", file=sys.stderr),
+        )
+    except psycopg2.Error as exc:
+        raise UsageError(
+            f"replay stopped: the target refused a change: {str(exc).strip()}; the "
+            "transactions before it are applied, run replay again once it is fixed"
+        ) from None
+    finally:
+        connection.close()
+    return {
+        "applied": result.applied,
+        "skipped_already_applied": result.skipped,
+        "last_end_lsn": result.last_end_lsn,
+        "last_commit_time": result.last_commit_time,
+        "skipped_changes": result.skipped_changes,
+        "tables": result.sequences_advanced_for,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="govdr", description="Operator commands for govdr.")
+    groups = parser.add_subparsers(dest="group", required=True)
+    txlog = groups.add_parser("txlog", help="the transaction-log archive on EFS")
+    commands = txlog.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, time_range: bool = False) -> None:
+        p.add_argument("--dir", type=Path, required=True, help="archive directory")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        if time_range:
+            p.add_argument("--from", dest="start", help="ISO 8601 time with a zone")
+            p.add_argument("--to", dest="end", help="ISO 8601 time with a zone")
+
+    listing = commands.add_parser("list", help="segments overlapping a time range")
+    common(listing, time_range=True)
+    listing.set_defaults(func=cmd_list)
+
+    show = commands.add_parser("show", help="changes to one table between two times")
+    common(show, time_range=True)
+    show.add_argument("--table", required=True, help="schema.table (schema defaults to public)")
+    show.set_defaults(func=cmd_show)
+
+    rep = commands.add_parser("replay", help="apply archived changes to a restored database")
+    common(rep)
+    rep.add_argument("--target-dsn", required=True, help="libpq DSN of the restored database")
+    rep.add_argument("--start-lsn", help="end LSN covered by the restore (X/Y)")
+    rep.add_argument("--start-time", help="time covered by the restore (ISO 8601)")
+    rep.add_argument("--until", required=True, help="replay commits up to this time (inclusive)")
+    rep.add_argument(
+        "--tables",
+        help="replay only these tables (schema.table,...); default: every table the archive "
+        "names, each of which must exist in the target",
+    )
+    rep.set_defaults(func=cmd_replay)
+
+    add_commands(groups)
+    add_preflight(groups)
+    return parser
+
+
+def _render(result: Any) -> str:
+    if isinstance(result, dict):
+        return "\n".join(f"{k}: {v}" for k, v in result.items())
+    lines = []
+    for row in result:
+        if "file" in row:
+            lines.append(
+                f"{row['file']}  {row['first_commit']} .. {row['last_commit']}  {row['bytes']} B"
+            )
+        else:
+            change = row["change"]
+            lines.append(
+                f"{row['commit_time']}  xid {row['xid']}  {change['action']} "
+                f"{change.get('schema')}.{change.get('table')}"
+            )
+    return "\n".join(lines) if lines else "(nothing in that range)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    args = build_parser().parse_args(argv)
+    code = 0
+    try:
+        if getattr(args, "renders", None):
+            result, code = args.func(args)
+        else:
+            result = args.func(args)
+    except (UsageError, ArchiveError, DrillError, OutputsError, PreflightError) as exc:
+        print(f"govdr: {exc}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as exc:
+        print(f"govdr: an AWS request failed: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, default=str, indent=2))
+    else:
+        renderer = getattr(args, "renderer", None) or (
+            render if getattr(args, "renders", None) else _render
+        )
+        print(renderer(result))
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Compliance as code: checks over synthesized templates."""

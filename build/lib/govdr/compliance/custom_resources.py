@@ -1,0 +1,73 @@
+"""Gate rule ``custom-resource-timeout``: every custom resource fails fast when unanswered.
+
+CloudFormation waits ``ServiceTimeout`` seconds for a custom resource's response, an hour when
+the property is absent
+(https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudformation-customresource.html).
+The timeout must be at least the handler's Lambda timeout (or a handler that answers in time
+is cut off) and at most :data:`MAX_SERVICE_TIMEOUT_SECONDS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from govdr.compliance.template_checks import Finding, Template
+from govdr.constructs.custom_resources import MAX_SERVICE_TIMEOUT_SECONDS, is_custom_resource
+
+# Lambda's default timeout when a function sets none
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html).
+LAMBDA_DEFAULT_TIMEOUT_SECONDS = 3
+
+
+def _seconds(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _handler_timeout(template: Template, service_token: Any) -> tuple[str, int] | None:
+    """(logical ID, Lambda timeout) of the handler function of this template, if it is one."""
+    if not (isinstance(service_token, dict) and "Fn::GetAtt" in service_token):
+        return None
+    target = service_token["Fn::GetAtt"]
+    logical_id = target[0] if isinstance(target, list) and target else None
+    resource = template.get("Resources", {}).get(logical_id)
+    if not isinstance(resource, dict) or resource.get("Type") != "AWS::Lambda::Function":
+        return None
+    timeout = _seconds(resource.get("Properties", {}).get("Timeout"))
+    return str(logical_id), LAMBDA_DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout
+
+
+def custom_resource_timeout_findings(template: Template) -> list[Finding]:
+    """Every custom resource sets ServiceTimeout, at most the ceiling and at least the
+    Lambda timeout of its handler (when the handler is a function of the same template)."""
+    findings: list[Finding] = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        if not is_custom_resource(str(resource.get("Type", ""))):
+            continue
+        props = resource.get("Properties", {})
+        raw = props.get("ServiceTimeout")
+        if raw is None:
+            findings.append(
+                f"{logical_id}: no ServiceTimeout, so CloudFormation waits an hour for an "
+                "answer that does not come"
+            )
+            continue
+        timeout = _seconds(raw)
+        if timeout is None or not 1 <= timeout <= MAX_SERVICE_TIMEOUT_SECONDS:
+            findings.append(
+                f"{logical_id}: ServiceTimeout {raw!r} is not a whole number of seconds from 1 "
+                f"to {MAX_SERVICE_TIMEOUT_SECONDS}"
+            )
+            continue
+        handler = _handler_timeout(template, props.get("ServiceToken"))
+        if handler is not None and timeout < handler[1]:
+            findings.append(
+                f"{logical_id}: ServiceTimeout {timeout} s is shorter than the {handler[1]} s "
+                f"Lambda timeout of its handler {handler[0]}"
+            )
+    return findings

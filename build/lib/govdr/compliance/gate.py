@@ -1,0 +1,380 @@
+"""The compliance gate that runs on every synth.
+
+Three cdk-nag packs (NIST SP 800-53 rev5, AWS Solutions, HIPAA Security) plus govdr's own
+checks for what those packs cannot see. Any unacknowledged finding fails ``app.synth()``,
+so ``make synth``, ``cdk synth``, ``cdk deploy`` and the tests all stop on it.
+Every acknowledgment is listed in :func:`acknowledge_findings` with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aws_cdk as cdk
+import jsii
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
+from constructs import IConstruct
+
+from govdr.compliance import template_checks as tc
+from govdr.compliance.custom_resources import custom_resource_timeout_findings
+from govdr.compliance.flows import network_flow_findings
+from govdr.compliance.key_requirements import key_requirement_findings
+from govdr.compliance.policy_grammar import policy_grammar_findings
+from govdr.compliance.template_checks import (
+    WILDCARD_RESOURCE_SIDS,
+    iam_wildcard_findings,
+    plaintext_secret_findings,
+)
+from govdr.config import DrConfig
+from govdr.network_flows import flows_for
+
+if TYPE_CHECKING:
+    from govdr.stacks.tap_stack import TapStack
+
+PACKS = ("NIST.800.53.R5", "AwsSolutions", "HIPAA.Security")
+PLUGIN_NAME = "govdr"
+
+RULE_FIXES = {
+    "database-tls": "keep rds.force_ssl=1 in govdr/stacks/database.py PARAMETERS",
+    "file-system-tls": "keep the DenyNonTlsAccess statement and the CMK on the file system",
+    "key-rotation": "create keys through govdr.constructs.service_key.ServiceKey",
+    "no-open-ingress": "allow traffic from security groups or the VPC CIDR only",
+    "log-groups": "create log groups through govdr.constructs.log_group.encrypted_log_group",
+    "pgaudit": "keep pgaudit in the parameter group and connection logging from "
+    "govdr.engine.connection_logging for the engine major",
+    "alarm-actions": "give every alarm an alarm and an OK action to the alarms topic",
+    "transport-tls": "set enforce_ssl=True on buckets and topics",
+    "backup-coverage": "add a BackupSelection beside the resource, in the same stack",
+    "audit-trail": "create the trail (leave existingTrailArn empty) or name an existing "
+    "multi-region trail with -c existingTrailArn=arn:aws:cloudtrail:...",
+    "trail": "keep the trail logging, validated, encrypted, multi-region and sent to Logs",
+    "monitoring-coverage": "keep the alarms, dashboard, event subscription and rules of "
+    "govdr/stacks/monitoring.py",
+    "naming": "name resources with govdr.naming.name(resource_type, suffix)",
+    "iam-wildcards": "scope actions and resources, or list the Sid in WILDCARD_RESOURCE_SIDS",
+    "plaintext-secrets": "generate secrets in Secrets Manager and use dynamic references",
+    "destroyable": "use RemovalPolicy.DESTROY unless config.retain_data (the prod switch)",
+    "engine-version": "give engineVersion as a major alone (18), or pin MAJOR.MINOR with "
+    "automatic minor upgrades off (DrConfig.pins_minor_version)",
+    "policy-grammar": "use actions and condition keys the service authorization reference lists "
+    "for each action, with operators of the key's type; accept a finding AWS documents with "
+    "govdr.constructs.policy_notes.accept(...) and its reason",
+    "key-requirements": "give the service the statement its AWS page documents (principal, "
+    "actions, and only conditions its requests carry) through ServiceKey in "
+    "govdr/stacks/security.py",
+    "custom-resource-timeout": "give the custom resource service_timeout=Duration.seconds("
+    "service_timeout(<handler timeout>)) from govdr.constructs.custom_resources (at most 960 s, "
+    "at least the handler's Lambda timeout)",
+    "network-flows": "declare the flow in govdr/network_flows.py (the Network stack builds the "
+    "rules from it), or remove the rule or function that no declared flow needs",
+    "no-transform": "declare every resource in the template itself (no Transform; secrets "
+    "rotate by govdr's own function) and use a supported Lambda runtime "
+    "(govdr.constructs.python_bundle.RUNTIME)",
+    "rotation-order": "make the secret's rotation schedule DependsOn every custom resource that "
+    "reads the secret (node.add_dependency)",
+    "lambda-concurrency": "reserve no concurrency (a fresh account or opt-in region may have "
+    "only the unreserved minimum of 10); keep a function single by other means",
+}
+
+
+@dataclass(frozen=True)
+class Ack:
+    """One acknowledged finding: where, which rule, and why."""
+
+    path: str
+    rule: str
+    reason: str
+
+
+def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[tc.Finding]]]:
+    """govdr's rules, by name; destroyability applies unless the prod switch is on."""
+    checks = dict(tc.CHECKS)
+    checks["naming"] = lambda t: tc.naming_findings(t, config.environment_suffix)
+    checks["log-groups"] = lambda t: tc.log_group_findings(t, 365)
+    checks["iam-wildcards"] = iam_wildcard_findings
+    checks["plaintext-secrets"] = plaintext_secret_findings
+    checks["custom-resource-timeout"] = custom_resource_timeout_findings
+    if not config.retain_data:
+        checks["destroyable"] = tc.destroyability_findings
+    return checks
+
+
+def synth_checks(
+    config: DrConfig,
+) -> dict[str, Callable[[dict[str, tc.Template]], list[tc.Finding]]]:
+    """Checks over the whole synthesis at once (root and every nested template together):
+    what one template cannot tell, such as a flow between stacks or the one trail per synth."""
+    return {
+        "audit-trail": lambda templates: tc.trail_presence_findings(
+            templates, config.existing_trail_arn
+        ),
+        "policy-grammar": policy_grammar_findings,
+        "key-requirements": key_requirement_findings,
+        "network-flows": lambda templates: network_flow_findings(
+            templates, config.environment_suffix, flows_for(config.retain_data)
+        ),
+    }
+
+
+def run_own_checks(
+    config: DrConfig, templates: dict[str, tc.Template]
+) -> list[tuple[str, str, str]]:
+    """(rule, template name, finding) for every violation in the given templates."""
+    results: list[tuple[str, str, str]] = []
+    for rule, check in own_checks(config).items():
+        for name, template in templates.items():
+            results.extend((rule, name, finding) for finding in check(template))
+    root = next(iter(sorted(templates)), "")
+    for rule, synth_check in synth_checks(config).items():
+        results.extend((rule, root, finding) for finding in synth_check(templates))
+    return results
+
+
+@jsii.implements(cdk.IPolicyValidationPlugin)
+class GovdrChecks:
+    """CDK validation plugin running govdr's own checks over every synthesized template."""
+
+    def __init__(self, config: DrConfig) -> None:
+        self._config = config
+
+    @property
+    def name(self) -> str:
+        return PLUGIN_NAME
+
+    @property
+    def version(self) -> str:
+        return "1.0.0"
+
+    @property
+    def rule_ids(self) -> list[str]:
+        rules = [*own_checks(self._config), *synth_checks(self._config)]
+        return [f"govdr-{rule}" for rule in rules]
+
+    def validate(self, context: cdk.IPolicyValidationContext) -> cdk.PolicyValidationPluginReport:
+        paths = _all_template_paths(list(context.template_paths))
+        templates = {str(p): json.loads(p.read_text()) for p in paths}
+        violations = []
+        for rule, path, finding in run_own_checks(self._config, templates):
+            logical_id = finding.split(" ", 1)[0].rstrip(":")
+            violations.append(
+                cdk.PolicyViolation(
+                    rule_name=f"govdr-{rule}",
+                    description=finding,
+                    violating_resources=[
+                        cdk.PolicyViolatingResource(
+                            resource_logical_id=logical_id,
+                            template_path=path,
+                            locations=["Properties"],
+                        )
+                    ],
+                    severity="error",
+                    fix=RULE_FIXES.get(rule, "see docs/compliance/fedramp-moderate.md"),
+                )
+            )
+        return cdk.PolicyValidationPluginReport(success=not violations, violations=violations)
+
+
+def _all_template_paths(paths: list[str]) -> list[Path]:
+    """The given root templates and the nested-stack templates of this synth.
+
+    Nested templates are taken from each root stack's asset manifest, which every synth
+    rewrites, not by listing the directory, which may hold templates of earlier synths.
+    """
+    found: dict[str, Path] = {}
+    for raw in paths:
+        root = Path(raw)
+        found[str(root)] = root
+        manifest = root.with_name(root.name.replace(".template.json", ".assets.json"))
+        if not manifest.is_file():
+            continue
+        for asset in json.loads(manifest.read_text()).get("files", {}).values():
+            source = str(asset.get("source", {}).get("path", ""))
+            if source.endswith(".nested.template.json"):
+                nested = root.parent / source
+                found[str(nested)] = nested
+    return sorted(found.values())
+
+
+def apply_compliance(app: cdk.App, config: DrConfig) -> None:
+    """Attach the rule packs and govdr's checks to the app; findings then fail synth."""
+    cdk.Validations.of(app).add_plugins(
+        NIST80053R5Checks(app),
+        AwsSolutionsChecks(app),
+        HIPAASecurityChecks(app),
+        GovdrChecks(config),
+    )
+
+
+def _default_child(construct: IConstruct) -> IConstruct:
+    child = construct.node.default_child
+    return child if child is not None else construct
+
+
+def acknowledge_findings(stack: TapStack) -> list[Ack]:
+    """Acknowledge, on the narrowest construct, each finding that is accepted by design."""
+    config = stack.config
+    acks: list[Ack] = []
+
+    def ack(construct: IConstruct, rules: list[str], reason: str) -> None:
+        target = _default_child(construct)
+        for rule in rules:
+            cdk.Validations.of(target).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
+            acks.append(Ack(path=target.node.path, rule=rule, reason=reason))
+
+    db = stack.database.instance
+    if not config.deletion_protection:
+        ack(
+            db,
+            [
+                "AwsSolutions-RDS10",
+                "NIST.800.53.R5-RDSInstanceDeletionProtectionEnabled",
+                "HIPAA.Security-RDSInstanceDeletionProtectionEnabled",
+            ],
+            "destroyable by mission (every pull request deploys and deletes a copy): deletion "
+            "protection is a config switch (-c production=true or -c deletionProtection=true), "
+            "on in prod",
+        )
+    if config.pins_minor_version:
+        ack(
+            db,
+            ["HIPAA.Security-RDSAutomaticMinorVersionUpgradeEnabled"],
+            f"engineVersion {config.engine_version} pins a minor on purpose (the operator's "
+            "knob): automatic upgrades would move the instance past the template, and the next "
+            "update would request a downgrade; minor upgrades are then made by raising the knob",
+        )
+    ack(
+        db,
+        ["AwsSolutions-RDS11"],
+        "port 5432 is reachable only from two security groups inside isolated subnets; a "
+        "non-default port adds no control, and operator tools read the port from the outputs",
+    )
+    ack(
+        stack.database.monitoring_role.policy,
+        [
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+            "<AWS::AccountId>:log-group:RDSOSMetrics:log-stream:*]"
+        ],
+        "RDS names enhanced-monitoring log streams after the instance's resource ID, which "
+        "exists only after the instance that needs this role; scoped to the one RDSOSMetrics "
+        "group of this account and region",
+    )
+    ack(
+        stack.backup.selection_role,
+        [
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSBackupServiceRolePolicyForBackup]",
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSBackupServiceRolePolicyForRestores]",
+        ],
+        "AWS Backup's service-role policies, maintained by AWS for every resource type it backs "
+        "up and restores; a copy would freeze it and break with new backup features",
+    )
+    # No cleaner with the prod switch (the vault is retained).
+    cleaner_role = stack.backup.vault_cleaner_role
+    cleaner_function = stack.backup.vault_cleaner_function
+    cleaner_policies = [cleaner_role.policy] if cleaner_role is not None else []
+    cleaner_functions = [cleaner_function] if cleaner_function is not None else []
+    for function_policy in (
+        *cleaner_policies,
+        stack.database.bootstrap.role.policy,
+        stack.database.rotation_function.role.policy,
+        stack.database.replication_rotation_function.role.policy,
+        stack.storage.archiver.role.policy,
+        stack.monitoring.rpo_monitor.role.policy,
+    ):
+        ack(
+            function_policy,
+            ["AwsSolutions-IAM5[Resource::*]"],
+            "only the statements listed in WILDCARD_RESOURCE_SIDS: "
+            + "; ".join(f"{sid}: {why}" for sid, why in WILDCARD_RESOURCE_SIDS.items()),
+        )
+    for policy in cleaner_policies:
+        ack(
+            policy,
+            [
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:backup:<AWS::Region>:"
+                "<AWS::AccountId>:recovery-point:*]",
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rds:<AWS::Region>:"
+                "<AWS::AccountId>:snapshot:awsbackup:*]",
+            ],
+            "recovery points and AWS Backup's RDS snapshots get their IDs when a backup runs; "
+            "deletion is further limited to the one vault by ListRecoveryPointsByBackupVault",
+        )
+    for custom_resource_function in (
+        *cleaner_functions,
+        stack.database.bootstrap.function,
+    ):
+        ack(
+            custom_resource_function,
+            ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
+            "a CloudFormation custom-resource handler: every outcome is answered to "
+            "CloudFormation (FAILED with the reason) and logged to its encrypted log group, "
+            "so a dead-letter queue would hold nothing to act on",
+        )
+    rotation_functions = (
+        stack.database.rotation_function.function,
+        stack.database.replication_rotation_function.function,
+    )
+    for function in (
+        *cleaner_functions,
+        stack.database.bootstrap.function,
+        *rotation_functions,
+        stack.storage.archiver.function,
+        stack.monitoring.rpo_monitor.function,
+    ):
+        ack(
+            function,
+            ["NIST.800.53.R5-LambdaConcurrency", "HIPAA.Security-LambdaConcurrency"],
+            "no reserved concurrency: Lambda keeps 10 unreserved executions per region and a "
+            "new account or opt-in region (eu-central-2) may have a quota of exactly 10, so a "
+            "reservation fails the deploy (govdr-lambda-concurrency). A one-minute schedule, "
+            "a custom-resource event or a rotation step invokes it; the archiver stays single "
+            "because its logical slot admits one reader",
+        )
+    for function in rotation_functions:
+        ack(
+            function,
+            ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
+            "a Secrets Manager rotation function: Secrets Manager invokes it for each step, "
+            "retries a failed rotation itself and then reports RotationFailed, which the "
+            "rotation-failure EventBridge rule sends to the alarms topic; AWSCURRENT stays "
+            "valid meanwhile, so a dead-letter queue would hold nothing to act on",
+        )
+    ack(
+        stack.storage.archiver.function,
+        ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
+        "invoked by a one-minute schedule with empty events and no retries: a failed run "
+        "leaves the slot where it was (nothing is acknowledged before it is on disk), the next "
+        "tick resumes, and the archive-lag alarm (missing data breaches) pages operators, so "
+        "a dead-letter queue would only collect empty schedule ticks",
+    )
+    ack(
+        stack.monitoring.rpo_monitor.function,
+        ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
+        "invoked by a one-minute schedule with empty events and no retries: a failed run "
+        "publishes no RpoSeconds data point and the RPO alarm treats missing data as breaching, "
+        "so operators are paged; a dead-letter queue would only collect empty schedule ticks",
+    )
+    audit_buckets = (stack.audit.trail_bucket, stack.audit.access_log_bucket) if stack.audit else ()
+    for bucket in audit_buckets:
+        ack(
+            bucket,
+            [
+                "NIST.800.53.R5-S3BucketReplicationEnabled",
+                "HIPAA.Security-S3BucketReplicationEnabled",
+            ],
+            "audit records are also delivered to CloudWatch Logs (CMK, >= 365 days); cross-region "
+            "replication needs a bucket in another region, outside this single-region stack",
+        )
+    if stack.audit is not None:
+        ack(
+            stack.audit.access_log_bucket,
+            ["NIST.800.53.R5-S3DefaultEncryptionKMS", "HIPAA.Security-S3DefaultEncryptionKMS"],
+            "S3 delivers server access logs only to buckets with S3-managed encryption (SSE-S3); "
+            "the bucket holds access records of the trail bucket, no citizen data",
+        )
+    return acks

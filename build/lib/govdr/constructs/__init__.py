@@ -1,0 +1,1 @@
+"""Reusable constructs that build what the nested stacks assemble."""

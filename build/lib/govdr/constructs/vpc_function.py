@@ -1,0 +1,134 @@
+"""A govdr Lambda function: in the VPC, its own encrypted log group, a least-privilege role."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from govdr.config import DrConfig
+from govdr.constructs.log_group import encrypted_log_group
+from govdr.constructs.python_bundle import ARCHITECTURE, RUNTIME
+from govdr.constructs.service_role import ServiceRole
+from govdr.naming import name
+
+
+class VpcFunction(Construct):
+    """Python function on arm64 in isolated subnets.
+
+    The role holds ``statements`` plus the two every VPC function needs: managing its network
+    interfaces (no resource-level permissions exist for those EC2 actions) and writing to its
+    own log group, which is created first so Lambda never creates an unencrypted one.
+
+    No concurrency is reserved: Lambda keeps at least 10 unreserved executions per region, and
+    accounts or freshly enabled opt-in regions (eu-central-2 is one) often have a quota of
+    exactly 10, where any reservation fails the deploy
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html). The
+    template check ``lambda-concurrency`` keeps it so.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: DrConfig,
+        function_type: str,
+        description: str,
+        code: lambda_.Code,
+        handler: str,
+        statements: Sequence[iam.PolicyStatement],
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        logs_key: kms.IKey,
+        timeout: Duration,
+        memory_size: int = 256,
+        environment: Mapping[str, str] | None = None,
+        filesystem: lambda_.FileSystem | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        suffix = config.environment_suffix
+        self.function_type = function_type
+        self.environment_suffix = suffix
+        self.function_name = name(function_type, suffix)
+        self.log_group = encrypted_log_group(
+            self,
+            "LogGroup",
+            log_group_name=f"/aws/lambda/{self.function_name}",
+            key=logs_key,
+            config=config,
+        )
+        self.role = ServiceRole(
+            self,
+            "Role",
+            role_name=name(f"{function_type}-role", suffix),
+            policy_name=name(f"{function_type}-policy", suffix),
+            description=description,
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            statements=[
+                *statements,
+                iam.PolicyStatement(
+                    sid="VpcNetworkInterfaces",
+                    # Lambda in a VPC manages its ENIs; these EC2 actions take no resource ARN.
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[self.log_group.log_group_arn],
+                ),
+            ],
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=self.function_name,
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=handler,
+            code=code,
+            timeout=timeout,
+            memory_size=memory_size,
+            role=self.role.immutable,
+            log_group=self.log_group,
+            environment=dict(environment or {}),
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[security_group],
+            filesystem=filesystem,
+        )
+
+    def run_every_minute(self, description: str) -> events.Rule:
+        """Invoke the function every minute, with no retries: a failed or overlapping tick is
+        dropped, the next comes anyway (overlapping archiver runs meet at the slot)."""
+        lambda_.EventInvokeConfig(
+            self,
+            "InvokeConfig",
+            function=self.function,
+            retry_attempts=0,
+            max_event_age=Duration.seconds(60),
+        )
+        return events.Rule(
+            self,
+            "Schedule",
+            rule_name=name(f"{self.function_type}-schedule", self.environment_suffix),
+            description=description,
+            schedule=events.Schedule.rate(Duration.minutes(1)),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+        )

@@ -1,0 +1,1 @@
+"""Recovery objectives, measured: status, failover drill, restore drill."""

@@ -1,0 +1,1 @@
+"""Root stack and one nested stack per concern; stacks only assemble constructs."""

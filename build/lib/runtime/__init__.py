@@ -1,0 +1,1 @@
+"""Lambda function code; never imports aws_cdk."""

@@ -1,0 +1,1 @@
+"""RPO monitor Lambda: publishes the database recovery point every minute."""

@@ -1,0 +1,1 @@
+"""Secrets Manager rotation of the database logins (single user and alternating users)."""

@@ -1,0 +1,1 @@
+"""Transaction-log archiver: logical decoding (wal2json) into segment files on EFS."""

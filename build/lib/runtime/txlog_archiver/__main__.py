@@ -1,0 +1,122 @@
+"""Run the archiver once from the command line (tests, benchmarks, operators).
+
+``python -m runtime.txlog_archiver --dsn DSN --dir DIR --slot NAME [--create-slot]`` drains the
+slot until it has been idle for ``--idle`` seconds (or ``--max-seconds`` pass) and prints the
+run's figures as JSON. The slot must exist unless ``--create-slot`` is given. The password is
+never taken from ``--dsn`` (a command line is visible in ``ps``): libpq reads it from
+PGPASSWORD or a pgpass file (PGPASSFILE, default ~/.pgpass).
+Exit 2: bad arguments, or the archive or the database refused (the message says which and how
+to fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NoReturn
+
+from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
+
+PROG = "python -m runtime.txlog_archiver"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line: what was wrong and where to look.
+        self.exit(2, f"{PROG}: {message} (see --help)\n")
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """Why the DSN is refused, or None. The DSN itself is never echoed."""
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        parsed = parse_dsn(dsn)
+    except Exception:
+        return (
+            "--dsn is not a valid libpq connection string (key=value pairs or a postgresql:// URI)"
+        )
+    if "password" in parsed:
+        return (
+            "--dsn contains a password, which any user can read in the process list; "
+            "remove it and set PGPASSWORD or use a pgpass file (PGPASSFILE, default ~/.pgpass)"
+        )
+    return None
+
+
+def slot_exists(connection: Any, slot: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        return cursor.fetchone() is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog=PROG, description=__doc__)
+    parser.add_argument("--dsn", required=True, help="libpq connection string without a password")
+    parser.add_argument("--dir", required=True, type=Path, help="archive directory")
+    parser.add_argument("--slot", required=True, help="the logical replication slot to read")
+    parser.add_argument(
+        "--create-slot",
+        action="store_true",
+        help="create the slot (wal2json) if missing; without it a missing slot is an error",
+    )
+    parser.add_argument("--idle", type=float, default=1.0, help="stop after this many idle seconds")
+    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--batch", type=int, default=5000, help="transactions per segment")
+    parser.add_argument(
+        "--stop-lsn", default=None, help="stop once a commit ending at or after this LSN (X/Y)"
+    )
+    args = parser.parse_args(argv)
+    problem = dsn_problem(args.dsn)
+    if problem:
+        print(f"txlog-archiver: {problem}", file=sys.stderr)
+        return 2
+
+    import psycopg2
+    import psycopg2.extras
+
+    from runtime.txlog_archiver.archiver import Archiver
+
+    archiver = Archiver(
+        archive=Archive(args.dir),
+        slot=args.slot,
+        connect_sql=lambda: psycopg2.connect(args.dsn),
+        connect_replication=lambda: psycopg2.connect(
+            args.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+        ),
+        batch_transactions=args.batch,
+        idle_seconds=args.idle,
+        deadline=time.monotonic() + args.max_seconds if args.max_seconds else None,
+        stop_lsn=parse_lsn(args.stop_lsn) if args.stop_lsn else None,
+    )
+    try:
+        if not args.create_slot:
+            connection = psycopg2.connect(args.dsn)
+            try:
+                exists = slot_exists(connection, args.slot)
+            finally:
+                connection.close()
+            if not exists:
+                print(
+                    f"txlog-archiver: replication slot {args.slot!r} does not exist on the "
+                    "server; check --slot, or pass --create-slot to create it",
+                    file=sys.stderr,
+                )
+                return 2
+        stats = archiver.run()
+    except ArchiveError as exc:
+        print(f"txlog-archiver: {exc}", file=sys.stderr)
+        return 2
+    except psycopg2.Error as exc:
+        print(f"txlog-archiver: database error: {str(exc).strip()}", file=sys.stderr)
+        return 2
+    print(json.dumps(asdict(stats)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,523 @@
+"""Stream committed transactions from a logical replication slot into the archive.
+
+Exactly once, by construction:
+
+1. changes arrive over the streaming replication protocol (wal2json, format 2) and are
+   grouped into whole transactions; a transaction without its COMMIT is never written;
+2. a batch of whole transactions is written as one segment: new temporary file, fsync, link
+   to its name, directory fsync (:meth:`Archive.write_segment`);
+3. **only then** is the last archived commit's end LSN acknowledged to the server, so the slot
+   never moves past anything that is not on disk;
+4. after a restart or a reconnect the server redelivers from the slot's confirmed position;
+   every transaction whose end LSN is at or below the highest archived one is dropped.
+
+A crash between 2 and 3 redelivers the batch, and step 4 drops it.
+
+Segments are written by one background thread, in order, while the stream keeps being read
+(an fsync then no longer stalls the server's sender). After a failed write it writes nothing
+more, so the archive is always a gap-free prefix of the stream, and the run ends with the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import select
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.txlog_archiver.archive import (
+    MANIFEST,
+    Archive,
+    ArchiveError,
+    Bound,
+    Segment,
+    format_lsn,
+    parse_lsn,
+    transaction_line,
+)
+
+LOG = logging.getLogger(__name__)
+# How long a run waits at its end for the server to apply its last acknowledgment.
+SETTLE_SECONDS = 2.0
+
+PLUGIN = "wal2json"
+OPTIONS = {
+    "format-version": "2",
+    "include-xids": "1",
+    "include-timestamp": "1",
+    "include-lsn": "1",
+}
+DEFAULT_BATCH_TRANSACTIONS = 5000
+DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
+QUIET_SECONDS = 0.25
+# After a wake-up, let half a millisecond of the stream arrive before reading: each read then
+# takes several messages instead of one: less CPU per message (docs/txlog.md has the figures).
+# Much longer waits fill the socket and stall the server's sender.
+READ_BATCH_WAIT = 0.0005
+# The segment writer runs at the lowest priority: the reading thread, which keeps the server's
+# sender from waiting, gets the CPU whenever it can run (docs/txlog.md has the figures).
+WRITER_NICE = 19
+_BEGIN, _COMMIT = ord("B"), ord("C")
+
+
+_COMMIT_FIELDS = re.compile(
+    rb'"xid":(?P<xid>\d+),"timestamp":"(?P<ts>[^"]*)","lsn":"(?P<lsn>[^"]*)",'
+    rb'"nextlsn":"(?P<next>[^"]*)"'
+)
+
+
+def _commit_fields(payload: bytes) -> tuple[int, str, str, str]:
+    """(xid, commit time, commit LSN, end LSN) of a wal2json COMMIT record, unparsed."""
+    match = _COMMIT_FIELDS.search(payload)
+    if match is None:
+        raise ValueError(f"unexpected wal2json COMMIT record: {payload[:200]!r}")
+    return int(match["xid"]), match["ts"].decode(), match["lsn"].decode(), match["next"].decode()
+
+
+# ``RunStats.stopped_by`` of a run that found the slot held by another reader.
+SLOT_BUSY = "slot_busy"
+
+
+class SlotBusy(Exception):
+    """Another reader holds the slot (PostgreSQL admits one per logical slot)."""
+
+
+@dataclass
+class RunStats:
+    transactions: int = 0
+    bytes: int = 0
+    segments: int = 0
+    skipped: int = 0
+    reconnects: int = 0
+    last_commit_time: str | None = None
+    last_end_lsn: int = 0
+    stopped_by: str = ""
+    # Gaps recorded by this run (the stream between the archive's end and the slot's start).
+    gaps: int = 0
+
+
+def server_identity(cursor: Any, slot: str) -> dict[str, Any]:
+    """Whose changes the archive holds: the cluster's system identifier, timeline, database and
+    slot (https://www.postgresql.org/docs/15/functions-info.html#FUNCTIONS-PG-CONTROL-SYSTEM)."""
+    cursor.execute(
+        "SELECT (SELECT system_identifier FROM pg_control_system())::text, "
+        "(SELECT timeline_id FROM pg_control_checkpoint()), current_database()"
+    )
+    system_identifier, timeline, database = cursor.fetchone()
+    return {
+        "system_identifier": system_identifier,
+        "timeline": int(timeline),
+        "database": database,
+        "slot": slot,
+    }
+
+
+def _check_identity(manifest: dict[str, Any] | None, identity: dict[str, Any], path: Any) -> None:
+    """Refuse an archive that belongs to another server, timeline, database or slot."""
+    if manifest is None:
+        return
+    differ = [
+        f"{key} {manifest.get(key)!r} (server: {identity[key]!r})"
+        for key in ("system_identifier", "timeline", "database", "slot")
+        if manifest.get(key) != identity[key]
+    ]
+    if differ:
+        raise ArchiveError(
+            f"{path} belongs to another source: {'; '.join(differ)}. "
+            "A restored, promoted or replaced server, another database or another slot is "
+            "archived into a new, empty directory (this archive stays readable for replay up to "
+            "its end); nothing was archived and the replication slot was not touched"
+        )
+
+
+def ensure_slot(cursor: Any, slot: str) -> bool:
+    """Create the logical slot unless it exists; return whether it was created."""
+    cursor.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    if cursor.fetchone():
+        return False
+    cursor.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (slot, PLUGIN))
+    return True
+
+
+@dataclass
+class _Batch:
+    lines: list[bytes]
+    size: int
+    first: Bound
+    last: Bound
+
+
+class _SegmentWriter:
+    """Writes batches as segments in a background thread, one at a time, in submission order.
+
+    At most one batch waits while one is written, which bounds memory. Results come back in
+    order through :meth:`done`; after a failed write, later batches are discarded unwritten.
+    """
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.outstanding = 0
+        self._todo: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        self._done: queue.SimpleQueue[tuple[_Batch, Segment | ArchiveError | None]] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name="segment-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:  # raising one's own nice value is always allowed
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+        except OSError as exc:  # not fatal: segments are written either way
+            LOG.info("segment writer keeps its priority: %s", exc)
+        failed = False
+        while (batch := self._todo.get()) is not None:
+            if failed:
+                self._done.put((batch, None))
+                continue
+            try:
+                segment = self.archive.write_segment(batch.lines, batch.first, batch.last)
+            except ArchiveError as exc:
+                failed = True
+                self._done.put((batch, exc))
+            except Exception as exc:  # reported to the reading thread, which would wait forever
+                failed = True
+                self._done.put((batch, ArchiveError(f"cannot write segment: {exc!r}")))
+            else:
+                self._done.put((batch, segment))
+
+    def submit(self, batch: _Batch) -> None:
+        self.outstanding += 1
+        self._todo.put(batch)
+
+    def done(self, wait: bool) -> list[tuple[_Batch, Segment | ArchiveError | None]]:
+        """Results ready now, or (``wait``) every outstanding one."""
+        results = []
+        while self.outstanding and (wait or not self._done.empty()):
+            results.append(self._done.get())
+            self.outstanding -= 1
+        return results
+
+    def close(self) -> None:
+        self._todo.put(None)
+        self._thread.join()
+
+
+class Archiver:
+    """One run: drain the slot until idle, the deadline, or an error.
+
+    ``connect_sql`` opens an ordinary connection (slot management); ``connect_replication``
+    opens a psycopg2 LogicalReplicationConnection.
+    """
+
+    def __init__(
+        self,
+        *,
+        archive: Archive,
+        slot: str,
+        connect_sql: Callable[[], Any],
+        connect_replication: Callable[[], Any],
+        batch_transactions: int = DEFAULT_BATCH_TRANSACTIONS,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        idle_seconds: float = 1.0,
+        deadline: float | None = None,
+        max_reconnects: int = 30,
+        stop_lsn: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.archive = archive
+        self.slot = slot
+        self.connect_sql = connect_sql
+        self.connect_replication = connect_replication
+        self.batch_transactions = batch_transactions
+        self.batch_bytes = batch_bytes
+        self.idle_seconds = idle_seconds
+        self.deadline = deadline
+        self.max_reconnects = max_reconnects
+        self.stop_lsn = stop_lsn
+        self.clock = clock
+        self.stats = RunStats()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._first: Bound | None = None
+        self._last_commit: tuple[int, str] | None = None
+        self._highest = 0
+        self._writer: _SegmentWriter
+
+    def prepare(self) -> None:
+        """Check the archive against the server, create the slot if needed, learn what is
+        archived, and record a gap if the slot starts after the archive's end.
+
+        Refused, with the slot untouched: a file named like a segment that is not one, a last
+        segment whose content does not match its name, an archive end beyond the server's
+        current WAL position, a manifest naming another server, timeline, database or slot.
+        """
+        self.archive.check_writable()
+        segments = self.archive.segments()
+        highest = segments[-1].last_end_lsn if segments else 0
+        if segments:
+            last = segments[-1]
+            content = last.content_bounds()
+            if content != (last.first_end_lsn, last.last_end_lsn):
+                raise ArchiveError(
+                    f"{last.path}: the name says end LSNs {format_lsn(last.first_end_lsn)}.."
+                    f"{format_lsn(last.last_end_lsn)}, the content {format_lsn(content[0])}.."
+                    f"{format_lsn(content[1])}; the file was not written by the archiver. Move "
+                    "it out of the archive directory; the replication slot was not touched"
+                )
+        conn = self.connect_sql()
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                identity = server_identity(cursor, self.slot)
+                manifest = self.archive.manifest()
+                _check_identity(manifest, identity, self.archive.directory / MANIFEST)
+                cursor.execute("SELECT pg_current_wal_lsn()::text")
+                wal_end = parse_lsn(cursor.fetchone()[0])
+                if highest > wal_end:
+                    raise ArchiveError(
+                        f"{segments[-1].path} ends at {format_lsn(highest)}, beyond the server's "
+                        f"current WAL position {format_lsn(wal_end)}: it is not from this "
+                        "server's stream. Move it out of the archive directory (or archive this "
+                        "server into a new directory); nothing was acknowledged and the "
+                        "replication slot was not touched"
+                    )
+                if manifest is None:
+                    self.archive.write_manifest(identity)
+                created = ensure_slot(cursor, self.slot)
+                cursor.execute(
+                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                    "WHERE slot_name = %s",
+                    (self.slot,),
+                )
+                row = cursor.fetchone()
+                confirmed = parse_lsn(row[0]) if row and row[0] else 0
+        finally:
+            conn.close()
+        # A gap already recorded at the archive's end covers the stream up to its resume LSN.
+        covered = max(
+            [highest] + [resume for after, resume in self.archive.gaps() if after == highest]
+        )
+        if highest and (created or confirmed > covered):
+            reason = (
+                f"slot {self.slot} was created for a non-empty archive"
+                if created
+                else f"slot {self.slot} was confirmed at {format_lsn(confirmed)}, past the "
+                f"archive's end {format_lsn(highest)}"
+            )
+            path = self.archive.record_gap(highest, max(confirmed, highest), reason)
+            self.stats.gaps += 1
+            LOG.error(
+                "archive gap: the changes between %s and %s are not in the archive (%s); "
+                "recorded in %s",
+                format_lsn(highest),
+                format_lsn(max(confirmed, highest)),
+                reason,
+                path.name,
+            )
+        self._highest = highest
+
+    def run(self) -> RunStats:
+        self.prepare()
+        self._writer = _SegmentWriter(self.archive)
+        try:
+            return self._run()
+        finally:
+            self._writer.close()
+
+    def _run(self) -> RunStats:
+        import psycopg2
+
+        attempts = 0
+        while True:
+            try:
+                self._stream()
+                return self.stats
+            except SlotBusy as busy:
+                LOG.info("slot %s is read by another run; this run exits (%s)", self.slot, busy)
+                self.stats.stopped_by = SLOT_BUSY
+                return self.stats
+            except (psycopg2.DatabaseError, psycopg2.InterfaceError) as exc:
+                # A failover or restart drops the connection: keep what is complete, resume.
+                self._flush(cursor=None, wait=True)
+                attempts += 1
+                self.stats.reconnects += 1
+                if attempts > self.max_reconnects or self._past_deadline():
+                    raise
+                LOG.warning("replication connection lost (%s); reconnecting", exc)
+                time.sleep(min(0.2 * attempts, 2.0))
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and self.clock() >= self.deadline
+
+    def _stream(self) -> None:
+        import psycopg2.errors
+
+        conn = self.connect_replication()
+        cursor = conn.cursor()
+        try:
+            try:
+                cursor.start_replication(slot_name=self.slot, decode=False, options=OPTIONS)
+            except psycopg2.errors.ObjectInUse as exc:
+                # A logical slot admits one reader at a time: another run holds it. Only a run
+                # that has not read anything yet steps aside; after a lost connection the old
+                # walsender may still hold the slot for a moment, and that is retried.
+                if self.stats.reconnects == 0:
+                    raise SlotBusy(str(exc).strip()) from None
+                raise
+            # Acknowledge what is archived, so redelivery starts as late as possible.
+            if self._highest:
+                cursor.send_feedback(flush_lsn=self._highest, force=True)
+            # The hot loop touches locals only: it runs once per decoded change.
+            current: list[bytes] | None = None
+            add_change: Callable[[bytes], None] = list[bytes]().append
+            pending = self._pending  # _flush starts a new list: rebound after each call
+            add_pending = pending.append
+            highest = self._highest
+            read = cursor.read_message
+            batch_transactions, batch_bytes = self.batch_transactions, self.batch_bytes
+            stop_lsn = self.stop_lsn
+            writer = self._writer
+            last_message = self.clock()
+            received = False
+            while True:
+                message = read()
+                if message is None:
+                    if received:
+                        last_message = self.clock()
+                        received = False
+                    if self._past_deadline():
+                        self.stats.stopped_by = "deadline"
+                        break
+                    if stop_lsn is not None and current is None and cursor.wal_end >= stop_lsn:
+                        # The server has sent everything up to the stop position.
+                        self.stats.stopped_by = "stop_lsn"
+                        break
+                    if writer.outstanding:
+                        self._acknowledge(cursor, wait=False)
+                    readable, _, _ = select.select([conn], [], [], QUIET_SECONDS)
+                    if readable:
+                        time.sleep(READ_BATCH_WAIT)
+                        continue
+                    # Quiet for a moment: make what is pending durable now (keeps lag low
+                    # without writing a segment per network read).
+                    self._flush(cursor, wait=True)
+                    pending = self._pending
+                    add_pending = pending.append
+                    if self.clock() - last_message >= self.idle_seconds:
+                        self.stats.stopped_by = "idle"
+                        break
+                    continue
+                received = True
+                payload: bytes = message.payload
+                action = payload[11]
+                if action == _BEGIN:
+                    current = []
+                    add_change = current.append
+                elif action == _COMMIT:
+                    if current is None:
+                        continue
+                    xid, commit_time, commit_lsn, next_lsn = _commit_fields(payload)
+                    end_lsn = parse_lsn(next_lsn)
+                    if end_lsn <= highest:
+                        self.stats.skipped += 1
+                    else:
+                        line = transaction_line(xid, commit_lsn, end_lsn, commit_time, current)
+                        if not pending:
+                            self._first = Bound(end_lsn, commit_time)
+                        add_pending(line)
+                        self._pending_bytes += len(line)
+                        self._last_commit = (end_lsn, commit_time)
+                        if len(pending) >= batch_transactions or self._pending_bytes >= batch_bytes:
+                            self._flush(cursor, wait=False)
+                            pending = self._pending
+                            add_pending = pending.append
+                    current = None
+                    if stop_lsn is not None and end_lsn >= stop_lsn:
+                        self.stats.stopped_by = "stop_lsn"
+                        break
+                elif current is not None:
+                    add_change(payload)
+            # A transaction without its COMMIT is dropped here and redelivered next run.
+            self._flush(cursor, wait=True)
+            if self._highest:
+                cursor.send_feedback(flush_lsn=self._highest, force=True)
+                self._settle_acknowledgment()
+        finally:
+            conn.close()
+
+    def _flush(self, cursor: Any, *, wait: bool) -> None:
+        """Hand what is pending to the writer; with ``wait``, until everything is durable."""
+        if self._pending and self._first is not None and self._last_commit is not None:
+            batch = _Batch(
+                self._pending, self._pending_bytes, self._first, Bound(*self._last_commit)
+            )
+            # A new list: the batch now belongs to the writer thread.
+            self._pending = []
+            self._pending_bytes = 0
+            self._first = self._last_commit = None
+            self._writer.submit(batch)
+        self._acknowledge(cursor, wait=wait)
+
+    def _acknowledge(self, cursor: Any, *, wait: bool) -> None:
+        """Account for durable segments and acknowledge the last one; raise a failed write."""
+        durable = 0
+        failure: ArchiveError | None = None
+        for batch, result in self._writer.done(wait):
+            if isinstance(result, ArchiveError):
+                failure = failure or result
+            elif result is not None:  # None: discarded unwritten after a failure
+                self.stats.transactions += len(batch.lines)
+                self.stats.bytes += batch.size
+                self.stats.segments += 1
+                self.stats.last_commit_time = batch.last.commit_time
+                self._highest = self.stats.last_end_lsn = durable = result.last_end_lsn
+        if durable and cursor is not None:
+            cursor.send_feedback(flush_lsn=durable, force=True)
+        if failure is not None:
+            if cursor is not None:
+                self._settle_acknowledgment()
+            raise failure
+
+    def _settle_acknowledgment(self) -> None:
+        """Wait (briefly) until the server has applied the last acknowledgment.
+
+        A client that closes its replication connection while the server is still streaming
+        leaves unread data behind: its kernel answers with a reset, and the server's kernel may
+        discard the acknowledgment the walsender had not read yet. The archive is then still
+        whole (the next run skips what it already holds), but the slot keeps WAL it need not.
+        The walsender reads replies while it sends, so this wait is short.
+        """
+        if not self._highest:
+            return
+        wanted = format_lsn(self._highest)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        try:
+            conn = self.connect_sql()
+        except Exception:  # best effort: the acknowledgment is an optimisation, not the archive
+            return
+        try:
+            with conn.cursor() as cur:
+                while True:
+                    cur.execute(
+                        "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                        "WHERE slot_name = %s",
+                        (wanted, self.slot),
+                    )
+                    row = cur.fetchone()
+                    conn.rollback()
+                    if row is None or row[0] or time.monotonic() >= deadline:
+                        return
+                    time.sleep(0.02)
+        except Exception:
+            return
+        finally:
+            conn.close()
+
+
+__all__ = ["SLOT_BUSY", "ArchiveError", "Archiver", "RunStats", "ensure_slot", "server_identity"]

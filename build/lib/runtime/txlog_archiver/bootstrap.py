@@ -1,0 +1,295 @@
+"""Custom resource that prepares the database for the archiver (``Custom::TxlogBootstrap``).
+
+Create / Update (idempotent), connected as the master user over TLS:
+
+- the replication user of the archiver's secret exists, with that secret's password, sent as
+  a SCRAM-SHA-256 verifier so the password never appears in a statement or an audit log;
+- it may use logical replication: ``GRANT rds_replication`` on RDS, the ``REPLICATION``
+  attribute on plain PostgreSQL;
+- ``pgaudit`` is created where available (object auditing needs the extension once).
+
+Delete: the archive's replication slot is dropped (an abandoned slot keeps WAL until the
+storage fills), then the replication user and its rotation clone. A database that can no
+longer be reached does not block the teardown: the response says what was left.
+
+Every request is checked against the function's own environment first: ``SlotName`` must be
+the slot the stack configured (``TXLOG_SLOT_NAME``) and both secret ARNs the ones it
+configured (``MASTER_SECRET_ARN``, ``REPLICATION_SECRET_ARN``); anything else fails with the
+reason and touches nothing. An ``Update`` that changes ``SlotName`` creates the new slot, then
+drops the old one (``OldResourceProperties``), which would otherwise keep WAL forever; changes
+between the old slot's confirmed position and the new slot are not in the archive.
+
+It must run before the secrets' first rotations: the archiver's rotation clones the user, and
+the master's rotation changes the password the bootstrap logs in with. The stack orders them
+(the rotation schedules depend on this resource); should the master password still change
+between reading the secret and logging in, an authentication failure re-reads the secret's
+AWSCURRENT a few times with backoff, well inside the function's two minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.cfn_response import CfnRequest, send_response
+from runtime.txlog_archiver.handler import dsn_from_secret
+
+LOG = logging.getLogger()
+LOG.setLevel(logging.INFO)
+
+CLONE_SUFFIX = "_clone"  # the alternate user of Secrets Manager's multi-user rotation
+TERMINATE_TIMEOUT_MS = 10_000  # how long a delete waits for a streaming archiver to exit
+# Seconds between logins after an authentication failure: four attempts within 14 s.
+AUTH_RETRY_DELAYS = (2.0, 4.0, 8.0)
+
+
+# The product's slot names (govdr.naming.slot_name); an old slot outside it is never dropped.
+SLOT_PATTERN = re.compile(r"govdr_txlog_[a-z0-9_]{1,50}")
+
+
+@dataclass(frozen=True)
+class OwnEnvironment:
+    """What the stack configured for this function (its environment variables)."""
+
+    slot: str
+    master_secret_arn: str
+    replication_secret_arn: str
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> OwnEnvironment:
+        return cls(
+            environ["TXLOG_SLOT_NAME"],
+            environ["MASTER_SECRET_ARN"],
+            environ["REPLICATION_SECRET_ARN"],
+        )
+
+    def mismatches(self, props: Mapping[str, Any]) -> list[str]:
+        expected = {
+            "SlotName": self.slot,
+            "MasterSecretArn": self.master_secret_arn,
+            "ReplicationSecretArn": self.replication_secret_arn,
+        }
+        return [
+            f"{key} {props.get(key)!r} is not this environment's {value!r}"
+            for key, value in expected.items()
+            if props.get(key) != value
+        ]
+
+
+class ForeignEvent(ValueError):
+    """The event names a slot or secret that is not the function's own."""
+
+
+class MasterLoginRejected(RuntimeError):
+    """The master secret's AWSCURRENT credentials were refused on every attempt."""
+
+
+def _is_auth_failure(exc: Exception) -> bool:
+    # psycopg2 reports a refused login as OperationalError; the server's SQLSTATE 28P01
+    # (invalid_password) is in the message, not in pgcode, for connection errors.
+    return getattr(exc, "pgcode", None) == "28P01" or "password authentication failed" in str(exc)
+
+
+def connect_as_master(
+    read_secret: Callable[[str], Mapping[str, Any]],
+    connect: Callable[[str], Any],
+    master_arn: str,
+    dbname: str | None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """A connection with the master secret's AWSCURRENT credentials, read again after each
+    refused login (a rotation may have changed the password since the last read)."""
+    attempts = len(AUTH_RETRY_DELAYS) + 1
+    for attempt in range(attempts):
+        master = read_secret(master_arn)
+        if dbname:  # the archived database: pgaudit is created there
+            master = {**master, "dbname": dbname}
+        try:
+            return connect(dsn_from_secret(master, "require"))
+        except Exception as exc:
+            if not _is_auth_failure(exc):
+                raise
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if attempt == attempts - 1:
+                raise MasterLoginRejected(
+                    f"the database refused the master secret's AWSCURRENT credentials "
+                    f"{attempts} times within {sum(AUTH_RETRY_DELAYS):.0f} s ({first_line}). "
+                    "Put the database's master password into the secret (or reset it with "
+                    "modify-db-instance --master-user-password), then retry the stack operation"
+                ) from None
+            LOG.warning(
+                "master login refused (attempt %d of %d: %s); reading the secret again in %.0f s",
+                attempt + 1,
+                attempts,
+                first_line,
+                AUTH_RETRY_DELAYS[attempt],
+            )
+            sleep(AUTH_RETRY_DELAYS[attempt])
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def prepare(connection: Any, username: str, password: str) -> dict[str, Any]:
+    """Create the replication user if missing and let it replicate; report what was done."""
+    from psycopg2 import sql
+    from psycopg2.extensions import encrypt_password
+
+    connection.autocommit = True
+    done: dict[str, Any] = {"user": username, "created": False}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (username,))
+        if cursor.fetchone() is None:
+            verifier = encrypt_password(password, username, connection, "scram-sha-256")
+            cursor.execute(
+                sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(
+                    sql.Identifier(username), sql.Literal(verifier)
+                )
+            )
+            done["created"] = True
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication'")
+        if cursor.fetchone() is not None:
+            cursor.execute(sql.SQL("GRANT rds_replication TO {}").format(sql.Identifier(username)))
+            done["replication"] = "rds_replication"
+        else:
+            cursor.execute(
+                sql.SQL("ALTER ROLE {} WITH REPLICATION").format(sql.Identifier(username))
+            )
+            done["replication"] = "REPLICATION"
+        cursor.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pgaudit'")
+        if cursor.fetchone() is not None:
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS pgaudit")
+            done["pgaudit"] = True
+    return done
+
+
+def drop_slot(cursor: Any, slot: str) -> bool:
+    """End the slot's walsender and drop the slot; return whether it existed."""
+    # With a timeout, pg_terminate_backend waits until the walsender has exited (and so
+    # released the slot) instead of returning once the signal is sent.
+    cursor.execute(
+        "SELECT pg_terminate_backend(active_pid, %s) FROM pg_replication_slots "
+        "WHERE slot_name = %s AND active_pid IS NOT NULL",
+        (TERMINATE_TIMEOUT_MS, slot),
+    )
+    cursor.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    )
+    return bool(cursor.rowcount == 1)
+
+
+def rename_slot(connection: Any, old: str, new: str) -> dict[str, Any]:
+    """Create the new slot (unless it exists), then drop the old one."""
+    from runtime.txlog_archiver.archiver import ensure_slot
+
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        created = ensure_slot(cursor, new)
+        dropped = drop_slot(cursor, old)
+    return {"slot_created": created, "old_slot": old, "old_slot_dropped": dropped}
+
+
+def remove(connection: Any, username: str, slot: str) -> dict[str, Any]:
+    """Drop the slot (ending its walsender first) and the replication users."""
+    from psycopg2 import sql
+
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        dropped_slot = drop_slot(cursor, slot)
+        for user in (username, username.removesuffix(CLONE_SUFFIX) + CLONE_SUFFIX):
+            cursor.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+    return {"slot_dropped": dropped_slot}
+
+
+def handle(
+    event: dict[str, Any],
+    read_secret: Callable[[str], Mapping[str, Any]],
+    connect: Callable[[str], Any],
+    sleep: Callable[[float], None] = time.sleep,
+    *,
+    own: OwnEnvironment,
+) -> None:
+    request = CfnRequest.parse(event, "txlog-bootstrap")
+    props = request.properties
+    required = ("MasterSecretArn", "ReplicationSecretArn", "SlotName")
+    missing = [k for k in required if not props.get(k)]
+    if missing:
+        send_response(request, "FAILED", f"ResourceProperties missing: {', '.join(missing)}", {})
+        return
+    foreign = own.mismatches(props)
+    if foreign:
+        reason = (
+            f"{'; '.join(foreign)}. Nothing was changed: this function manages only the slot "
+            "and secrets its stack configured"
+        )
+        LOG.error("txlog bootstrap %s refused: %s", request.request_type, reason)
+        send_response(request, "FAILED", reason, {})
+        return
+    old_slot = str(event.get("OldResourceProperties", {}).get("SlotName") or "")
+    renamed = bool(request.request_type == "Update" and old_slot and old_slot != own.slot)
+    if renamed and not SLOT_PATTERN.fullmatch(old_slot):
+        reason = (
+            f"OldResourceProperties.SlotName {old_slot!r} is not a slot name of this product "
+            f"(govdr_txlog_<suffix>); nothing was changed"
+        )
+        send_response(request, "FAILED", reason, {})
+        return
+    data: dict[str, Any] = {}
+    try:
+        replication = read_secret(props["ReplicationSecretArn"])
+        # The rotation may have made the clone current; the base name is the user to manage.
+        username = str(replication["username"]).removesuffix(CLONE_SUFFIX)
+        physical_id = f"txlog-bootstrap:{username}"
+
+        def as_master() -> Any:
+            return connect_as_master(
+                read_secret, connect, props["MasterSecretArn"], props.get("DatabaseName"), sleep
+            )
+
+        if request.request_type == "Delete":
+            try:
+                connection = as_master()
+            except Exception as exc:  # the database may already be gone
+                LOG.warning("database unreachable on delete, nothing dropped: %s", exc)
+                send_response(request, "SUCCESS", f"database unreachable: {exc}", {})
+                return
+            try:
+                data = remove(connection, username, str(props["SlotName"]))
+            finally:
+                connection.close()
+        else:
+            connection = as_master()
+            try:
+                data = prepare(connection, username, str(replication["password"]))
+                if renamed:
+                    data.update(rename_slot(connection, old_slot, own.slot))
+            finally:
+                connection.close()
+        LOG.info(json.dumps({"request": request.request_type, **data}))
+        send_response(request, "SUCCESS", "ok", data, physical_id)
+    except MasterLoginRejected as exc:  # a clear reason, no stack trace
+        LOG.error("txlog bootstrap %s failed: %s", request.request_type, exc)
+        send_response(request, "FAILED", str(exc), data)
+    except Exception as exc:
+        LOG.exception("txlog bootstrap %s failed", request.request_type)
+        send_response(request, "FAILED", f"{type(exc).__name__}: {exc}", data)
+
+
+def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - Lambda entry
+    import boto3
+    import psycopg2
+
+    client = boto3.client("secretsmanager", region_name=os.environ.get("AWS_REGION"))
+
+    def read_secret(arn: str) -> Mapping[str, Any]:
+        # AWSCURRENT at the moment of each read (re-read after a refused login).
+        response = client.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")
+        value: Mapping[str, Any] = json.loads(response["SecretString"])
+        return value
+
+    handle(event, read_secret, psycopg2.connect, own=OwnEnvironment.from_environ(os.environ))

@@ -1,0 +1,191 @@
+"""Lambda entry point of the transaction-log archiver (one-minute schedule).
+
+Reads the replication user's credentials from Secrets Manager, connects over TLS, drains the
+slot into the EFS access point mounted at ``ARCHIVE_DIR`` until the time budget ends, and
+publishes the run as CloudWatch metrics in embedded metric format (Powertools):
+``ArchiveLagSeconds``, ``TransactionsArchived``, ``BytesArchived``, ``SegmentsWritten``,
+``ArchiveGaps``. A refused archive (another server's, a file that is not a segment, an end beyond
+the server's WAL) fails the invocation with one error line and publishes no lag, so the lag alarm
+(missing data breaches) fires.
+
+No concurrency is reserved (a fresh account or opt-in region may have only the unreserved
+minimum of 10): the logical slot admits one reader, and a run that finds it held by the
+previous one exits quietly without metrics, leaving them to the run that reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_commit_time
+from runtime.txlog_archiver.archiver import SLOT_BUSY, Archiver, RunStats
+
+NAMESPACE = "govdr/txlog"
+SERVICE = "txlog-archiver"  # Powertools adds it as the ``service`` dimension
+# Stop this long before the Lambda timeout: the last batch is flushed and acknowledged.
+SAFETY_MARGIN_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    secret_arn: str
+    archive_dir: str
+    slot: str
+    environment: str
+    sslmode: str
+    # The database whose changes are archived (a logical slot belongs to one database); the
+    # secret's own dbname is only a fallback.
+    dbname: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        missing = [k for k in ("SECRET_ARN", "ARCHIVE_DIR", "SLOT_NAME") if not env.get(k)]
+        if missing:
+            raise ValueError(f"environment variables not set: {', '.join(missing)}")
+        return cls(
+            secret_arn=env["SECRET_ARN"],
+            archive_dir=env["ARCHIVE_DIR"],
+            slot=env["SLOT_NAME"],
+            environment=env.get("ENVIRONMENT_SUFFIX", "unknown"),
+            sslmode=env.get("PGSSLMODE", "require"),
+            dbname=env.get("DB_NAME") or None,
+        )
+
+
+def dsn_from_secret(secret: Mapping[str, Any], sslmode: str) -> str:
+    """A libpq DSN from an RDS secret (host, port, username, password, dbname)."""
+    import psycopg2.extensions
+
+    dsn: str = psycopg2.extensions.make_dsn(
+        host=secret["host"],
+        port=int(secret.get("port", 5432)),
+        user=secret["username"],
+        password=secret["password"],
+        dbname=secret.get("dbname") or "postgres",
+        sslmode=sslmode,
+        connect_timeout=10,
+        application_name="govdr-txlog-archiver",
+    )
+    return dsn
+
+
+def newest_commit(connection: Any) -> datetime | None:
+    """Commit time of the newest transaction on the database (track_commit_timestamp)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT timestamp FROM pg_last_committed_xact()")
+        row = cursor.fetchone()
+    return row[0] if row and row[0] is not None else None
+
+
+def archive_lag_seconds(db_newest: datetime | None, archived_newest: datetime | None) -> float:
+    """Seconds the archive is behind the database; 0 when it holds the newest commit."""
+    if db_newest is None:
+        return 0.0
+    if archived_newest is None:
+        return max(0.0, (datetime.now(db_newest.tzinfo) - db_newest).total_seconds())
+    return max(0.0, (db_newest - archived_newest).total_seconds())
+
+
+def run_once(
+    settings: Settings,
+    secret: Mapping[str, Any],
+    remaining_seconds: Callable[[], float],
+) -> tuple[RunStats, float]:
+    """Drain within the time budget; return the run's figures and the archive lag."""
+    import psycopg2
+    import psycopg2.extras
+
+    if settings.dbname:
+        secret = {**secret, "dbname": settings.dbname}
+    dsn = dsn_from_secret(secret, settings.sslmode)
+    archive = Archive(Path(settings.archive_dir))
+    archiver = Archiver(
+        archive=archive,
+        slot=settings.slot,
+        connect_sql=lambda: psycopg2.connect(dsn),
+        connect_replication=lambda: psycopg2.connect(
+            dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+        ),
+        idle_seconds=2.0,
+        deadline=time.monotonic() + max(0.0, remaining_seconds() - SAFETY_MARGIN_SECONDS),
+    )
+    stats = archiver.run()
+    if stats.stopped_by == SLOT_BUSY:
+        return stats, 0.0
+    if stats.stopped_by == "idle":
+        # The server had nothing more to send: everything the slot can deliver is archived.
+        # Commit times alone would say otherwise on an idle database: its newest commit may
+        # predate the slot, or be in another database of the cluster (pg_last_committed_xact
+        # is cluster-wide), and never be archived here; the lag would then grow forever.
+        return stats, 0.0
+    segments = archive.segments()
+    archived_newest = segments[-1].last_commit if segments else None
+    if stats.last_commit_time:
+        archived_newest = parse_commit_time(stats.last_commit_time)
+    connection = psycopg2.connect(dsn)
+    try:
+        lag = archive_lag_seconds(newest_commit(connection), archived_newest)
+    finally:
+        connection.close()
+    return stats, lag
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    import boto3
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    settings = Settings.from_env(os.environ)
+    logger = Logger(service=SERVICE)
+    metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+    metrics.add_dimension(name="Environment", value=settings.environment)
+    # Read at every run, so a rotation's new AWSCURRENT is used from the next run on
+    # (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html).
+    secret = json.loads(
+        boto3.client("secretsmanager").get_secret_value(
+            SecretId=settings.secret_arn, VersionStage="AWSCURRENT"
+        )["SecretString"]
+    )
+    try:
+        stats, lag = run_once(
+            settings, secret, lambda: context.get_remaining_time_in_millis() / 1000.0
+        )
+    except ArchiveError as exc:
+        # No lag data point: the lag alarm treats missing data as breaching, and the failed
+        # invocation counts in the function's Errors metric.
+        logger.error("archive refused: %s", exc)
+        raise
+    if stats.stopped_by == SLOT_BUSY:
+        # Not an error and not a data point: the run that holds the slot reports the lag.
+        logger.info("slot held by another run; exiting", extra={"slot": settings.slot})
+        return {"stopped_by": stats.stopped_by}
+    if stats.gaps:
+        logger.error(
+            "archive gap recorded: changes before the slot's start are not in the archive",
+            extra={"slot": settings.slot},
+        )
+    metrics.add_metric(name="ArchiveLagSeconds", unit=MetricUnit.Seconds, value=lag)
+    metrics.add_metric(name="TransactionsArchived", unit=MetricUnit.Count, value=stats.transactions)
+    metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=stats.bytes)
+    metrics.add_metric(name="SegmentsWritten", unit=MetricUnit.Count, value=stats.segments)
+    metrics.add_metric(name="ArchiveGaps", unit=MetricUnit.Count, value=stats.gaps)
+    metrics.flush_metrics()
+    summary = {
+        "transactions": stats.transactions,
+        "bytes": stats.bytes,
+        "segments": stats.segments,
+        "skipped_redelivered": stats.skipped,
+        "reconnects": stats.reconnects,
+        "gaps": stats.gaps,
+        "lag_seconds": round(lag, 3),
+        "stopped_by": stats.stopped_by,
+    }
+    logger.info("archive run", extra=summary)
+    return summary
