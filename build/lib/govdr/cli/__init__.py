@@ -1,1 +1,0 @@
-"""The operator CLI ``govdr``: argument parsing only; the logic lives in plain functions."""

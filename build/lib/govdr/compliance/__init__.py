@@ -1,1 +1,0 @@
-"""Compliance as code: checks over synthesized templates."""

@@ -1,1 +1,0 @@
-"""Reusable constructs that build what the nested stacks assemble."""

@@ -1,1 +1,0 @@
-"""Recovery objectives, measured: status, failover drill, restore drill."""

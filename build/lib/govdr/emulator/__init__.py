@@ -1,1 +1,0 @@
-"""The embedded AWS emulator (moto in server mode) and what closes its gaps on our templates."""

@@ -1,1 +1,0 @@
-"""Root stack and one nested stack per concern; stacks only assemble constructs."""

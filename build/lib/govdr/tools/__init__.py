@@ -1,1 +1,0 @@
-"""Command-line helpers behind the Makefile targets."""

@@ -1,1 +1,0 @@
-"""RPO monitor Lambda: publishes the database recovery point every minute."""

@@ -1,1 +1,0 @@
-"""Secrets Manager rotation of the database logins (single user and alternating users)."""

@@ -1,1 +1,0 @@
-"""Transaction-log archiver: logical decoding (wal2json) into segment files on EFS."""
