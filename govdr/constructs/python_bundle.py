@@ -49,9 +49,18 @@ def _uv() -> str:
     return found
 
 
+# Shared top-level files of ``runtime/`` in every bundle: modules and the pinned RDS CA roots
+# (runtime/pg_tls.py verifies every database connection with them).
+SHARED_PATTERNS = ("*.py", "*.pem")
+
+
+def _shared_files() -> list[Path]:
+    return sorted(p for pattern in SHARED_PATTERNS for p in RUNTIME_DIR.glob(pattern))
+
+
 def _source_files(packages: Iterable[str]) -> list[Path]:
-    """The shared top-level modules of ``runtime/`` and every module of the packages."""
-    files = sorted(RUNTIME_DIR.glob("*.py"))
+    """The shared top-level files of ``runtime/`` and every module of the packages."""
+    files = _shared_files()
     for package in packages:
         modules = (RUNTIME_DIR / package).rglob("*.py")
         files += sorted(p for p in modules if "__pycache__" not in p.parts)
@@ -125,8 +134,8 @@ class _LocalBundler:
             shutil.copytree(install_dependencies(), out, dirs_exist_ok=True, ignore=_SKIP)
             (out / ".complete").unlink(missing_ok=True)
         (out / "runtime").mkdir(exist_ok=True)
-        for module in RUNTIME_DIR.glob("*.py"):
-            shutil.copy2(module, out / "runtime" / module.name)
+        for shared in _shared_files():
+            shutil.copy2(shared, out / "runtime" / shared.name)
         for package in self.packages:
             shutil.copytree(RUNTIME_DIR / package, out / "runtime" / package, ignore=_SKIP)
         return True
