@@ -224,7 +224,8 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
                     "-m",
                     "runtime.txlog_archiver",
                     "--dsn",
-                    pg.dsn(DB),
+                    # The fixture's Unix socket carries no TLS; a named sslmode is kept.
+                    f"{pg.dsn(DB)} sslmode=disable",
                     "--dir",
                     str(directory),
                     "--slot",

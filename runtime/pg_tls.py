@@ -16,6 +16,7 @@ https://www.postgresql.org/docs/16/libpq-connect.html#LIBPQ-CONNECT-REQUIRE-AUTH
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 CA_BUNDLE = Path(__file__).resolve().parent / "rds-ca-eu-central-2.pem"
@@ -24,6 +25,10 @@ CA_BUNDLE = Path(__file__).resolve().parent / "rds-ca-eu-central-2.pem"
 SCRAM = "scram-sha-256"
 IAM_TOKEN = "password"  # noqa: S105 - the libpq method name, not a password
 _AUTH_METHODS = (SCRAM, IAM_TOKEN)
+# Names another CA file to verify the server with (a test server's CA, a proxy's trust store).
+# The mode stays verify-full and require_auth stays: there is no setting that weakens either.
+# The deployed templates never set it (tests/unit/test_db_tls_templates.py).
+ROOT_CERT_ENV = "GOVDR_PG_ROOT_CERT"
 
 
 class TlsSetupError(RuntimeError):
@@ -45,3 +50,29 @@ def verified_tls(*, auth: str = SCRAM, root_cert: Path | str | None = None) -> d
             f"certificate (for RDS in eu-central-2: {CA_BUNDLE.name}, shipped with govdr)"
         )
     return {"sslmode": "verify-full", "sslrootcert": str(bundle), "require_auth": auth}
+
+
+def tls_from_env(env: Mapping[str, str], *, auth: str = SCRAM) -> dict[str, str]:
+    """``verified_tls`` with the CA file named by ``GOVDR_PG_ROOT_CERT``, if set.
+
+    libpq's own PGSSLMODE and PGSSLROOTCERT have no effect: the keywords returned here are
+    named in the DSN, and a DSN keyword wins over libpq's environment variables.
+    """
+    return verified_tls(auth=auth, root_cert=env.get(ROOT_CERT_ENV) or None)
+
+
+def with_verified_tls(dsn: str, tls: Mapping[str, str] | None = None) -> str:
+    """``dsn`` with the verified TLS keywords added, unless it names its own ``sslmode``.
+
+    For DSNs an operator gives (``govdr txlog replay --target-dsn``, the archiver's CLI): one
+    that names ``sslmode`` (a local PostgreSQL without TLS: ``sslmode=disable``) is kept as
+    given; every other one is verified like the Lambda functions' connections. An invalid DSN
+    raises psycopg2's ProgrammingError (its message never repeats the DSN).
+    """
+    import psycopg2.extensions
+
+    if "sslmode" in psycopg2.extensions.parse_dsn(dsn):
+        return dsn
+    keywords = dict(tls) if tls is not None else verified_tls()
+    merged: str = psycopg2.extensions.make_dsn(dsn, **keywords)
+    return merged

@@ -376,8 +376,8 @@ class DatabaseStack(NestedStack):
             environment={
                 "ROTATION_STRATEGY": strategy,
                 "EXCLUDE_CHARACTERS": PASSWORD_EXCLUDE,
-                # RDS forces TLS (rds.force_ssl); the archiver connects the same way.
-                "PGSSLMODE": "require",
+                # No TLS setting: runtime/pg_tls.py always verifies the server (verify-full
+                # with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
             },
         )
         # Scheduled on a reference to the secret: with the secret itself, CDK would grant the

@@ -164,7 +164,8 @@ class StorageStack(NestedStack):
                 "SLOT_NAME": slot,
                 "DB_NAME": database_name,
                 "ENVIRONMENT_SUFFIX": config.environment_suffix,
-                "PGSSLMODE": "require",
+                # No TLS setting: runtime/pg_tls.py always verifies the server (verify-full
+                # with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
             },
             filesystem=lambda_.FileSystem.from_efs_access_point(
                 self.txlog_access_point, ARCHIVE_MOUNT

@@ -28,9 +28,12 @@ chosen by ``ROTATION_STRATEGY``:
   holds the old one: a refused master login is retried with the master's AWSPENDING and a
   fresh AWSCURRENT (``MASTER_RETRY_DELAYS``).
 
-Passwords reach the server only as SCRAM-SHA-256 verifiers computed here, never as clear text
-in a statement (pgaudit logs role statements); identifiers are quoted with ``psycopg2.sql``
-and user names must be plain identifiers. Nothing logged or raised carries a password.
+Every connection uses verified TLS (``runtime/pg_tls.py``: verify-full against the pinned RDS
+roots, SCRAM required, so an impostor's cleartext password request is refused before the
+password is sent). Passwords reach the server only as SCRAM-SHA-256 verifiers computed here,
+never as clear text in a statement (pgaudit logs role statements); identifiers are quoted with
+``psycopg2.sql`` and user names must be plain identifiers. Nothing logged or raised carries a
+password.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from runtime.pg_tls import TlsSetupError, tls_from_env, verified_tls
 
 LOG = logging.getLogger()
 LOG.setLevel(logging.INFO)
@@ -87,7 +92,8 @@ class Login:
     masterarn: str | None
     fields: dict[str, Any] = field(repr=False)
 
-    def dsn(self, sslmode: str, dbname: str | None = None) -> str:
+    def dsn(self, tls: Mapping[str, str], dbname: str | None = None) -> str:
+        """A libpq DSN with the TLS keywords ``tls`` (runtime.pg_tls.verified_tls)."""
         import psycopg2.extensions
 
         dsn: str = psycopg2.extensions.make_dsn(
@@ -96,9 +102,9 @@ class Login:
             user=self.username,
             password=self.password,
             dbname=dbname or self.dbname or "postgres",
-            sslmode=sslmode,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             application_name=APPLICATION_NAME,
+            **tls,
         )
         return dsn
 
@@ -277,7 +283,8 @@ class Rotator:
     client: Any
     connect: Callable[[str], Any]
     strategy: str
-    sslmode: str = "require"
+    # libpq keywords of the TLS session: verify-full with the pinned RDS roots by default.
+    tls: Mapping[str, str] = field(default_factory=verified_tls)
     exclude_characters: str = ""
     password_length: int = DEFAULT_PASSWORD_LENGTH
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
@@ -325,7 +332,7 @@ class Rotator:
         import psycopg2
 
         try:
-            return self.connect(login.dsn(self.sslmode, dbname))
+            return self.connect(login.dsn(self.tls, dbname))
         except psycopg2.OperationalError as exc:
             if _is_auth_failure(exc):
                 return None
@@ -604,16 +611,16 @@ def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - 
 
     # The regional endpoint resolves to the Secrets Manager interface endpoint of the VPC
     # (private DNS): https://docs.aws.amazon.com/secretsmanager/latest/userguide/vpc-endpoint-overview.html
-    rotator = Rotator(
-        client=boto3.client("secretsmanager", region_name=os.environ.get("AWS_REGION")),
-        connect=psycopg2.connect,
-        strategy=os.environ.get("ROTATION_STRATEGY", ""),
-        sslmode=os.environ.get("PGSSLMODE", "require"),
-        exclude_characters=os.environ.get("EXCLUDE_CHARACTERS", ""),
-    )
     try:
+        rotator = Rotator(
+            client=boto3.client("secretsmanager", region_name=os.environ.get("AWS_REGION")),
+            connect=psycopg2.connect,
+            strategy=os.environ.get("ROTATION_STRATEGY", ""),
+            tls=tls_from_env(os.environ),
+            exclude_characters=os.environ.get("EXCLUDE_CHARACTERS", ""),
+        )
         rotator.rotate(event)
-    except RotationError as exc:
+    except (RotationError, TlsSetupError) as exc:
         # The step fails (Secrets Manager retries it, then reports RotationFailed); the log
         # holds the reason in one line, without a stack trace.
         LOG.error("rotation step failed: %s", exc)

@@ -4,7 +4,10 @@
 slot until it has been idle for ``--idle`` seconds (or ``--max-seconds`` pass) and prints the
 run's figures as JSON. The slot must exist unless ``--create-slot`` is given. The password is
 never taken from ``--dsn`` (a command line is visible in ``ps``): libpq reads it from
-PGPASSWORD or a pgpass file (PGPASSFILE, default ~/.pgpass).
+PGPASSWORD or a pgpass file (PGPASSFILE, default ~/.pgpass). A DSN that names no ``sslmode`` is
+connected with verified TLS (runtime/pg_tls.py: sslmode=verify-full against the pinned RDS
+roots, or the CA file named by GOVDR_PG_ROOT_CERT, and require_auth=scram-sha-256); a DSN that
+names its own ``sslmode`` (a local PostgreSQL: ``sslmode=disable``) is used as given.
 Exit 2: bad arguments, or the archive or the database refused (the message says which and how
 to fix).
 """
@@ -13,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
+from runtime.pg_tls import TlsSetupError, tls_from_env, with_verified_tls
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
 
 PROG = "python -m runtime.txlog_archiver"
@@ -75,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"txlog-archiver: {problem}", file=sys.stderr)
         return 2
+    try:
+        dsn = with_verified_tls(args.dsn, tls_from_env(os.environ))
+    except TlsSetupError as exc:
+        print(f"txlog-archiver: {exc}", file=sys.stderr)
+        return 2
 
     import psycopg2
     import psycopg2.extras
@@ -84,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     archiver = Archiver(
         archive=Archive(args.dir),
         slot=args.slot,
-        connect_sql=lambda: psycopg2.connect(args.dsn),
+        connect_sql=lambda: psycopg2.connect(dsn),
         connect_replication=lambda: psycopg2.connect(
-            args.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+            dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
         ),
         batch_transactions=args.batch,
         idle_seconds=args.idle,
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if not args.create_slot:
-            connection = psycopg2.connect(args.dsn)
+            connection = psycopg2.connect(dsn)
             try:
                 exists = slot_exists(connection, args.slot)
             finally:

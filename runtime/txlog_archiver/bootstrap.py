@@ -1,6 +1,7 @@
 """Custom resource that prepares the database for the archiver (``Custom::TxlogBootstrap``).
 
-Create / Update (idempotent), connected as the master user over TLS:
+Create / Update (idempotent), connected as the master user over verified TLS
+(``runtime/pg_tls.py``: verify-full against the pinned RDS roots, SCRAM required):
 
 - the replication user of the archiver's secret exists, with that secret's password, sent as
   a SCRAM-SHA-256 verifier so the password never appears in a statement or an audit log;
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.cfn_response import CfnRequest, send_response
+from runtime.pg_tls import TlsSetupError, tls_from_env
 from runtime.txlog_archiver.handler import dsn_from_secret
 
 LOG = logging.getLogger()
@@ -102,6 +104,8 @@ def connect_as_master(
     master_arn: str,
     dbname: str | None,
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    tls: Mapping[str, str],
 ) -> Any:
     """A connection with the master secret's AWSCURRENT credentials, read again after each
     refused login (a rotation may have changed the password since the last read)."""
@@ -111,7 +115,7 @@ def connect_as_master(
         if dbname:  # the archived database: pgaudit is created there
             master = {**master, "dbname": dbname}
         try:
-            return connect(dsn_from_secret(master, "require"))
+            return connect(dsn_from_secret(master, tls))
         except Exception as exc:
             if not _is_auth_failure(exc):
                 raise
@@ -213,7 +217,9 @@ def handle(
     sleep: Callable[[float], None] = time.sleep,
     *,
     own: OwnEnvironment,
+    tls: Mapping[str, str] | None = None,
 ) -> None:
+    """Answer one CloudFormation request; ``tls`` defaults to ``tls_from_env(os.environ)``."""
     request = CfnRequest.parse(event, "txlog-bootstrap")
     props = request.properties
     required = ("MasterSecretArn", "ReplicationSecretArn", "SlotName")
@@ -241,6 +247,12 @@ def handle(
         return
     data: dict[str, Any] = {}
     try:
+        keywords = tls if tls is not None else tls_from_env(os.environ)
+    except TlsSetupError as exc:  # one line, before any secret is read or connection opened
+        LOG.error("txlog bootstrap %s failed: %s", request.request_type, exc)
+        send_response(request, "FAILED", str(exc), data)
+        return
+    try:
         replication = read_secret(props["ReplicationSecretArn"])
         # The rotation may have made the clone current; the base name is the user to manage.
         username = str(replication["username"]).removesuffix(CLONE_SUFFIX)
@@ -248,7 +260,12 @@ def handle(
 
         def as_master() -> Any:
             return connect_as_master(
-                read_secret, connect, props["MasterSecretArn"], props.get("DatabaseName"), sleep
+                read_secret,
+                connect,
+                props["MasterSecretArn"],
+                props.get("DatabaseName"),
+                sleep,
+                tls=keywords,
             )
 
         if request.request_type == "Delete":

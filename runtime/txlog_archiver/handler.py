@@ -1,6 +1,7 @@
 """Lambda entry point of the transaction-log archiver (one-minute schedule).
 
-Reads the replication user's credentials from Secrets Manager, connects over TLS, drains the
+Reads the replication user's credentials from Secrets Manager, connects over verified TLS
+(``runtime/pg_tls.py``: verify-full against the pinned RDS roots, SCRAM required), drains the
 slot into the EFS access point mounted at ``ARCHIVE_DIR`` until the time budget ends, and
 publishes the run as CloudWatch metrics in embedded metric format (Powertools):
 ``ArchiveLagSeconds``, ``TransactionsArchived``, ``BytesArchived``, ``SegmentsWritten``,
@@ -24,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from runtime.pg_tls import TlsSetupError, tls_from_env
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_commit_time
 from runtime.txlog_archiver.archiver import SLOT_BUSY, Archiver, RunStats
 
@@ -39,7 +41,8 @@ class Settings:
     archive_dir: str
     slot: str
     environment: str
-    sslmode: str
+    # libpq keywords of the TLS session (runtime.pg_tls.verified_tls).
+    tls: Mapping[str, str]
     # The database whose changes are archived (a logical slot belongs to one database); the
     # secret's own dbname is only a fallback.
     dbname: str | None = None
@@ -54,13 +57,14 @@ class Settings:
             archive_dir=env["ARCHIVE_DIR"],
             slot=env["SLOT_NAME"],
             environment=env.get("ENVIRONMENT_SUFFIX", "unknown"),
-            sslmode=env.get("PGSSLMODE", "require"),
+            tls=tls_from_env(env),
             dbname=env.get("DB_NAME") or None,
         )
 
 
-def dsn_from_secret(secret: Mapping[str, Any], sslmode: str) -> str:
-    """A libpq DSN from an RDS secret (host, port, username, password, dbname)."""
+def dsn_from_secret(secret: Mapping[str, Any], tls: Mapping[str, str]) -> str:
+    """A libpq DSN from an RDS secret (host, port, username, password, dbname) with the TLS
+    keywords ``tls`` (runtime.pg_tls.verified_tls)."""
     import psycopg2.extensions
 
     dsn: str = psycopg2.extensions.make_dsn(
@@ -69,9 +73,9 @@ def dsn_from_secret(secret: Mapping[str, Any], sslmode: str) -> str:
         user=secret["username"],
         password=secret["password"],
         dbname=secret.get("dbname") or "postgres",
-        sslmode=sslmode,
         connect_timeout=10,
         application_name="govdr-txlog-archiver",
+        **tls,
     )
     return dsn
 
@@ -104,7 +108,7 @@ def run_once(
 
     if settings.dbname:
         secret = {**secret, "dbname": settings.dbname}
-    dsn = dsn_from_secret(secret, settings.sslmode)
+    dsn = dsn_from_secret(secret, settings.tls)
     archive = Archive(Path(settings.archive_dir))
     archiver = Archiver(
         archive=archive,
@@ -142,8 +146,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from aws_lambda_powertools import Logger, Metrics
     from aws_lambda_powertools.metrics import MetricUnit
 
-    settings = Settings.from_env(os.environ)
     logger = Logger(service=SERVICE)
+    try:
+        settings = Settings.from_env(os.environ)
+    except TlsSetupError as exc:
+        # One line in the log; the invocation fails (the Errors metric) without a stack trace.
+        logger.error("TLS setup failed: %s", exc)
+        raise TlsSetupError(str(exc)) from None
     metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
     metrics.add_dimension(name="Environment", value=settings.environment)
     # Read at every run, so a rotation's new AWSCURRENT is used from the next run on

@@ -37,7 +37,7 @@ from runtime.txlog_archiver import bootstrap
 from runtime.txlog_archiver import handler as archiver_handler
 from runtime.txlog_archiver.archive import Archive
 from tests.runtime.conftest import SLOT, WITNESS, Db
-from tests.support.pgcluster import Postgres
+from tests.support.pgcluster import LOCAL_SOCKET_TLS, Postgres
 
 REGION = "eu-central-2"
 ACCOUNT = "123456789012"  # moto's default account
@@ -109,8 +109,8 @@ class World:
         return arn
 
     def connect(self, dsn: str) -> Any:
-        # sslmode: the fixture has no TLS; RDS forces it (rds.force_ssl) and the function
-        # connects with sslmode=require there.
+        # The fixture's Unix socket carries no TLS (LOCAL_SOCKET_TLS); the function's verified
+        # default is run against the TLS server in tests/runtime/test_pg_tls.py.
         return psycopg2.connect(dsn)
 
     def rotator(self, strategy: str) -> Rotator:
@@ -118,7 +118,7 @@ class World:
             client=self.sm,
             connect=self.connect,
             strategy=strategy,
-            sslmode="disable",
+            tls=LOCAL_SOCKET_TLS,
             exclude_characters=" %+~`#$&*()|[]{}:;<>?!'/@\"\\",
             sleep=self._sleep,
         )
@@ -367,9 +367,9 @@ def test_fault_7_the_archiver_keeps_streaming_across_rotations_of_its_own_user(
         "SLOT_NAME": SLOT,
         "DB_NAME": db.name,
         "ENVIRONMENT_SUFFIX": "qa7",
-        "PGSSLMODE": "disable",
     }.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setattr(archiver_handler, "tls_from_env", lambda env: dict(LOCAL_SOCKET_TLS))
     inserted = 0
 
     def insert(n: int) -> None:

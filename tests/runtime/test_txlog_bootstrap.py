@@ -21,6 +21,7 @@ from runtime.txlog_archiver.archive import Archive
 from runtime.txlog_archiver.archiver import Archiver
 from runtime.txlog_archiver.handler import Settings, dsn_from_secret, run_once
 from tests.runtime.conftest import Db
+from tests.support.pgcluster import LOCAL_SOCKET_TLS
 
 MASTER_ARN = "arn:aws:secretsmanager:eu-central-2:123456789012:secret:rds-master-secret-qa-AbCdEf"
 REPLICATION_ARN = (
@@ -73,8 +74,9 @@ class Setup:
         }
 
     def connect(self, dsn: str) -> Any:
-        # sslmode=require in the DSN: the fixture has no TLS; RDS forces it (rds.force_ssl).
-        connection = psycopg2.connect(dsn.replace("sslmode=require", "sslmode=disable"))
+        # The fixture's Unix socket carries no TLS (LOCAL_SOCKET_TLS); the verified default
+        # is run against the TLS server in tests/runtime/test_pg_tls.py.
+        connection = psycopg2.connect(dsn)
         with connection.cursor() as cursor:
             # Every statement of the bootstrap goes to the server log, to look for the password.
             cursor.execute("SET log_statement = 'all'")
@@ -87,10 +89,11 @@ class Setup:
             self.secrets.get,
             self.connect,
             own=self.own,
+            tls=LOCAL_SOCKET_TLS,
         )
 
     def user_dsn(self) -> str:
-        return dsn_from_secret(self.secrets[REPLICATION_ARN], "disable")
+        return dsn_from_secret(self.secrets[REPLICATION_ARN], LOCAL_SOCKET_TLS)
 
     def cleanup(self) -> None:
         self.db.pg.psql(
@@ -147,7 +150,7 @@ def test_create_makes_a_replication_user_that_archives_as_itself(
         archive_dir=str(tmp_path),
         slot=setup.slot,
         environment="qa",
-        sslmode="disable",
+        tls=LOCAL_SOCKET_TLS,
     )
     setup.db.sql("INSERT INTO ledger(note) VALUES ('lag-probe')")
     run_stats, lag = run_once(settings, setup.secrets[REPLICATION_ARN], lambda: 20.0)
@@ -235,7 +238,13 @@ def test_delete_does_not_block_teardown_when_the_database_is_gone(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, bodies = response_url
-    bootstrap.handle(setup.event(url, "Delete"), setup.secrets.get, unreachable, own=setup.own)
+    bootstrap.handle(
+        setup.event(url, "Delete"),
+        setup.secrets.get,
+        unreachable,
+        own=setup.own,
+        tls=LOCAL_SOCKET_TLS,
+    )
     [body] = bodies
     assert body["Status"] == "SUCCESS"
     assert "database unreachable" in body["Reason"]
@@ -245,7 +254,13 @@ def test_create_fails_clearly_when_the_database_is_unreachable(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, bodies = response_url
-    bootstrap.handle(setup.event(url, "Create"), setup.secrets.get, unreachable, own=setup.own)
+    bootstrap.handle(
+        setup.event(url, "Create"),
+        setup.secrets.get,
+        unreachable,
+        own=setup.own,
+        tls=LOCAL_SOCKET_TLS,
+    )
     [body] = bodies
     assert body["Status"] == "FAILED"
     assert "OperationalError: could not connect" in body["Reason"]
@@ -297,6 +312,7 @@ class PasswordMaster:
             self.setup.connect,
             sleep=self.sleeps.append,
             own=self.setup.own,
+            tls=LOCAL_SOCKET_TLS,
         )
 
     def drop(self) -> None:
@@ -421,13 +437,13 @@ def test_item_12_a_renamed_slot_drops_the_old_one(
     event = setup.event(url, "Update")
     # Twin first: the same name before and after drops nothing.
     event["OldResourceProperties"] = {**event["ResourceProperties"], "SlotName": setup.slot}
-    bootstrap.handle(event, setup.secrets.get, setup.connect, own=setup.own)
+    bootstrap.handle(event, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS)
     assert bodies[-1]["Status"] == "SUCCESS", bodies[-1]["Reason"]
     assert "old_slot_dropped" not in bodies[-1]["Data"]
     assert _slot_count(setup, old) == "1"
 
     event["OldResourceProperties"]["SlotName"] = old
-    bootstrap.handle(event, setup.secrets.get, setup.connect, own=setup.own)
+    bootstrap.handle(event, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS)
     body = bodies[-1]
     assert body["Status"] == "SUCCESS", body["Reason"]
     assert body["Data"]["old_slot"] == old
@@ -448,7 +464,9 @@ def test_item_12_an_old_slot_outside_the_product_names_is_not_dropped(
     try:
         event = setup.event(url, "Update")
         event["OldResourceProperties"] = {**event["ResourceProperties"], "SlotName": other}
-        bootstrap.handle(event, setup.secrets.get, setup.connect, own=setup.own)
+        bootstrap.handle(
+            event, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS
+        )
         assert bodies[-1]["Status"] == "FAILED"
         assert "is not a slot name of this product" in bodies[-1]["Reason"]
         assert _slot_count(setup, other) == "1"
@@ -505,7 +523,8 @@ def test_item_12_cli_creates_a_slot_only_with_create_slot(db: Db, tmp_path: Path
     user = f"govdr_cli_{uuid.uuid4().hex[:8]}"
     password = secrets.token_urlsafe(16)
     db.pg.psql(f"CREATE ROLE {user} LOGIN REPLICATION SUPERUSER PASSWORD '{password}'")
-    dsn = f"host={db.pg.socket_dir} port={db.pg.port} dbname={db.name} user={user}"
+    # A DSN naming its own sslmode is kept (a Unix socket carries no TLS).
+    dsn = f"host={db.pg.socket_dir} port={db.pg.port} dbname={db.name} user={user} sslmode=disable"
     env = {"PGPASSWORD": password, "PGPASSFILE": str(tmp_path / "none")}
     archive = tmp_path / "archive"
     archive.mkdir()

@@ -19,6 +19,7 @@ from runtime.txlog_archiver.archive import MANIFEST, ArchiveError
 from runtime.txlog_archiver.archiver import OPTIONS, SLOT_BUSY
 from runtime.txlog_archiver.handler import Settings, archive_lag_seconds
 from tests.runtime.conftest import SLOT, Db
+from tests.support.pgcluster import LOCAL_SOCKET_TLS
 
 
 class Context:
@@ -72,7 +73,9 @@ def test_handler_archives_and_emits_metrics(
         monkeypatch.setenv("SLOT_NAME", SLOT)
         monkeypatch.setenv("DB_NAME", db.name)
         monkeypatch.setenv("ENVIRONMENT_SUFFIX", "qa7")
-        monkeypatch.setenv("PGSSLMODE", "disable")  # the local cluster has no TLS; RDS forces it
+        # The fixture's Unix socket carries no TLS: tests/runtime/test_pg_tls.py runs the
+        # handler's default (verified) path against the TLS server.
+        monkeypatch.setattr(lambda_handler, "tls_from_env", lambda env: dict(LOCAL_SOCKET_TLS))
         result: dict[str, Any] = lambda_handler.handler({}, Context(seconds=25))
     assert result["transactions"] == 3
     assert result["lag_seconds"] == 0.0
@@ -104,7 +107,11 @@ def test_lag_reports_an_archive_behind_the_database(db: Db, tmp_path: Path) -> N
         "dbname": db.name,
     }
     settings = Settings(
-        secret_arn="-", archive_dir=str(tmp_path), slot=SLOT, environment="qa7", sslmode="disable"
+        secret_arn="-",
+        archive_dir=str(tmp_path),
+        slot=SLOT,
+        environment="qa7",
+        tls=LOCAL_SOCKET_TLS,
     )
     # A zero time budget archives nothing, while the database holds a commit.
     stats, lag = lambda_handler.run_once(settings, secret, lambda: 0.0)
@@ -180,7 +187,11 @@ def test_item_13_an_idle_database_whose_newest_commit_is_not_archivable_has_no_l
 
 def _settings(directory: Path) -> Settings:
     return Settings(
-        secret_arn="-", archive_dir=str(directory), slot=SLOT, environment="qa7", sslmode="disable"
+        secret_arn="-",
+        archive_dir=str(directory),
+        slot=SLOT,
+        environment="qa7",
+        tls=LOCAL_SOCKET_TLS,
     )
 
 
@@ -215,7 +226,7 @@ def _invoke(db: Db, directory: Path, monkeypatch: pytest.MonkeyPatch) -> dict[st
         monkeypatch.setenv("ARCHIVE_DIR", str(directory))
         monkeypatch.setenv("SLOT_NAME", SLOT)
         monkeypatch.setenv("ENVIRONMENT_SUFFIX", "qa7")
-        monkeypatch.setenv("PGSSLMODE", "disable")
+        monkeypatch.setattr(lambda_handler, "tls_from_env", lambda env: dict(LOCAL_SOCKET_TLS))
         result: dict[str, Any] = lambda_handler.handler({}, Context(seconds=25))
     return result
 

@@ -3,17 +3,30 @@
 The cluster lives in a temporary directory, listens only on a Unix socket there (and a free
 port number for the socket name), and runs as the ``postgres`` system user when the tests run
 as root (PostgreSQL refuses to run as root).
+
+With ``tls=True`` it also listens on ``localhost`` (TCP) with TLS only: a throwaway CA signs a
+server certificate naming the host ``localhost`` (nothing else: not 127.0.0.1), ``pg_hba``
+admits TCP connections only as ``hostssl ... scram-sha-256``, and the superuser ``postgres``
+gets a random password for them (``Postgres.password``). Tests verify with the CA's file
+(``Postgres.tls.ca_file``), the way the Lambda functions verify RDS with the pinned roots.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+# The libpq keywords of the fixture's own connections over its Unix socket, which never
+# carries TLS (libpq does not negotiate TLS on a Unix socket, whatever sslmode says).
+LOCAL_SOCKET_TLS: dict[str, str] = {"sslmode": "disable"}
+TLS_HOST = "localhost"
 
 BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
 
@@ -58,6 +71,95 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_file: Path  # the CA certificate that signed the server's certificate
+    cert_file: Path
+    key_file: Path
+
+
+def write_ca(directory: Path, name: str) -> tuple[Path, object, object]:
+    """A new self-signed CA in ``directory/<name>.crt``: (file, certificate, private key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"govdr test CA {name}")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path = directory / f"{name}.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path, cert, key
+
+
+def write_server_tls(directory: Path, host: str = TLS_HOST) -> TlsFiles:
+    """A throwaway CA and a server certificate (and key) for ``host`` only, signed by it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_file, ca_cert, ca_key = write_ca(directory, "ca")
+    assert isinstance(ca_cert, x509.Certificate) and isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file = directory / "server.crt"
+    key_file = directory / "server.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)  # the server refuses a key others can read
+    return TlsFiles(ca_file=ca_file, cert_file=cert_file, key_file=key_file)
+
+
 @dataclass
 class Postgres:
     bin_dir: Path
@@ -65,9 +167,29 @@ class Postgres:
     socket_dir: Path
     port: int
     as_user: list[str]
+    tls: TlsFiles | None = None
+    # The superuser's password for TCP (TLS) connections; generated per cluster.
+    password: str | None = None
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"
+
+    def tcp_secret(self, dbname: str = "postgres") -> dict[str, object]:
+        """An RDS-style secret of the superuser over TCP (TLS clusters only)."""
+        assert self.tls is not None and self.password is not None, "start_cluster(tls=True)"
+        return {
+            "host": TLS_HOST,
+            "port": self.port,
+            "username": "postgres",
+            "password": self.password,
+            "dbname": dbname,
+        }
+
+    def prepend_hba(self, line: str) -> None:
+        """Put ``line`` first in pg_hba.conf (the first matching line decides) and reload."""
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(f"{line}\n{hba.read_text()}")
+        self.ctl("reload")
 
     def ctl(self, *args: str) -> None:
         subprocess.run(
@@ -123,8 +245,11 @@ class Postgres:
         )
 
 
-def start_cluster() -> Postgres:
-    """initdb and start a cluster in a new temporary directory; stop it with stop_cluster()."""
+def start_cluster(*, tls: bool = False) -> Postgres:
+    """initdb and start a cluster in a new temporary directory; stop it with stop_cluster().
+
+    ``tls``: also listen on localhost (TCP), TLS and SCRAM only (see the module docstring).
+    """
     bin_dir = _bin_dir()
     root = Path(tempfile.mkdtemp(prefix="govdr-pg-"))
     as_user: list[str] = []
@@ -162,12 +287,35 @@ def start_cluster() -> Postgres:
             conf.write(f"{OUTPUT_PLUGINS_SETTING} = '{OUTPUT_PLUGINS}'\n")
     # The superuser logs in without a password (the fixture's own connections); every other
     # role must present its password, as on RDS.
-    (data / "pg_hba.conf").write_text(
+    hba = (
         "local all postgres trust\nlocal replication postgres trust\n"
         "local all all scram-sha-256\nlocal replication all scram-sha-256\n"
     )
-    server = Postgres(bin_dir, data, root, port, as_user)
+    files: TlsFiles | None = None
+    if tls:
+        tls_dir = root / "tls"
+        tls_dir.mkdir()
+        files = write_server_tls(tls_dir)
+        if as_user:
+            shutil.chown(files.key_file, "postgres")
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"listen_addresses = '{TLS_HOST}'\nssl = on\n"
+                f"ssl_cert_file = '{files.cert_file}'\nssl_key_file = '{files.key_file}'\n"
+                "ssl_min_protocol_version = 'TLSv1.2'\npassword_encryption = 'scram-sha-256'\n"
+            )
+        # TCP only over TLS, only with SCRAM (no hostnossl line: a plain connection is refused).
+        for address in ("127.0.0.1/32", "::1/128"):
+            hba += (
+                f"hostssl all all {address} scram-sha-256\n"
+                f"hostssl replication all {address} scram-sha-256\n"
+            )
+    (data / "pg_hba.conf").write_text(hba)
+    server = Postgres(bin_dir, data, root, port, as_user, tls=files)
     server.ctl("-w", "start", "-l", str(root / "server.log"))
+    if tls:
+        server.password = secrets.token_urlsafe(24)
+        server.psql(f"ALTER ROLE postgres PASSWORD '{server.password}'")
     lib = (
         subprocess.run(
             [str(bin_dir / "pg_config"), "--pkglibdir"], capture_output=True, text=True, check=False

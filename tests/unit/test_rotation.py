@@ -72,7 +72,6 @@ def test_fault_7_each_secret_rotates_by_our_python_3_14_function_in_the_vpc(
     assert props["Environment"]["Variables"] == {
         "ROTATION_STRATEGY": strategy,
         "EXCLUDE_CHARACTERS": " %+~`#$&*()|[]{}:;<>?!'/@\"\\",
-        "PGSSLMODE": "require",
     }
     [group] = props["VpcConfig"]["SecurityGroupIds"]
     assert "RotationSecurityGroup" in group["Ref"]
