@@ -10,7 +10,10 @@
                         --until TIME [--tables SCHEMA.TABLE,...] [--json]
 
 TIME is ISO 8601 with a zone (2026-11-22T08:00:00+00:00); LSN is PostgreSQL's X/Y form.
-The target DSN names no password: libpq reads it from PGPASSWORD or ~/.pgpass.
+The target DSN names no password: libpq reads it from PGPASSWORD or ~/.pgpass. A target DSN
+that names no sslmode is connected with verified TLS (runtime/pg_tls.py: sslmode=verify-full
+against the pinned RDS roots, or the CA file named by GOVDR_PG_ROOT_CERT, and
+require_auth=scram-sha-256); one that names its own sslmode is used as given.
 """
 
 from __future__ import annotations
@@ -101,12 +104,20 @@ def _tables(value: str | None) -> list[str] | None:
 
 
 def _connect_target(dsn: str) -> Any:
-    """Connect to ``--target-dsn``; errors never repeat the DSN (it may hold a password)."""
+    """Connect to ``--target-dsn``, with verified TLS unless it names its own sslmode; errors
+    never repeat the DSN (it may hold a password)."""
+    import os
+
     import psycopg2
     import psycopg2.extensions
 
+    from runtime.pg_tls import TlsSetupError, tls_from_env, with_verified_tls
+
     try:
         params = psycopg2.extensions.parse_dsn(dsn)
+        dsn = with_verified_tls(dsn, tls_from_env(os.environ))
+    except TlsSetupError as exc:
+        raise UsageError(str(exc)) from None
     except psycopg2.Error:
         raise UsageError(
             "--target-dsn is not a valid libpq connection string (not shown: it may hold a "
@@ -186,7 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = commands.add_parser("replay", help="apply archived changes to a restored database")
     common(rep)
-    rep.add_argument("--target-dsn", required=True, help="libpq DSN of the restored database")
+    rep.add_argument(
+        "--target-dsn",
+        required=True,
+        help="libpq DSN of the restored database, without a password (PGPASSWORD or "
+        "~/.pgpass). Without an sslmode in it, the connection is verified TLS: "
+        "sslmode=verify-full against the pinned RDS eu-central-2 roots (or the CA file named "
+        "by GOVDR_PG_ROOT_CERT) and require_auth=scram-sha-256; a DSN naming its own sslmode "
+        "(e.g. sslmode=disable for a local PostgreSQL) is used as given",
+    )
     rep.add_argument("--start-lsn", help="end LSN covered by the restore (X/Y)")
     rep.add_argument("--start-time", help="time covered by the restore (ISO 8601)")
     rep.add_argument("--until", required=True, help="replay commits up to this time (inclusive)")

@@ -168,7 +168,8 @@ def test_cli_list_show_and_replay(
                 "--dir",
                 directory,
                 "--target-dsn",
-                postgres.dsn(target),
+                # A DSN naming its own sslmode is used as given (a Unix socket has no TLS).
+                f"{postgres.dsn(target)} sslmode=disable",
                 "--start-lsn",
                 f"{lsn0 >> 32:X}/{lsn0 & 0xFFFFFFFF:X}",  # type: ignore[operator]
                 "--until",
@@ -552,7 +553,7 @@ def test_item_1_the_cli_reports_a_refused_record_in_one_line(
     archive = _crafted(tmp_path, [{"action": "T", "schema": "public", "table": "t"}])
     everything = ["--start-lsn", "0/0", "--until", "2030-01-01T00:00:00+00:00"]
     replay_cli = ["txlog", "replay", "--dir", str(archive.directory)]
-    replay_cli += ["--target-dsn", postgres.dsn(target), *everything]
+    replay_cli += ["--target-dsn", f"{postgres.dsn(target)} sslmode=disable", *everything]
     code = main(replay_cli)
     err = capsys.readouterr().err
     assert code == 2
