@@ -79,3 +79,53 @@ def test_replay_reaches_the_database_in_a_clean_install(
     assert "Traceback" not in done.stderr
     assert done.returncode == 2
     assert done.stderr.startswith("govdr: cannot connect to the target database")
+
+
+def _installed_runtime(clean_install: Path) -> Path:
+    """The ``runtime`` package directory inside the clean venv (not the source tree)."""
+    python = clean_install.parent / "python"
+    done = subprocess.run(
+        [python, "-c", "import runtime, os; print(os.path.dirname(runtime.__file__))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip())
+
+
+def installed_lacks(runtime_dir: Path) -> list[str]:
+    """The verified-TLS files missing from an installed ``runtime`` package."""
+    pinned = (ROOT / "runtime" / "rds-ca-eu-central-2.pem").read_bytes()
+    missing = []
+    if not (runtime_dir / "pg_tls.py").is_file():
+        missing.append("runtime/pg_tls.py")
+    pem = runtime_dir / "rds-ca-eu-central-2.pem"
+    if not pem.is_file() or pem.read_bytes() != pinned:
+        missing.append("runtime/rds-ca-eu-central-2.pem")
+    return missing
+
+
+def test_the_installed_package_ships_the_pinned_rds_roots(
+    clean_install: Path, tmp_path: Path
+) -> None:
+    """`pip install .` carries runtime/rds-ca-eu-central-2.pem (package-data), and the
+    installed pg_tls verifies with that copy."""
+    runtime_dir = _installed_runtime(clean_install)
+    assert ROOT not in runtime_dir.parents, runtime_dir
+    assert installed_lacks(runtime_dir) == []
+    python = clean_install.parent / "python"
+    done = subprocess.run(
+        [python, "-c", "from runtime.pg_tls import verified_tls; print(verified_tls())"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(runtime_dir / "rds-ca-eu-central-2.pem") in done.stdout
+    # The twin: a package without the PEM (as before package-data named it) is reported.
+    copy = tmp_path / "runtime"
+    shutil.copytree(runtime_dir, copy, ignore=shutil.ignore_patterns("*.pem", "__pycache__"))
+    assert installed_lacks(copy) == ["runtime/rds-ca-eu-central-2.pem"]

@@ -144,6 +144,11 @@ def test_lambda_asset_is_bundled_for_arm64_python_3_14_without_docker(
     bundle = synth.outdir / f"asset.{asset_hash}"
     assert (bundle / "runtime" / "txlog_archiver" / "handler.py").is_file()
     assert (bundle / "runtime" / "cfn_response.py").is_file()
+    # Verified TLS: the shared module and the pinned RDS roots (runtime/pg_tls.py).
+    assert (bundle / "runtime" / "pg_tls.py").is_file()
+    assert (bundle / "runtime" / "rds-ca-eu-central-2.pem").read_bytes() == (
+        python_bundle.RUNTIME_DIR / "rds-ca-eu-central-2.pem"
+    ).read_bytes()
     [extension] = (bundle / "psycopg2").glob("_psycopg*.so")
     assert extension.name.endswith("cpython-314-aarch64-linux-gnu.so")
     assert (bundle / "aws_lambda_powertools" / "metrics").is_dir()
