@@ -100,3 +100,29 @@ def test_item_13_a_bad_target_dsn_is_not_echoed(
     assert needle in err
     assert "s3cr3t" not in err
     assert err.startswith("govdr: ") and err.count("\n") == 1
+
+
+def test_replay_help_says_how_the_target_is_verified(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["txlog", "replay", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "sslmode=verify-full against the pinned RDS eu-central-2 roots" in text
+    assert "GOVDR_PG_ROOT_CERT" in text and "require_auth=scram-sha-256" in text
+    assert "a DSN naming its own sslmode (e.g. sslmode=disable for a local PostgreSQL)" in text
+
+
+def test_replay_with_a_missing_ca_file_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GOVDR_PG_ROOT_CERT", str(tmp_path / "missing.pem"))
+    argv = ["txlog", "replay", "--dir", str(tmp_path), "--target-dsn", "host=db.example"]
+    argv += ["--start-lsn", "0/0", "--until", "2026-11-22T08:00:00+00:00"]
+    assert main(argv) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"govdr: CA bundle {tmp_path / 'missing.pem'} does not exist")
+    # The twin: without the variable the pinned roots are used and the command goes on to
+    # connect (and cannot reach the host).
+    monkeypatch.delenv("GOVDR_PG_ROOT_CERT")
+    assert main([*argv[:5], "host=/nonexistent port=1", *argv[6:]]) == 2
+    assert "cannot connect to the target database" in capsys.readouterr().err
