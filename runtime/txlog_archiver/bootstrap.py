@@ -11,7 +11,9 @@ Create / Update (idempotent), connected as the master user over verified TLS
 
 Delete: the archive's replication slot is dropped (an abandoned slot keeps WAL until the
 storage fills), then the replication user and its rotation clone. A database that can no
-longer be reached does not block the teardown: the response says what was left.
+longer be reached does not block the teardown: the response says what was left. A missing CA
+file (``runtime/pg_tls.TlsSetupError``) fails every request, Delete included, with its one-line
+reason: it is a broken bundle or setting, not a database that is gone.
 
 Every request is checked against the function's own environment first: ``SlotName`` must be
 the slot the stack configured (``TXLOG_SLOT_NAME``) and both secret ARNs the ones it
