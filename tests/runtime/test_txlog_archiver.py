@@ -133,7 +133,8 @@ def _run_cli(db: Db, directory: Path, *extra: str) -> subprocess.Popen[bytes]:
             "-m",
             "runtime.txlog_archiver",
             "--dsn",
-            db.dsn,
+            # A DSN naming its own sslmode is used as given (a Unix socket has no TLS).
+            f"{db.dsn} sslmode=disable",
             "--dir",
             str(directory),
             "--slot",
