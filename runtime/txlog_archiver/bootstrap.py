@@ -12,8 +12,9 @@ Create / Update (idempotent), connected as the master user over TLS:
   RDS), may connect to the archived database and nothing more, read-only by default.
 
 Delete: the archive's replication slot is dropped (an abandoned slot keeps WAL until the
-storage fills), then the replication user, its rotation clone and the drills' login. A database that can no
-longer be reached does not block the teardown: the response says what was left.
+storage fills), then the replication user, its rotation clone and the drills' login. A
+database that can no longer be reached does not block the teardown: the response says what
+was left.
 
 Every request is checked against the function's own environment first: ``SlotName`` must be
 the slot the stack configured (``TXLOG_SLOT_NAME``) and both secret ARNs the ones it
