@@ -20,7 +20,7 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
-from govdr.config import DrConfig
+from govdr.config import DATABASE_NAME, DrConfig
 from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.python_bundle import bundled_code
@@ -33,7 +33,6 @@ from runtime.secret_rotation.handler import ALTERNATING_USERS, SINGLE_USER
 MASTER_USERNAME = "govdr_admin"
 # The archiver's own login: logical replication only, never the master credentials.
 REPLICATION_USERNAME = "govdr_txlog"
-DATABASE_NAME = "govdr"
 ROTATION_DAYS = 30
 MONITORING_INTERVAL_SECONDS = 60
 BOOTSTRAP_TIMEOUT_SECONDS = 120

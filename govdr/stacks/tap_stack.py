@@ -6,11 +6,11 @@ from aws_cdk import CfnOutput, Environment, Fn, Stack, Tags
 from constructs import Construct
 
 from govdr.compliance.gate import acknowledge_findings
-from govdr.config import DrConfig
+from govdr.config import DATABASE_NAME, DrConfig
 from govdr.constructs.custom_resources import bound_custom_resources
 from govdr.stacks.audit import AuditStack
 from govdr.stacks.backup import BackupStack
-from govdr.stacks.database import DATABASE_NAME, DatabaseStack
+from govdr.stacks.database import DatabaseStack
 from govdr.stacks.monitoring import MonitoringStack
 from govdr.stacks.network import NetworkStack
 from govdr.stacks.security import SecurityStack
