@@ -8,6 +8,7 @@ tests/runtime/test_probe.py.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1041,7 +1042,7 @@ def _login_args(**overrides: Any) -> Any:
 
 
 def _secret_session() -> tuple[FakeSession, str, Stubber]:
-    password = "master-" + "x" * 20  # noqa: S105 - a test value, not a credential
+    password = secrets.token_urlsafe(24)  # generated per run: no credential in the repository
     secretsmanager = client("secretsmanager")
     stub = Stubber(secretsmanager)
     stub.add_response(
