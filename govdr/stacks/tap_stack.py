@@ -163,6 +163,10 @@ class TapStack(Stack):
                 self.database.secret_read_policy.managed_policy_arn,
                 "Managed policy that grants read access to the master secret",
             ),
+            "DrillConnectPolicyArn": (
+                self.database.drill_connect_policy.managed_policy_arn,
+                "Managed policy for drill operators: rds-db:connect as govdr_drill (IAM token)",
+            ),
             "FileSystemId": (self.storage.file_system.file_system_id, "EFS file system id"),
             "TxlogAccessPointId": (
                 self.storage.txlog_access_point.access_point_id,
