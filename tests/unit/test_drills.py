@@ -1294,3 +1294,62 @@ def test_cli_failover_logs_in_with_a_fresh_iam_token_per_probe_and_never_shows_i
         for _, token in tokens:
             assert token[:40] not in text
     cw_stub.assert_no_pending_responses()
+
+
+def test_cli_restore_verifies_with_the_master_secret_over_verify_full(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The restore drill logs in to the restored instance with the master secret (SCRAM
+    required, verify-full with the pinned CA), asks for no IAM token, and the password is in
+    neither the output nor the report."""
+    import psycopg2
+
+    from runtime.pg_tls import CA_BUNDLE
+
+    c, stubber = rds
+    sim = SimTime()
+    target = restore.drill_instance_id("qa7")
+    describe(stubber)  # the guard names the target
+    _restore_calls(stubber, target)
+    _delete(stubber, target)
+    tokens: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        c, "generate_db_auth_token", lambda **kw: tokens.append(kw) or "t", raising=False
+    )
+    session, password, secret_stub = _secret_session()
+    cloudwatch = client("cloudwatch")
+    cw_stub = Stubber(cloudwatch)
+    cw_stub.add_response("describe_alarms", {"MetricAlarms": []}, {"StateValue": "ALARM"})
+    cw_stub.add_response("put_metric_data", {}, None)
+    cw_stub.activate()
+    session.clients.update({"rds": c, "cloudwatch": cloudwatch})
+    monkeypatch.setattr(commands, "Session", lambda: session)
+    connects = Connects()
+    monkeypatch.setattr(psycopg2, "connect", connects)
+    monkeypatch.setattr(commands, "DRILL_TIMING", sim.timing())
+    reports = tmp_path / "reports"
+    argv = ["drill", "restore", "--outputs", str(outputs_file), "--reports-dir", str(reports)]
+    assert main([*argv, "--confirm", DB, "--json"]) == 0
+    [dsn] = connects.dsns
+    assert (dsn["user"], dsn["dbname"], dsn["host"]) == (
+        "govdr_admin",
+        "govdr",
+        "rds-qa7.example.internal",
+    )
+    assert (dsn["sslmode"], dsn["sslrootcert"], dsn["require_auth"]) == (
+        "verify-full",
+        str(CA_BUNDLE),
+        "scram-sha-256",
+    )
+    assert tokens == []
+    secret_stub.assert_no_pending_responses()
+    cw_stub.assert_no_pending_responses()
+    captured = capsys.readouterr()
+    [report_file] = reports.glob("restore-qa7-*.json")
+    assert json.loads(report_file.read_text())["verified"] is True
+    for text in (captured.out, captured.err, report_file.read_text()):
+        assert password not in text
