@@ -61,8 +61,10 @@ REDACTED = "[redacted]"
 # The restore drill logs in to the instance it restored, whose DbiResourceId exists only once
 # it does: an IAM policy for it would have to allow govdr_drill on every instance of the
 # account and region (other environments' included), and the restore would have to turn IAM
-# authentication on. It uses the master secret of this one environment instead, which its
-# restored copy carries.
+# authentication on (off by default for a restored instance:
+# https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreDBInstanceToPointInTime.html).
+# It uses this one environment's master secret instead: the restored copy has the master
+# password of its restore point, a few minutes old.
 RESTORE_AUTH = AUTH_SECRET
 
 
