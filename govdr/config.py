@@ -16,6 +16,8 @@ from typing import Any
 from govdr.engine import SUPPORTED_MAJORS
 
 REGION = "eu-central-2"
+# The database RDS creates in the instance (the archived one, the drills' probes connect to).
+DATABASE_NAME = "govdr"
 AVAILABILITY_ZONES = ("eu-central-2a", "eu-central-2b", "eu-central-2c")
 
 # RDS identifiers allow letters, digits and single hyphens, start with a letter and do not

@@ -123,7 +123,9 @@ def _ev_least_privilege(t: Templates, config: DrConfig) -> list[str]:
         _verdict(_findings(t, iam_wildcard_findings), "no wildcard action in any Allow statement"),
     ]
     for _, policy in _all(t, "AWS::IAM::ManagedPolicy"):
-        if str(policy.get("ManagedPolicyName", "")).startswith("rds-secret-read"):
+        if str(policy.get("ManagedPolicyName", "")).startswith(
+            ("rds-secret-read", "rds-drill-connect")
+        ):
             actions = sorted(
                 a for s in policy["PolicyDocument"]["Statement"] for a in as_list(s["Action"])
             )

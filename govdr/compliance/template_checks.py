@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from govdr.engine import CONNECTION_LOGGING, major_of_family
+from runtime.txlog_archiver.bootstrap import DRILL_ROLE
 
 Template = dict[str, Any]
 Finding = str
@@ -673,6 +674,58 @@ def rotation_order_findings(template: Template) -> list[Finding]:
     return findings
 
 
+DRILL_DB_USER = DRILL_ROLE
+
+
+def _dbuser_instance(resource: Any) -> str | None:
+    """The DBInstance whose DbiResourceId a ``dbuser:`` ARN names, when it names exactly one
+    instance of this template and the drills' user; None for any wildcard or other user."""
+    if not (isinstance(resource, dict) and "Fn::Join" in resource):
+        return None
+    separator, parts = resource["Fn::Join"]
+    if separator != "" or not isinstance(parts, list):
+        return None
+    literal = "".join(p if isinstance(p, str) else "\x00" for p in parts)
+    if "*" in literal or not literal.endswith(f":dbuser:\x00/{DRILL_DB_USER}"):
+        return None
+    ids = [
+        p["Fn::GetAtt"][0]
+        for p in parts
+        if isinstance(p, dict) and p.get("Fn::GetAtt", [None, None])[1] == "DbiResourceId"
+    ]
+    return ids[0] if len(ids) == 1 else None
+
+
+def drill_connect_findings(template: Template) -> list[Finding]:
+    """``rds-db:connect`` only as the drills' user on one instance of this template
+    (``dbuser:<DbiResourceId>/govdr_drill``), and that instance has IAM database
+    authentication enabled; never a wildcard instance or user.
+    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAMDBAuth.IAMPolicy.html
+    """
+    findings: list[Finding] = []
+    instances = dict(resources(template, "AWS::RDS::DBInstance"))
+    for logical_id, resource in template.get("Resources", {}).items():
+        for statement in identity_statements(resource):
+            actions = [str(a).lower() for a in as_list(statement.get("Action"))]
+            if statement.get("Effect") != "Allow" or not any(
+                a in ("rds-db:connect", "rds-db:*", "*") for a in actions
+            ):
+                continue
+            for target in as_list(statement.get("Resource")):
+                instance = _dbuser_instance(target)
+                if instance is None or instance not in instances:
+                    findings.append(
+                        f"{logical_id}: rds-db:connect on {json.dumps(target)}; allow only "
+                        f"dbuser:<DbiResourceId of an instance of this stack>/{DRILL_DB_USER}"
+                    )
+                elif _props(instances[instance]).get("EnableIAMDatabaseAuthentication") is not True:
+                    findings.append(
+                        f"{logical_id}: rds-db:connect on {instance}, which does not enable "
+                        "IAM database authentication (EnableIAMDatabaseAuthentication)"
+                    )
+    return findings
+
+
 CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
     "database-tls": database_tls_findings,
     "file-system-tls": file_system_tls_findings,
@@ -689,4 +742,5 @@ CHECKS: dict[str, Callable[[Template], list[Finding]]] = {
     "engine-version": engine_version_findings,
     "no-transform": transform_findings,
     "rotation-order": rotation_order_findings,
+    "drill-connect": drill_connect_findings,
 }

@@ -11,17 +11,20 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from govdr.config import REGION, RTO_OBJECTIVE_SECONDS
+from govdr.config import DATABASE_NAME, REGION, RTO_OBJECTIVE_SECONDS
 from govdr.drills import failover, restore
 from govdr.drills.probe import psycopg_probe
 from govdr.drills.status import gather, load_outputs, platform_alarms_in_alarm, stack_name_for
 from govdr.emulator.deploy import Aws
 from govdr.tools.outputs import DEFAULT_OUT
+from runtime.pg_tls import IAM_TOKEN, SCRAM, TlsSetupError, verified_tls
 from runtime.rpo_monitor.handler import NAMESPACE as RPO_NAMESPACE
+from runtime.txlog_archiver.bootstrap import DRILL_ROLE
 
 METRIC_NAMESPACE = RPO_NAMESPACE  # drill figures sit beside RpoSeconds
 # clock / now / sleep overrides for the drills (tests run them on a simulated clock)
@@ -52,27 +55,115 @@ def _outputs(args: argparse.Namespace, session: Session) -> dict[str, str]:
     return load_outputs(args.outputs, args.stack, session.client)
 
 
-def _dsn(session: Session, outputs: dict[str, str], host: str, port: int, args: Any) -> str:
-    """A libpq DSN with the master credentials, read from Secrets Manager (never printed)."""
-    import psycopg2.extensions
+AUTH_IAM = "iam"
+AUTH_SECRET = "secret"  # noqa: S105 - the name of an authentication mode, not a secret
+REDACTED = "[redacted]"
+# The restore drill logs in to the instance it restored, whose DbiResourceId exists only once
+# it does: an IAM policy for it would have to allow govdr_drill on every instance of the
+# account and region (other environments' included), and the restore would have to turn IAM
+# authentication on (off by default for a restored instance:
+# https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreDBInstanceToPointInTime.html).
+# It uses this one environment's master secret instead: the restored copy has the master
+# password of its restore point, a few minutes old.
+RESTORE_AUTH = AUTH_SECRET
 
-    secret = json.loads(
-        session.client("secretsmanager").get_secret_value(SecretId=outputs["DatabaseSecretArn"])[
-            "SecretString"
-        ]
-    )
-    extra = {"sslrootcert": str(args.sslrootcert)} if args.sslrootcert else {}
-    dsn: str = psycopg2.extensions.make_dsn(
-        host=host,
-        port=port,
-        user=secret["username"],
-        password=secret["password"],
-        dbname=secret.get("dbname") or "postgres",
-        sslmode="verify-full" if args.sslrootcert else "require",
-        application_name="govdr-drill",
-        **extra,
-    )
-    return dsn
+
+class ProbeError(RuntimeError):
+    """A connection attempt failed; the message has the credentials taken out."""
+
+
+def _tls(args: argparse.Namespace, auth: str) -> dict[str, str]:
+    """verify-full keywords with the pinned RDS CA, or the CA of ``--sslrootcert``."""
+    try:
+        return verified_tls(
+            auth=IAM_TOKEN if auth == AUTH_IAM else SCRAM, root_cert=args.sslrootcert
+        )
+    except TlsSetupError as exc:
+        given = f"--sslrootcert {args.sslrootcert}: " if args.sslrootcert else ""
+        raise failover.DrillError(f"{given}{exc}") from None
+
+
+class DrillLogin:
+    """How a drill logs in to PostgreSQL: a new DSN for every connection attempt, always over
+    verified TLS (``sslmode=verify-full`` against the pinned RDS CA, or ``--sslrootcert``).
+
+    ``iam``: the drills' own login ``govdr_drill`` (created by Custom::TxlogBootstrap, allowed
+    by the managed policy ``rds-drill-connect-<suffix>``) with an IAM database authentication
+    token, made afresh per attempt (a token is valid for 15 minutes, a failover drill
+    reconnects every second for longer), sent as a password over the verified TLS session:
+    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAMDBAuth.Connecting.Python.html
+    ``secret``: the master secret from Secrets Manager (SCRAM), the break-glass path.
+    Neither the token nor the password is ever printed: probe errors have them taken out.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        outputs: dict[str, str],
+        args: argparse.Namespace,
+        host: str,
+        port: int,
+        auth: str,
+    ) -> None:
+        self.tls = _tls(args, auth)
+        self.host, self.port, self.auth = host, int(port), auth
+        self._issued: list[str] = []
+        if auth == AUTH_IAM:
+            self._rds = session.client("rds")
+            self.user, self.dbname = DRILL_ROLE, DATABASE_NAME
+            self._password: str | None = None
+        else:
+            secret = json.loads(
+                session.client("secretsmanager").get_secret_value(
+                    SecretId=outputs["DatabaseSecretArn"]
+                )["SecretString"]
+            )
+            self.user = str(secret["username"])
+            self.dbname = str(secret.get("dbname") or DATABASE_NAME)
+            self._password = str(secret["password"])
+            self._issued.append(self._password)
+
+    def _credential(self) -> str:
+        if self._password is not None:
+            return self._password
+        # Signed locally with the caller's credentials (no request is sent); the caller needs
+        # rds-db:connect on dbuser:<DbiResourceId>/govdr_drill.
+        token: str = self._rds.generate_db_auth_token(
+            DBHostname=self.host, Port=self.port, DBUsername=self.user
+        )
+        self._issued[:] = [token]  # only the newest can be in the next error
+        return token
+
+    def dsn(self) -> str:
+        import psycopg2.extensions
+
+        dsn: str = psycopg2.extensions.make_dsn(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self._credential(),
+            dbname=self.dbname,
+            application_name="govdr-drill",
+            **self.tls,
+        )
+        return dsn
+
+    def redact(self, text: str) -> str:
+        for value in self._issued:
+            text = text.replace(value, REDACTED)
+        return text
+
+    def probe(self, query: str | None = None) -> Callable[[], None]:
+        inner = psycopg_probe(self.dsn) if query is None else psycopg_probe(self.dsn, query)
+
+        def probe() -> None:
+            try:
+                inner()
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {str(exc).strip()}"
+                raise ProbeError(self.redact(message)) from None
+
+        return probe
 
 
 def _record(report: dict[str, Any], args: argparse.Namespace, session: Session) -> Path:
@@ -151,15 +242,16 @@ def _guard(
         )
 
 
-def _drill_targets(args: argparse.Namespace) -> tuple[Session, dict[str, str], Any, str]:
+def _drill_targets(args: argparse.Namespace, auth: str) -> tuple[Session, dict[str, str], Any, str]:
     _objective(args.objective)
+    _tls(args, auth)  # no CA to verify the server with: stop before anything is done
     session = Session()
     outputs = _outputs(args, session)
     return session, outputs, session.client("rds"), outputs["DatabaseInstanceIdentifier"]
 
 
 def cmd_failover(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
-    session, outputs, rds, instance = _drill_targets(args)
+    session, outputs, rds, instance = _drill_targets(args, args.auth)
     template = outputs.get("FailoverDrillTemplateId") if args.via_fis else None
     if args.via_fis and not template:
         raise failover.DrillError("the outputs have no FailoverDrillTemplateId: redeploy")
@@ -177,7 +269,8 @@ def cmd_failover(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     db = failover.describe_instance(rds, instance)
     _guard(args, session, outputs, db, "forces a Multi-AZ failover (reboot with failover)")
     endpoint = db["Endpoint"]
-    probe = psycopg_probe(_dsn(session, outputs, endpoint["Address"], endpoint["Port"], args))
+    login = DrillLogin(session, outputs, args, endpoint["Address"], endpoint["Port"], args.auth)
+    probe = login.probe()
     report = failover.run_failover(
         rds,
         instance,
@@ -197,7 +290,7 @@ def cmd_failover(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
 
 
 def cmd_restore(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
-    session, outputs, rds, instance = _drill_targets(args)
+    session, outputs, rds, instance = _drill_targets(args, RESTORE_AUTH)
     suffix = outputs["EnvironmentSuffix"]
     target = restore.drill_instance_id(suffix)
     if args.dry_run:
@@ -214,7 +307,8 @@ def cmd_restore(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     )
 
     def probe_for(host: str, port: int) -> Any:
-        return psycopg_probe(_dsn(session, outputs, host, port, args), query=restore.CANARY)
+        login = DrillLogin(session, outputs, args, host, port, RESTORE_AUTH)
+        return login.probe(restore.CANARY)
 
     report = restore.run_restore(
         rds,
@@ -271,7 +365,9 @@ def add_commands(groups: Any) -> None:
         p.add_argument(
             "--sslrootcert",
             type=Path,
-            help="RDS CA bundle: verify the server certificate (sslmode=verify-full)",
+            metavar="FILE",
+            help="CA bundle the server certificate must chain to (sslmode=verify-full, always); "
+            "default: the pinned Amazon RDS eu-central-2 roots shipped with govdr",
         )
         p.add_argument(
             "--confirm",
@@ -283,6 +379,14 @@ def add_commands(groups: Any) -> None:
     common(fail)
     fail.add_argument(
         "--via-fis", action="store_true", help="start the FIS experiment template instead"
+    )
+    fail.add_argument(
+        "--auth",
+        choices=(AUTH_IAM, AUTH_SECRET),
+        default=AUTH_IAM,
+        help="iam (default): log in as govdr_drill with an IAM token (attach the policy of "
+        "DrillConnectPolicyArn); secret: the master secret (break glass, needs the policy of "
+        "DatabaseSecretReadPolicyArn)",
     )
     fail.set_defaults(func=cmd_failover, renders="report")
 

@@ -130,7 +130,9 @@ def run_failover(
     if not ok:
         raise DrillError(
             f"cannot connect to {instance_id} before the failover ({error}); nothing was "
-            "changed: fix the connection first (--sslrootcert, security group, network path)"
+            "changed: fix the connection first (--auth iam: the policy of "
+            "DrillConnectPolicyArn attached to you; the CA of --sslrootcert; security group, "
+            "network path)"
         )
     started_at = now()
     start = clock()

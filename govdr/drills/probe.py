@@ -26,14 +26,20 @@ class ProbeLog:
 
 
 def psycopg_probe(
-    dsn: str, query: str = "SELECT 1", timeout_seconds: int = 3
+    dsn: str | Callable[[], str], query: str = "SELECT 1", timeout_seconds: int = 3
 ) -> Callable[[], None]:
-    """Connect with ``dsn`` (sslmode in it) and run ``query``; raise if that fails."""
+    """Connect with ``dsn`` (sslmode in it) and run ``query``; raise if that fails.
+
+    A callable ``dsn`` is called once per attempt: short-lived credentials such as an IAM
+    database authentication token are made afresh for every connection.
+    """
 
     def probe() -> None:
         import psycopg2
 
-        connection = psycopg2.connect(dsn, connect_timeout=timeout_seconds)
+        connection = psycopg2.connect(
+            dsn() if callable(dsn) else dsn, connect_timeout=timeout_seconds
+        )
         try:
             with connection.cursor() as cursor:
                 cursor.execute(query)

@@ -32,8 +32,8 @@ def plan(db: dict[str, Any], target: str) -> list[str]:
         f"({db.get('LatestRestorableTime')}) into a new instance {target}",
         f"  subnet group {db.get('DBSubnetGroup', {}).get('DBSubnetGroupName')}, security groups "
         + ", ".join(g["VpcSecurityGroupId"] for g in db.get("VpcSecurityGroups", [])),
-        "would wait until it is available, connect over TLS with the master secret and run "
-        f"the canary query ({CANARY})",
+        "would wait until it is available, connect over verified TLS (verify-full) with the "
+        f"master secret and run the canary query ({CANARY})",
         f"would delete {target} (no final snapshot) and write the JSON report",
     ]
 

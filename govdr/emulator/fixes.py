@@ -340,6 +340,29 @@ def _rds_instance() -> None:
 
 
 @_fix(
+    "rds-instance-resource-id",
+    "AWS::RDS::DBInstance: Fn::GetAtt DbiResourceId (the IAM database authentication "
+    "policy's dbuser ARN) is not implemented",
+)
+def _rds_instance_resource_id() -> None:
+    from moto.rds.models import DBInstance
+
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-rds-dbinstance.html#aws-resource-rds-dbinstance-return-values
+    original_get = DBInstance.get_cfn_attribute
+    original_has = DBInstance.has_cfn_attr.__func__  # type: ignore[attr-defined]
+
+    def get_cfn_attribute(self: Any, attribute_name: str) -> Any:
+        if attribute_name == "DbiResourceId":
+            return self.dbi_resource_id  # what moto's backend gave the instance
+        return original_get(self, attribute_name)
+
+    DBInstance.get_cfn_attribute = get_cfn_attribute  # type: ignore[method-assign]
+    DBInstance.has_cfn_attr = classmethod(  # type: ignore[method-assign,assignment]
+        lambda cls, attr: attr == "DbiResourceId" or original_has(cls, attr)
+    )
+
+
+@_fix(
     "rds-parameter-group-name",
     "AWS::RDS::DBParameterGroup: DBParameterGroupName is ignored and a generated name used instead",
 )

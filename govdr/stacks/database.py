@@ -20,7 +20,7 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
-from govdr.config import DrConfig
+from govdr.config import DATABASE_NAME, DrConfig
 from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.python_bundle import bundled_code
@@ -29,11 +29,11 @@ from govdr.constructs.vpc_function import VpcFunction
 from govdr.engine import connection_logging
 from govdr.naming import name, slot_name
 from runtime.secret_rotation.handler import ALTERNATING_USERS, SINGLE_USER
+from runtime.txlog_archiver.bootstrap import DRILL_ROLE
 
 MASTER_USERNAME = "govdr_admin"
 # The archiver's own login: logical replication only, never the master credentials.
 REPLICATION_USERNAME = "govdr_txlog"
-DATABASE_NAME = "govdr"
 ROTATION_DAYS = 30
 MONITORING_INTERVAL_SECONDS = 60
 BOOTSTRAP_TIMEOUT_SECONDS = 120
@@ -257,6 +257,19 @@ class DatabaseStack(NestedStack):
             statements=secret_read_statements(self.master_secret.secret_arn, secrets_key.key_arn),
         )
 
+        # The drills' login (govdr drill failover --auth iam): rds-db:connect as govdr_drill on
+        # this instance only, named by its DbiResourceId. The restore drill's restored
+        # instance has another id and uses the master secret (govdr.drills.commands).
+        resource_id = self.instance.instance_resource_id  # Fn::GetAtt <instance>.DbiResourceId
+        assert resource_id is not None
+        self.drill_connect_policy = iam.ManagedPolicy(
+            self,
+            "DrillConnectPolicy",
+            managed_policy_name=name("rds-drill-connect", suffix),
+            description="Connect to the govdr database as govdr_drill with an IAM token",
+            statements=[drill_connect_statement(resource_id)],
+        )
+
     def _replication_user(
         self,
         config: DrConfig,
@@ -466,6 +479,21 @@ def parameters(major: int, output_plugins: str | None = None) -> dict[str, str]:
     if output_plugins is not None:
         chosen[OUTPUT_PLUGINS_PARAMETER] = output_plugins
     return chosen
+
+
+def drill_connect_statement(dbi_resource_id: str) -> iam.PolicyStatement:
+    """``rds-db:connect`` as the drills' user on one instance (IAM database authentication;
+    the instance has it on): arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<user>.
+    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAMDBAuth.IAMPolicy.html
+    """
+    return iam.PolicyStatement(
+        sid="ConnectAsDrillUser",
+        actions=["rds-db:connect"],
+        resources=[
+            f"arn:{Aws.PARTITION}:rds-db:{Aws.REGION}:{Aws.ACCOUNT_ID}:dbuser:"
+            f"{dbi_resource_id}/{DRILL_ROLE}"
+        ],
+    )
 
 
 def secret_read_statements(

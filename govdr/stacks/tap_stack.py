@@ -6,11 +6,11 @@ from aws_cdk import CfnOutput, Environment, Fn, Stack, Tags
 from constructs import Construct
 
 from govdr.compliance.gate import acknowledge_findings
-from govdr.config import DrConfig
+from govdr.config import DATABASE_NAME, DrConfig
 from govdr.constructs.custom_resources import bound_custom_resources
 from govdr.stacks.audit import AuditStack
 from govdr.stacks.backup import BackupStack
-from govdr.stacks.database import DATABASE_NAME, DatabaseStack
+from govdr.stacks.database import DatabaseStack
 from govdr.stacks.monitoring import MonitoringStack
 from govdr.stacks.network import NetworkStack
 from govdr.stacks.security import SecurityStack
@@ -162,6 +162,10 @@ class TapStack(Stack):
             "DatabaseSecretReadPolicyArn": (
                 self.database.secret_read_policy.managed_policy_arn,
                 "Managed policy that grants read access to the master secret",
+            ),
+            "DrillConnectPolicyArn": (
+                self.database.drill_connect_policy.managed_policy_arn,
+                "Managed policy for drill operators: rds-db:connect as govdr_drill (IAM token)",
             ),
             "FileSystemId": (self.storage.file_system.file_system_id, "EFS file system id"),
             "TxlogAccessPointId": (

@@ -7,13 +7,17 @@ Create / Update (idempotent), connected as the master user over verified TLS
   a SCRAM-SHA-256 verifier so the password never appears in a statement or an audit log;
 - it may use logical replication: ``GRANT rds_replication`` on RDS, the ``REPLICATION``
   attribute on plain PostgreSQL;
-- ``pgaudit`` is created where available (object auditing needs the extension once).
+- ``pgaudit`` is created where available (object auditing needs the extension once);
+- the drills' login ``govdr_drill`` exists (see ``prepare_drill_role``): no password, logs in
+  with an IAM database authentication token (``GRANT rds_iam`` where that role exists, i.e. on
+  RDS), may connect to the archived database and nothing more, read-only by default.
 
 Delete: the archive's replication slot is dropped (an abandoned slot keeps WAL until the
-storage fills), then the replication user and its rotation clone. A database that can no
-longer be reached does not block the teardown: the response says what was left. A missing CA
-file (``runtime/pg_tls.TlsSetupError``) fails every request, Delete included, with its one-line
-reason: it is a broken bundle or setting, not a database that is gone.
+storage fills), then the replication user, its rotation clone and the drills' login. A
+database that can no longer be reached does not block the teardown: the response says what
+was left. A missing CA file (``runtime/pg_tls.TlsSetupError``) fails every request, Delete
+included, with its one-line reason: it is a broken bundle or setting, not a database that is
+gone.
 
 Every request is checked against the function's own environment first: ``SlotName`` must be
 the slot the stack configured (``TXLOG_SLOT_NAME``) and both secret ARNs the ones it
@@ -173,6 +177,78 @@ def prepare(connection: Any, username: str, password: str) -> dict[str, Any]:
     return done
 
 
+# The drills' login (govdr drill failover): IAM database authentication only.
+DRILL_ROLE = "govdr_drill"
+# The drills open one connection at a time (a new one per probe); a few spare for overlaps.
+DRILL_CONNECTION_LIMIT = 5
+# Role settings applied at every login: the drills' probes (SELECT 1, a catalog count) never
+# write, and a probe that hangs must not hold a backend.
+DRILL_SETTINGS = {"default_transaction_read_only": "on", "statement_timeout": "10s"}
+
+
+def prepare_drill_role(connection: Any) -> dict[str, Any]:
+    """Create or converge the drills' login in the connected database; report what was done.
+
+    Least privilege for probes that run ``SELECT 1`` and ``SELECT count(*) FROM
+    pg_catalog.pg_class`` (govdr/drills): LOGIN without a password and without any other
+    attribute, ``CONNECT`` on this database, and nothing on any table (the catalogs are
+    readable by every role). ``rds_iam`` makes RDS accept only an IAM token for it
+    (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAMDBAuth.DBAccounts.html);
+    where that role does not exist (plain PostgreSQL) the login cannot authenticate at all.
+    Every attribute is set again on each Create/Update, so a role changed by hand converges.
+    """
+    from psycopg2 import sql
+
+    connection.autocommit = True
+    role = sql.Identifier(DRILL_ROLE)
+    done: dict[str, Any] = {"drill_user": DRILL_ROLE, "drill_user_created": False}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DRILL_ROLE,))
+        if cursor.fetchone() is None:
+            cursor.execute(sql.SQL("CREATE ROLE {} WITH LOGIN").format(role))
+            done["drill_user_created"] = True
+        cursor.execute(
+            sql.SQL(
+                "ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                "NOBYPASSRLS INHERIT CONNECTION LIMIT {} PASSWORD NULL"
+            ).format(role, sql.Literal(DRILL_CONNECTION_LIMIT))
+        )
+        for setting, value in DRILL_SETTINGS.items():
+            cursor.execute(
+                sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                    role, sql.Identifier(setting), sql.Literal(value)
+                )
+            )
+        cursor.execute("SELECT current_database()")
+        (database,) = cursor.fetchone()
+        cursor.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role)
+        )
+        done["drill_database"] = database
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam'")
+        done["drill_iam"] = cursor.fetchone() is not None
+        if done["drill_iam"]:
+            cursor.execute(sql.SQL("GRANT rds_iam TO {}").format(role))
+    return done
+
+
+def drop_drill_role(cursor: Any) -> bool:
+    """Drop the drills' login (its one privilege first); return whether it existed."""
+    from psycopg2 import sql
+
+    cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DRILL_ROLE,))
+    if cursor.fetchone() is None:
+        return False
+    cursor.execute("SELECT current_database()")
+    (database,) = cursor.fetchone()
+    role = sql.Identifier(DRILL_ROLE)
+    cursor.execute(
+        sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(database), role)
+    )
+    cursor.execute(sql.SQL("DROP ROLE {}").format(role))
+    return True
+
+
 def drop_slot(cursor: Any, slot: str) -> bool:
     """End the slot's walsender and drop the slot; return whether it existed."""
     # With a timeout, pg_terminate_backend waits until the walsender has exited (and so
@@ -209,7 +285,8 @@ def remove(connection: Any, username: str, slot: str) -> dict[str, Any]:
         dropped_slot = drop_slot(cursor, slot)
         for user in (username, username.removesuffix(CLONE_SUFFIX) + CLONE_SUFFIX):
             cursor.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
-    return {"slot_dropped": dropped_slot}
+        dropped_drill = drop_drill_role(cursor)
+    return {"slot_dropped": dropped_slot, "drill_user_dropped": dropped_drill}
 
 
 def handle(
@@ -285,6 +362,7 @@ def handle(
             connection = as_master()
             try:
                 data = prepare(connection, username, str(replication["password"]))
+                data.update(prepare_drill_role(connection))
                 if renamed:
                     data.update(rename_slot(connection, old_slot, own.slot))
             finally:

@@ -101,6 +101,12 @@ class Setup:
             f"WHERE slot_name = '{self.slot}'"
         )
         self.db.pg.psql(f"DROP ROLE IF EXISTS {self.username}")
+        # The drills' login is one per cluster: no test leaves it behind for the next.
+        connection = psycopg2.connect(self.db.dsn)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            bootstrap.drop_drill_role(cursor)
+        connection.close()
 
 
 def unreachable(_dsn: str) -> Any:
@@ -557,3 +563,158 @@ def test_item_12_cli_creates_a_slot_only_with_create_slot(db: Db, tmp_path: Path
             f"WHERE slot_name = '{slot}'"
         )
         db.pg.psql(f"DROP ROLE IF EXISTS {user}")
+
+
+def _drill_login(setup: Setup) -> Any:
+    """Log in as the drills' user. RDS would check an IAM token (rds_iam); plain PostgreSQL
+    has no IAM, so the test gives the role a password of its own for this one login."""
+    token = secrets.token_urlsafe(24)
+    setup.db.pg.psql(f"ALTER ROLE {bootstrap.DRILL_ROLE} PASSWORD '{token}'")
+    return psycopg2.connect(
+        host=str(setup.db.pg.socket_dir),
+        port=setup.db.pg.port,
+        user=bootstrap.DRILL_ROLE,
+        password=token,
+        dbname=setup.db.name,
+    )
+
+
+def _role(setup: Setup, column: str) -> str:
+    # pg_authid, not pg_roles: only it shows whether a password is set.
+    return setup.db.pg.psql(
+        f"SELECT {column} FROM pg_authid WHERE rolname = '{bootstrap.DRILL_ROLE}'"
+    )
+
+
+def test_create_makes_the_drill_login_that_runs_the_drills_probes_and_nothing_more(
+    setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """The drills' probes (SELECT 1; the restore canary) work as govdr_drill; reading or
+    writing an application table, or creating one, does not."""
+    from govdr.drills.restore import CANARY
+
+    url, bodies = response_url
+    setup.db.sql("INSERT INTO ledger(note) VALUES ('citizen record')")
+    setup.handle(url, "Create")
+    [body] = bodies
+    assert body["Status"] == "SUCCESS", body["Reason"]
+    assert body["Data"]["drill_user"] == "govdr_drill"
+    assert body["Data"]["drill_user_created"] is True
+    assert body["Data"]["drill_database"] == setup.db.name
+    assert body["Data"]["drill_iam"] is False  # plain PostgreSQL: no rds_iam to grant
+    flags = "rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin"
+    assert _role(setup, flags) == "f|f|f|f|f|t"
+    assert _role(setup, "rolpassword IS NULL") == "t"  # no password: IAM tokens only
+
+    connection = _drill_login(setup)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+            cursor.execute(CANARY)
+            (count,) = cursor.fetchone()
+            assert count > 0
+            for statement, error in (
+                ("SELECT note FROM ledger", psycopg2.errors.InsufficientPrivilege),
+                ("INSERT INTO ledger(note) VALUES ('x')", psycopg2.errors.ReadOnlySqlTransaction),
+                ("CREATE TABLE drill_table (id int)", psycopg2.errors.ReadOnlySqlTransaction),
+            ):
+                with pytest.raises(error):
+                    cursor.execute(statement)
+            # With the read-only default turned off, the privileges still refuse.
+            cursor.execute("SET default_transaction_read_only = off")
+            for statement in (
+                "INSERT INTO ledger(note) VALUES ('x')",
+                "UPDATE ledger SET note = 'changed'",
+                "DELETE FROM ledger",
+                "CREATE TABLE drill_table (id int)",
+            ):
+                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                    cursor.execute(statement)
+    finally:
+        connection.close()
+    assert setup.db.sql("SELECT note FROM ledger") == "citizen record"
+
+
+def test_the_fixture_superuser_can_read_the_table_the_drill_login_cannot(
+    setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """The failing twin: the same statements as an application owner succeed, so the refusals
+    above come from govdr_drill's privileges and not from the table or the statements."""
+    url, _ = response_url
+    setup.handle(url, "Create")
+    setup.db.sql("INSERT INTO ledger(note) VALUES ('x')")
+    assert setup.db.sql("SELECT count(*) FROM ledger") == "1"
+    # Granting the table to the drill login by hand is exactly what makes it readable.
+    setup.db.sql(f"GRANT SELECT ON ledger TO {bootstrap.DRILL_ROLE}")
+    connection = _drill_login(setup)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM ledger")
+            assert cursor.fetchone() == (1,)
+    finally:
+        connection.close()
+    setup.db.sql(f"REVOKE SELECT ON ledger FROM {bootstrap.DRILL_ROLE}")
+
+
+def test_rds_iam_is_granted_to_the_drill_login_where_it_exists(
+    setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
+) -> None:
+    setup.db.pg.psql("CREATE ROLE rds_iam NOLOGIN")  # what RDS has
+    try:
+        url, bodies = response_url
+        setup.handle(url, "Create")
+        assert bodies[-1]["Data"]["drill_iam"] is True
+        member = setup.db.pg.psql(
+            "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+            "JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'rds_iam' "
+            f"AND u.rolname = '{bootstrap.DRILL_ROLE}'"
+        )
+        assert member == "1"
+    finally:
+        setup.db.pg.psql(f"REVOKE rds_iam FROM {bootstrap.DRILL_ROLE}")
+        setup.db.pg.psql("DROP ROLE rds_iam")
+
+
+def test_update_converges_a_drill_login_changed_by_hand(
+    setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """Create and Update are idempotent for the drill login, and an Update takes back a
+    password, a write attribute or a lifted read-only default given to it meanwhile."""
+    url, bodies = response_url
+    setup.handle(url, "Create")
+    setup.db.pg.psql(
+        f"ALTER ROLE {bootstrap.DRILL_ROLE} WITH CREATEDB CREATEROLE PASSWORD 'by-hand' "
+        "CONNECTION LIMIT -1"
+    )
+    setup.db.pg.psql(f"ALTER ROLE {bootstrap.DRILL_ROLE} RESET ALL")
+    assert _role(setup, "rolcreatedb, rolcreaterole, rolpassword IS NULL") == "t|t|f"
+    setup.handle(url, "Update")
+    setup.handle(url, "Create")
+    assert [b["Status"] for b in bodies] == ["SUCCESS"] * 3
+    assert [b["Data"]["drill_user_created"] for b in bodies] == [True, False, False]
+    assert _role(setup, "rolcreatedb, rolcreaterole, rolpassword IS NULL") == "f|f|t"
+    assert _role(setup, "rolconnlimit") == str(bootstrap.DRILL_CONNECTION_LIMIT)
+    settings = setup.db.pg.psql(
+        "SELECT array_to_string(s.setconfig, ',') FROM pg_db_role_setting s "
+        f"JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = '{bootstrap.DRILL_ROLE}'"
+    )
+    assert settings == "default_transaction_read_only=on,statement_timeout=10s"
+
+
+def test_delete_drops_the_drill_login(
+    setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, bodies = response_url
+    setup.handle(url, "Create")
+    assert _role(setup, "count(*)") == "1"
+    setup.handle(url, "Delete")
+    assert bodies[-1]["Status"] == "SUCCESS", bodies[-1]["Reason"]
+    assert bodies[-1]["Data"]["drill_user_dropped"] is True
+    assert (
+        setup.db.pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{bootstrap.DRILL_ROLE}'")
+        == "0"
+    )
+    setup.handle(url, "Delete")
+    assert bodies[-1]["Data"]["drill_user_dropped"] is False

@@ -6,9 +6,15 @@ import copy
 import json
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match
 
-from govdr.compliance.template_checks import database_tls_findings, pgaudit_findings, resources
+from govdr.compliance.template_checks import (
+    database_tls_findings,
+    drill_connect_findings,
+    pgaudit_findings,
+    resources,
+)
 from tests.conftest import TEST_SUFFIX, Synth
 
 
@@ -279,3 +285,69 @@ def test_log_groups_exist_before_their_writers(synth: Synth) -> None:
         group = groups[f"/aws/lambda/{function_name}-{TEST_SUFFIX}"]
         assert function["Properties"]["LoggingConfig"] == {"LogGroup": {"Ref": group}}
         assert _schedule(database, function_name)["Properties"]["RotationLambdaARN"]
+
+
+def _drill_policy(database: dict[str, Any]) -> dict[str, Any]:
+    [policy] = [
+        p
+        for _, p in resources(database, "AWS::IAM::ManagedPolicy")
+        if p["Properties"]["ManagedPolicyName"] == f"rds-drill-connect-{TEST_SUFFIX}"
+    ]
+    return policy
+
+
+def test_drill_connect_policy_allows_only_govdr_drill_on_this_instance(synth: Synth) -> None:
+    database = synth.raw("database")
+    [(instance_id, instance)] = resources(database, "AWS::RDS::DBInstance")
+    assert instance["Properties"]["EnableIAMDatabaseAuthentication"] is True
+    [statement] = _drill_policy(database)["Properties"]["PolicyDocument"]["Statement"]
+    assert statement == {
+        "Sid": "ConnectAsDrillUser",
+        "Effect": "Allow",
+        "Action": "rds-db:connect",
+        "Resource": {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":rds-db:",
+                    {"Ref": "AWS::Region"},
+                    ":",
+                    {"Ref": "AWS::AccountId"},
+                    ":dbuser:",
+                    {"Fn::GetAtt": [instance_id, "DbiResourceId"]},
+                    "/govdr_drill",
+                ],
+            ]
+        },
+    }
+    assert drill_connect_findings(database) == []
+    root = synth.raw()
+    assert "DrillConnectPolicyArn" in root["Outputs"]
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    ["any-instance", "any-user", "master-user", "iam-auth-off", "extra-star-resource"],
+)
+def test_drill_connect_check_rejects_a_wider_or_unusable_policy(
+    synth: Synth, mutation: str
+) -> None:
+    """Failing twins of the check above: each mutated template is rejected."""
+    database = copy.deepcopy(synth.raw("database"))
+    statement = _drill_policy(database)["Properties"]["PolicyDocument"]["Statement"][0]
+    parts = statement["Resource"]["Fn::Join"][1]
+    if mutation == "any-instance":
+        parts[7] = "*"
+    elif mutation == "any-user":
+        parts[8] = "/*"
+    elif mutation == "master-user":
+        parts[8] = "/govdr_admin"
+    elif mutation == "iam-auth-off":
+        [(_, instance)] = resources(database, "AWS::RDS::DBInstance")
+        instance["Properties"]["EnableIAMDatabaseAuthentication"] = False
+    else:
+        statement["Resource"] = [statement["Resource"], "*"]
+    [finding] = drill_connect_findings(database)
+    assert "DrillConnectPolicy" in finding

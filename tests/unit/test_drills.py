@@ -8,6 +8,7 @@ tests/runtime/test_probe.py.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -535,8 +536,7 @@ def _cli_failover(
     monkeypatch.setattr(
         commands, "Session", lambda: FakeSession({"rds": c, "cloudwatch": cloudwatch})
     )
-    monkeypatch.setattr(commands, "_dsn", lambda *a: "host=unused")
-    monkeypatch.setattr(commands, "psycopg_probe", lambda dsn: outage(sim, 2.0, up_at))
+    monkeypatch.setattr(commands, "psycopg_probe", lambda dsn, *query: outage(sim, 2.0, up_at))
     monkeypatch.setattr(commands, "DRILL_TIMING", sim.timing())
     reports = tmp_path / "reports"
     code = main(
@@ -794,7 +794,8 @@ def test_item_10_the_drill_connects_before_it_requests_the_failover(
         failover.run_failover(c, DB, refused, objective=900)
     assert str(caught.value) == (
         "cannot connect to rds-qa7 before the failover (OSError: certificate verify failed); "
-        "nothing was changed: fix the connection first (--sslrootcert, security group, "
+        "nothing was changed: fix the connection first (--auth iam: the policy of "
+        "DrillConnectPolicyArn attached to you; the CA of --sslrootcert; security group, "
         "network path)"
     )
 
@@ -866,8 +867,7 @@ def test_item_10_an_error_after_the_request_still_writes_the_report(
     monkeypatch.setattr(
         commands, "Session", lambda: FakeSession({"rds": c, "cloudwatch": cloudwatch})
     )
-    monkeypatch.setattr(commands, "_dsn", lambda *a: "host=unused")
-    monkeypatch.setattr(commands, "psycopg_probe", lambda dsn: outage(sim, 2.0, 20.0))
+    monkeypatch.setattr(commands, "psycopg_probe", lambda dsn, *query: outage(sim, 2.0, 20.0))
     monkeypatch.setattr(commands, "DRILL_TIMING", sim.timing())
     reports = tmp_path / "reports"
     argv = ["drill", "failover", "--outputs", str(outputs_file), "--reports-dir", str(reports)]
@@ -958,3 +958,398 @@ def test_item_13_the_restore_drill_deletes_only_an_instance_with_its_tag(
         "not create it and left it alone; check who did before deleting it"
     )
     assert report["deletion"] in lines
+
+
+# --- how the drills log in (issue 18) ----------------------------------------------------------
+
+
+class FakeConnection:
+    """What psycopg2.connect returns when the login is accepted."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def cursor(self) -> Any:
+        connection = self
+
+        class Cursor:
+            def __enter__(self) -> Any:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+            def execute(self, query: str) -> None:
+                assert not connection.closed
+
+            def fetchone(self) -> tuple[int]:
+                return (1,)
+
+        return Cursor()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Connects:
+    """Records every DSN handed to psycopg2.connect; refuses while ``down(t)`` says so, with
+    an error that repeats the password it was given (the worst a driver could do)."""
+
+    def __init__(self, sim: SimTime | None = None, down: Callable[[float], bool] = bool) -> None:
+        self.sim = sim
+        self.down = down
+        self.dsns: list[dict[str, str]] = []
+
+    def __call__(self, dsn: str, connect_timeout: int) -> FakeConnection:
+        import psycopg2
+        import psycopg2.extensions
+
+        parsed = psycopg2.extensions.parse_dsn(dsn)
+        self.dsns.append(parsed)
+        if self.sim is not None:
+            self.sim.t += 0.2
+            if self.down(self.sim.t):
+                raise psycopg2.OperationalError(
+                    f'FATAL: PAM authentication failed for user "{parsed["user"]}" '
+                    f"(password {parsed['password']})"
+                )
+        return FakeConnection()
+
+
+class TokenSpy:
+    """A real RDS client whose generate_db_auth_token calls are recorded (it signs locally
+    with the stub credentials: no request is sent)."""
+
+    def __init__(self) -> None:
+        self.rds = client("rds")
+        self.calls: list[dict[str, Any]] = []
+        self.tokens: list[str] = []
+        real = self.rds.generate_db_auth_token
+
+        def generate(**kwargs: Any) -> str:
+            self.calls.append(kwargs)
+            token: str = real(**kwargs)
+            self.tokens.append(token)
+            return token
+
+        self.rds.generate_db_auth_token = generate
+
+
+def _login_args(**overrides: Any) -> Any:
+    import argparse
+
+    return argparse.Namespace(**{"sslrootcert": None, **overrides})
+
+
+def _secret_session() -> tuple[FakeSession, str, Stubber]:
+    password = secrets.token_urlsafe(24)  # generated per run: no credential in the repository
+    secretsmanager = client("secretsmanager")
+    stub = Stubber(secretsmanager)
+    stub.add_response(
+        "get_secret_value",
+        {
+            "SecretString": json.dumps(
+                {"username": "govdr_admin", "password": password, "dbname": "govdr"}
+            )
+        },
+        {"SecretId": "arn:secret"},
+    )
+    stub.activate()
+    return FakeSession({"secretsmanager": secretsmanager}), password, stub
+
+
+def test_iam_login_makes_a_new_token_per_attempt_over_verify_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psycopg2
+
+    from runtime.pg_tls import CA_BUNDLE
+
+    spy = TokenSpy()
+    connects = Connects()
+    monkeypatch.setattr(psycopg2, "connect", connects)
+    login = commands.DrillLogin(
+        FakeSession({"rds": spy.rds}),
+        OUTPUTS,
+        _login_args(),
+        "rds-qa7.example.internal",
+        5432,
+        commands.AUTH_IAM,
+    )
+    probe = login.probe()
+    for _ in range(3):
+        probe()
+    assert (
+        spy.calls
+        == [{"DBHostname": "rds-qa7.example.internal", "Port": 5432, "DBUsername": "govdr_drill"}]
+        * 3
+    )
+    assert len(connects.dsns) == 3
+    for dsn, token in zip(connects.dsns, spy.tokens, strict=True):
+        assert dsn["password"] == token
+        assert dsn["user"] == "govdr_drill"
+        assert dsn["dbname"] == "govdr"
+        assert dsn["sslmode"] == "verify-full"
+        assert dsn["sslrootcert"] == str(CA_BUNDLE)
+        assert dsn["require_auth"] == "password"  # the token goes as a password, inside TLS
+        # A real token: a signed rds-db connect request for this host, port and user.
+        assert token.startswith("rds-qa7.example.internal:5432/?Action=connect")
+        assert "DBUser=govdr_drill" in token
+        assert "X-Amz-Signature=" in token
+
+
+def test_secret_login_reads_the_master_secret_once_and_needs_no_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The twin of the IAM login: the break-glass path asks for no token, logs in as the
+    secret's user with SCRAM required, still with verify-full."""
+    import psycopg2
+
+    session, password, stub = _secret_session()
+    spy = TokenSpy()
+    session.clients["rds"] = spy.rds
+    connects = Connects()
+    monkeypatch.setattr(psycopg2, "connect", connects)
+    login = commands.DrillLogin(
+        session, OUTPUTS, _login_args(), "h.example.internal", 5432, commands.AUTH_SECRET
+    )
+    probe = login.probe()
+    probe()
+    probe()
+    stub.assert_no_pending_responses()  # one read for both attempts
+    assert spy.calls == []
+    assert [d["user"] for d in connects.dsns] == ["govdr_admin"] * 2
+    assert {d["password"] for d in connects.dsns} == {password}
+    assert {d["require_auth"] for d in connects.dsns} == {"scram-sha-256"}
+    assert {d["sslmode"] for d in connects.dsns} == {"verify-full"}
+
+
+def test_probe_errors_carry_neither_the_token_nor_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psycopg2
+
+    from govdr.drills.probe import attempt, psycopg_probe
+
+    sim = SimTime()
+    connects = Connects(sim, down=lambda _t: True)
+    monkeypatch.setattr(psycopg2, "connect", connects)
+    spy = TokenSpy()
+    iam = commands.DrillLogin(
+        FakeSession({"rds": spy.rds}), OUTPUTS, _login_args(), "h", 5432, commands.AUTH_IAM
+    )
+    ok, error = attempt(iam.probe())
+    assert not ok
+    [token] = spy.tokens
+    # attempt() keeps the first 200 characters: no prefix of the token (it starts with the
+    # host and the signing key id) may be among them.
+    assert token[:40] not in error
+    assert "X-Amz-" not in error
+    assert "[redacted]" in error
+    assert error.startswith("ProbeError: OperationalError: FATAL: PAM authentication failed")
+
+    # The twin: the same refusal through the bare probe does carry the token, so the check
+    # above is not vacuous.
+    ok, bare = attempt(psycopg_probe(iam.dsn))
+    assert not ok
+    assert spy.tokens[-1][:40] in bare
+
+    session, password, _ = _secret_session()
+    secret = commands.DrillLogin(session, OUTPUTS, _login_args(), "h", 5432, commands.AUTH_SECRET)
+    ok, error = attempt(secret.probe(restore.CANARY))
+    assert not ok
+    assert password not in error
+    assert "[redacted]" in error
+
+
+def test_sslrootcert_overrides_the_pinned_ca(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import psycopg2
+
+    ca = tmp_path / "proxy-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    connects = Connects()
+    monkeypatch.setattr(psycopg2, "connect", connects)
+    login = commands.DrillLogin(
+        FakeSession({"rds": TokenSpy().rds}),
+        OUTPUTS,
+        _login_args(sslrootcert=ca),
+        "h",
+        5432,
+        commands.AUTH_IAM,
+    )
+    login.probe()()
+    [dsn] = connects.dsns
+    assert (dsn["sslmode"], dsn["sslrootcert"]) == ("verify-full", str(ca))
+
+
+@pytest.mark.parametrize("drill", ["failover", "restore"])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_missing_ca_file_stops_the_drill_with_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch,
+    outputs_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    drill: str,
+    dry_run: list[str],
+) -> None:
+    """No AWS client is even asked for (the session has none): nothing is done without a CA."""
+    monkeypatch.setattr(commands, "Session", lambda: FakeSession({}))
+    missing = tmp_path / "nope.pem"
+    argv = ["drill", drill, "--outputs", str(outputs_file), "--sslrootcert", str(missing)]
+    assert main([*argv, *dry_run, "--confirm", DB]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"govdr: --sslrootcert {missing}: CA bundle {missing} does not exist")
+    assert "Traceback" not in err
+
+
+def test_an_existing_ca_file_lets_the_dry_run_proceed(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    tmp_path: Path,
+) -> None:
+    """The twin of the missing CA: the same command with a file that exists runs."""
+    c, stubber = rds
+    describe(stubber)
+    monkeypatch.setattr(commands, "Session", lambda: FakeSession({"rds": c}))
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    argv = ["drill", "failover", "--outputs", str(outputs_file), "--sslrootcert", str(ca)]
+    assert main([*argv, "--dry-run"]) == 0
+
+
+def test_an_unknown_auth_mode_is_refused_with_the_choices(
+    outputs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["drill", "failover", "--outputs", str(outputs_file), "--auth", "password"])
+    assert exited.value.code == 2
+    assert "argument --auth: invalid choice: 'password' (choose from 'iam', 'secret')" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("auth", [[], ["--auth", "iam"]])
+def test_cli_failover_logs_in_with_a_fresh_iam_token_per_probe_and_never_shows_it(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    auth: list[str],
+) -> None:
+    """The whole failover drill with the default login: every connection attempt (before,
+    during and after the outage) got its own token for the endpoint's host, port and
+    govdr_drill, no master secret was read (the session has no Secrets Manager), and no token
+    reached the output or the report although every refusal repeated it."""
+    import psycopg2
+
+    c, stubber = rds
+    sim = SimTime()
+    describe(stubber)
+    stub_reboot(stubber, *FAILOVER_EVENTS)
+    cloudwatch = client("cloudwatch")
+    cw_stub = Stubber(cloudwatch)
+    cw_stub.add_response("describe_alarms", {"MetricAlarms": []}, {"StateValue": "ALARM"})
+    cw_stub.add_response("put_metric_data", {}, None)
+    cw_stub.activate()
+    original = c.generate_db_auth_token
+    tokens: list[tuple[dict[str, Any], str]] = []
+
+    def generate(**kwargs: Any) -> str:
+        token: str = original(**kwargs)
+        tokens.append((kwargs, token))
+        return token
+
+    monkeypatch.setattr(c, "generate_db_auth_token", generate, raising=False)
+    monkeypatch.setattr(
+        commands, "Session", lambda: FakeSession({"rds": c, "cloudwatch": cloudwatch})
+    )
+    connects = Connects(sim, down=lambda t: 2.0 <= t < 25.0)
+    monkeypatch.setattr(psycopg2, "connect", connects)
+    monkeypatch.setattr(commands, "DRILL_TIMING", sim.timing())
+    reports = tmp_path / "reports"
+    argv = ["drill", "failover", "--outputs", str(outputs_file), "--reports-dir", str(reports)]
+    assert main([*argv, *auth, "--confirm", DB, "--json"]) == 0
+    captured = capsys.readouterr()
+    [report_file] = reports.glob("failover-qa7-*.json")
+    report = json.loads(report_file.read_text())
+    assert report["met"] is True
+    # One token per connection: the pre-check plus every probe attempt of the drill.
+    assert len(tokens) == len(connects.dsns) == report["probe_attempts"] + 1
+    assert report["probe_failures"] >= 2
+    assert {json.dumps(kwargs, sort_keys=True) for kwargs, _ in tokens} == {
+        json.dumps(
+            {"DBHostname": "rds-qa7.example.internal", "DBUsername": "govdr_drill", "Port": 5432},
+            sort_keys=True,
+        )
+    }
+    assert [d["password"] for d in connects.dsns] == [token for _, token in tokens]
+    assert {d["sslmode"] for d in connects.dsns} == {"verify-full"}
+    for text in (captured.out, captured.err, report_file.read_text()):
+        assert "X-Amz-" not in text
+        for _, token in tokens:
+            assert token[:40] not in text
+    cw_stub.assert_no_pending_responses()
+
+
+def test_cli_restore_verifies_with_the_master_secret_over_verify_full(
+    monkeypatch: pytest.MonkeyPatch,
+    rds: tuple[Any, Stubber],
+    outputs_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The restore drill logs in to the restored instance with the master secret (SCRAM
+    required, verify-full with the pinned CA), asks for no IAM token, and the password is in
+    neither the output nor the report."""
+    import psycopg2
+
+    from runtime.pg_tls import CA_BUNDLE
+
+    c, stubber = rds
+    sim = SimTime()
+    target = restore.drill_instance_id("qa7")
+    describe(stubber)  # the guard names the target
+    _restore_calls(stubber, target)
+    _delete(stubber, target)
+    tokens: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        c, "generate_db_auth_token", lambda **kw: tokens.append(kw) or "t", raising=False
+    )
+    session, password, secret_stub = _secret_session()
+    cloudwatch = client("cloudwatch")
+    cw_stub = Stubber(cloudwatch)
+    cw_stub.add_response("describe_alarms", {"MetricAlarms": []}, {"StateValue": "ALARM"})
+    cw_stub.add_response("put_metric_data", {}, None)
+    cw_stub.activate()
+    session.clients.update({"rds": c, "cloudwatch": cloudwatch})
+    monkeypatch.setattr(commands, "Session", lambda: session)
+    connects = Connects()
+    monkeypatch.setattr(psycopg2, "connect", connects)
+    monkeypatch.setattr(commands, "DRILL_TIMING", sim.timing())
+    reports = tmp_path / "reports"
+    argv = ["drill", "restore", "--outputs", str(outputs_file), "--reports-dir", str(reports)]
+    assert main([*argv, "--confirm", DB, "--json"]) == 0
+    [dsn] = connects.dsns
+    assert (dsn["user"], dsn["dbname"], dsn["host"]) == (
+        "govdr_admin",
+        "govdr",
+        "rds-qa7.example.internal",
+    )
+    assert (dsn["sslmode"], dsn["sslrootcert"], dsn["require_auth"]) == (
+        "verify-full",
+        str(CA_BUNDLE),
+        "scram-sha-256",
+    )
+    assert tokens == []
+    secret_stub.assert_no_pending_responses()
+    cw_stub.assert_no_pending_responses()
+    captured = capsys.readouterr()
+    [report_file] = reports.glob("restore-qa7-*.json")
+    assert json.loads(report_file.read_text())["verified"] is True
+    for text in (captured.out, captured.err, report_file.read_text()):
+        assert password not in text

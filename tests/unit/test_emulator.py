@@ -24,6 +24,7 @@ PROVEN_BY = {
     "rds-parameter-group-ref": "test_database_properties_read_back",
     "rds-instance-properties": "test_database_properties_read_back",
     "rds-parameter-group-name": "test_database_properties_read_back",
+    "rds-instance-resource-id": "test_drill_connect_policy_names_the_instance_resource_id",
     "efs-file-system-policy": "test_file_system_policy_and_access_point_read_back",
     "efs-access-point-ref": "test_file_system_policy_and_access_point_read_back",
     "efs-file-system-attributes": "test_file_system_policy_and_access_point_read_back",
@@ -105,6 +106,28 @@ def test_database_properties_read_back(stack: tuple[deploy.Aws, dict[str, str]])
     assert db["EnabledCloudwatchLogsExports"] == ["postgresql", "upgrade"]
     assert db["IAMDatabaseAuthenticationEnabled"] is True
     assert db["CACertificateIdentifier"] == "rds-ca-rsa2048-g1"
+
+
+def test_drill_connect_policy_names_the_instance_resource_id(
+    stack: tuple[deploy.Aws, dict[str, str]],
+) -> None:
+    aws, outputs = stack
+    [db] = aws.client("rds").describe_db_instances(
+        DBInstanceIdentifier=outputs["DatabaseInstanceIdentifier"]
+    )["DBInstances"]
+    iam = aws.client("iam")
+    arn = outputs["DrillConnectPolicyArn"]
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]
+    statements = document["Document"]
+    if isinstance(statements, str):
+        statements = json.loads(statements)
+    [statement] = statements["Statement"]
+    assert statement["Action"] == "rds-db:connect"
+    assert statement["Resource"] == (
+        f"arn:aws:rds-db:eu-central-2:123456789012:dbuser:{db['DbiResourceId']}/govdr_drill"
+    )
+    assert db["DbiResourceId"].startswith("db-")
 
 
 def test_skipped_types_are_created_on_their_backends(

@@ -26,6 +26,7 @@ OUTPUTS = {
     "DatabaseSecurityGroupId",
     "DatabaseSecretArn",
     "DatabaseSecretReadPolicyArn",
+    "DrillConnectPolicyArn",
     "FileSystemId",
     "TxlogAccessPointId",
     "TxlogSecurityGroupId",
