@@ -16,6 +16,7 @@ import pytest
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
 from runtime.txlog_archiver.replay import Window, changes_to_table, replay, segments_between
 from tests.runtime.conftest import Db
+from tests.support.archive_keys import archive_key, keyring, writable_archive
 from tests.support.pgcluster import Postgres
 
 TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
