@@ -5,15 +5,20 @@
     govdr drill failover (--dry-run | --confirm INSTANCE_ID) [--via-fis] [--stack NAME] ...
     govdr drill restore  (--dry-run | --confirm INSTANCE_ID) [--stack NAME] ...
     govdr txlog list    --dir DIR [--from TIME] [--to TIME] [--json]
-    govdr txlog show    --dir DIR --table SCHEMA.TABLE [--from TIME] [--to TIME] [--json]
-    govdr txlog replay  --dir DIR --target-dsn DSN (--start-lsn LSN | --start-time TIME)
+    govdr txlog show    --dir DIR --table SCHEMA.TABLE [--from TIME] [--to TIME] [KEY] [--json]
+    govdr txlog verify  --dir DIR KEY [--json]
+    govdr txlog replay  --dir DIR KEY --target-dsn DSN (--start-lsn LSN | --start-time TIME)
                         --until TIME [--tables SCHEMA.TABLE,...] [--json]
 
+KEY is the archive's integrity key: --kms-key KEY (the stack's TxlogIntegrityKeyArn output;
+the caller needs kms:Decrypt on it) or --key-file FILE (an archive keyed with a local file).
 TIME is ISO 8601 with a zone (2026-11-22T08:00:00+00:00); LSN is PostgreSQL's X/Y form.
 The target DSN names no password: libpq reads it from PGPASSWORD or ~/.pgpass. A target DSN
 that names no sslmode is connected with verified TLS (runtime/pg_tls.py: sslmode=verify-full
 against the pinned RDS roots, or the CA file named by GOVDR_PG_ROOT_CERT, and
 require_auth=scram-sha-256); one that names its own sslmode is used as given.
+Exit codes: 0 done (verify: the archive is intact), 1 verify found a damaged record (the line
+names the first bad file), 2 the command could not run or the archive refused it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,15 @@ from govdr.drills.failover import DrillError
 from govdr.preflight.command import PreflightError
 from govdr.preflight.command import add_command as add_preflight
 from govdr.tools.outputs import OutputsError
-from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
+from runtime.txlog_archiver.archive import Archive, ArchiveError, format_lsn, parse_lsn
+from runtime.txlog_archiver.errors import IntegrityError
+from runtime.txlog_archiver.integrity import (
+    ArchiveKey,
+    FileKeyring,
+    Keyring,
+    KmsKeyring,
+    encryption_context,
+)
 from runtime.txlog_archiver.replay import (
     Window,
     changes_to_table,
@@ -77,12 +90,81 @@ def _archive(directory: Path) -> Archive:
     return Archive(directory)
 
 
+def _key(args: argparse.Namespace, archive: Archive, required: bool = True) -> ArchiveKey | None:
+    """The archive's key, from the KMS key or the key file the command names."""
+    if not (args.kms_key or args.key_file):
+        if required:
+            raise UsageError(
+                "give the archive's key: --kms-key KEY (the stack output TxlogIntegrityKeyArn) "
+                "or --key-file FILE"
+            )
+        return None
+    manifest = archive.manifest()
+    if manifest is None or not isinstance(manifest.get("key"), dict):
+        raise ArchiveError(
+            f"{archive.directory} has no manifest with an integrity key (archive.json): it is "
+            "not an archive this version wrote, and cannot be verified"
+        )
+    keyring: Keyring
+    if args.kms_key:
+        import os
+
+        import boto3
+
+        from govdr.config import REGION
+
+        region = os.environ.get("AWS_REGION") or REGION
+        keyring = KmsKeyring(boto3.client("kms", region_name=region), args.kms_key)
+    else:
+        keyring = FileKeyring(args.key_file)
+    try:
+        context = encryption_context(manifest)
+    except KeyError as exc:
+        raise ArchiveError(f"{archive.directory}/archive.json names no {exc}") from None
+    return keyring.open(manifest["key"], context)
+
+
 def cmd_list(args: argparse.Namespace) -> list[dict[str, Any]]:
     archive = _archive(args.dir)
-    return [
-        describe_segment(s)
-        for s in segments_between(archive, _time(args.start, "--from"), _time(args.end, "--to"))
+    listed = segments_between(archive, _time(args.start, "--from"), _time(args.end, "--to"))
+    for segment in listed:
+        segment.read()  # a truncated or changed segment is named, not listed
+    return [describe_segment(s) for s in listed]
+
+
+def cmd_verify(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    archive = _archive(args.dir)
+    key = _key(args, archive)
+    assert key is not None
+    try:
+        report = archive.verify(key)
+    except IntegrityError as exc:
+        return {"intact": False, "error": str(exc)}, 1
+    return {
+        "intact": True,
+        "segments": report.segments,
+        "transactions": report.transactions,
+        "first_end_lsn": format_lsn(report.first_end_lsn) if report.segments else None,
+        "last_end_lsn": format_lsn(report.last_end_lsn) if report.segments else None,
+        "last_commit": report.last_commit,
+        "gaps": report.gaps,
+    }, 0
+
+
+def _render_verify(result: dict[str, Any]) -> str:
+    if not result["intact"]:
+        return f"archive damaged: {result['error']}"
+    lines = [
+        f"archive intact: {result['segments']} segments, {result['transactions']} transactions, "
+        f"end LSNs {result['first_end_lsn']}..{result['last_end_lsn']}, last commit "
+        f"{result['last_commit']}"
     ]
+    for gap in result["gaps"]:
+        lines.append(
+            f"gap {gap['file']}: {gap['after_end_lsn']}..{gap['resume_lsn']} not archived "
+            f"({gap['reason']})"
+        )
+    return "\n".join(lines)
 
 
 def cmd_show(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -90,7 +172,7 @@ def cmd_show(args: argparse.Namespace) -> list[dict[str, Any]]:
     window = Window(start_time=_time(args.start, "--from"), until=_time(args.end, "--to"))
     return [
         {"xid": txn["xid"], "commit_time": txn["commit_time"], "change": change}
-        for txn, change in changes_to_table(archive, args.table, window)
+        for txn, change in changes_to_table(archive, args.table, window, _key(args, archive, False))
     ]
 
 
@@ -147,12 +229,15 @@ def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
         start_time=_time(args.start_time, "--start-time"),
         until=_time(args.until, "--until"),
     )
+    key = _key(args, archive)
+    assert key is not None
     connection = _connect_target(args.target_dsn)
     try:
         result = replay(
             archive,
             connection,
             window,
+            key=key,
             tables=_tables(args.tables),
             progress=lambda n, at: print(f"applied {n} transactions (up to {at})", file=sys.stderr),
         )
@@ -186,6 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--from", dest="start", help="ISO 8601 time with a zone")
             p.add_argument("--to", dest="end", help="ISO 8601 time with a zone")
 
+    def keys(p: argparse.ArgumentParser, required: bool) -> None:
+        group = p.add_mutually_exclusive_group(required=required)
+        group.add_argument(
+            "--kms-key",
+            help="the archive's AWS KMS key (ARN or alias; stack output TxlogIntegrityKeyArn); "
+            "needs kms:Decrypt on it",
+        )
+        group.add_argument(
+            "--key-file", type=Path, help="the archive's local key file (an archive outside AWS)"
+        )
+
     listing = commands.add_parser("list", help="segments overlapping a time range")
     common(listing, time_range=True)
     listing.set_defaults(func=cmd_list)
@@ -193,10 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="changes to one table between two times")
     common(show, time_range=True)
     show.add_argument("--table", required=True, help="schema.table (schema defaults to public)")
+    keys(show, required=False)
     show.set_defaults(func=cmd_show)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check every segment (seal, key, chain, LSN order); exit 1 names the first bad file",
+    )
+    common(verify)
+    keys(verify, required=True)
+    verify.set_defaults(func=cmd_verify, renders=True, renderer=_render_verify)
 
     rep = commands.add_parser("replay", help="apply archived changes to a restored database")
     common(rep)
+    keys(rep, required=True)
     rep.add_argument(
         "--target-dsn",
         required=True,

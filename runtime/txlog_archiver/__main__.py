@@ -1,6 +1,7 @@
 """Run the archiver once from the command line (tests, benchmarks, operators).
 
-``python -m runtime.txlog_archiver --dsn DSN --dir DIR --slot NAME [--create-slot]`` drains the
+``python -m runtime.txlog_archiver --dsn DSN --dir DIR --slot NAME (--kms-key KEY | --key-file
+FILE) [--create-slot]`` drains the
 slot until it has been idle for ``--idle`` seconds (or ``--max-seconds`` pass) and prints the
 run's figures as JSON. The slot must exist unless ``--create-slot`` is given. The password is
 never taken from ``--dsn`` (a command line is visible in ``ps``): libpq reads it from
@@ -69,6 +70,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="create the slot (wal2json) if missing; without it a missing slot is an error",
     )
+    keys = parser.add_mutually_exclusive_group(required=True)
+    keys.add_argument(
+        "--kms-key",
+        help="AWS KMS key (ARN, ID or alias) the archive is keyed with (as the deployed archiver)",
+    )
+    keys.add_argument(
+        "--key-file",
+        type=Path,
+        help="local archive key file (32 random bytes, created 0600 if missing; keep it outside "
+        "--dir) for an archive kept outside AWS",
+    )
     parser.add_argument("--idle", type=float, default=1.0, help="stop after this many idle seconds")
     parser.add_argument("--max-seconds", type=float, default=None)
     parser.add_argument("--batch", type=int, default=5000, help="transactions per segment")
@@ -90,9 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg2.extras
 
     from runtime.txlog_archiver.archiver import Archiver
+    from runtime.txlog_archiver.integrity import FileKeyring, Keyring, KmsKeyring
 
+    keyring: Keyring
+    if args.kms_key:
+        import boto3
+
+        keyring = KmsKeyring(boto3.client("kms"), args.kms_key)
+    else:
+        keyring = FileKeyring(args.key_file)
     archiver = Archiver(
         archive=Archive(args.dir),
+        keyring=keyring,
         slot=args.slot,
         connect_sql=lambda: psycopg2.connect(dsn),
         connect_replication=lambda: psycopg2.connect(

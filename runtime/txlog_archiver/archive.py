@@ -11,13 +11,19 @@ A segment becomes visible only complete and on disk: written to a new temporary 
 (``O_EXCL|O_NOFOLLOW``), fsynced, linked to its name (never replacing or following what is
 there), and the directory fsynced.
 
+Its last line is its seal (:mod:`runtime.txlog_archiver.integrity`): the SHA-256 of the lines
+before it and an HMAC chaining it to the record before it.
+
 ``archive.json`` (the manifest, written once) names the server, timeline, database and slot the
-archive belongs to; ``gap_<after end LSN>-<resume LSN>.json`` records a stretch of the stream
+archive belongs to and holds the KMS-encrypted key of its seals;
+``gap_<after end LSN>-<resume LSN>.json`` records (sealed, in the chain) a stretch of the stream
 the archive does not hold.
 """
 
 from __future__ import annotations
 
+import hmac
+import itertools
 import json
 import os
 import re
@@ -27,6 +33,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runtime.txlog_archiver.errors import ArchiveError as ArchiveError
+from runtime.txlog_archiver.errors import IntegrityError as IntegrityError
+from runtime.txlog_archiver.integrity import (
+    ArchiveKey,
+    Seal,
+    digest_lines,
+    gap_mac,
+    manifest_mac,
+    parse_seal,
+    seal_segment,
+)
+
 SEGMENT_RE = re.compile(
     r"^(?P<first>[0-9A-F]{16})-(?P<last>[0-9A-F]{16})_(?P<t0>\d{8}T\d{12}Z)_(?P<t1>\d{8}T\d{12}Z)\.jsonl$"
 )
@@ -34,15 +52,12 @@ TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 MANIFEST = "archive.json"
 GAP_RE = re.compile(r"^gap_(?P<after>[0-9A-F]{16})-(?P<resume>[0-9A-F]{16})\.json$")
 _LSN_RE = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
+_END_LSN = re.compile(rb'"end_lsn":(\d+),')
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 # Buffers per writev call (Linux allows 1024). Short system calls hand the CPU back quickly to
 # the thread reading the replication stream; long ones let the server's sender wait on a full
 # socket (docs/txlog.md has the figures).
 _WRITE_BUFFERS = 64
-
-
-class ArchiveError(RuntimeError):
-    """The archive cannot be read or written; the message says what to fix."""
 
 
 def parse_lsn(text: str) -> int:
@@ -141,28 +156,134 @@ class Segment:
             )
         return cls(path, first, last, first_commit, last_commit)
 
-    def content_bounds(self) -> tuple[int, int]:
-        """End LSNs of the first and last transaction in the file (reads the file)."""
-        lines = self.path.read_bytes().splitlines()
-        try:
-            return int(json.loads(lines[0])["end_lsn"]), int(json.loads(lines[-1])["end_lsn"])
-        except (IndexError, ValueError, KeyError, TypeError):
-            raise ArchiveError(
-                f"{self.path} is named as a segment but holds no archived transactions; move it "
-                "out of the archive directory (the archive resumes from the segment before it)"
-            ) from None
+    def read(self, key: ArchiveKey | None = None) -> SegmentContent:
+        """The segment's transaction lines and seal, checked: the last line is a seal, the lines
+        before it match its SHA-256, their end LSNs rise and match the name, and (with ``key``)
+        the seal's MAC verifies. IntegrityError names the file and what is wrong."""
+        data = self.path.read_bytes()
+        lines = data.splitlines(keepends=True)
+        seal = parse_seal(lines[-1]) if lines and lines[-1].endswith(b"\n") else None
+        if seal is None:
+            raise IntegrityError(
+                f"{self.path}: its last line is not a seal: the file is truncated or was not "
+                "written by the archiver"
+            )
+        body = lines[:-1]
+        if digest_lines(body) != seal.sha256:
+            raise IntegrityError(
+                f"{self.path}: its content does not match its seal's SHA-256: the file was "
+                "changed after it was written"
+            )
+        if key is not None and not key.verifies(
+            seal.mac, "segment", self.path.name, seal.prev, seal.sha256
+        ):
+            raise IntegrityError(
+                f"{self.path}: its seal does not verify with the archive's key: the seal was "
+                "forged, the file was renamed, or it comes from another archive"
+            )
+        end_lsns = []
+        for number, line in enumerate(body, start=1):
+            match = _END_LSN.search(line)
+            if not line.startswith(b'{"xid":') or match is None:
+                raise IntegrityError(f"{self.path}, line {number}: not an archived transaction")
+            end_lsns.append(int(match[1]))
+        if not end_lsns or (end_lsns[0], end_lsns[-1]) != (self.first_end_lsn, self.last_end_lsn):
+            shown = f"{format_lsn(end_lsns[0])}..{format_lsn(end_lsns[-1])}" if end_lsns else "none"
+            raise IntegrityError(
+                f"{self.path}: the name says end LSNs {format_lsn(self.first_end_lsn)}.."
+                f"{format_lsn(self.last_end_lsn)}, the content {shown}"
+            )
+        if any(b <= a for a, b in itertools.pairwise(end_lsns)):
+            raise IntegrityError(f"{self.path}: its transactions are not in LSN order")
+        return SegmentContent(body, seal)
 
-    def transactions(self) -> Iterator[dict[str, Any]]:
-        with self.path.open("rb") as handle:
-            for line in handle:
-                yield json.loads(line)
+    def transactions(
+        self, key: ArchiveKey | None = None, parse_float: Any = None
+    ) -> Iterator[dict[str, Any]]:
+        """The segment's transactions, after :meth:`read`'s checks."""
+        yield from self.parse(self.read(key), parse_float)
+
+    def parse(self, content: SegmentContent, parse_float: Any = None) -> Iterator[dict[str, Any]]:
+        for number, line in enumerate(content.lines, start=1):
+            try:
+                yield json.loads(line, parse_float=parse_float)
+            except ValueError as exc:
+                raise IntegrityError(f"{self.path}, line {number}: not JSON ({exc})") from None
+
+
+@dataclass(frozen=True)
+class SegmentContent:
+    lines: list[bytes]
+    seal: Seal
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A recorded stretch of the stream that the archive does not hold."""
+
+    path: Path
+    after_end_lsn: int
+    resume_lsn: int
+
+    def read(self, key: ArchiveKey | None = None) -> dict[str, Any]:
+        try:
+            body = json.loads(self.path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise IntegrityError(f"{self.path}: not a readable gap record ({exc})") from None
+        if not isinstance(body, dict) or not isinstance(body.get("prev"), str):
+            raise IntegrityError(f"{self.path}: not a sealed gap record")
+        if (body.get("after_end_lsn"), body.get("resume_lsn")) != (
+            self.after_end_lsn,
+            self.resume_lsn,
+        ):
+            raise IntegrityError(f"{self.path}: its content does not match its name")
+        if key is not None and not key.verifies(
+            body.get("mac"), "gap", self.path.name, _canonical(body)
+        ):
+            raise IntegrityError(
+                f"{self.path}: its seal does not verify with the archive's key: the record was "
+                "changed, forged, or comes from another archive"
+            )
+        return body
+
+
+Record = Segment | Gap
+
+
+def _canonical(body: dict[str, Any]) -> str:
+    return json.dumps(
+        {k: v for k, v in body.items() if k != "mac"}, sort_keys=True, separators=(",", ":")
+    )
+
+
+def _chain_order(record: Record) -> tuple[int, int]:
+    if isinstance(record, Gap):
+        return (record.after_end_lsn, 1)
+    return (record.first_end_lsn, 0)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    segments: int
+    transactions: int
+    gaps: list[dict[str, Any]]
+    first_end_lsn: int
+    last_end_lsn: int
+    last_commit: str | None
 
 
 class Archive:
-    """A directory of segments; the highest end LSN in it is what the archive has."""
+    """A directory of sealed segments and gap records; the highest end LSN is what it has.
+
+    Reading needs no key (each segment's digest is still checked); :meth:`open_chain` with the
+    archive's key verifies the manifest and the chain's tail, and only then may the archive be
+    extended (:meth:`write_segment`, :meth:`record_gap`).
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._key: ArchiveKey | None = None
+        self._prev: str | None = None
 
     def check_writable(self) -> None:
         if not self.directory.is_dir():
@@ -192,6 +313,24 @@ class Archive:
                 )
         return sorted(found, key=lambda s: s.first_end_lsn)
 
+    def gap_records(self) -> list[Gap]:
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for path in self.directory.iterdir():
+            match = GAP_RE.match(path.name)
+            if match:
+                found.append(Gap(path, int(match["after"], 16), int(match["resume"], 16)))
+        return sorted(found, key=lambda g: g.after_end_lsn)
+
+    def records(self) -> list[Record]:
+        """Segments and gap records in chain order."""
+        return sorted([*self.segments(), *self.gap_records()], key=_chain_order)
+
+    def gaps(self) -> list[tuple[int, int]]:
+        """Recorded gaps as (end LSN archived before it, LSN the stream resumed from)."""
+        return [(g.after_end_lsn, g.resume_lsn) for g in self.gap_records()]
+
     def manifest(self) -> dict[str, Any] | None:
         """The archive's identity (``archive.json``), or None before the first run wrote it."""
         path = self.directory / MANIFEST
@@ -208,24 +347,144 @@ class Archive:
             raise ArchiveError(f"{path} is not a JSON object; restore it from a copy")
         return data
 
-    def write_manifest(self, identity: dict[str, Any]) -> None:
-        """Write ``archive.json`` once; an existing one is never replaced."""
-        self._create(MANIFEST, json.dumps(identity, indent=2, sort_keys=True).encode() + b"\n")
+    def create_manifest(
+        self, identity: dict[str, Any], key: ArchiveKey, key_record: dict[str, str]
+    ) -> None:
+        """Write ``archive.json`` once (an existing one is never replaced) and open the chain."""
+        if self.records():
+            raise ArchiveError(
+                f"{self.directory} holds segments or gap records but no manifest "
+                f"({MANIFEST}): it cannot be verified or extended. Archive into a new, empty "
+                "directory; nothing was archived and the replication slot was not touched"
+            )
+        body: dict[str, Any] = {**identity, "key": key_record}
+        body["mac"] = manifest_mac(key, body)
+        self._create(MANIFEST, json.dumps(body, indent=2, sort_keys=True).encode() + b"\n")
+        self._key, self._prev = key, body["mac"]
 
-    def gaps(self) -> list[tuple[int, int]]:
-        """Recorded gaps as (end LSN archived before it, LSN the stream resumed from)."""
-        if not self.directory.is_dir():
-            return []
-        found = (GAP_RE.match(p.name) for p in self.directory.iterdir())
-        return sorted((int(m["after"], 16), int(m["resume"], 16)) for m in found if m)
+    def verify_manifest(self, key: ArchiveKey) -> str:
+        """The manifest's MAC, after checking it with the archive's key."""
+        manifest = self.manifest()
+        path = self.directory / MANIFEST
+        if manifest is None:
+            raise IntegrityError(f"{path} does not exist: the archive cannot be verified")
+        mac = manifest.get("mac")
+        if not isinstance(mac, str) or not key.verifies(mac, "manifest", _canonical(manifest)):
+            raise IntegrityError(
+                f"{path}: its MAC does not verify with the archive's key: the manifest was "
+                "changed or forged"
+            )
+        return mac
 
-    def record_gap(self, after: int, resume: int, reason: str) -> Path:
-        """Record that the stream between ``after`` and ``resume`` is not in the archive."""
+    def open_chain(self, key: ArchiveKey) -> None:
+        """Verify the manifest and the chain's tail with ``key``; the archive may then be
+        extended. The tail must be intact and linked to the record before it."""
+        prev = self.verify_manifest(key)
+        records = self.records()
+        if records:
+            tail = records[-1]
+            before = self._mac_of(records[-2], key) if len(records) > 1 else prev
+            prev = self._verify_record(tail, key, before)
+        self._key, self._prev = key, prev
+
+    def _mac_of(self, record: Record, key: ArchiveKey) -> str:
+        """A record's MAC, checked against its claimed fields (its content is not hashed)."""
+        if isinstance(record, Gap):
+            mac = record.read(key)["mac"]
+            assert isinstance(mac, str)
+            return mac
+        lines = record.path.read_bytes().splitlines(keepends=True)
+        seal = parse_seal(lines[-1]) if lines else None
+        if seal is None or not key.verifies(
+            seal.mac, "segment", record.path.name, seal.prev, seal.sha256
+        ):
+            raise IntegrityError(
+                f"{record.path}: its seal is missing or does not verify with the archive's key"
+            )
+        return seal.mac
+
+    @staticmethod
+    def _verify_record(record: Record, key: ArchiveKey, prev: str) -> str:
+        """Check one record fully and its link to ``prev``; return its MAC."""
+        if isinstance(record, Gap):
+            body = record.read(key)
+            claimed, mac = body["prev"], body["mac"]
+        else:
+            seal = record.read(key).seal
+            claimed, mac = seal.prev, seal.mac
+        link(record, claimed, prev)
+        return str(mac)
+
+    def verify(self, key: ArchiveKey) -> VerifyReport:
+        """Check every record: manifest MAC, each segment's digest, MAC and link, LSN order
+        without overlap, and gap records; IntegrityError names the first bad file."""
+        prev = self.verify_manifest(key)
+        segments = transactions = 0
+        gaps: list[dict[str, Any]] = []
+        first = last = 0
+        last_commit: str | None = None
+        for record in self.records():
+            if isinstance(record, Gap):
+                body = record.read(key)
+                link(record, body["prev"], prev)
+                prev = body["mac"]
+                if record.after_end_lsn != last or record.resume_lsn < record.after_end_lsn:
+                    raise IntegrityError(
+                        f"{record.path}: it does not start at the end of the segment before it"
+                    )
+                gaps.append(
+                    {
+                        "file": record.path.name,
+                        "after_end_lsn": format_lsn(record.after_end_lsn),
+                        "resume_lsn": format_lsn(record.resume_lsn),
+                        "reason": body.get("reason"),
+                    }
+                )
+                continue
+            content = record.read(key)
+            link(record, content.seal.prev, prev)
+            prev = content.seal.mac
+            if record.first_end_lsn <= last:
+                raise IntegrityError(
+                    f"{record.path}: it overlaps the segment before it (its first end LSN "
+                    f"{format_lsn(record.first_end_lsn)} is not after {format_lsn(last)})"
+                )
+            txns = list(record.parse(content))
+            _check_times(record, txns)
+            segments += 1
+            transactions += len(txns)
+            first = first or record.first_end_lsn
+            last = record.last_end_lsn
+            last_commit = str(txns[-1]["commit_time"])
+        return VerifyReport(segments, transactions, gaps, first, last, last_commit)
+
+    def record_gap(self, after: int, resume: int, reason: str, last_commit: str | None) -> Path:
+        """Record, sealed in the chain, that the stream between ``after`` and ``resume`` is
+        not in the archive."""
+        key, prev = self._chain()
         name = f"gap_{after:016X}-{resume:016X}.json"
-        body = {"after_end_lsn": after, "resume_lsn": resume, "reason": reason}
-        if not (self.directory / name).exists():
-            self._create(name, json.dumps(body, sort_keys=True).encode() + b"\n")
+        if (self.directory / name).exists():
+            return self.directory / name
+        body: dict[str, Any] = {
+            "after_end_lsn": after,
+            "resume_lsn": resume,
+            "reason": reason,
+            "last_commit_before": last_commit,
+            "recorded_at": datetime.now(UTC).isoformat(),
+            "prev": prev,
+        }
+        body["mac"] = gap_mac(key, name, body)
+        self._create(name, json.dumps(body, sort_keys=True).encode() + b"\n")
+        self._prev = body["mac"]
         return self.directory / name
+
+    def _chain(self) -> tuple[ArchiveKey, str]:
+        if self._key is None or self._prev is None:
+            raise ArchiveError(
+                "the archive's chain is not open (open_chain with its key): nothing is written "
+                "to an archive whose tail has not been verified"
+            )
+        return self._key, self._prev
 
     def _create(self, name: str, data: bytes) -> None:
         """Create a small file durably under a name that must not exist yet."""
@@ -269,17 +528,45 @@ class Archive:
         return segments[-1].last_end_lsn if segments else 0
 
     def write_segment(self, lines: list[bytes], first: Bound, last: Bound) -> Segment:
-        """Write whole transactions (see :func:`transaction_line`) durably; return the segment."""
+        """Write whole transactions (see :func:`transaction_line`) durably, sealed and chained
+        to the record before; return the segment."""
         if not lines:
             raise ValueError("a segment holds at least one transaction")
+        key, prev = self._chain()
         t0, t1 = name_time(first.commit_time), name_time(last.commit_time)
         name = f"{first.end_lsn:016X}-{last.end_lsn:016X}_{t0}_{t1}.jsonl"
-        final = self.directory / name
-        self._publish(name, lines)
-        segment = Segment.from_path(final)
+        seal, mac = seal_segment(key, name, prev, digest_lines(lines))
+        self._publish(name, [*lines, seal])
+        self._prev = mac
+        segment = Segment.from_path(self.directory / name)
         assert segment is not None
         return segment
 
-    def transactions(self) -> Iterator[dict[str, Any]]:
+    def transactions(self, key: ArchiveKey | None = None) -> Iterator[dict[str, Any]]:
         for segment in self.segments():
-            yield from segment.transactions()
+            yield from segment.transactions(key)
+
+
+def link(record: Record, claimed: Any, prev: str) -> None:
+    """``record`` names ``prev`` (the MAC of the record before it) as its predecessor."""
+    if not (isinstance(claimed, str) and hmac.compare_digest(claimed, prev)):
+        raise IntegrityError(
+            f"{record.path}: it does not follow the record before it in the chain: a segment "
+            "or gap record before it is missing, or this one was moved or inserted"
+        )
+
+
+def _check_times(segment: Segment, txns: list[dict[str, Any]]) -> None:
+    """The name's commit times are the first and last transaction's, in UTC."""
+    try:
+        t0, t1 = name_time(txns[0]["commit_time"]), name_time(txns[-1]["commit_time"])
+    except (KeyError, TypeError, ValueError):
+        raise IntegrityError(f"{segment.path}: a transaction has no valid commit time") from None
+    if (t0, t1) != (
+        segment.first_commit.strftime(TIME_FORMAT),
+        segment.last_commit.strftime(TIME_FORMAT),
+    ):
+        raise IntegrityError(
+            f"{segment.path}: the commit times in its name are not those of its first and last "
+            "transaction"
+        )

@@ -41,6 +41,7 @@ from runtime.txlog_archiver.archive import (
     parse_lsn,
     transaction_line,
 )
+from runtime.txlog_archiver.integrity import Keyring, encryption_context
 
 LOG = logging.getLogger(__name__)
 # How long a run waits at its end for the server to apply its last acknowledgment.
@@ -219,6 +220,7 @@ class Archiver:
         self,
         *,
         archive: Archive,
+        keyring: Keyring,
         slot: str,
         connect_sql: Callable[[], Any],
         connect_replication: Callable[[], Any],
@@ -231,6 +233,7 @@ class Archiver:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.archive = archive
+        self.keyring = keyring
         self.slot = slot
         self.connect_sql = connect_sql
         self.connect_replication = connect_replication
@@ -250,33 +253,23 @@ class Archiver:
         self._writer: _SegmentWriter
 
     def prepare(self) -> None:
-        """Check the archive against the server, create the slot if needed, learn what is
-        archived, and record a gap if the slot starts after the archive's end.
+        """Check the archive against the server, verify its manifest and the chain's tail with
+        the archive's key, create the slot if needed, learn what is archived, and record a gap
+        if the slot starts after the archive's end.
 
-        Refused, with the slot untouched: a file named like a segment that is not one, a last
-        segment whose content does not match its name, an archive end beyond the server's
-        current WAL position, a manifest naming another server, timeline, database or slot.
+        Refused, with the slot untouched: a file named like a segment that is not one, a tail
+        that fails its seal, an archive end beyond the server's current WAL position, a
+        manifest naming another server, timeline, database or slot, or one without a key.
         """
         self.archive.check_writable()
-        segments = self.archive.segments()
-        highest = segments[-1].last_end_lsn if segments else 0
-        if segments:
-            last = segments[-1]
-            content = last.content_bounds()
-            if content != (last.first_end_lsn, last.last_end_lsn):
-                raise ArchiveError(
-                    f"{last.path}: the name says end LSNs {format_lsn(last.first_end_lsn)}.."
-                    f"{format_lsn(last.last_end_lsn)}, the content {format_lsn(content[0])}.."
-                    f"{format_lsn(content[1])}; the file was not written by the archiver. Move "
-                    "it out of the archive directory; the replication slot was not touched"
-                )
         conn = self.connect_sql()
         try:
             conn.autocommit = True
             with conn.cursor() as cursor:
                 identity = server_identity(cursor, self.slot)
-                manifest = self.archive.manifest()
-                _check_identity(manifest, identity, self.archive.directory / MANIFEST)
+                self._open_archive(identity)
+                segments = self.archive.segments()
+                highest = segments[-1].last_end_lsn if segments else 0
                 cursor.execute("SELECT pg_current_wal_lsn()::text")
                 wal_end = parse_lsn(cursor.fetchone()[0])
                 if highest > wal_end:
@@ -287,8 +280,6 @@ class Archiver:
                         "server into a new directory); nothing was acknowledged and the "
                         "replication slot was not touched"
                     )
-                if manifest is None:
-                    self.archive.write_manifest(identity)
                 created = ensure_slot(cursor, self.slot)
                 cursor.execute(
                     "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
@@ -310,7 +301,8 @@ class Archiver:
                 else f"slot {self.slot} was confirmed at {format_lsn(confirmed)}, past the "
                 f"archive's end {format_lsn(highest)}"
             )
-            path = self.archive.record_gap(highest, max(confirmed, highest), reason)
+            last_commit = segments[-1].last_commit.isoformat() if segments else None
+            path = self.archive.record_gap(highest, max(confirmed, highest), reason, last_commit)
             self.stats.gaps += 1
             LOG.error(
                 "archive gap: the changes between %s and %s are not in the archive (%s); "
@@ -321,6 +313,25 @@ class Archiver:
                 path.name,
             )
         self._highest = highest
+
+    def _open_archive(self, identity: dict[str, Any]) -> None:
+        """Create the manifest and key of a new archive, or check an existing archive's
+        identity and open its key; then verify the chain's tail."""
+        path = self.archive.directory / MANIFEST
+        manifest = self.archive.manifest()
+        context = encryption_context(identity)
+        if manifest is None:
+            key, record = self.keyring.create(context)
+            self.archive.create_manifest(identity, key, record)
+            return
+        _check_identity(manifest, identity, path)
+        if not isinstance(manifest.get("key"), dict):
+            raise ArchiveError(
+                f"{path} holds no integrity key: the archive cannot be verified or extended. "
+                "Archive into a new, empty directory (this one stays readable); nothing was "
+                "archived and the replication slot was not touched"
+            )
+        self.archive.open_chain(self.keyring.open(manifest["key"], context))
 
     def run(self) -> RunStats:
         self.prepare()

@@ -28,6 +28,7 @@ from typing import Any
 from runtime.pg_tls import TlsSetupError, tls_from_env
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_commit_time
 from runtime.txlog_archiver.archiver import SLOT_BUSY, Archiver, RunStats
+from runtime.txlog_archiver.integrity import Keyring, KmsKeyring
 
 NAMESPACE = "govdr/txlog"
 SERVICE = "txlog-archiver"  # Powertools adds it as the ``service`` dimension
@@ -43,13 +44,16 @@ class Settings:
     environment: str
     # libpq keywords of the TLS session (runtime.pg_tls.verified_tls).
     tls: Mapping[str, str]
+    # The KMS key the archive's seals are keyed with (runtime/txlog_archiver/integrity.py).
+    integrity_key: str = ""
     # The database whose changes are archived (a logical slot belongs to one database); the
     # secret's own dbname is only a fallback.
     dbname: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        missing = [k for k in ("SECRET_ARN", "ARCHIVE_DIR", "SLOT_NAME") if not env.get(k)]
+        required = ("SECRET_ARN", "ARCHIVE_DIR", "SLOT_NAME", "INTEGRITY_KEY_ARN")
+        missing = [k for k in required if not env.get(k)]
         if missing:
             raise ValueError(f"environment variables not set: {', '.join(missing)}")
         return cls(
@@ -59,6 +63,7 @@ class Settings:
             environment=env.get("ENVIRONMENT_SUFFIX", "unknown"),
             tls=tls_from_env(env),
             dbname=env.get("DB_NAME") or None,
+            integrity_key=env["INTEGRITY_KEY_ARN"],
         )
 
 
@@ -101,6 +106,7 @@ def run_once(
     settings: Settings,
     secret: Mapping[str, Any],
     remaining_seconds: Callable[[], float],
+    keyring: Keyring,
 ) -> tuple[RunStats, float]:
     """Drain within the time budget; return the run's figures and the archive lag."""
     import psycopg2
@@ -112,6 +118,7 @@ def run_once(
     archive = Archive(Path(settings.archive_dir))
     archiver = Archiver(
         archive=archive,
+        keyring=keyring,
         slot=settings.slot,
         connect_sql=lambda: psycopg2.connect(dsn),
         connect_replication=lambda: psycopg2.connect(
@@ -164,7 +171,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     try:
         stats, lag = run_once(
-            settings, secret, lambda: context.get_remaining_time_in_millis() / 1000.0
+            settings,
+            secret,
+            lambda: context.get_remaining_time_in_millis() / 1000.0,
+            KmsKeyring(boto3.client("kms"), settings.integrity_key),
         )
     except ArchiveError as exc:
         # No lag data point: the lag alarm treats missing data as breaching, and the failed

@@ -16,7 +16,11 @@ Archive content is data, never SQL:
 - values never appear in a statement's text: they are sent with ``COPY ... FROM STDIN`` as
   data into a temporary table, and the statements read them from there, so neither
   ``log_statement`` nor pgaudit records them;
-- numbers stay exact: archive JSON is parsed with ``Decimal`` for fractions.
+- numbers stay exact: archive JSON is parsed with ``Decimal`` for fractions;
+- the archive is verified as it is read: every segment of the window against its seal with the
+  archive's key, and its link to the record before it (nothing from a forged, changed,
+  reordered or incomplete window is applied); at a recorded gap replay stops, with everything
+  before it applied (:class:`ReplayGap`).
 
 The replaying session sets ``session_replication_role = replica`` (the target's triggers,
 including foreign-key triggers, do not fire; the changes already passed them on the source),
@@ -35,7 +39,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from runtime.txlog_archiver.archive import Archive, ArchiveError, Segment, parse_commit_time
+from runtime.txlog_archiver.archive import (
+    Archive,
+    ArchiveError,
+    Gap,
+    Segment,
+    format_lsn,
+    link,
+    parse_commit_time,
+)
+from runtime.txlog_archiver.integrity import ArchiveKey, parse_seal
 
 BOOKKEEPING = "govdr_txlog_replay"
 STAGING = "govdr_txlog_replay_rows"
@@ -47,16 +60,13 @@ class ReplayError(ArchiveError):
     """The archive asks for something replay does not do; the message says what and why."""
 
 
+class ReplayGap(ReplayError):
+    """The window crosses a recorded gap: what is before it is applied, nothing after."""
+
+
 def load_line(line: bytes | str) -> Any:
     """One archive line; numbers with a fraction or exponent become ``Decimal`` (exact)."""
     return json.loads(line, parse_float=Decimal)
-
-
-def segment_transactions(segment: Segment) -> Iterator[dict[str, Any]]:
-    """The segment's transactions with exact numbers (``Segment.transactions`` uses floats)."""
-    with segment.path.open("rb") as handle:
-        for line in handle:
-            yield load_line(line)
 
 
 @dataclass(frozen=True)
@@ -88,11 +98,97 @@ def segments_between(
     ]
 
 
-def transactions(archive: Archive, window: Window) -> Iterator[dict[str, Any]]:
-    for segment in segments_between(archive, window.start_time, window.until):
-        if segment.last_end_lsn <= window.start_lsn:
+def _claimed_mac(record: Segment | Gap, key: ArchiveKey | None) -> str:
+    """The MAC a record carries (checked with ``key`` when given; its content is not read)."""
+    if isinstance(record, Gap):
+        return str(record.read(key)["mac"])
+    with record.path.open("rb") as handle:
+        handle.seek(max(0, record.path.stat().st_size - 4096))
+        tail = handle.read().splitlines(keepends=True)
+    seal = parse_seal(tail[-1]) if tail else None
+    if seal is None or (
+        key is not None
+        and not key.verifies(seal.mac, "segment", record.path.name, seal.prev, seal.sha256)
+    ):
+        raise ArchiveError(
+            f"{record.path}: its seal is missing or does not verify with the archive's key"
+        )
+    return seal.mac
+
+
+def _before(record: Segment | Gap, window: Window) -> bool:
+    """Whether the record lies wholly before the window (nothing in it is admitted)."""
+    if isinstance(record, Gap):
+        if record.resume_lsn <= window.start_lsn and window.start_lsn:
+            return True
+        if window.start_time is None:
+            return False
+        recorded = record.read().get("recorded_at")
+        try:
+            return recorded is not None and parse_commit_time(str(recorded)) <= window.start_time
+        except ValueError:
+            return False
+    if record.last_end_lsn <= window.start_lsn:
+        return True
+    return window.start_time is not None and record.last_commit < window.start_time
+
+
+def transactions(
+    archive: Archive,
+    window: Window,
+    key: ArchiveKey | None = None,
+    *,
+    stop_at_gaps: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """The window's transactions in commit order, numbers exact, each segment checked against
+    its seal and its link to the record before it (with ``key``: and the seals' MACs).
+
+    With ``stop_at_gaps``, a recorded gap inside the window raises :class:`ReplayGap` once
+    everything before it has been yielded.
+    """
+    if key is not None:
+        prev: str | None = archive.verify_manifest(key)
+    else:
+        claimed = (archive.manifest() or {}).get("mac")
+        prev = claimed if isinstance(claimed, str) else None
+    previous: Segment | Gap | None = None
+    for record in archive.records():
+        if _before(record, window):
+            previous = record
             continue
-        for txn in segment_transactions(segment):
+        if (
+            isinstance(record, Segment)
+            and window.until is not None
+            and record.first_commit > window.until
+        ):
+            return
+        if previous is not None:  # the window's first record: anchored on the one before it
+            prev, previous = _claimed_mac(previous, key), None
+        if isinstance(record, Gap):
+            body = record.read(key)
+            if prev is not None:
+                link(record, body.get("prev"), prev)
+            prev = str(body.get("mac"))
+            before = body.get("last_commit_before")
+            if stop_at_gaps and (
+                window.until is None
+                or before is None
+                or parse_commit_time(str(before)) < window.until
+            ):
+                raise ReplayGap(
+                    f"the archive has a gap ({record.path.name}): the changes after end LSN "
+                    f"{format_lsn(record.after_end_lsn)} (last archived commit {before}) up to "
+                    f"{format_lsn(record.resume_lsn)} are not in it ({body.get('reason')}). "
+                    "Replay applied everything before the gap and stops there; to recover past "
+                    "it, restore a snapshot or backup taken after the gap (docs/runbook.md, "
+                    '"Archive gap")'
+                )
+            continue
+        content = record.read(key)
+        if prev is not None:
+            link(record, content.seal.prev, prev)
+        prev = content.seal.mac
+        for txn in record.parse(content, parse_float=Decimal):
             if window.admits(txn):
                 yield txn
 
@@ -103,11 +199,11 @@ def _split(table: str) -> tuple[str, str]:
 
 
 def changes_to_table(
-    archive: Archive, table: str, window: Window
+    archive: Archive, table: str, window: Window, key: ArchiveKey | None = None
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(transaction, change) for every change to ``schema.table`` in the window."""
     schema, name = _split(table)
-    for txn in transactions(archive, window):
+    for txn in transactions(archive, window, key):
         for change in txn["changes"]:
             if change.get("schema") == schema and change.get("table") == name:
                 yield txn, change
@@ -393,6 +489,7 @@ def replay(
     connection: Any,
     window: Window,
     *,
+    key: ArchiveKey,
     tables: Collection[str] | None = None,
     progress: Callable[[int, str], None] | None = None,
     progress_every: int = 1000,
@@ -401,6 +498,7 @@ def replay(
 
     ``tables`` (``schema.table``) limits replay to those tables; changes to others are
     skipped and counted. Without it every table the archive names must exist in the target.
+    ``key`` is the archive's key: every segment applied is verified with it first.
     """
     import psycopg2
 
@@ -436,30 +534,36 @@ def replay(
     try:
         with connection.cursor() as cursor:
             target = _Target(cursor, allowed)
-            for txn in transactions(archive, window):
-                if txn["end_lsn"] <= done:
-                    skipped += 1
-                    # Its tables still count for the sequences (an interrupted replay).
-                    for change in txn["changes"]:
-                        target.admit(txn, change)
-                    continue
-                try:
-                    skipped_changes += apply_transaction(target, txn)
-                    cursor.execute(
-                        f"INSERT INTO {BOOKKEEPING} (id, last_end_lsn, last_commit_time) "  # noqa: S608
-                        "VALUES (1, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                        "last_end_lsn = EXCLUDED.last_end_lsn, "
-                        "last_commit_time = EXCLUDED.last_commit_time",
-                        (txn["end_lsn"], txn["commit_time"]),
-                    )
-                except BaseException:
-                    connection.rollback()
-                    raise
+            try:
+                for txn in transactions(archive, window, key, stop_at_gaps=True):
+                    if txn["end_lsn"] <= done:
+                        skipped += 1
+                        # Its tables still count for the sequences (an interrupted replay).
+                        for change in txn["changes"]:
+                            target.admit(txn, change)
+                        continue
+                    try:
+                        skipped_changes += apply_transaction(target, txn)
+                        cursor.execute(
+                            f"INSERT INTO {BOOKKEEPING} (id, last_end_lsn, last_commit_time) "  # noqa: S608
+                            "VALUES (1, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                            "last_end_lsn = EXCLUDED.last_end_lsn, "
+                            "last_commit_time = EXCLUDED.last_commit_time",
+                            (txn["end_lsn"], txn["commit_time"]),
+                        )
+                    except BaseException:
+                        connection.rollback()
+                        raise
+                    connection.commit()
+                    applied += 1
+                    last_lsn, last_time = txn["end_lsn"], txn["commit_time"]
+                    if progress is not None and applied % progress_every == 0:
+                        progress(applied, txn["commit_time"])
+            except ReplayGap:
+                # What was applied is kept and usable: its sequences move past it too.
+                _advance_sequences(cursor, target.tables)
                 connection.commit()
-                applied += 1
-                last_lsn, last_time = txn["end_lsn"], txn["commit_time"]
-                if progress is not None and applied % progress_every == 0:
-                    progress(applied, txn["commit_time"])
+                raise
             _advance_sequences(cursor, target.tables)
             connection.commit()
             replayed = [f"{s}.{t}" for s, t in sorted(target.tables)]

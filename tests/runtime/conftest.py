@@ -17,6 +17,7 @@ import pytest
 
 from runtime.txlog_archiver.archive import Archive
 from runtime.txlog_archiver.archiver import Archiver, ensure_slot
+from tests.support.archive_keys import keyring
 from tests.support.pgcluster import ClusterError, Postgres, start_cluster, stop_cluster
 
 
@@ -75,6 +76,7 @@ class Db:
         )
 
     def archiver(self, directory: Path, **kwargs: object) -> Archiver:
+        kwargs.setdefault("keyring", keyring(directory))
         return Archiver(
             archive=Archive(directory),
             slot=SLOT,

@@ -31,6 +31,7 @@ from runtime.txlog_archiver.archive import (
 from runtime.txlog_archiver.archiver import WRITER_NICE, Archiver, _Batch, _SegmentWriter
 from tests.conftest import ROOT
 from tests.runtime.conftest import SLOT, WITNESS, Db
+from tests.support.archive_keys import writable_archive
 from tests.support.pgcluster import Postgres, start_cluster, stop_cluster
 
 
@@ -46,7 +47,7 @@ def test_lsn_round_trip() -> None:
 def write_and_check_a_segment(directory: Path) -> None:
     """Write 3,000 lines as one segment and check the file holds exactly them."""
     lines = [b'{"xid":%d,"changes":[]}\n' % i for i in range(3000)]
-    segment = Archive(directory).write_segment(
+    segment = writable_archive(directory).write_segment(
         lines, Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
     )
     assert segment.path.read_bytes() == b"".join(lines)
@@ -648,13 +649,13 @@ def test_item_13_a_symlink_at_a_segments_name_is_never_followed(tmp_path: Path) 
     first, last = Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
     name = "0000000000000001-0000000000000002_20261122T000000000000Z_20261122T000001000000Z.jsonl"
     (archive_dir / f".{name}.tmp").symlink_to(outside)
-    segment = Archive(archive_dir).write_segment([b'{"end_lsn":1}\n'], first, last)
+    segment = writable_archive(archive_dir).write_segment([b'{"end_lsn":1}\n'], first, last)
     assert segment.path.name == name and not segment.path.is_symlink()
     assert outside.read_text() == "not the archive's\n"
     # A symlink at the segment's own name is neither followed nor replaced.
     segment.path.unlink()
     (archive_dir / name).symlink_to(outside)
     with pytest.raises(ArchiveError, match="already exists and is never replaced"):
-        Archive(archive_dir).write_segment([b'{"end_lsn":1}\n'], first, last)
+        writable_archive(archive_dir).write_segment([b'{"end_lsn":1}\n'], first, last)
     assert (archive_dir / name).is_symlink()
     assert outside.read_text() == "not the archive's\n"
