@@ -228,6 +228,9 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
                     f"{pg.dsn(DB)} sslmode=disable",
                     "--dir",
                     str(directory),
+                    # A local key for the seals (the deployed archiver's comes from KMS).
+                    "--key-file",
+                    str(work / f"archive{i}.key"),
                     "--slot",
                     f"archiver{i}",
                     "--stop-lsn",

@@ -107,6 +107,14 @@ FLOWS: tuple[Flow, ...] = (
         service="secretsmanager",
     ),
     Flow(
+        (ARCHIVER,),
+        Group.TXLOG,
+        Group.ENDPOINTS,
+        HTTPS_PORT,
+        "open the archive's integrity key",
+        service="kms",
+    ),
+    Flow(
         (BOOTSTRAP,),
         Group.BOOTSTRAP,
         Group.DATABASE,

@@ -229,10 +229,10 @@ def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
         start_time=_time(args.start_time, "--start-time"),
         until=_time(args.until, "--until"),
     )
-    key = _key(args, archive)
-    assert key is not None
     connection = _connect_target(args.target_dsn)
     try:
+        key = _key(args, archive)
+        assert key is not None
         result = replay(
             archive,
             connection,

@@ -252,7 +252,40 @@ def _vault(syn: _Synthesis, template: str, lid: str, props: dict[str, Any]) -> l
     ]
 
 
+TXLOG_INTEGRITY_DOC = "https://docs.aws.amazon.com/kms/latest/developerguide/encrypt_context.html"
+INTEGRITY_KEY_ENV = "INTEGRITY_KEY_ARN"
+
+
+def _archiver(syn: _Synthesis, template: str, lid: str, props: dict[str, Any]) -> list[Any]:
+    """The archiver generates its archive's data key and decrypts it at each run, with the
+    archive's identity as encryption context (runtime/txlog_archiver/integrity.py)."""
+    from runtime.txlog_archiver.integrity import CONTEXT_PREFIX, IDENTITY_KEYS
+
+    variables = props.get("Environment", {}).get("Variables", {})
+    if INTEGRITY_KEY_ENV not in variables:
+        return []
+    slot = str(syn.value(template, variables.get("SLOT_NAME", "")))
+    context: dict[str, ContextValue] = {
+        "kms:CallerAccount": ACCOUNT,
+        "kms:EncryptionContextKeys": [f"{CONTEXT_PREFIX}{k}" for k in IDENTITY_KEYS],
+        f"kms:EncryptionContext:{CONTEXT_PREFIX}slot": slot,
+        f"kms:EncryptionContext:{CONTEXT_PREFIX}system_identifier": "7300000000000000001",
+        f"kms:EncryptionContext:{CONTEXT_PREFIX}timeline": "1",
+        f"kms:EncryptionContext:{CONTEXT_PREFIX}database": "govdr",
+    }
+    return [
+        (
+            INTEGRITY_KEY_ENV,
+            "transaction-log archiver",
+            _request("AWS", ACCOUNT_ROLE, action, context),
+            TXLOG_INTEGRITY_DOC,
+        )
+        for action in ("kms:GenerateDataKey", "kms:Decrypt")
+    ]
+
+
 BUILDERS: dict[str, Builder] = {
+    "AWS::Lambda::Function": _archiver,
     "AWS::Logs::LogGroup": _logs,
     "AWS::CloudTrail::Trail": _trail,
     "AWS::S3::Bucket": _bucket,
@@ -265,6 +298,8 @@ BUILDERS: dict[str, Builder] = {
 
 
 def _key_property(props: dict[str, Any], prop: str) -> Any:
+    if prop == INTEGRITY_KEY_ENV:
+        return props.get("Environment", {}).get("Variables", {}).get(prop)
     if prop == "KMSMasterKeyID":
         for rule in props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", []):
             default = rule.get("ServerSideEncryptionByDefault", {})

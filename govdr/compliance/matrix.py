@@ -440,6 +440,27 @@ def _ev_crypto(t: Templates, config: DrConfig) -> list[str]:
     return [f"KMS key specs: {', '.join(specs)}", f"database TLS minimum: {', '.join(tls)}"]
 
 
+def _ev_archive_integrity(t: Templates, config: DrConfig) -> list[str]:
+    lines = []
+    for _, function in _all(t, "AWS::Lambda::Function"):
+        variables = function.get("Environment", {}).get("Variables", {})
+        if "INTEGRITY_KEY_ARN" in variables:
+            lines.append(
+                f"function {function.get('FunctionName')} seals the archive with "
+                f"{_alias(t, variables['INTEGRITY_KEY_ARN'])}"
+            )
+    for _, key in _all(t, "AWS::KMS::Key"):
+        for statement in key.get("KeyPolicy", {}).get("Statement", []):
+            if statement.get("Sid") == "ArchiveIntegrityKeysOfThisEnvironment":
+                keys = statement["Condition"]["ForAllValues:StringEquals"]
+                lines.append(
+                    f"key policy {statement['Sid']}: {', '.join(as_list(statement['Action']))} "
+                    "only with encryption context "
+                    f"{', '.join(as_list(keys['kms:EncryptionContextKeys']))}"
+                )
+    return lines
+
+
 def _ev_at_rest(t: Templates, config: DrConfig) -> list[str]:
     lines = []
     for _, db in _all(t, "AWS::RDS::DBInstance"):
@@ -817,6 +838,27 @@ CONTROLS: tuple[Control, ...] = (
             "tests/unit/test_monitoring.py::test_alarm_action_check_failing_twin",
             "tests/unit/test_monitoring.py::test_monitoring_coverage_check_and_its_failing_twins",
             "tests/unit/test_monitoring.py::test_rds_event_subscription_categories",
+        ),
+    ),
+    Control(
+        "SI-7",
+        "Software, firmware and information integrity",
+        "Employ integrity verification tools to detect unauthorized changes to information.",
+        (
+            "every transaction-log segment and gap record is sealed: SHA-256 of its content "
+            "and HMAC-SHA256 chaining it to the record before, under a KMS data key bound to "
+            "the archive's identity by encryption context",
+            "the archiver verifies the chain's tail before it appends; govdr txlog verify checks "
+            "every record and names the first bad file; replay applies nothing from a record "
+            "that fails and stops at a recorded gap (alarm txlog-archive-gaps)",
+        ),
+        _ev_archive_integrity,
+        rules=("key-requirements",),
+        tests=(
+            "tests/runtime/test_txlog_integrity.py::test_verify_names_the_first_bad_file_after_each_damage",
+            "tests/runtime/test_txlog_integrity.py::test_replay_applies_nothing_from_a_forged_segment",
+            "tests/runtime/test_txlog_integrity.py::test_the_archiver_refuses_to_extend_a_damaged_tail",
+            "tests/unit/test_key_policies.py::test_twin_an_archiver_of_another_slot_cannot_open_the_archive_key",
         ),
     ),
 )

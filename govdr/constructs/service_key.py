@@ -60,6 +60,19 @@ class ServiceUse:
     notes: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AccountUse:
+    """One key-policy statement that lets this account's IAM policies use the key directly,
+    only for requests that carry ``conditions`` (e.g. an encryption context naming one
+    archive); the caller's own IAM policy must allow the action too
+    (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam)."""
+
+    sid: str
+    actions: tuple[str, ...]
+    conditions: Mapping[str, Mapping[str, Any]]
+    doc: str
+
+
 class ServiceKey(Construct):
     """Symmetric CMK with yearly rotation, an alias and a service-scoped key policy.
 
@@ -78,10 +91,11 @@ class ServiceKey(Construct):
         description: str,
         via_services: Sequence[str] = (),
         service_uses: Sequence[ServiceUse] = (),
+        account_uses: Sequence[AccountUse] = (),
         retain: bool,
     ) -> None:
         super().__init__(scope, id_)
-        if not via_services and not service_uses:
+        if not via_services and not service_uses and not account_uses:
             raise ValueError(f"key {alias_name} must name at least one service that uses it")
         statements = [
             iam.PolicyStatement(
@@ -116,6 +130,16 @@ class ServiceKey(Construct):
                     actions=list(use.actions),
                     resources=["*"],
                     conditions=dict(use.conditions) if use.conditions else None,
+                )
+            )
+        for account_use in account_uses:
+            statements.append(
+                iam.PolicyStatement(
+                    sid=account_use.sid,
+                    principals=[iam.AccountRootPrincipal()],
+                    actions=list(account_use.actions),
+                    resources=["*"],
+                    conditions={k: dict(v) for k, v in account_use.conditions.items()},
                 )
             )
         self.key = kms.Key(

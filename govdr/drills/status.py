@@ -40,6 +40,7 @@ PLATFORM_ALARMS = (
     "rds-replication-slot-lag",
     "efs-io-limit",
     "txlog-archive-lag",
+    "txlog-archive-gaps",
     "rpo",
 )
 

@@ -199,6 +199,19 @@ def alarm_specs(config: DrConfig) -> list[AlarmSpec]:
             cw.TreatMissingData.BREACHING,
         ),
         AlarmSpec(
+            "txlog-archive-gaps",
+            TXLOG_NAMESPACE,
+            "ArchiveGaps",
+            "Maximum",
+            1,
+            GT,
+            1,
+            1,
+            "The transaction-log archive recorded a gap: changes between two LSNs are not in it "
+            "and replay stops there (govdr txlog verify lists it; docs/runbook.md, Archive gap)",
+            cw.TreatMissingData.NOT_BREACHING,
+        ),
+        AlarmSpec(
             "rpo",
             RPO_NAMESPACE,
             "RpoSeconds",

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import Aws, NestedStack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from govdr.config import DrConfig
-from govdr.constructs.service_key import ServiceKey, ServiceUse
-from govdr.naming import alias, name
+from govdr.constructs.service_key import AccountUse, ServiceKey, ServiceUse
+from govdr.naming import alias, name, slot_name
+from runtime.txlog_archiver.integrity import CONTEXT_PREFIX, IDENTITY_KEYS
 
 CLOUDTRAIL_KEY_DOC = (
     "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/"
@@ -41,6 +43,7 @@ class SecurityStack(NestedStack):
             *,
             via_services: Sequence[str] = (),
             service_uses: Sequence[ServiceUse] = (),
+            account_uses: Sequence[AccountUse] = (),
         ) -> kms.IKey:
             return ServiceKey(
                 self,
@@ -49,6 +52,7 @@ class SecurityStack(NestedStack):
                 description=f"govdr: {description}",
                 via_services=via_services,
                 service_uses=service_uses,
+                account_uses=account_uses,
                 retain=retain,
             ).key
 
@@ -133,12 +137,47 @@ class SecurityStack(NestedStack):
                 ),
             ],
         )
+        self.txlog_key = key(
+            "TxlogIntegrityKey",
+            "txlog",
+            "transaction-log archive integrity seals (HMAC data keys)",
+            account_uses=[txlog_integrity_use(config)],
+        )
         self.backup_key = key(
             "BackupKey",
             "backup",
             "AWS Backup vault recovery points",
             via_services=["backup"],
         )
+
+
+TXLOG_INTEGRITY_DOC = "https://docs.aws.amazon.com/kms/latest/developerguide/encrypt_context.html"
+
+
+def txlog_integrity_condition(config: DrConfig) -> dict[str, dict[str, Any]]:
+    """Requests for the archive's key must carry its encryption context, naming this
+    environment's slot (runtime/txlog_archiver/integrity.py: encryption_context)."""
+    return {
+        "StringEquals": {
+            "kms:CallerAccount": Aws.ACCOUNT_ID,
+            f"kms:EncryptionContext:{CONTEXT_PREFIX}slot": slot_name(config.environment_suffix),
+        },
+        "ForAllValues:StringEquals": {
+            "kms:EncryptionContextKeys": [f"{CONTEXT_PREFIX}{k}" for k in IDENTITY_KEYS]
+        },
+    }
+
+
+def txlog_integrity_use(config: DrConfig) -> AccountUse:
+    """The archiver generates the archive's data key and decrypts it at each run; operators
+    decrypt it to verify and replay. Both need kms:GenerateDataKey / kms:Decrypt in their own
+    IAM policy too; no service principal uses this key."""
+    return AccountUse(
+        sid="ArchiveIntegrityKeysOfThisEnvironment",
+        actions=("kms:Decrypt", "kms:GenerateDataKey"),
+        conditions=txlog_integrity_condition(config),
+        doc=TXLOG_INTEGRITY_DOC,
+    )
 
 
 def _cloudtrail_uses(trail_name: str) -> list[ServiceUse]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, NestedStack, RemovalPolicy, Tags
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
@@ -46,6 +48,8 @@ class StorageStack(NestedStack):
         replication_secret_arn: str,
         secrets_key: kms.IKey,
         logs_key: kms.IKey,
+        integrity_key: kms.IKey,
+        integrity_condition: dict[str, dict[str, Any]],
         slot: str,
         database_name: str,
     ) -> None:
@@ -112,6 +116,8 @@ class StorageStack(NestedStack):
             logs_key,
             slot,
             database_name,
+            integrity_key,
+            integrity_condition,
         )
 
     def _archiver(
@@ -125,6 +131,8 @@ class StorageStack(NestedStack):
         logs_key: kms.IKey,
         slot: str,
         database_name: str,
+        integrity_key: kms.IKey,
+        integrity_condition: dict[str, dict[str, Any]],
     ) -> None:
         """The transaction-log archiver: every minute, one run at a time, into /txlog."""
         self.archiver = VpcFunction(
@@ -137,6 +145,14 @@ class StorageStack(NestedStack):
             handler="runtime.txlog_archiver.handler.handler",
             statements=[
                 *secret_read_statements(replication_secret_arn, secrets_key.key_arn),
+                # The archive's seal key: a data key generated once, decrypted at each run,
+                # only with this environment's encryption context (the key policy requires it).
+                iam.PolicyStatement(
+                    sid="ArchiveIntegrityKey",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[integrity_key.key_arn],
+                    conditions=integrity_condition,
+                ),
                 iam.PolicyStatement(
                     sid="MountTxlogAccessPoint",
                     actions=["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
@@ -164,6 +180,7 @@ class StorageStack(NestedStack):
                 "SLOT_NAME": slot,
                 "DB_NAME": database_name,
                 "ENVIRONMENT_SUFFIX": config.environment_suffix,
+                "INTEGRITY_KEY_ARN": integrity_key.key_arn,
                 # No TLS setting: runtime/pg_tls.py always verifies the server (verify-full
                 # with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
             },

@@ -13,7 +13,7 @@ from govdr.stacks.backup import BackupStack
 from govdr.stacks.database import DatabaseStack
 from govdr.stacks.monitoring import MonitoringStack
 from govdr.stacks.network import NetworkStack
-from govdr.stacks.security import SecurityStack
+from govdr.stacks.security import SecurityStack, txlog_integrity_condition
 from govdr.stacks.storage import StorageStack
 
 
@@ -87,6 +87,8 @@ class TapStack(Stack):
             replication_secret_arn=self.database.replication_secret_arn,
             secrets_key=self.security.secrets_key,
             logs_key=self.security.logs_key,
+            integrity_key=self.security.txlog_key,
+            integrity_condition=txlog_integrity_condition(config),
             slot=self.database.slot_name,
             database_name=DATABASE_NAME,
         )
@@ -182,6 +184,10 @@ class TapStack(Stack):
             "LogsKeyArn": (self.security.logs_key.key_arn, "KMS key of the log groups"),
             "AuditKeyArn": (self.security.audit_key.key_arn, "KMS key of CloudTrail"),
             "AlarmsKeyArn": (self.security.alarms_key.key_arn, "KMS key of the alarm topic"),
+            "TxlogIntegrityKeyArn": (
+                self.security.txlog_key.key_arn,
+                "KMS key of the archive's integrity seals (govdr txlog verify/replay --kms-key)",
+            ),
             "BackupKeyArn": (self.security.backup_key.key_arn, "KMS key of the backup vault"),
             "AlarmTopicArn": (self.monitoring.topic.topic_arn, "SNS topic of alarms and events"),
             "DashboardName": (

@@ -351,9 +351,10 @@ class Archive:
         self, identity: dict[str, Any], key: ArchiveKey, key_record: dict[str, str]
     ) -> None:
         """Write ``archive.json`` once (an existing one is never replaced) and open the chain."""
-        if self.records():
+        if records := self.records():
             raise ArchiveError(
-                f"{self.directory} holds segments or gap records but no manifest "
+                f"{self.directory} holds segments or gap records ({records[0].path.name}, ...) "
+                "but no manifest "
                 f"({MANIFEST}): it cannot be verified or extended. Archive into a new, empty "
                 "directory; nothing was archived and the replication slot was not touched"
             )
@@ -383,20 +384,31 @@ class Archive:
         records = self.records()
         if records:
             tail = records[-1]
-            before = self._mac_of(records[-2], key) if len(records) > 1 else prev
-            prev = self._verify_record(tail, key, before)
+            try:
+                before = self.mac_of(records[-2], key) if len(records) > 1 else prev
+                prev = self._verify_record(tail, key, before)
+            except IntegrityError as exc:
+                raise IntegrityError(
+                    f"{exc}. The archive is not extended past a record that fails its check: "
+                    "move it out of the archive directory or restore it from a backup of the "
+                    "file system (govdr txlog verify checks the rest); nothing was archived and "
+                    "the replication slot was not touched"
+                ) from None
         self._key, self._prev = key, prev
 
-    def _mac_of(self, record: Record, key: ArchiveKey) -> str:
-        """A record's MAC, checked against its claimed fields (its content is not hashed)."""
+    @staticmethod
+    def mac_of(record: Record, key: ArchiveKey | None) -> str:
+        """A record's MAC, checked with ``key`` (when given) against its claimed fields; its
+        content is not read (a segment's seal is its last line)."""
         if isinstance(record, Gap):
-            mac = record.read(key)["mac"]
-            assert isinstance(mac, str)
-            return mac
-        lines = record.path.read_bytes().splitlines(keepends=True)
-        seal = parse_seal(lines[-1]) if lines else None
-        if seal is None or not key.verifies(
-            seal.mac, "segment", record.path.name, seal.prev, seal.sha256
+            return str(record.read(key)["mac"])
+        with record.path.open("rb") as handle:
+            handle.seek(max(0, record.path.stat().st_size - 4096))
+            tail = handle.read().splitlines(keepends=True)
+        seal = parse_seal(tail[-1]) if tail else None
+        if seal is None or (
+            key is not None
+            and not key.verifies(seal.mac, "segment", record.path.name, seal.prev, seal.sha256)
         ):
             raise IntegrityError(
                 f"{record.path}: its seal is missing or does not verify with the archive's key"

@@ -48,7 +48,7 @@ from runtime.txlog_archiver.archive import (
     link,
     parse_commit_time,
 )
-from runtime.txlog_archiver.integrity import ArchiveKey, parse_seal
+from runtime.txlog_archiver.integrity import ArchiveKey
 
 BOOKKEEPING = "govdr_txlog_replay"
 STAGING = "govdr_txlog_replay_rows"
@@ -98,24 +98,6 @@ def segments_between(
     ]
 
 
-def _claimed_mac(record: Segment | Gap, key: ArchiveKey | None) -> str:
-    """The MAC a record carries (checked with ``key`` when given; its content is not read)."""
-    if isinstance(record, Gap):
-        return str(record.read(key)["mac"])
-    with record.path.open("rb") as handle:
-        handle.seek(max(0, record.path.stat().st_size - 4096))
-        tail = handle.read().splitlines(keepends=True)
-    seal = parse_seal(tail[-1]) if tail else None
-    if seal is None or (
-        key is not None
-        and not key.verifies(seal.mac, "segment", record.path.name, seal.prev, seal.sha256)
-    ):
-        raise ArchiveError(
-            f"{record.path}: its seal is missing or does not verify with the archive's key"
-        )
-    return seal.mac
-
-
 def _before(record: Segment | Gap, window: Window) -> bool:
     """Whether the record lies wholly before the window (nothing in it is admitted)."""
     if isinstance(record, Gap):
@@ -163,7 +145,7 @@ def transactions(
         ):
             return
         if previous is not None:  # the window's first record: anchored on the one before it
-            prev, previous = _claimed_mac(previous, key), None
+            prev, previous = Archive.mac_of(previous, key), None
         if isinstance(record, Gap):
             body = record.read(key)
             if prev is not None:

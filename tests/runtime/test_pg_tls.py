@@ -31,6 +31,7 @@ from runtime.txlog_archiver import bootstrap
 from runtime.txlog_archiver import handler as archiver_handler
 from runtime.txlog_archiver.archiver import ensure_slot
 from runtime.txlog_archiver.handler import dsn_from_secret
+from tests.support.archive_keys import key_file, writable_archive
 from tests.support.pgcluster import Postgres, start_cluster, stop_cluster, write_ca
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,7 +178,9 @@ def _archiver_env(
 
     sm = boto3.client("secretsmanager", region_name=REGION)
     arn = sm.create_secret(Name="rds-txlog-secret-tls", SecretString=json.dumps(secret))["ARN"]
+    integrity_key = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
     for name, value in {
+        "INTEGRITY_KEY_ARN": integrity_key,
         "AWS_DEFAULT_REGION": REGION,
         "SECRET_ARN": arn,
         "ARCHIVE_DIR": str(directory),
@@ -224,6 +227,7 @@ def test_a_missing_ca_file_fails_the_archiver_with_one_log_line(
         "SECRET_ARN": "arn:aws:secretsmanager:eu-central-2:123456789012:secret:x",
         "ARCHIVE_DIR": str(tmp_path),
         "SLOT_NAME": "govdr_txlog_tls",
+        "INTEGRITY_KEY_ARN": "arn:aws:kms:eu-central-2:123456789012:key/x",
         ROOT_CERT_ENV: str(missing),
     }.items():
         monkeypatch.setenv(name, value)
@@ -348,7 +352,7 @@ def _archiver_cli(dsn: str, tmp_path: Path, **env: str) -> subprocess.CompletedP
     base = {k: v for k, v in os.environ.items() if k != ROOT_CERT_ENV}
     command = [sys.executable, "-m", "runtime.txlog_archiver", "--dsn", dsn]
     return subprocess.run(
-        [*command, "--dir", str(tmp_path), "--slot", "govdr_txlog_absent"],
+        [*command, "--dir", str(tmp_path), "--slot", "govdr_txlog_absent", "--key-file", "k"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -397,8 +401,10 @@ def test_replay_verifies_a_target_dsn_without_sslmode(
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
     archive = tmp_path / "archive"
     archive.mkdir()
+    writable_archive(archive)  # an empty archive: a manifest and its key
     dsn = f"host=localhost port={tls_pg.port} dbname={database} user=postgres"
-    argv = ["txlog", "replay", "--dir", str(archive), "--target-dsn", dsn]
+    argv = ["txlog", "replay", "--dir", str(archive), "--key-file", str(key_file(archive))]
+    argv += ["--target-dsn", dsn]
     argv += ["--start-lsn", "0/0", "--until", "2030-01-01T00:00:00+00:00", "--json"]
     # The twin first: with the pinned RDS roots the test server is refused, in one line.
     monkeypatch.delenv(ROOT_CERT_ENV, raising=False)

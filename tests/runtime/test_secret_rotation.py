@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psycopg2
 import pytest
 from moto import mock_aws
@@ -367,6 +368,9 @@ def test_fault_7_the_archiver_keeps_streaming_across_rotations_of_its_own_user(
         "SLOT_NAME": SLOT,
         "DB_NAME": db.name,
         "ENVIRONMENT_SUFFIX": "qa7",
+        "INTEGRITY_KEY_ARN": boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"][
+            "Arn"
+        ],
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(archiver_handler, "tls_from_env", lambda env: dict(LOCAL_SOCKET_TLS))

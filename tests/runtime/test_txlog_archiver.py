@@ -27,11 +27,12 @@ from runtime.txlog_archiver.archive import (
     format_lsn,
     parse_commit_time,
     parse_lsn,
+    transaction_line,
 )
 from runtime.txlog_archiver.archiver import WRITER_NICE, Archiver, _Batch, _SegmentWriter
 from tests.conftest import ROOT
 from tests.runtime.conftest import SLOT, WITNESS, Db
-from tests.support.archive_keys import writable_archive
+from tests.support.archive_keys import key_file, keyring, writable_archive
 from tests.support.pgcluster import Postgres, start_cluster, stop_cluster
 
 
@@ -50,7 +51,9 @@ def write_and_check_a_segment(directory: Path) -> None:
     segment = writable_archive(directory).write_segment(
         lines, Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
     )
-    assert segment.path.read_bytes() == b"".join(lines)
+    data, joined = segment.path.read_bytes(), b"".join(lines)
+    assert data[: len(joined)] == joined
+    assert data[len(joined) :].startswith(b'{"seal":') and data.endswith(b"}\n")
 
 
 def test_a_short_gathered_write_is_completed(
@@ -67,6 +70,7 @@ def test_a_segment_is_written_in_short_system_calls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Long writev calls keep the reading thread off the CPU while the server's sender waits."""
+    writable_archive(tmp_path)  # its manifest is written before the calls are counted
     real_writev = os.writev
     sizes: list[int] = []
 
@@ -76,7 +80,7 @@ def test_a_segment_is_written_in_short_system_calls(
 
     monkeypatch.setattr(os, "writev", recording_writev)
     write_and_check_a_segment(tmp_path)
-    assert sum(sizes) == 3000 and max(sizes) <= 64
+    assert sum(sizes) == 3001 and max(sizes) <= 64  # the lines and the seal
 
 
 def test_the_segment_writer_yields_the_cpu_to_the_reading_thread(tmp_path: Path) -> None:
@@ -88,7 +92,7 @@ def test_the_segment_writer_yields_the_cpu_to_the_reading_thread(tmp_path: Path)
             return super().write_segment(lines, first, last)
 
     reader = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    writer = _SegmentWriter(Recording(tmp_path))
+    writer = _SegmentWriter(writable_archive(tmp_path, archive=Recording(tmp_path)))
     try:
         writer.submit(
             _Batch(
@@ -138,6 +142,8 @@ def _run_cli(db: Db, directory: Path, *extra: str) -> subprocess.Popen[bytes]:
             f"{db.dsn} sslmode=disable",
             "--dir",
             str(directory),
+            "--key-file",
+            str(key_file(directory)),
             "--slot",
             SLOT,
             *extra,
@@ -287,6 +293,7 @@ def test_archive_filling_up_mid_run_keeps_a_gap_free_prefix(db: Db, tmp_path: Pa
         # With room again, the next run continues exactly where the archive ends.
         roomy = tmp_path / "roomy"
         shutil.copytree(full, roomy)
+        shutil.copy2(key_file(full), key_file(roomy))
         stats = db.archiver(roomy, batch_transactions=2, idle_seconds=0.5).run()
         assert archived_xids(roomy) == expected
         assert stats.transactions == len(expected) - len(archived)
@@ -366,7 +373,8 @@ STRAY = "FFFFFFFFFFFFFFF0-FFFFFFFFFFFFFFF0_20261122T000000000000Z_20261122T00000
 
 
 def _fake_segment(directory: Path, first: int, last: int, name_times: str | None = None) -> Path:
-    """A file named and filled like a segment, covering end LSNs ``first``..``last``."""
+    """A file named and filled like a segment, covering end LSNs ``first``..``last``, but not
+    sealed (not written by the archiver)."""
     times = name_times or "20261122T000000000000Z_20261122T000000000000Z"
     path = directory / f"{first:016X}-{last:016X}_{times}.jsonl"
     lines = [
@@ -375,6 +383,19 @@ def _fake_segment(directory: Path, first: int, last: int, name_times: str | None
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _sealed_segment(directory: Path, first: int, last: int, content_lsns: list[int]) -> Path:
+    """A segment sealed with the archive's own key (as only the archiver, or whoever holds the
+    key, can write), named ``first``..``last`` and holding transactions ending at
+    ``content_lsns``."""
+    stamp = "2026-11-22 00:00:00+00"
+    lines = [transaction_line(1, "0/0", lsn, stamp, []) for lsn in content_lsns]
+    return (
+        writable_archive(directory)
+        .write_segment(lines, Bound(first, stamp), Bound(last, stamp))
+        .path
+    )
 
 
 def _ledger_notes(directory: Path) -> list[str]:
@@ -392,6 +413,7 @@ def test_item_3_a_stray_file_name_does_not_switch_the_archive_off(db: Db, tmp_pa
     transaction 'skipped' and moved the slot to FFFFFFFF/FFFFFFF0. Now the run is refused with
     the file named, the slot stays where it was, and nothing is skipped once the file is gone."""
     db.create_slots()
+    db.archiver(tmp_path, idle_seconds=0.3).run()  # an archive (manifest, key), still empty
     for i in range(3):
         db.sql(f"INSERT INTO ledger(note) VALUES ('after-stray-{i}')")
     (tmp_path / STRAY).touch()
@@ -412,8 +434,11 @@ def test_item_3_a_segment_beyond_the_servers_wal_end_is_refused(db: Db, tmp_path
     taken as the archive's end: later transactions were skipped and the slot was acknowledged
     past the server's WAL. Now: refused, slot unchanged, nothing acknowledged."""
     db.create_slots()
+    db.archiver(tmp_path, idle_seconds=0.3).run()  # an archive (manifest, key), still empty
     db.sql("INSERT INTO ledger(note) VALUES ('after-future')")
-    future = _fake_segment(tmp_path, 0xFFFFFFFFFFFFFFF0, 0xFFFFFFFFFFFFFFF0)
+    # Sealed with the archive's key: only the WAL position check can refuse it.
+    end = 0xFFFFFFFFFFFFFFF0
+    future = _sealed_segment(tmp_path, end, end, [end])
     before = db.confirmed_flush()
     with pytest.raises(ArchiveError, match="beyond the server's current WAL position") as refused:
         db.archiver(tmp_path, idle_seconds=0.3).run()
@@ -430,15 +455,14 @@ def test_item_3_a_last_segment_whose_content_differs_from_its_name_is_refused(
     """Item 3: the archive's end came from the last file name alone. A name claiming more than
     the file holds (here: up to the server's current position) now stops the run unacknowledged."""
     db.create_slots()
+    db.archiver(tmp_path, idle_seconds=0.3).run()  # an archive (manifest, key), still empty
     db.sql("INSERT INTO ledger(note) VALUES ('x')")
     wal_end = parse_lsn(db.sql("SELECT pg_current_wal_lsn()"))
-    # Named 1..<current WAL position>, holding a single transaction that ends at 1.
-    lying = (
-        tmp_path / f"{1:016X}-{wal_end:016X}_20261122T000000000000Z_20261122T000000000000Z.jsonl"
-    )
-    _fake_segment(tmp_path, 1, 1).rename(lying)
+    # Named 1..<current WAL position>, holding a single transaction that ends at 1, and
+    # sealed with the archive's key: the name's range is checked against the content.
+    _sealed_segment(tmp_path, 1, wal_end, [1])
     before = db.confirmed_flush()
-    with pytest.raises(ArchiveError, match="was not written by the archiver"):
+    with pytest.raises(ArchiveError, match="the name says end LSNs"):
         db.archiver(tmp_path, idle_seconds=0.3).run()
     assert db.confirmed_flush() == before
 
@@ -451,12 +475,15 @@ def test_item_2_the_manifest_names_server_timeline_database_and_slot(
     db.sql("INSERT INTO ledger(note) VALUES ('x')")
     db.archiver(tmp_path, idle_seconds=0.3).run()
     manifest = json.loads((tmp_path / MANIFEST).read_text())
-    assert manifest == {
+    assert {k: v for k, v in manifest.items() if k not in ("key", "mac")} == {
         "system_identifier": db.sql("SELECT system_identifier FROM pg_control_system()"),
         "timeline": int(db.sql("SELECT timeline_id FROM pg_control_checkpoint()")),
         "database": db.name,
         "slot": SLOT,
     }
+    # The key record and the manifest's MAC (runtime/txlog_archiver/integrity.py).
+    assert manifest["key"] == {"key_file": key_file(tmp_path).name}
+    assert len(manifest["mac"]) == 64
 
 
 def test_item_2_another_slot_or_database_is_refused(
@@ -485,6 +512,7 @@ def test_item_2_another_slot_or_database_is_refused(
         other.drop()
     renamed = Archiver(
         archive=Archive(tmp_path),
+        keyring=keyring(tmp_path),
         slot="govdr_txlog_other",
         connect_sql=lambda: psycopg2.connect(db.dsn),
         connect_replication=lambda: psycopg2.connect(
@@ -525,7 +553,8 @@ def test_item_2_another_servers_archive_is_refused_never_skipped(db: Db, tmp_pat
         before = b.confirmed_flush()
         with pytest.raises(ArchiveError, match="system_identifier"):
             b.archiver(tmp_path, idle_seconds=0.3).run()
-        with pytest.raises(ArchiveError, match="beyond the server's current WAL position"):
+        # Without its manifest the archive cannot be verified, so it is never extended.
+        with pytest.raises(ArchiveError, match="but no manifest"):
             b.archiver(legacy, idle_seconds=0.3).run()
         assert b.confirmed_flush() == before
         # Into its own directory B archives everything, nothing skipped.
@@ -649,13 +678,14 @@ def test_item_13_a_symlink_at_a_segments_name_is_never_followed(tmp_path: Path) 
     first, last = Bound(1, "2026-11-22 00:00:00+00"), Bound(2, "2026-11-22 00:00:01+00")
     name = "0000000000000001-0000000000000002_20261122T000000000000Z_20261122T000001000000Z.jsonl"
     (archive_dir / f".{name}.tmp").symlink_to(outside)
-    segment = writable_archive(archive_dir).write_segment([b'{"end_lsn":1}\n'], first, last)
+    archive = writable_archive(archive_dir)
+    segment = archive.write_segment([b'{"end_lsn":1}\n'], first, last)
     assert segment.path.name == name and not segment.path.is_symlink()
     assert outside.read_text() == "not the archive's\n"
     # A symlink at the segment's own name is neither followed nor replaced.
     segment.path.unlink()
     (archive_dir / name).symlink_to(outside)
     with pytest.raises(ArchiveError, match="already exists and is never replaced"):
-        writable_archive(archive_dir).write_segment([b'{"end_lsn":1}\n'], first, last)
+        archive.write_segment([b'{"end_lsn":1}\n'], first, last)
     assert (archive_dir / name).is_symlink()
     assert outside.read_text() == "not the archive's\n"

@@ -21,6 +21,7 @@ from runtime.txlog_archiver.archive import Archive
 from runtime.txlog_archiver.archiver import Archiver
 from runtime.txlog_archiver.handler import Settings, dsn_from_secret, run_once
 from tests.runtime.conftest import Db
+from tests.support.archive_keys import key_file, keyring
 from tests.support.pgcluster import LOCAL_SOCKET_TLS
 
 MASTER_ARN = "arn:aws:secretsmanager:eu-central-2:123456789012:secret:rds-master-secret-qa-AbCdEf"
@@ -138,6 +139,7 @@ def test_create_makes_a_replication_user_that_archives_as_itself(
     def archiver() -> Archiver:
         return Archiver(
             archive=Archive(tmp_path),
+            keyring=keyring(tmp_path),
             slot=setup.slot,
             connect_sql=lambda: psycopg2.connect(setup.user_dsn()),
             connect_replication=lambda: psycopg2.connect(
@@ -159,7 +161,9 @@ def test_create_makes_a_replication_user_that_archives_as_itself(
         tls=LOCAL_SOCKET_TLS,
     )
     setup.db.sql("INSERT INTO ledger(note) VALUES ('lag-probe')")
-    run_stats, lag = run_once(settings, setup.secrets[REPLICATION_ARN], lambda: 20.0)
+    run_stats, lag = run_once(
+        settings, setup.secrets[REPLICATION_ARN], lambda: 20.0, keyring(tmp_path)
+    )
     assert run_stats.transactions == 1
     assert lag == 0.0
 
@@ -484,8 +488,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # The archive's key file lies beside the --dir given.
+    keys = ["--key-file", str(key_file(Path(args[args.index("--dir") + 1])))]
     return subprocess.run(
-        [sys.executable, "-m", "runtime.txlog_archiver", *args],
+        [sys.executable, "-m", "runtime.txlog_archiver", *args, *keys],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -19,6 +19,7 @@ from runtime.txlog_archiver.archive import MANIFEST, ArchiveError
 from runtime.txlog_archiver.archiver import OPTIONS, SLOT_BUSY
 from runtime.txlog_archiver.handler import Settings, archive_lag_seconds
 from tests.runtime.conftest import SLOT, Db
+from tests.support.archive_keys import keyring
 from tests.support.pgcluster import LOCAL_SOCKET_TLS
 
 
@@ -69,6 +70,8 @@ def test_handler_archives_and_emits_metrics(
         arn = sm.create_secret(Name="rds-txlog-secret-qa7", SecretString=json.dumps(secret))["ARN"]
         monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-2")
         monkeypatch.setenv("SECRET_ARN", arn)
+        kms = boto3.client("kms", region_name="eu-central-2")
+        monkeypatch.setenv("INTEGRITY_KEY_ARN", kms.create_key()["KeyMetadata"]["Arn"])
         monkeypatch.setenv("ARCHIVE_DIR", str(tmp_path))
         monkeypatch.setenv("SLOT_NAME", SLOT)
         monkeypatch.setenv("DB_NAME", db.name)
@@ -114,7 +117,7 @@ def test_lag_reports_an_archive_behind_the_database(db: Db, tmp_path: Path) -> N
         tls=LOCAL_SOCKET_TLS,
     )
     # A zero time budget archives nothing, while the database holds a commit.
-    stats, lag = lambda_handler.run_once(settings, secret, lambda: 0.0)
+    stats, lag = lambda_handler.run_once(settings, secret, lambda: 0.0, keyring(tmp_path))
     assert stats.transactions == 0
     assert lag > 0.0
 
@@ -132,7 +135,9 @@ def test_a_second_run_exits_quietly_while_the_slot_is_read(
     )
     try:
         holder.cursor().start_replication(slot_name=SLOT, decode=False, options=OPTIONS)
-        stats, lag = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
+        stats, lag = lambda_handler.run_once(
+            _settings(tmp_path), _secret(db), lambda: 20.0, keyring(tmp_path)
+        )
         assert stats.stopped_by == SLOT_BUSY
         assert (stats.transactions, stats.reconnects, lag) == (0, 0, 0.0)
     finally:
@@ -140,7 +145,9 @@ def test_a_second_run_exits_quietly_while_the_slot_is_read(
     assert [p.name for p in tmp_path.iterdir()] == [MANIFEST]
     # Once the slot is free, the next run archives what the busy one left alone.
     _wait_until_released(db)
-    stats, _ = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
+    stats, _ = lambda_handler.run_once(
+        _settings(tmp_path), _secret(db), lambda: 20.0, keyring(tmp_path)
+    )
     assert (stats.stopped_by, stats.transactions) == ("idle", 1)
 
 
@@ -173,15 +180,21 @@ def test_item_13_an_idle_database_whose_newest_commit_is_not_archivable_has_no_l
     db.sql("INSERT INTO ledger(note) VALUES ('before the slot')")
     db.create_slots()
     time.sleep(1.2)
-    stats, lag = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
+    stats, lag = lambda_handler.run_once(
+        _settings(tmp_path), _secret(db), lambda: 20.0, keyring(tmp_path)
+    )
     assert (stats.stopped_by, stats.transactions, lag) == ("idle", 0, 0.0)
 
     db.sql("INSERT INTO ledger(note) VALUES ('archived')")
-    stats, lag = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
+    stats, lag = lambda_handler.run_once(
+        _settings(tmp_path), _secret(db), lambda: 20.0, keyring(tmp_path)
+    )
     assert (stats.stopped_by, stats.transactions, lag) == ("idle", 1, 0.0)
     time.sleep(1.2)
     db.pg.psql("CREATE TABLE IF NOT EXISTS elsewhere(x int)")  # a commit in another database
-    stats, lag = lambda_handler.run_once(_settings(tmp_path), _secret(db), lambda: 20.0)
+    stats, lag = lambda_handler.run_once(
+        _settings(tmp_path), _secret(db), lambda: 20.0, keyring(tmp_path)
+    )
     assert (stats.stopped_by, stats.transactions, lag) == ("idle", 0, 0.0)
 
 
@@ -215,19 +228,26 @@ def _wait_until_released(db: Db) -> None:
 
 def _invoke(db: Db, directory: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     with mock_aws():
-        import boto3
+        return _invoke_in_moto(db, directory, monkeypatch)
 
-        sm = boto3.client("secretsmanager", region_name="eu-central-2")
-        arn = sm.create_secret(Name="rds-txlog-secret-qa7", SecretString=json.dumps(_secret(db)))[
-            "ARN"
-        ]
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-2")
+
+def _invoke_in_moto(db: Db, directory: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """One invocation inside an active moto; its secret and KMS key are made on the first."""
+    import boto3
+
+    sm = boto3.client("secretsmanager", region_name="eu-central-2")
+    kms = boto3.client("kms", region_name="eu-central-2")
+    if not kms.list_keys()["Keys"]:
+        secret = json.dumps(_secret(db))
+        arn = sm.create_secret(Name="rds-txlog-secret-qa7", SecretString=secret)["ARN"]
         monkeypatch.setenv("SECRET_ARN", arn)
-        monkeypatch.setenv("ARCHIVE_DIR", str(directory))
-        monkeypatch.setenv("SLOT_NAME", SLOT)
-        monkeypatch.setenv("ENVIRONMENT_SUFFIX", "qa7")
-        monkeypatch.setattr(lambda_handler, "tls_from_env", lambda env: dict(LOCAL_SOCKET_TLS))
-        result: dict[str, Any] = lambda_handler.handler({}, Context(seconds=25))
+        monkeypatch.setenv("INTEGRITY_KEY_ARN", kms.create_key()["KeyMetadata"]["Arn"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-2")
+    monkeypatch.setenv("ARCHIVE_DIR", str(directory))
+    monkeypatch.setenv("SLOT_NAME", SLOT)
+    monkeypatch.setenv("ENVIRONMENT_SUFFIX", "qa7")
+    monkeypatch.setattr(lambda_handler, "tls_from_env", lambda env: dict(LOCAL_SOCKET_TLS))
+    result: dict[str, Any] = lambda_handler.handler({}, Context(seconds=25))
     return result
 
 
@@ -270,12 +290,13 @@ def test_item_2_a_recorded_gap_is_published_as_a_metric_and_an_error_line(
     the run that records the gap publishes ArchiveGaps 1 and logs an error."""
     db.create_slots()
     db.sql("INSERT INTO ledger(note) VALUES ('archived')")
-    assert _invoke(db, tmp_path, monkeypatch)["gaps"] == 0
-    db.wait_until_slots_inactive()
-    db.sql(f"SELECT pg_drop_replication_slot('{SLOT}')")
-    db.sql("INSERT INTO ledger(note) VALUES ('lost')")
-    capsys.readouterr()
-    assert _invoke(db, tmp_path, monkeypatch)["gaps"] == 1
+    with mock_aws():  # one KMS for both runs: the second opens the key the first created
+        assert _invoke_in_moto(db, tmp_path, monkeypatch)["gaps"] == 0
+        db.wait_until_slots_inactive()
+        db.sql(f"SELECT pg_drop_replication_slot('{SLOT}')")
+        db.sql("INSERT INTO ledger(note) VALUES ('lost')")
+        capsys.readouterr()
+        assert _invoke_in_moto(db, tmp_path, monkeypatch)["gaps"] == 1
     out = capsys.readouterr().out
     [record] = _emf(out)
     assert record["ArchiveGaps"] == [1.0]

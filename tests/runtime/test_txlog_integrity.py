@@ -41,7 +41,7 @@ def _archive(db: Db, directory: Path, transactions: int = 6) -> Archive:
         db.sql(f"INSERT INTO ledger(note) VALUES ('row-{n}')")
     db.archiver(directory, idle_seconds=0.3, batch_transactions=2).run()
     archive = Archive(directory)
-    assert len(archive.segments()) >= 3
+    assert len(archive.segments()) >= min(3, transactions // 2)
     return archive
 
 
@@ -200,7 +200,7 @@ def test_the_archiver_refuses_an_archive_with_a_foreign_key(db: Db, tmp_path: Pa
     directory = tmp_path / "archive"
     _archive(db, directory, transactions=2)
     key_file(directory).write_bytes(b"\x02" * 32)
-    with pytest.raises(IntegrityError, match="archive.json: its MAC does not verify"):
+    with pytest.raises(IntegrityError, match=r"archive\.json: its MAC does not verify"):
         db.archiver(directory, idle_seconds=0.3).run()
 
 

@@ -16,6 +16,7 @@ import pytest
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
 from runtime.txlog_archiver.replay import Window, changes_to_table, replay, segments_between
 from tests.runtime.conftest import Db
+from tests.support.archive_keys import archive_key, key_file, writable_archive
 from tests.support.pgcluster import Postgres
 
 TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
@@ -92,14 +93,19 @@ def test_replay_to_t1_equals_the_source_at_t1(
     conn = psycopg2.connect(postgres.dsn(f"{suffix}_replayed"))
     try:
         result = replay(
-            archive, conn, window, progress=lambda n, _: progress.append(n), progress_every=100
+            archive,
+            conn,
+            window,
+            key=archive_key(archive.directory),
+            progress=lambda n, _: progress.append(n),
+            progress_every=100,
         )
         assert result.applied == 300
         assert progress == [100, 200, 300]
         assert fingerprint(postgres, f"{suffix}_replayed") == fingerprint(
             postgres, f"{suffix}_expected"
         )
-        again = replay(archive, conn, window)
+        again = replay(archive, conn, window, key=archive_key(archive.directory))
         assert (again.applied, again.skipped) == (0, 300)
     finally:
         conn.close()
@@ -167,6 +173,8 @@ def test_cli_list_show_and_replay(
                 "replay",
                 "--dir",
                 directory,
+                "--key-file",
+                str(key_file(archive.directory)),
                 "--target-dsn",
                 # A DSN naming its own sslmode is used as given (a Unix socket has no TLS).
                 f"{postgres.dsn(target)} sslmode=disable",
@@ -231,7 +239,7 @@ def _crafted(tmp_path: Path, changes: list[dict[str, object]]) -> Archive:
         transaction_line(700 + i, "0/1", 100 * (i + 1), stamp, [json.dumps(c).encode()])
         for i, c in enumerate(changes)
     ]
-    archive = Archive(directory)
+    archive = writable_archive(directory)
     archive.write_segment(lines, Bound(100, stamp), Bound(100 * len(changes), stamp))
     return archive
 
@@ -239,7 +247,8 @@ def _crafted(tmp_path: Path, changes: list[dict[str, object]]) -> Archive:
 def _replay(postgres: Postgres, dbname: str, archive: Archive, **kwargs: object) -> object:
     conn = psycopg2.connect(postgres.dsn(dbname))
     try:
-        return replay(archive, conn, Window(), **kwargs)  # type: ignore[arg-type]
+        key = archive_key(archive.directory)
+        return replay(archive, conn, Window(), key=key, **kwargs)  # type: ignore[arg-type]
     finally:
         conn.close()
 
@@ -553,6 +562,7 @@ def test_item_1_the_cli_reports_a_refused_record_in_one_line(
     archive = _crafted(tmp_path, [{"action": "T", "schema": "public", "table": "t"}])
     everything = ["--start-lsn", "0/0", "--until", "2030-01-01T00:00:00+00:00"]
     replay_cli = ["txlog", "replay", "--dir", str(archive.directory)]
+    replay_cli += ["--key-file", str(key_file(archive.directory))]
     replay_cli += ["--target-dsn", f"{postgres.dsn(target)} sslmode=disable", *everything]
     code = main(replay_cli)
     err = capsys.readouterr().err
@@ -589,7 +599,7 @@ def test_item_8_a_user_who_cannot_disable_triggers_is_told_so(
     )
     try:
         with pytest.raises(ArchiveError, match="may not set session_replication_role"):
-            replay(archive, conn, Window())
+            replay(archive, conn, Window(), key=archive_key(archive.directory))
     finally:
         conn.close()
         postgres.psql(

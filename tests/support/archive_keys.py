@@ -28,10 +28,12 @@ def archive_key(directory: Path) -> ArchiveKey:
     return keyring(directory).open({"key_file": key_file(directory).name}, {})
 
 
-def writable_archive(directory: Path, identity: dict[str, Any] | None = None) -> Archive:
+def writable_archive(
+    directory: Path, identity: dict[str, Any] | None = None, archive: Archive | None = None
+) -> Archive:
     """An archive in ``directory`` ready to be extended by hand: its manifest is created
     (``identity``, default a made-up server) unless present, and its chain opened."""
-    archive = Archive(directory)
+    archive = archive or Archive(directory)
     ring = keyring(directory)
     manifest = archive.manifest()
     if manifest is None:

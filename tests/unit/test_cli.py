@@ -21,6 +21,8 @@ from govdr.cli.main import main
                 "replay",
                 "--dir",
                 "{tmp}",
+                "--key-file",
+                "{tmp}/key",
                 "--target-dsn",
                 "host=/x",
                 "--until",
@@ -34,6 +36,8 @@ from govdr.cli.main import main
                 "replay",
                 "--dir",
                 "{tmp}",
+                "--key-file",
+                "{tmp}/key",
                 "--target-dsn",
                 "host=/x",
                 "--start-lsn",
@@ -49,6 +53,8 @@ from govdr.cli.main import main
                 "replay",
                 "--dir",
                 "{tmp}",
+                "--key-file",
+                "{tmp}/key",
                 "--target-dsn",
                 "host=/nonexistent port=1",
                 "--start-lsn",
@@ -94,7 +100,7 @@ def test_item_13_a_bad_target_dsn_is_not_echoed(
 ) -> None:
     """Finding: the error for a bad --target-dsn repeated part of the DSN (libpq quotes the
     offending word), which can be the password."""
-    argv = ["txlog", "replay", "--dir", str(tmp_path), "--target-dsn", dsn]
+    argv = ["txlog", "replay", "--dir", str(tmp_path), "--key-file", "k", "--target-dsn", dsn]
     assert main([*argv, "--start-lsn", "0/0", "--until", "2026-11-22T08:00:00+00:00"]) == 2
     err = capsys.readouterr().err
     assert needle in err
@@ -116,7 +122,8 @@ def test_replay_with_a_missing_ca_file_is_one_clear_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("GOVDR_PG_ROOT_CERT", str(tmp_path / "missing.pem"))
-    argv = ["txlog", "replay", "--dir", str(tmp_path), "--target-dsn", "host=db.example"]
+    argv = ["txlog", "replay", "--dir", str(tmp_path), "--key-file", "k"]
+    argv += ["--target-dsn", "host=db.example"]
     argv += ["--start-lsn", "0/0", "--until", "2026-11-22T08:00:00+00:00"]
     assert main(argv) == 2
     [line] = capsys.readouterr().err.splitlines()

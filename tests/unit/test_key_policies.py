@@ -58,6 +58,7 @@ def test_requirements_cover_every_service_that_uses_a_key(synth: Synth) -> None:
         "RDS": {"Database"},
         "Performance Insights": {"Database"},
         "Secrets Manager": {"Secrets"},
+        "transaction-log archiver": {"TxlogIntegrity"},
         "EFS": {"FileSystem"},
         "AWS Backup": {"Backup"},
     }
@@ -317,3 +318,38 @@ def test_unmodelled_elements_raise() -> None:
         evaluate({"Statement": [{"Effect": "Allow", "Principal": "*"}]}, request)
     with pytest.raises(UnsupportedPolicy, match="condition block"):
         evaluate(_allow(Principal="*", Action="*", Condition={"StringEquals": "x"}), request)
+
+
+def _archiver_env(templates: dict[str, Any]) -> dict[str, Any]:
+    storage = templates["storage"]["Resources"]
+    [function] = [
+        r
+        for r in storage.values()
+        if r["Type"] == "AWS::Lambda::Function"
+        and "INTEGRITY_KEY_ARN" in r["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    variables: dict[str, Any] = function["Properties"]["Environment"]["Variables"]
+    return variables
+
+
+def test_twin_an_archiver_of_another_slot_cannot_open_the_archive_key(synth: Synth) -> None:
+    """The integrity key's policy admits only requests whose encryption context names this
+    environment's slot: the archiver configured with another slot is refused both actions."""
+    templates = copy.deepcopy(synth.all_raw())
+    lid, _ = _key(templates, "TxlogIntegrityKey")
+    _archiver_env(templates)["SLOT_NAME"] = "govdr_txlog_prod"
+    findings = key_requirement_findings(templates)
+    assert len(findings) == 2
+    assert all(f.startswith(f"{lid}: transaction-log archiver") for f in findings)
+    assert "kms:GenerateDataKey" in findings[0] and "kms:Decrypt" in findings[1]
+
+
+def test_twin_an_integrity_key_without_the_account_statement_refuses_the_archiver(
+    synth: Synth,
+) -> None:
+    templates = copy.deepcopy(synth.all_raw())
+    _, policy = _key(templates, "TxlogIntegrityKey")
+    policy["Statement"] = [
+        s for s in policy["Statement"] if s.get("Sid") != "ArchiveIntegrityKeysOfThisEnvironment"
+    ]
+    assert len(key_requirement_findings(templates)) == 2

@@ -19,6 +19,7 @@ from govdr.stacks.monitoring import RDS_EVENT_CATEGORIES, alarm_specs
 from tests.conftest import TEST_SUFFIX, VARIANT, Synth
 
 EXPECTED_ALARMS = {
+    "txlog-archive-gaps": ("govdr/txlog", "ArchiveGaps", "GreaterThanOrEqualToThreshold", 1),
     # short name: (namespace, metric, comparison, threshold with default config)
     "rds-cpu": ("AWS/RDS", "CPUUtilization", "GreaterThanOrEqualToThreshold", 80),
     "rds-free-storage": ("AWS/RDS", "FreeStorageSpace", "LessThanOrEqualToThreshold", 10 * 1024**3),

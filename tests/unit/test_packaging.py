@@ -65,6 +65,8 @@ def test_replay_reaches_the_database_in_a_clean_install(
             "replay",
             "--dir",
             str(tmp_path),
+            "--key-file",
+            str(tmp_path / "key"),
             "--target-dsn",
             "host=127.0.0.1 port=1 dbname=restored connect_timeout=5",
             "--start-time",

@@ -60,7 +60,7 @@ def test_every_kind_of_policy_is_collected(synth: Synth) -> None:
         ("AWS::SecretsManager::ResourcePolicy", "resource"),
         ("AWS::Lambda::Permission", "resource"),
     }
-    assert len([d for d in documents if d.kind == "key"]) == 7
+    assert len([d for d in documents if d.kind == "key"]) == 8
 
 
 def test_inline_role_policies_and_vault_access_policies_are_collected() -> None:

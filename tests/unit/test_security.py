@@ -19,7 +19,7 @@ EXPECTED = {
     "audit": "s3",
     "backup": "backup",
 }
-ALL_ALIASES = {*EXPECTED, "logs", "alarms"}
+ALL_ALIASES = {*EXPECTED, "logs", "alarms", "txlog"}
 
 
 def _keys_by_alias(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -212,3 +212,20 @@ def test_service_principal_statement() -> None:
             }
         },
     )
+
+
+def test_txlog_integrity_key_is_usable_only_with_this_archives_context(synth: Synth) -> None:
+    key = _keys_by_alias(synth.raw("security"))[f"alias/txlog-{TEST_SUFFIX}"]
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    [use] = [s for s in statements if s.get("Sid") == "ArchiveIntegrityKeysOfThisEnvironment"]
+    assert sorted(use["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    condition = use["Condition"]["StringEquals"]
+    assert condition["kms:EncryptionContext:govdr:txlog:slot"] == f"govdr_txlog_{TEST_SUFFIX}"
+    assert sorted(use["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == [
+        "govdr:txlog:database",
+        "govdr:txlog:slot",
+        "govdr:txlog:system_identifier",
+        "govdr:txlog:timeline",
+    ]
+    # No service principal and no via-service use: only the account's IAM policies, bound.
+    assert all("Service" not in s["Principal"] for s in statements)

@@ -79,7 +79,14 @@ def test_archiver_role_reaches_only_its_secret_access_point_and_log_group(synth:
         "MountTxlogAccessPoint",
         "VpcNetworkInterfaces",
         "WriteOwnLogs",
+        "ArchiveIntegrityKey",
     }
+    integrity = statements["ArchiveIntegrityKey"]
+    assert sorted(integrity["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert "TxlogIntegrityKey" in json.dumps(integrity["Resource"])
+    assert integrity["Condition"]["StringEquals"]["kms:EncryptionContext:govdr:txlog:slot"] == (
+        f"govdr_txlog_{TEST_SUFFIX}"
+    )
     secret = json.dumps(statements["ReadDatabaseSecret"]["Resource"])
     assert "ReplicationSecret" in secret
     assert "MasterSecret" not in secret
