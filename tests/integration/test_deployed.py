@@ -153,7 +153,7 @@ def test_alarms_exist_with_alarm_and_ok_actions(deployment: Deployment) -> None:
         for a in deployment.aws.client("cloudwatch").describe_alarms()["MetricAlarms"]
         if a["AlarmName"].endswith(f"-{deployment.suffix}")
     ]
-    assert len(alarms) == 12
+    assert len(alarms) == 13
     topic = deployment.outputs["AlarmTopicArn"]
     for alarm in alarms:
         assert alarm["AlarmActions"] == [topic], alarm["AlarmName"]
