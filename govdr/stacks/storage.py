@@ -146,7 +146,11 @@ class StorageStack(NestedStack):
             statements=[
                 *secret_read_statements(replication_secret_arn, secrets_key.key_arn),
                 # The archive's seal key: a data key generated once, decrypted at each run,
-                # only with this environment's encryption context (the key policy requires it).
+                # only with this environment's encryption context (the key policy requires it;
+                # the condition keys are kms:EncryptionContext:<key> and
+                # kms:EncryptionContextKeys:
+                # https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html).
+                # Checked against the key policy by the gate rule key-requirements.
                 iam.PolicyStatement(
                     sid="ArchiveIntegrityKey",
                     actions=["kms:Decrypt", "kms:GenerateDataKey"],

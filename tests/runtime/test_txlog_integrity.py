@@ -119,7 +119,18 @@ def _forge_the_manifest(archive: Archive) -> Path:
     return path
 
 
+def _insert_a_gap(archive: Archive) -> Path:
+    """A gap record planted by whoever can write the file system: it names a stretch after the
+    first segment and carries a made-up prev and MAC (the key is not theirs)."""
+    after = archive.segments()[0].last_end_lsn
+    path = archive.directory / f"gap_{after:016X}-{after + 1:016X}.json"
+    body = {"after_end_lsn": after, "resume_lsn": after + 1, "reason": "planted"}
+    path.write_text(json.dumps({**body, "prev": "0" * 64, "mac": "1" * 64}))
+    return path
+
+
 DAMAGE = {
+    "planted gap record": (_insert_a_gap, "does not verify with the archive's key"),
     "truncated": (_truncate, "last line is not a seal"),
     "changed byte": (_change_a_byte, "does not match its seal"),
     "re-sealed without the key": (
