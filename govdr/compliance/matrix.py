@@ -58,6 +58,19 @@ class Control:
     tests: tuple[str, ...] = ()
     status: Callable[[Templates], str] = field(default=lambda _t: "implemented")
 
+    def __post_init__(self) -> None:
+        # A missing trailing comma turns a one-item tuple into a string: its characters would
+        # be read as test ids and rule names.
+        for name in ("implementation", "rules", "nag_rules", "tests"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(
+                isinstance(item, str) and item.strip() for item in value
+            ):
+                raise TypeError(
+                    f"control {self.id}: {name} must be a tuple of non-empty strings, got "
+                    f"{value!r} (a one-item tuple needs its trailing comma)"
+                )
+
 
 def _all(templates: Templates, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
     for name in sorted(templates):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from govdr.engine import CONNECTION_LOGGING, major_of_family
@@ -374,6 +374,23 @@ WILDCARD_RESOURCE_SIDS = {
     ),
 }
 
+# The actions each listed statement may carry: a listed Sid is no licence for other actions
+# on every resource (a statement named StopBackupJobs that also allowed rds:DeleteDBInstance on
+# "*" would pass on its name alone).
+WILDCARD_RESOURCE_ACTIONS = {
+    "StopBackupJobs": frozenset({"backup:ListBackupJobs", "backup:StopBackupJob"}),
+    "VpcNetworkInterfaces": frozenset(
+        {
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        }
+    ),
+    "GenerateRandomPassword": frozenset({"secretsmanager:GetRandomPassword"}),
+}
+
 _SECRET_KEY_RE = re.compile(r"(?i)(password|passwd|secretstring$|apikey|accesskey|token$)")
 _SAFE_SECRET_KEYS = frozenset({"SecretStringTemplate", "GenerateStringKey", "ExcludeCharacters"})
 _SECRET_VALUE_RES = (
@@ -401,7 +418,30 @@ def iam_wildcard_findings(template: Template) -> list[Finding]:
                         f"{logical_id}: Resource '*' in statement {sid or '(no Sid)'}; scope it "
                         "to ARNs or list the Sid with its reason in WILDCARD_RESOURCE_SIDS"
                     )
+                    continue
+                listed = actions if isinstance(actions, list) else [actions]
+                extra = sorted(str(a) for a in listed if a not in WILDCARD_RESOURCE_ACTIONS[sid])
+                if extra:
+                    findings.append(
+                        f"{logical_id}: statement {sid} allows {', '.join(extra)} on Resource "
+                        f"'*', beyond the actions listed for it ("
+                        f"{', '.join(sorted(WILDCARD_RESOURCE_ACTIONS[sid]))}); move them to a "
+                        "statement scoped to ARNs"
+                    )
     return findings
+
+
+def unused_wildcard_allowances(templates: Iterable[Template]) -> list[str]:
+    """Sids of WILDCARD_RESOURCE_SIDS that no statement with Resource '*' uses: a stale
+    allowance waits for a statement to take its name."""
+    used = set()
+    for template in templates:
+        for resource in template.get("Resources", {}).values():
+            for statement in identity_statements(resource):
+                resources = statement.get("Resource", [])
+                if "*" in (resources if isinstance(resources, list) else [resources]):
+                    used.add(statement.get("Sid"))
+    return sorted(set(WILDCARD_RESOURCE_SIDS) - used)
 
 
 def identity_statements(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -14,10 +14,13 @@ from aws_cdk import aws_s3 as s3
 
 from govdr.compliance.gate import PACKS, apply_compliance, own_checks, run_own_checks
 from govdr.compliance.template_checks import (
+    WILDCARD_RESOURCE_ACTIONS,
     WILDCARD_RESOURCE_SIDS,
     iam_wildcard_findings,
+    identity_statements,
     plaintext_secret_findings,
     resources,
+    unused_wildcard_allowances,
 )
 from govdr.config import DrConfig
 from govdr.stacks.tap_stack import TapStack
@@ -74,10 +77,27 @@ def test_prod_switch_drops_the_deletion_protection_acknowledgments(prod_synth: S
     assert not [a for a in acks if "DeletionProtection" in a.rule or a.rule.endswith("RDS10")]
 
 
-def test_wildcard_resource_allowlist_is_explained() -> None:
-    for sid, reason in WILDCARD_RESOURCE_SIDS.items():
-        assert sid.isidentifier()
-        assert len(reason) > 30
+def test_every_wildcard_allowance_is_used_and_its_stale_twin(synth: Synth) -> None:
+    # Each listed Sid names a statement of the synthesized platform with Resource "*", and the
+    # actions listed for it are exactly that statement's: nothing is allowed in advance.
+    templates = [synth.raw(None if name == "root" else name) for name in ("root", *NESTED)]
+    assert set(WILDCARD_RESOURCE_ACTIONS) == set(WILDCARD_RESOURCE_SIDS)
+    assert unused_wildcard_allowances(templates) == []
+    used: dict[str, set[str]] = {}
+    for template in templates:
+        for resource in template.get("Resources", {}).values():
+            for statement in identity_statements(resource):
+                if statement.get("Sid") in WILDCARD_RESOURCE_SIDS:
+                    actions = statement["Action"]
+                    used.setdefault(statement["Sid"], set()).update(
+                        actions if isinstance(actions, list) else [actions]
+                    )
+    assert used == {sid: set(actions) for sid, actions in WILDCARD_RESOURCE_ACTIONS.items()}
+    # The twin: without the vault cleaner (its only user), StopBackupJobs is a stale allowance.
+    without_cleaner = [
+        t for t, name in zip(templates, ("root", *NESTED), strict=True) if name != "backup"
+    ]
+    assert unused_wildcard_allowances(without_cleaner) == ["StopBackupJobs"]
 
 
 def _fresh_app(tmp_path: Path) -> cdk.App:
@@ -141,6 +161,31 @@ def test_iam_wildcard_check_and_its_failing_twins(synth: Synth) -> None:
         f"{lid}: Resource '*' in statement Sneaky; scope it to ARNs or list the Sid with its "
         "reason in WILDCARD_RESOURCE_SIDS",
     ]
+
+
+def test_a_listed_wildcard_sid_carries_only_its_listed_actions(synth: Synth) -> None:
+    backup = _mutable(synth, "backup")
+    [(lid, policy)] = [
+        (lid, p)
+        for lid, p in resources(backup, "AWS::IAM::ManagedPolicy")
+        if lid.startswith("VaultCleanerRole")
+    ]
+    [statement] = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "StopBackupJobs"
+    ]
+    assert iam_wildcard_findings(backup) == []
+    statement["Action"] = [*statement["Action"], "rds:DeleteDBInstance"]
+    assert iam_wildcard_findings(backup) == [
+        f"{lid}: statement StopBackupJobs allows rds:DeleteDBInstance on Resource '*', beyond "
+        "the actions listed for it (backup:ListBackupJobs, backup:StopBackupJob); move them to "
+        "a statement scoped to ARNs"
+    ]
+    statement["Action"] = "backup:DeleteBackupVault"  # a single action, not a list
+    assert iam_wildcard_findings(backup)[0].startswith(
+        f"{lid}: statement StopBackupJobs allows backup:DeleteBackupVault on Resource '*'"
+    )
 
 
 def test_deny_statements_may_use_wildcards(synth: Synth) -> None:

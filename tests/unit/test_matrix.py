@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import tarfile
@@ -148,12 +149,18 @@ def test_make_compliance_writes_both_files(
     assert "wrote" in capsys.readouterr().out
 
 
-def test_control_definitions_are_well_formed() -> None:
-    for control in matrix.CONTROLS:
-        for field in (control.implementation, control.rules, control.nag_rules, control.tests):
-            assert isinstance(field, tuple)
-            # A missing trailing comma turns a one-item tuple into a string of characters.
-            assert all(isinstance(item, str) and len(item) > 3 for item in field), control.id
+def test_a_control_refuses_a_string_where_a_tuple_belongs() -> None:
+    # Every control of the matrix was built (importing the module constructs them all); the
+    # twins are the one-item tuple without its comma and an empty entry.
+    assert len(matrix.CONTROLS) >= 10
+    good = matrix.CONTROLS[0]
+    for name, bad in (
+        ("tests", "tests/unit/test_matrix.py::test_committed_matrix_is_current"),
+        ("rules", ("iam-wildcards", "")),
+        ("nag_rules", ["AwsSolutions-IAM5"]),
+    ):
+        with pytest.raises(TypeError, match=rf"control {good.id}: {name} must be a tuple"):
+            dataclasses.replace(good, **{name: bad})
 
 
 def test_recovery_is_partial_without_the_drill_or_the_rpo_alarm(synth: Synth) -> None:
