@@ -19,7 +19,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .PHONY: help install postgres synth test lint format compliance outputs deploy destroy lock clean \
-	deploy-local destroy-local emulator-stop integ bench-archive preflight
+	deploy-local destroy-local emulator-stop integ bench-archive preflight figures timings
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,13 @@ compliance: install ## regenerate docs/compliance/fedramp-moderate.{md,json} fro
 
 bench-archive: install postgres ## archiver vs pg_recvlogical on 200,000 pgbench transactions -> bench/results/archive.json (BENCH_ARGS="--help" for options)
 	$(PY) bench/archive_bench.py $(BENCH_ARGS)
+
+figures: install ## render the README's measured figures from bench/results/*.json
+	$(PY) -m govdr.tools.figures
+
+timings: install ## time synth, deploy-local and test into bench/results/timings.json, then `make figures` (STEPS=ci_fresh_clone for a fresh-clone .ci/run)
+	$(PY) -m govdr.tools.timings $(if $(STEPS),--steps $(STEPS))
+	$(PY) -m govdr.tools.figures
 
 lint: install ## ruff (lint + format check) and mypy
 	$(PY) -m ruff check .

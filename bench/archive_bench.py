@@ -303,6 +303,8 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
         "exactly_once": exactly_once,
         "archived_transactions": [len(r) for r in archived_runs],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+        "commit": _commit(),
         "transport": "unix socket",
         "cpus_pinned": {"server": SERVER_CPU, "reader": READER_CPU} if pin else None,
     }
@@ -324,6 +326,28 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
         "exactly_once": exactly_once,
     }
     return result
+
+
+def _commit() -> str:
+    """The checkout measured (with ``+changes`` when it differs from its commit)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:

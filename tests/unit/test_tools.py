@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -12,8 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from govdr.tools import outputs, summary
-from tests.conftest import Synth
+from govdr.tools import figures, outputs, summary, timings
+from tests.conftest import ROOT, Synth
 
 
 def test_summary_counts_resources_of_the_real_synth(
@@ -153,3 +154,67 @@ def test_make_test_without_postgres_and_no_root_says_in_one_line_how() -> None:
         "missing postgresql-15 postgresql-15-wal2json: run 'sudo apt-get install -y "
         "postgresql-15 postgresql-15-wal2json' (Debian/Ubuntu), then make test again"
     ]
+
+
+# --- the README's figures come from the results files -------------------------------------
+
+
+def test_the_readme_figures_match_the_results_files() -> None:
+    assert figures.main(["--check"]) == 0
+    readme = (ROOT / "README.md").read_text()
+    archive = json.loads((ROOT / "bench" / "results" / "archive.json").read_text())
+    # The rendered table states the results file's own numbers.
+    assert f"{archive['archiver']['transactions_per_second']:,} vs " in readme
+    assert f"{archive['ratio_archiver_vs_pg_recvlogical']:.3f}x" in readme
+
+
+def test_a_figure_edited_by_hand_is_caught(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    archive = json.loads((ROOT / "bench" / "results" / "archive.json").read_text())
+    ratio = f"{archive['ratio_archiver_vs_pg_recvlogical']:.3f}x"
+    edited = tmp_path / "README.md"
+    edited.write_text(readme.replace(ratio, "1.500x", 1))
+    assert figures.main(["--check", "--readme", str(edited)]) == 1
+    assert "the figures of archive differ" in capsys.readouterr().err
+    # `make figures` puts the file's number back.
+    assert figures.main(["--readme", str(edited)]) == 0
+    assert edited.read_text() == readme
+
+
+def test_a_changed_results_file_is_caught(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "bench" / "results", results)
+    timings = json.loads((results / "timings.json").read_text())
+    next(iter(timings["steps"].values()))["seconds"] += 600
+    (results / "timings.json").write_text(json.dumps(timings))
+    assert figures.main(["--check", "--results", str(results)]) == 1
+    assert "the figures of timings differ" in capsys.readouterr().err
+
+
+def test_figures_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("no marked parts\n")
+    assert figures.main(["--check", "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err
+    assert "no marked part for archive, timings" in err and len(err.splitlines()) == 1
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "archive.json").write_text("{not json")
+    assert figures.main(["--check", "--results", str(results)]) == 2
+    assert "archive.json: not JSON" in capsys.readouterr().err
+    (results / "archive.json").write_text(json.dumps({"archiver": {}}))
+    assert figures.main(["--check", "--results", str(results)]) == 2
+    assert "re-run it" in capsys.readouterr().err
+
+
+def test_timings_refuses_an_unknown_step(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        timings.main(["--steps", "synth,coffee"])
+    assert exit_.value.code == 2
+    assert "unknown step(s) coffee; known: synth, deploy_local, test, ci_fresh_clone" in (
+        capsys.readouterr().err
+    )
