@@ -7,6 +7,10 @@ STACK := TapStack$(SUFFIX)
 VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
+# checkov (the template scanner) lives in its own venv: its dependencies never move the product's.
+CHECKOV_VENV := .checkov-venv
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+export GOVDR_CHECKOV := $(CURDIR)/$(CHECKOV_VENV)/bin/checkov
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 CDK_FLAGS := -c environmentSuffix=$(SUFFIX)
@@ -19,12 +23,12 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .PHONY: help install postgres synth test lint format compliance outputs deploy destroy lock clean \
-	deploy-local destroy-local emulator-stop integ bench-archive preflight figures timings
+	deploy-local destroy-local emulator-stop integ bench-archive preflight figures timings lock-checkov
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install: $(PY_STAMP) $(NODE_STAMP) ## create the venv and install pinned Python and Node deps
+install: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP) ## create the venvs and install pinned Python and Node deps
 
 # uv (pinned) installs the locked set in seconds where pip needs a minute and a half.
 UV_VERSION := 0.13.8
@@ -35,6 +39,11 @@ $(PY_STAMP): requirements.lock pyproject.toml
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/uv pip install --quiet --no-deps -e .
 	@touch $@
 
+$(CHECKOV_STAMP): requirements-checkov.lock $(PY_STAMP)
+	python3 -m venv $(CHECKOV_VENV)
+	VIRTUAL_ENV=$(CURDIR)/$(CHECKOV_VENV) $(VENV)/bin/uv pip install --quiet -r requirements-checkov.lock
+	@touch $@
+
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -42,6 +51,7 @@ $(NODE_STAMP): package.json package-lock.json
 synth: install ## synthesize TapStack$(SUFFIX) into cdk.out/ and print a summary
 	rm -rf cdk.out
 	$(CDK) synth --quiet $(CDK_FLAGS)
+	$(PY) -m govdr.compliance.checkov_scan cdk.out
 	@$(PY) -m govdr.tools.summary cdk.out
 
 test: install lint postgres ## lint, then the whole test suite (coverage of govdr/ >= 90 % enforced)
@@ -99,6 +109,14 @@ outputs: install ## write cfn-outputs/flat-outputs.json from the deployed stack 
 
 destroy: install ## delete TapStack$(SUFFIX) and everything in it
 	$(CDK) destroy $(STACK) $(CDK_FLAGS) --force
+
+lock-checkov: install ## re-resolve requirements-checkov.lock (CHECKOV_VERSION=...) in a scratch venv
+	rm -rf .lockvenv && python3 -m venv .lockvenv
+	VIRTUAL_ENV=$(CURDIR)/.lockvenv $(VENV)/bin/uv pip install --quiet checkov==$(or $(CHECKOV_VERSION),$(shell sed -n 's/^checkov==//p' requirements-checkov.lock))
+	{ echo '# checkov (template scanner of `make synth` and the suite) and its exact dependencies, in their'; \
+	  echo '# own venv (.checkov-venv) so they never move the product pins. Regenerate: make lock-checkov'; \
+	  VIRTUAL_ENV=$(CURDIR)/.lockvenv $(VENV)/bin/uv pip freeze; } > requirements-checkov.lock
+	rm -rf .lockvenv
 
 lock: ## re-resolve requirements.lock from pyproject.toml in a scratch venv
 	rm -rf .lockvenv && python3 -m venv .lockvenv

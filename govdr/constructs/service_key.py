@@ -12,6 +12,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from govdr.constructs import policy_notes
+from govdr.constructs.scanner_notes import accept_check
 
 # Administrative actions only: the account can manage the key, but using it for
 # cryptography is granted per service below (mirrors AWS-managed key policies).
@@ -152,6 +153,15 @@ class ServiceKey(Construct):
             removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
             policy=iam.PolicyDocument(statements=statements),
         )
+        if via_services:
+            # https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-via-service
+            accept_check(
+                self.key,
+                "CKV_AWS_33",
+                "Principal '*' only in UseThroughServices, bound by kms:CallerAccount to this "
+                "account and by kms:ViaService to the named services: the form of AWS managed "
+                "keys' own policies",
+            )
         for use in service_uses:
             for issue, reason in use.notes.items():
                 policy_notes.accept(self.key, sid=use.sid, issue=issue, reason=reason)

@@ -14,8 +14,10 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from govdr.config import DrConfig
+from govdr.constructs import scanner_notes
 from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.python_bundle import ARCHITECTURE, RUNTIME
+from govdr.constructs.scanner_notes import accept_check
 from govdr.constructs.service_role import ServiceRole
 from govdr.naming import name
 
@@ -113,10 +115,29 @@ class VpcFunction(Construct):
             security_groups=[security_group],
             filesystem=filesystem,
         )
+        accept_check(self.function, "CKV_AWS_115", scanner_notes.NO_RESERVED_CONCURRENCY)
+        accept_check(self.function, "CKV_AWS_173", scanner_notes.ENVIRONMENT_HOLDS_NO_SECRETS)
+        accept_check(
+            self.role.policy,
+            "CKV_AWS_111",
+            "write actions on Resource '*' only in VpcNetworkInterfaces (EC2 network-interface "
+            "actions that take no resource ARN) and the statements listed with their reasons in "
+            "WILDCARD_RESOURCE_SIDS (gate rule iam-wildcards)",
+        )
+
+    def without_dead_letter_queue(self, reason: str) -> None:
+        """Say why a failed invocation needs no dead-letter queue (checkov CKV_AWS_116): a
+        dead-letter queue keeps the events of failed asynchronous invocations
+        (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html)."""
+        accept_check(self.function, "CKV_AWS_116", reason)
 
     def run_every_minute(self, description: str) -> events.Rule:
         """Invoke the function every minute, with no retries: a failed or overlapping tick is
         dropped, the next comes anyway (overlapping archiver runs meet at the slot)."""
+        self.without_dead_letter_queue(
+            "scheduled every minute with no retries: the event carries no data, and the next "
+            "tick redoes the work; a failing run shows as archive lag or RPO alarms"
+        )
         lambda_.EventInvokeConfig(
             self,
             "InvokeConfig",

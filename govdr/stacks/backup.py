@@ -17,6 +17,7 @@ from constructs import Construct
 from govdr.config import DrConfig
 from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.python_bundle import bundled_code
+from govdr.constructs.scanner_notes import CUSTOM_RESOURCE_OUTCOME
 from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
@@ -198,6 +199,7 @@ class BackupStack(NestedStack):
             timeout=Duration.seconds(VAULT_CLEANER_TIMEOUT_SECONDS),
             environment={"BACKUP_VAULT_NAME": name("backup-vault", config.environment_suffix)},
         )
+        cleaner.without_dead_letter_queue(CUSTOM_RESOURCE_OUTCOME)
         self.vault_cleaner_role = cleaner.role
         self.vault_cleaner_role_name = name(
             f"{CLEANER_FUNCTION_TYPE}-role", config.environment_suffix

@@ -24,6 +24,7 @@ from govdr.config import DATABASE_NAME, DrConfig
 from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.python_bundle import bundled_code
+from govdr.constructs.scanner_notes import CUSTOM_RESOURCE_OUTCOME, ROTATION_OUTCOME
 from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.engine import connection_logging
@@ -325,6 +326,7 @@ class DatabaseStack(NestedStack):
                 "REPLICATION_SECRET_ARN": self.replication_secret.secret_arn,
             },
         )
+        self.bootstrap.without_dead_letter_queue(CUSTOM_RESOURCE_OUTCOME)
         self.bootstrap_resource = CustomResource(
             self,
             "TxlogBootstrapResource",
@@ -393,6 +395,7 @@ class DatabaseStack(NestedStack):
                 # with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
             },
         )
+        function.without_dead_letter_queue(ROTATION_OUTCOME)
         # Scheduled on a reference to the secret: with the secret itself, CDK would grant the
         # function the secrets key in the key policy of the security stack, which would then
         # depend on this stack (a cycle). The role's own policy holds that grant instead.

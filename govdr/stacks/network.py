@@ -17,6 +17,7 @@ from constructs import Construct, IConstruct
 
 from govdr.config import DrConfig
 from govdr.constructs.log_group import encrypted_log_group
+from govdr.constructs.scanner_notes import accept_cdk_provider_handler
 from govdr.constructs.service_role import log_delivery_role
 from govdr.naming import name
 from govdr.network_flows import HTTPS_PORT, Flow, Gateway, Group, flows_for
@@ -111,6 +112,7 @@ class NetworkStack(NestedStack):
             enable_dns_hostnames=True,
             enable_dns_support=True,
         )
+        accept_cdk_provider_handler(self, "Custom::VpcRestrictDefaultSGCustomResourceProvider")
         self.database_subnets = ec2.SubnetSelection(subnet_group_name=DATABASE_SUBNETS)
         self.function_subnets = ec2.SubnetSelection(subnet_group_name=FUNCTION_SUBNETS)
 
