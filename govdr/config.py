@@ -66,6 +66,12 @@ THRESHOLD_RANGES: dict[str, tuple[int, int, str]] = {
     "archive_lag_alarm_seconds": (60, RPO_OBJECTIVE_SECONDS - 60, "seconds"),
     "rpo_alarm_seconds": (60, RPO_OBJECTIVE_SECONDS - 60, "seconds"),
 }
+# The default cap on the WAL the archiver's slot keeps, in percent of the allocated storage,
+# and the largest cap allowed (docs/architecture.md, "Replication slot cap").
+SLOT_WAL_KEEP_SHARE_PERCENT = 20
+SLOT_WAL_KEEP_MAX_PERCENT = 50
+# The smallest cap: 64 WAL segments of 16 MiB, so one busy checkpoint cycle cannot invalidate it.
+SLOT_WAL_KEEP_MIN_MIB = 1024
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -108,6 +114,11 @@ class DrConfig:
     disk_queue_depth_alarm: int = 64
     txlog_disk_usage_alarm_gib: int = 10
     replication_slot_lag_alarm_mib: int = 1024
+    # max_slot_wal_keep_size of the parameter group: the most WAL the archiver's slot may keep
+    # on the instance's storage before PostgreSQL invalidates the slot (the archive then records
+    # a gap and starts a new slot) instead of filling the storage. Unset: a fifth of the
+    # allocated storage (SLOT_WAL_KEEP_SHARE; docs/architecture.md gives the reasoning).
+    slot_wal_keep_mib: int | None = None
     efs_io_limit_alarm_percent: int = 90
     archive_lag_alarm_seconds: int = 300
     rpo_alarm_seconds: int = 900
@@ -137,6 +148,13 @@ class DrConfig:
         (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_UpgradeDBInstance.Upgrading.html).
         """
         return "." in self.engine_version
+
+    @property
+    def slot_wal_keep_limit_mib(self) -> int:
+        """``max_slot_wal_keep_size`` (MiB): the knob, or a fifth of the allocated storage."""
+        if self.slot_wal_keep_mib is not None:
+            return self.slot_wal_keep_mib
+        return self.allocated_storage_gib * 1024 * SLOT_WAL_KEEP_SHARE_PERCENT // 100
 
     @property
     def creates_trail(self) -> bool:
@@ -210,6 +228,7 @@ KNOBS: tuple[_Knob, ...] = (
         "GOVDR_REPLICATION_SLOT_LAG_ALARM_MIB",
         int,
     ),
+    _Knob("slot_wal_keep_mib", "slotWalKeepMiB", "GOVDR_SLOT_WAL_KEEP_MIB", int),
     _Knob(
         "efs_io_limit_alarm_percent",
         "efsIoLimitAlarmPercent",
@@ -353,6 +372,31 @@ def _validate(cfg: DrConfig) -> None:
             "free_storage_alarm_gib",
             cfg.free_storage_alarm_gib,
             f"must be below allocatedStorageGiB ({cfg.allocated_storage_gib})",
+        )
+    _validate_slot_cap(cfg)
+
+
+def _validate_slot_cap(cfg: DrConfig) -> None:
+    """The slot's WAL cap leaves the storage to the database, and its alarm fires in time."""
+    storage_mib = cfg.allocated_storage_gib * 1024
+    highest = storage_mib * SLOT_WAL_KEEP_MAX_PERCENT // 100
+    cap = cfg.slot_wal_keep_limit_mib
+    if cfg.slot_wal_keep_mib is not None and not SLOT_WAL_KEEP_MIN_MIB <= cap <= highest:
+        raise _fail(
+            "slot_wal_keep_mib",
+            cap,
+            f"must be between {SLOT_WAL_KEEP_MIN_MIB} MiB and {SLOT_WAL_KEEP_MAX_PERCENT} % of "
+            f"allocatedStorageGiB ({highest} MiB): above, a stalled archive could take the "
+            "storage the database needs to accept writes; or leave it unset for "
+            f"{SLOT_WAL_KEEP_SHARE_PERCENT} % of the storage",
+        )
+    if cfg.replication_slot_lag_alarm_mib * 2 > cap:
+        raise _fail(
+            "replication_slot_lag_alarm_mib",
+            cfg.replication_slot_lag_alarm_mib,
+            f"must be at most half of the slot's WAL cap slotWalKeepMiB ({cap} MiB), so the "
+            "alarm fires while the archive can still catch up before PostgreSQL invalidates "
+            "its slot",
         )
 
 

@@ -76,6 +76,9 @@ RULE_FIXES = {
     "(govdr.constructs.python_bundle.RUNTIME)",
     "rotation-order": "make the secret's rotation schedule DependsOn every custom resource that "
     "reads the secret (node.add_dependency)",
+    "slot-wal-cap": "keep max_slot_wal_keep_size in the parameter group (slotWalKeepMiB, "
+    "govdr/stacks/database.py) and the slot-lag alarm at most half of it "
+    "(replicationSlotLagAlarmMiB)",
     "lambda-concurrency": "reserve no concurrency (a fresh account or opt-in region may have "
     "only the unreserved minimum of 10); keep a function single by other means",
 }
@@ -114,6 +117,7 @@ def synth_checks(
         ),
         "policy-grammar": policy_grammar_findings,
         "key-requirements": key_requirement_findings,
+        "slot-wal-cap": tc.slot_wal_cap_findings,
         "network-flows": lambda templates: network_flow_findings(
             templates, config.environment_suffix, flows_for(config.retain_data)
         ),

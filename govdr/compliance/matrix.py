@@ -513,6 +513,19 @@ def _ev_monitoring(t: Templates, config: DrConfig) -> list[str]:
             "alarms on every required metric, event subscription, rules and dashboard present",
         ),
     ]
+    caps = sorted(
+        {
+            str(group.get("Parameters", {}).get(tc.SLOT_WAL_KEEP_PARAMETER))
+            for _, group in _all(t, "AWS::RDS::DBParameterGroup")
+        }
+    )
+    lines.append(
+        _verdict(
+            tc.slot_wal_cap_findings(t),
+            f"replication slot WAL capped (max_slot_wal_keep_size {', '.join(caps)} MB), "
+            "slot-lag alarm at half of it at most",
+        )
+    )
     for _, sub in _all(t, "AWS::RDS::EventSubscription"):
         lines.append(
             f"RDS event subscription {sub.get('SubscriptionName')}: "
@@ -840,17 +853,22 @@ CONTROLS: tuple[Control, ...] = (
         "Monitor the system to detect attacks, unauthorized use and degradation.",
         (
             "alarms on database health, latency, storage, replication slots and EFS I/O",
+            "the replication slot's WAL is capped (max_slot_wal_keep_size) so a stalled archive "
+            "cannot fill the database's storage; the archiver reports the slot's safe WAL and "
+            "any invalidation (a recorded gap, alarmed)",
             "RDS event subscription and EventBridge rules for failover and rotation failure",
             "dashboard; flow logs",
         ),
         _ev_monitoring,
-        rules=("alarm-actions", "monitoring-coverage"),
+        rules=("alarm-actions", "monitoring-coverage", "slot-wal-cap"),
         nag_rules=("NIST.800.53.R5-RDSEnhancedMonitoringEnabled",),
         tests=(
             "tests/unit/test_monitoring.py::test_each_alarm_metric_threshold_and_actions",
             "tests/unit/test_monitoring.py::test_alarm_action_check_failing_twin",
             "tests/unit/test_monitoring.py::test_monitoring_coverage_check_and_its_failing_twins",
             "tests/unit/test_monitoring.py::test_rds_event_subscription_categories",
+            "tests/unit/test_database.py::test_the_slot_cap_check_rejects_an_uncapped_slot_or_a_late_alarm",
+            "tests/runtime/test_txlog_slot_cap.py::test_an_invalidated_slot_is_replaced_and_the_gap_recorded",
         ),
     ),
     Control(

@@ -397,12 +397,27 @@ def add_commands(groups: Any) -> None:
     rest.set_defaults(func=cmd_restore, renders="report")
 
 
+def _slot_line(slot: dict[str, Any]) -> str:
+    def mib(value: Any) -> str:
+        return "unknown" if value is None else f"{value / 2**20:.0f} MiB"
+
+    return (
+        f"replication slot {slot.get('name')}: {slot.get('health')}; WAL kept "
+        f"{mib(slot.get('retained_wal_bytes'))}, left before invalidation "
+        f"{mib(slot.get('safe_wal_bytes'))} of {mib(slot.get('wal_keep_limit_bytes'))}; "
+        f"invalidations in 24 h: {slot.get('invalidations_24h')}"
+    )
+
+
 def render(result: dict[str, Any]) -> str:
     if "plan" in result:
         return "\n".join(result["plan"])
     lines = []
     for key, value in result.items():
         if key in ("events", "breaches", "alarms_in_alarm", "last_failover_event"):
+            continue
+        if key == "replication_slot" and isinstance(value, dict):
+            lines.append(_slot_line(value))
             continue
         lines.append(f"{key}: {value}")
     for event in result.get("events", []):

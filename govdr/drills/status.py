@@ -112,23 +112,104 @@ def load_outputs(
     return outputs
 
 
-def _archive_lag(cloudwatch: Any, suffix: str, now: datetime) -> float | None:
-    data = cloudwatch.get_metric_statistics(
+def _archiver_metric(
+    cloudwatch: Any,
+    suffix: str,
+    now: datetime,
+    metric: str,
+    statistic: str,
+    *,
+    window: timedelta = timedelta(minutes=15),
+    period: int = 60,
+) -> list[dict[str, Any]]:
+    """Data points of one of the archiver's metrics (handler.py publishes them every run)."""
+    points: list[dict[str, Any]] = cloudwatch.get_metric_statistics(
         Namespace=ARCHIVE_NAMESPACE,
-        MetricName="ArchiveLagSeconds",
+        MetricName=metric,
         Dimensions=[
             {"Name": "service", "Value": ARCHIVE_SERVICE},
             {"Name": "Environment", "Value": suffix},
         ],
-        StartTime=now - timedelta(minutes=15),
+        StartTime=now - window,
         EndTime=now,
-        Period=60,
-        Statistics=["Maximum"],
+        Period=period,
+        Statistics=[statistic],
     )["Datapoints"]
-    if not data:
+    return points
+
+
+def _newest(points: list[dict[str, Any]], statistic: str) -> float | None:
+    if not points:
         return None
-    newest = max(data, key=lambda d: d["Timestamp"])
-    return float(newest["Maximum"])
+    return float(max(points, key=lambda d: d["Timestamp"])[statistic])
+
+
+def _archive_lag(cloudwatch: Any, suffix: str, now: datetime) -> float | None:
+    points = _archiver_metric(cloudwatch, suffix, now, "ArchiveLagSeconds", "Maximum")
+    return _newest(points, "Maximum")
+
+
+# How far back `govdr status` looks for slot invalidations (each one is a gap in the archive).
+INVALIDATION_LOOKBACK = timedelta(hours=24)
+
+
+def slot_health(
+    cloudwatch: Any, suffix: str, now: datetime, outputs: dict[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """The archiver's slot against its WAL cap (``TxlogSlotWalKeepMiB``): WAL kept, WAL left
+    before PostgreSQL invalidates the slot, invalidations in the last 24 hours; and breaches."""
+    raw = outputs["TxlogSlotWalKeepMiB"]
+    if not raw.isdigit() or int(raw) == 0:
+        raise OutputsError(
+            f"output TxlogSlotWalKeepMiB is {raw!r}, not a whole number of MiB above 0; "
+            "regenerate the outputs with `make outputs` (or pass --stack)"
+        )
+    cap = int(raw) * 1024 * 1024
+    safe = _newest(
+        _archiver_metric(cloudwatch, suffix, now, "SlotSafeWalBytes", "Minimum"), "Minimum"
+    )
+    retained = _newest(
+        _archiver_metric(cloudwatch, suffix, now, "SlotRetainedWalBytes", "Maximum"), "Maximum"
+    )
+    invalidations = sum(
+        float(p["Sum"])
+        for p in _archiver_metric(
+            cloudwatch,
+            suffix,
+            now,
+            "SlotInvalidations",
+            "Sum",
+            window=INVALIDATION_LOOKBACK,
+            period=3600,
+        )
+    )
+    breaches = []
+    if invalidations:
+        health = "invalidated"
+        breaches.append(
+            f"replication slot invalidated {invalidations:.0f} time(s) in the last 24 h: the "
+            "archive has a gap (govdr txlog verify lists it; docs/runbook.md, 'Replication slot "
+            "invalidated')"
+        )
+    elif safe is None:
+        health = "unknown"
+    elif safe < cap / 2:
+        health = "near the cap"
+        breaches.append(
+            f"replication slot has {safe / 2**20:.0f} MiB of WAL left before PostgreSQL "
+            f"invalidates it (cap {cap / 2**20:.0f} MiB): the archive is behind"
+        )
+    else:
+        health = "ok"
+    doc = {
+        "name": outputs.get("TxlogSlotName"),
+        "health": health,
+        "wal_keep_limit_bytes": cap,
+        "retained_wal_bytes": retained,
+        "safe_wal_bytes": safe,
+        "invalidations_24h": int(invalidations),
+    }
+    return doc, breaches
 
 
 def gather(
@@ -177,6 +258,10 @@ def gather(
             breaches.append("archiver secret rotation is disabled")
         elif due is not None and due < at:
             breaches.append(f"archiver secret rotation overdue since {due.isoformat()}")
+    slot = None
+    if outputs.get("TxlogSlotWalKeepMiB"):  # older stacks lack it
+        slot, slot_breaches = slot_health(clients("cloudwatch"), suffix, at, outputs)
+        breaches.extend(slot_breaches)
     return {
         "environment": suffix,
         "checked_at": at.isoformat(),
@@ -197,6 +282,7 @@ def gather(
             else replication["NextRotationDate"].isoformat()
         ),
         "archive_lag_seconds": lag,
+        "replication_slot": slot,
         "alarms_in_alarm": in_alarm,
         "breaches": breaches,
     }

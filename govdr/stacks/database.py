@@ -94,7 +94,11 @@ class DatabaseStack(NestedStack):
             engine=engine,
             name=name("rds-params", suffix),
             description=f"govdr PostgreSQL {config.engine_major}: TLS only, logical decoding",
-            parameters=parameters(int(config.engine_major), config.output_plugin_libraries),
+            parameters=parameters(
+                int(config.engine_major),
+                config.output_plugin_libraries,
+                slot_wal_keep_mib=config.slot_wal_keep_limit_mib,
+            ),
             removal_policy=RemovalPolicy.DESTROY,
         )
         subnet_group = rds.SubnetGroup(
@@ -470,15 +474,28 @@ def rotation_statements(
 
 
 OUTPUT_PLUGINS_PARAMETER = "output_plugin_libraries"
+# The most WAL (in MB, PostgreSQL's unit: MiB) a replication slot may keep: past it, the next
+# checkpoint invalidates the slot (wal_status 'lost') and removes the WAL, instead of letting a
+# stalled reader fill the storage. Dynamic, PostgreSQL 13 and later:
+# https://www.postgresql.org/docs/15/runtime-config-replication.html#GUC-MAX-SLOT-WAL-KEEP-SIZE
+# (RDS for PostgreSQL parameters:
+# https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Appendix.PostgreSQL.CommonDBATasks.Parameters.html)
+SLOT_WAL_KEEP_PARAMETER = "max_slot_wal_keep_size"
 
 
-def parameters(major: int, output_plugins: str | None = None) -> dict[str, str]:
-    """The parameter group's values, with connection logging in the form this major takes, and
-    ``output_plugin_libraries`` when given (engine minors that restrict which output plugins a
-    non-superuser replication login may use; ``govdr preflight`` checks whether the family has
-    it: https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Appendix.PostgreSQL.CommonDBATasks.Parameters.html).
+def parameters(
+    major: int, output_plugins: str | None = None, *, slot_wal_keep_mib: int
+) -> dict[str, str]:
+    """The parameter group's values, with connection logging in the form this major takes,
+    the slot's WAL cap, and ``output_plugin_libraries`` when given (engine minors that restrict
+    which output plugins a non-superuser replication login may use; ``govdr preflight`` checks
+    whether the family has it: OUTPUT_PLUGIN_DOC in govdr/preflight/checks.py).
     """
-    chosen = {**PARAMETERS, **connection_logging(major)}
+    chosen = {
+        **PARAMETERS,
+        **connection_logging(major),
+        SLOT_WAL_KEEP_PARAMETER: str(slot_wal_keep_mib),
+    }
     if output_plugins is not None:
         chosen[OUTPUT_PLUGINS_PARAMETER] = output_plugins
     return chosen

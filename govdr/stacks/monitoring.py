@@ -170,7 +170,9 @@ def alarm_specs(config: DrConfig) -> list[AlarmSpec]:
             GT,
             1,
             1,
-            f"Oldest replication slot lags >= {c.replication_slot_lag_alarm_mib} MiB of WAL",
+            f"Oldest replication slot lags >= {c.replication_slot_lag_alarm_mib} MiB of WAL; "
+            f"PostgreSQL invalidates it at {c.slot_wal_keep_limit_mib} MiB "
+            "(max_slot_wal_keep_size) and the archive records a gap",
             cw.TreatMissingData.NOT_BREACHING,
         ),
         AlarmSpec(
@@ -506,10 +508,24 @@ class MonitoringStack(NestedStack):
                 metric(rds_ns, "FreeStorageSpace", "Minimum"),
                 metric(rds_ns, "FreeableMemory", "Minimum"),
             ),
-            graph(
-                "Replication slots (bytes)",
-                metric(rds_ns, "TransactionLogsDiskUsage", "Maximum"),
-                metric(rds_ns, "OldestReplicationSlotLag", "Maximum"),
+            cw.GraphWidget(
+                title="Replication slots (bytes): WAL kept, lag, safe WAL left",
+                left=[
+                    metric(rds_ns, "TransactionLogsDiskUsage", "Maximum"),
+                    metric(rds_ns, "OldestReplicationSlotLag", "Maximum"),
+                    metric(TXLOG_NAMESPACE, "SlotSafeWalBytes", "Minimum"),
+                ],
+                left_annotations=[
+                    cw.HorizontalAnnotation(
+                        value=config.replication_slot_lag_alarm_mib * MIB, label="alarm"
+                    ),
+                    cw.HorizontalAnnotation(
+                        value=config.slot_wal_keep_limit_mib * MIB,
+                        label="max_slot_wal_keep_size",
+                    ),
+                ],
+                width=8,
+                height=6,
             ),
             graph("Disk queue depth", metric(rds_ns, "DiskQueueDepth")),
         )

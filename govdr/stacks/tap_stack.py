@@ -210,6 +210,10 @@ class TapStack(Stack):
                 "Secret of the archiver's replication user (rotated every 30 days)",
             ),
             "TxlogSlotName": (self.database.slot_name, "Logical replication slot of the archive"),
+            "TxlogSlotWalKeepMiB": (
+                str(self.config.slot_wal_keep_limit_mib),
+                "max_slot_wal_keep_size: WAL the slot may keep before PostgreSQL invalidates it",
+            ),
             "TxlogArchiverFunctionName": (
                 self.storage.archiver.function.function_name,
                 "Lambda function of the transaction-log archiver",

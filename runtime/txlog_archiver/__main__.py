@@ -3,7 +3,9 @@
 ``python -m runtime.txlog_archiver --dsn DSN --dir DIR --slot NAME (--kms-key KEY | --key-file
 FILE) [--create-slot]`` drains the
 slot until it has been idle for ``--idle`` seconds (or ``--max-seconds`` pass) and prints the
-run's figures as JSON. The slot must exist unless ``--create-slot`` is given. The password is
+run's figures as JSON. The slot must exist unless ``--create-slot`` is given; a slot the server
+invalidated (``max_slot_wal_keep_size``) is replaced only with ``--create-slot``, which records
+the gap. The password is
 never taken from ``--dsn`` (a command line is visible in ``ps``): libpq reads it from
 PGPASSWORD or a pgpass file (PGPASSFILE, default ~/.pgpass). A DSN that names no ``sslmode`` is
 connected with verified TLS (runtime/pg_tls.py: sslmode=verify-full against the pinned RDS
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--create-slot",
         action="store_true",
-        help="create the slot (wal2json) if missing; without it a missing slot is an error",
+        help="create the slot (wal2json) if missing, or anew if the server invalidated it (the "
+        "gap is recorded in the archive); without it a missing or invalidated slot is an error",
     )
     keys = parser.add_mutually_exclusive_group(required=True)
     keys.add_argument(
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_seconds=args.idle,
         deadline=time.monotonic() + args.max_seconds if args.max_seconds else None,
         stop_lsn=parse_lsn(args.stop_lsn) if args.stop_lsn else None,
+        replace_lost_slot=args.create_slot,
     )
     try:
         if not args.create_slot:

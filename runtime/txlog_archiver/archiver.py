@@ -13,6 +13,12 @@ Exactly once, by construction:
 
 A crash between 2 and 3 redelivers the batch, and step 4 drops it.
 
+The slot cannot fill the server's storage: the parameter group caps the WAL it keeps
+(``max_slot_wal_keep_size``). A slot the server invalidated for it (wal_status ``lost``) is
+replaced by a new one (``replace_lost_slot``; the Lambda and ``--create-slot``), and the stretch
+of the stream the archive lost is recorded as a sealed gap, which ``govdr txlog verify`` lists,
+replay stops at, and the ``ArchiveGaps`` metric and alarm report.
+
 Segments are written by one background thread, in order, while the stream keeps being read
 (an fsync then no longer stalls the server's sender). After a failed write it writes nothing
 more, so the archive is always a gap-free prefix of the stream, and the run ends with the error.
@@ -89,6 +95,55 @@ class SlotBusy(Exception):
     """Another reader holds the slot (PostgreSQL admits one per logical slot)."""
 
 
+class SlotLost(Exception):
+    """The server refused to stream from the slot (SQLSTATE 55000): invalidated, or not usable."""
+
+
+class SlotInvalidated(ArchiveError):
+    """The server invalidated the slot and this run may not replace it."""
+
+
+@dataclass(frozen=True)
+class SlotState:
+    """A row of pg_replication_slots
+    (https://www.postgresql.org/docs/15/view-pg-replication-slots.html)."""
+
+    wal_status: str | None
+    # Bytes of WAL that can still be written before the slot is lost; None without a cap.
+    safe_wal_bytes: int | None
+    # Bytes of WAL the slot keeps (current WAL position - restart_lsn); None once lost.
+    retained_wal_bytes: int | None
+    confirmed: int
+    # PostgreSQL 17 and later name why a slot was invalidated; earlier majors say 'lost'.
+    invalidation_reason: str | None
+
+    @property
+    def invalidated(self) -> bool:
+        return self.wal_status == "lost" or self.invalidation_reason is not None
+
+
+def slot_state(cursor: Any, slot: str) -> SlotState | None:
+    """The slot's WAL health, or None when there is no such slot."""
+    cursor.execute(
+        "SELECT wal_status, safe_wal_size, "
+        "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, "
+        "confirmed_flush_lsn::text, to_jsonb(s) ->> 'invalidation_reason' "
+        "FROM pg_replication_slots s WHERE slot_name = %s",
+        (slot,),
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    status, safe, retained, confirmed, reason = row
+    return SlotState(
+        wal_status=status,
+        safe_wal_bytes=None if safe is None else int(safe),
+        retained_wal_bytes=None if retained is None else int(retained),
+        confirmed=parse_lsn(confirmed) if confirmed else 0,
+        invalidation_reason=reason,
+    )
+
+
 @dataclass
 class RunStats:
     transactions: int = 0
@@ -101,6 +156,12 @@ class RunStats:
     stopped_by: str = ""
     # Gaps recorded by this run (the stream between the archive's end and the slot's start).
     gaps: int = 0
+    # Slots the server had invalidated (max_slot_wal_keep_size) and this run replaced.
+    slot_invalidations: int = 0
+    # The slot's WAL health when the run started (pg_replication_slots).
+    slot_wal_status: str | None = None
+    slot_safe_wal_bytes: int | None = None
+    slot_retained_wal_bytes: int | None = None
 
 
 def server_identity(cursor: Any, slot: str) -> dict[str, Any]:
@@ -230,6 +291,7 @@ class Archiver:
         deadline: float | None = None,
         max_reconnects: int = 30,
         stop_lsn: int | None = None,
+        replace_lost_slot: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.archive = archive
@@ -243,6 +305,9 @@ class Archiver:
         self.deadline = deadline
         self.max_reconnects = max_reconnects
         self.stop_lsn = stop_lsn
+        # Whether a slot the server invalidated is dropped and created anew (a gap is recorded);
+        # without it, the run stops with SlotInvalidated.
+        self.replace_lost_slot = replace_lost_slot
         self.clock = clock
         self.stats = RunStats()
         self._pending: list[bytes] = []
@@ -260,6 +325,10 @@ class Archiver:
         Refused, with the slot untouched: a file named like a segment that is not one, a tail
         that fails its seal, an archive end beyond the server's current WAL position, a
         manifest naming another server, timeline, database or slot, or one without a key.
+
+        A slot the server invalidated (``max_slot_wal_keep_size``) holds nothing more to read:
+        with ``replace_lost_slot`` it is dropped and created anew, and the stretch between the
+        archive's end and the new slot's start is recorded as a gap; without, SlotInvalidated.
         """
         self.archive.check_writable()
         conn = self.connect_sql()
@@ -280,39 +349,97 @@ class Archiver:
                         "server into a new directory); nothing was acknowledged and the "
                         "replication slot was not touched"
                     )
+                invalidated = self._replace_if_lost(cursor, highest)
                 created = ensure_slot(cursor, self.slot)
-                cursor.execute(
-                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
-                    "WHERE slot_name = %s",
-                    (self.slot,),
-                )
-                row = cursor.fetchone()
-                confirmed = parse_lsn(row[0]) if row and row[0] else 0
+                state = slot_state(cursor, self.slot)
         finally:
             conn.close()
+        confirmed = state.confirmed if state else 0
+        if state is not None:
+            self.stats.slot_wal_status = state.wal_status
+            self.stats.slot_safe_wal_bytes = state.safe_wal_bytes
+            self.stats.slot_retained_wal_bytes = state.retained_wal_bytes
+        self._note_gap(highest, confirmed, created=created, invalidated=invalidated)
+        self._highest = highest
+
+    def _replace_if_lost(self, cursor: Any, highest: int) -> bool:
+        """Drop the slot if the server invalidated it (the next ensure_slot creates it anew);
+        return whether it did. Without ``replace_lost_slot``: SlotInvalidated."""
+        state = slot_state(cursor, self.slot)
+        if state is None or not state.invalidated:
+            return False
+        why = state.invalidation_reason or "wal_removed"
+        if not self.replace_lost_slot:
+            raise SlotInvalidated(
+                f"replication slot {self.slot} was invalidated by the server ({why}: it kept "
+                "more WAL than max_slot_wal_keep_size allows, and that WAL is removed); the "
+                f"archive is complete up to {format_lsn(highest)}. Run with --create-slot to "
+                "record the gap and start a new slot (docs/runbook.md, 'Replication slot "
+                "invalidated'); nothing was archived"
+            )
+        cursor.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
+        self.stats.slot_invalidations += 1
+        LOG.error(
+            "replication slot %s was invalidated by the server (%s); dropped, a new one is "
+            "created and the gap recorded",
+            self.slot,
+            why,
+        )
+        return True
+
+    def _note_gap(self, highest: int, confirmed: int, *, created: bool, invalidated: bool) -> None:
+        """Record a gap if the slot starts after the archive's end."""
         # A gap already recorded at the archive's end covers the stream up to its resume LSN.
         covered = max(
             [highest] + [resume for after, resume in self.archive.gaps() if after == highest]
         )
-        if highest and (created or confirmed > covered):
+        if not highest or not (created or confirmed > covered):
+            return
+        if invalidated:
             reason = (
-                f"slot {self.slot} was created for a non-empty archive"
-                if created
-                else f"slot {self.slot} was confirmed at {format_lsn(confirmed)}, past the "
+                f"slot {self.slot} was invalidated by the server (its WAL exceeded "
+                "max_slot_wal_keep_size and was removed before it was archived); a new slot "
+                f"archives from {format_lsn(confirmed)}"
+            )
+        elif created:
+            reason = f"slot {self.slot} was created for a non-empty archive"
+        else:
+            reason = (
+                f"slot {self.slot} was confirmed at {format_lsn(confirmed)}, past the "
                 f"archive's end {format_lsn(highest)}"
             )
-            last_commit = segments[-1].last_commit.isoformat() if segments else None
-            path = self.archive.record_gap(highest, max(confirmed, highest), reason, last_commit)
-            self.stats.gaps += 1
-            LOG.error(
-                "archive gap: the changes between %s and %s are not in the archive (%s); "
-                "recorded in %s",
-                format_lsn(highest),
-                format_lsn(max(confirmed, highest)),
-                reason,
-                path.name,
-            )
-        self._highest = highest
+        segments = self.archive.segments()
+        last_commit = segments[-1].last_commit.isoformat() if segments else None
+        path = self.archive.record_gap(highest, max(confirmed, highest), reason, last_commit)
+        self.stats.gaps += 1
+        LOG.error(
+            "archive gap: the changes between %s and %s are not in the archive (%s); "
+            "recorded in %s",
+            format_lsn(highest),
+            format_lsn(max(confirmed, highest)),
+            reason,
+            path.name,
+        )
+
+    def _replace_lost_slot_now(self, lost: SlotLost) -> None:
+        """The server stopped streaming from the slot mid-run: replace it if it was invalidated
+        (recording the gap after what this run archived), else fail with the server's words."""
+        conn = self.connect_sql()
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                if not self._replace_if_lost(cursor, self._highest):
+                    raise ArchiveError(
+                        f"the server refuses to stream from slot {self.slot}: {lost}; "
+                        "nothing more was archived"
+                    )
+                ensure_slot(cursor, self.slot)
+                state = slot_state(cursor, self.slot)
+        finally:
+            conn.close()
+        self._note_gap(
+            self._highest, state.confirmed if state else 0, created=True, invalidated=True
+        )
 
     def _open_archive(self, identity: dict[str, Any]) -> None:
         """Create the manifest and key of a new archive, or check an existing archive's
@@ -353,6 +480,15 @@ class Archiver:
                 LOG.info("slot %s is read by another run; this run exits (%s)", self.slot, busy)
                 self.stats.stopped_by = SLOT_BUSY
                 return self.stats
+            except SlotLost as lost:
+                # Everything received is made durable first: the gap starts after it.
+                self._flush(cursor=None, wait=True)
+                attempts += 1
+                if attempts > self.max_reconnects or self._past_deadline():
+                    raise ArchiveError(
+                        f"the server refuses to stream from slot {self.slot}: {lost}"
+                    ) from None
+                self._replace_lost_slot_now(lost)
             except (psycopg2.DatabaseError, psycopg2.InterfaceError) as exc:
                 # A failover or restart drops the connection: keep what is complete, resume.
                 self._flush(cursor=None, wait=True)
@@ -374,6 +510,9 @@ class Archiver:
         try:
             try:
                 cursor.start_replication(slot_name=self.slot, decode=False, options=OPTIONS)
+            except psycopg2.errors.ObjectNotInPrerequisiteState as exc:
+                # An invalidated slot ("can no longer get changes"), or one of another kind.
+                raise SlotLost(str(exc).strip().splitlines()[0]) from None
             except psycopg2.errors.ObjectInUse as exc:
                 # A logical slot admits one reader at a time: another run holds it. Only a run
                 # that has not read anything yet steps aside; after a lost connection the old
@@ -531,4 +670,14 @@ class Archiver:
             conn.close()
 
 
-__all__ = ["SLOT_BUSY", "ArchiveError", "Archiver", "RunStats", "ensure_slot", "server_identity"]
+__all__ = [
+    "SLOT_BUSY",
+    "ArchiveError",
+    "Archiver",
+    "RunStats",
+    "SlotInvalidated",
+    "SlotState",
+    "ensure_slot",
+    "server_identity",
+    "slot_state",
+]

@@ -5,9 +5,10 @@ Reads the replication user's credentials from Secrets Manager, connects over ver
 slot into the EFS access point mounted at ``ARCHIVE_DIR`` until the time budget ends, and
 publishes the run as CloudWatch metrics in embedded metric format (Powertools):
 ``ArchiveLagSeconds``, ``TransactionsArchived``, ``BytesArchived``, ``SegmentsWritten``,
-``ArchiveGaps``. A refused archive (another server's, a file that is not a segment, an end beyond
-the server's WAL) fails the invocation with one error line and publishes no lag, so the lag alarm
-(missing data breaches) fires.
+``ArchiveGaps``, ``SlotInvalidations``, ``SlotSafeWalBytes`` and ``SlotRetainedWalBytes`` (the
+slot's WAL health from pg_replication_slots). A refused archive (another server's, a file that
+is not a segment, an end beyond the server's WAL) fails the invocation with one error line and
+publishes no lag, so the lag alarm (missing data breaches) fires.
 
 No concurrency is reserved (a fresh account or opt-in region may have only the unreserved
 minimum of 10): the logical slot admits one reader, and a run that finds it held by the
@@ -125,6 +126,9 @@ def run_once(
             dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
         ),
         idle_seconds=2.0,
+        # A slot the server invalidated is replaced and the gap recorded (ArchiveGaps alarm):
+        # the archive goes on from the new slot instead of stopping until someone acts.
+        replace_lost_slot=True,
         deadline=time.monotonic() + max(0.0, remaining_seconds() - SAFETY_MARGIN_SECONDS),
     )
     stats = archiver.run()
@@ -185,6 +189,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # Not an error and not a data point: the run that holds the slot reports the lag.
         logger.info("slot held by another run; exiting", extra={"slot": settings.slot})
         return {"stopped_by": stats.stopped_by}
+    if stats.slot_invalidations:
+        logger.error(
+            "replication slot invalidated by the server (max_slot_wal_keep_size): replaced by "
+            "a new slot; the changes in between are not in the archive (docs/runbook.md, "
+            "'Replication slot invalidated')",
+            extra={"slot": settings.slot},
+        )
     if stats.gaps:
         logger.error(
             "archive gap recorded: changes before the slot's start are not in the archive",
@@ -195,6 +206,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=stats.bytes)
     metrics.add_metric(name="SegmentsWritten", unit=MetricUnit.Count, value=stats.segments)
     metrics.add_metric(name="ArchiveGaps", unit=MetricUnit.Count, value=stats.gaps)
+    metrics.add_metric(
+        name="SlotInvalidations", unit=MetricUnit.Count, value=stats.slot_invalidations
+    )
+    # The slot's WAL health when the run started (govdr status, the dashboard).
+    if stats.slot_safe_wal_bytes is not None:
+        metrics.add_metric(
+            name="SlotSafeWalBytes", unit=MetricUnit.Bytes, value=stats.slot_safe_wal_bytes
+        )
+    if stats.slot_retained_wal_bytes is not None:
+        metrics.add_metric(
+            name="SlotRetainedWalBytes", unit=MetricUnit.Bytes, value=stats.slot_retained_wal_bytes
+        )
     metrics.flush_metrics()
     summary = {
         "transactions": stats.transactions,
@@ -203,6 +226,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "skipped_redelivered": stats.skipped,
         "reconnects": stats.reconnects,
         "gaps": stats.gaps,
+        "slot_invalidations": stats.slot_invalidations,
+        "slot_wal_status": stats.slot_wal_status,
+        "slot_safe_wal_bytes": stats.slot_safe_wal_bytes,
+        "slot_retained_wal_bytes": stats.slot_retained_wal_bytes,
         "lag_seconds": round(lag, 3),
         "stopped_by": stats.stopped_by,
     }

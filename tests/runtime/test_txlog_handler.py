@@ -93,7 +93,15 @@ def test_handler_archives_and_emits_metrics(
         "BytesArchived",
         "SegmentsWritten",
         "ArchiveGaps",
+        "SlotInvalidations",
+        # This cluster sets no max_slot_wal_keep_size: safe_wal_size is NULL, so no
+        # SlotSafeWalBytes (tests/runtime/test_txlog_slot_cap.py runs a capped cluster).
+        "SlotRetainedWalBytes",
     }
+    assert record["SlotInvalidations"] == [0.0]
+    assert record["SlotRetainedWalBytes"][0] > 0
+    assert result["slot_wal_status"] in {"reserved", "extended"}
+    assert result["slot_safe_wal_bytes"] is None
     assert record["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "govdr/txlog"
     assert record["TransactionsArchived"] == [3.0]
     assert record["Environment"] == "qa7"

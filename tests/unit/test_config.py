@@ -60,6 +60,7 @@ def test_every_knob_reads_context_and_environment() -> None:
         "diskQueueDepthAlarm": "32",
         "txlogDiskUsageAlarmGiB": "5",
         "replicationSlotLagAlarmMiB": "512",
+        "slotWalKeepMiB": "30000",
         "efsIoLimitAlarmPercent": "80",
         "archiveLagAlarmSeconds": "120",
         "rpoAlarmSeconds": "600",
@@ -79,6 +80,7 @@ def test_every_knob_reads_context_and_environment() -> None:
     assert from_ctx.log_retention_days == 731
     assert from_ctx.backup_copy_vault_arn is not None
     assert from_ctx.replication_slot_lag_alarm_mib == 512
+    assert from_ctx.slot_wal_keep_limit_mib == 30000
     # Every knob was given a non-default value above, so each one is really read.
     assert all(
         getattr(from_ctx, k.field) != getattr(DrConfig(), k.field)
@@ -138,6 +140,10 @@ def test_empty_optional_values_mean_none() -> None:
         ({"connectionsAlarm": "0"}, "between 1 and 100000 connections"),
         ({"freeStorageAlarmGiB": "100"}, "below allocatedStorageGiB (100)"),
         ({"efsIoLimitAlarmPercent": "-5"}, "between 1 and 100 percent"),
+        ({"slotWalKeepMiB": "1023"}, "between 1024 MiB and 50 % of allocatedStorageGiB"),
+        ({"slotWalKeepMiB": "51201"}, "(51200 MiB): above, a stalled archive could take"),
+        ({"slotWalKeepMiB": "-1"}, "between 1024 MiB"),
+        ({"replicationSlotLagAlarmMiB": "10241"}, "at most half of the slot's WAL cap"),
     ],
 )
 def test_invalid_values_name_value_rule_and_how_to_pass(
@@ -152,6 +158,19 @@ def test_invalid_values_name_value_rule_and_how_to_pass(
     assert f"-c {knob.context_key}=" in message
     assert knob.env_var in message
     assert "\n" not in message
+
+
+def test_the_slot_cap_defaults_to_a_fifth_of_the_storage_and_bounds_its_alarm() -> None:
+    assert DrConfig().slot_wal_keep_limit_mib == 20480  # 20 % of 100 GiB
+    assert load({"allocatedStorageGiB": "20"}).slot_wal_keep_limit_mib == 4096
+    # Edges: the cap's bounds, and an alarm at exactly half of it.
+    assert load({"slotWalKeepMiB": "51200"}).slot_wal_keep_limit_mib == 51200
+    assert load({"slotWalKeepMiB": "2048"}).slot_wal_keep_limit_mib == 2048
+    with pytest.raises(ConfigError, match="replicationSlotLagAlarmMiB 1024: must be at most half"):
+        load({"slotWalKeepMiB": "2047"})
+    # The default cap follows the storage; the alarm must still fit under it.
+    with pytest.raises(ConfigError, match="half of the slot's WAL cap slotWalKeepMiB \\(4096"):
+        load({"allocatedStorageGiB": "20", "replicationSlotLagAlarmMiB": "2049"})
 
 
 def test_valid_edge_values_are_accepted() -> None:

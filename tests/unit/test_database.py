@@ -14,6 +14,7 @@ from govdr.compliance.template_checks import (
     drill_connect_findings,
     pgaudit_findings,
     resources,
+    slot_wal_cap_findings,
 )
 from tests.conftest import TEST_SUFFIX, Synth
 
@@ -351,3 +352,71 @@ def test_drill_connect_check_rejects_a_wider_or_unusable_policy(
         statement["Resource"] = [statement["Resource"], "*"]
     [finding] = drill_connect_findings(database)
     assert "DrillConnectPolicy" in finding
+
+
+def _parameter_group(database: dict[str, Any]) -> dict[str, Any]:
+    [(_, group)] = resources(database, "AWS::RDS::DBParameterGroup")
+    return group
+
+
+def _slot_lag_alarm(monitoring: dict[str, Any]) -> dict[str, Any]:
+    [alarm] = [
+        a
+        for _, a in resources(monitoring, "AWS::CloudWatch::Alarm")
+        if a["Properties"]["MetricName"] == "OldestReplicationSlotLag"
+    ]
+    return alarm
+
+
+def test_the_slot_keeps_at_most_a_fifth_of_the_storage_and_alarms_at_half_of_that(
+    synth: Synth, variant_synth: Synth
+) -> None:
+    group = _parameter_group(synth.raw("database"))
+    assert group["Properties"]["Parameters"]["max_slot_wal_keep_size"] == "20480"
+    alarm = _slot_lag_alarm(synth.raw("monitoring"))["Properties"]
+    assert alarm["Threshold"] == 1024 * 1024**2
+    assert "invalidates it at 20480 MiB (max_slot_wal_keep_size)" in alarm["AlarmDescription"]
+    assert slot_wal_cap_findings(synth.all_raw()) == []
+    # Another configuration: the parameter and the alarm follow its knobs.
+    variant = _parameter_group(variant_synth.raw("database"))["Properties"]["Parameters"]
+    assert variant["max_slot_wal_keep_size"] == str(variant_synth.config.slot_wal_keep_limit_mib)
+    assert slot_wal_cap_findings(variant_synth.all_raw()) == []
+
+
+@pytest.mark.parametrize(
+    ("mutation", "needle"),
+    [
+        ("unset", "max_slot_wal_keep_size is None: a replication slot may keep WAL until"),
+        ("unlimited", "max_slot_wal_keep_size is '-1'"),
+        ("zero", "max_slot_wal_keep_size is '0'"),
+        ("late-alarm", "above half of the slot's WAL cap (10737418240 bytes)"),
+        ("no-alarm", "no alarm on OldestReplicationSlotLag warns before the slot's cap"),
+    ],
+)
+def test_the_slot_cap_check_rejects_an_uncapped_slot_or_a_late_alarm(
+    synth: Synth, mutation: str, needle: str
+) -> None:
+    """Failing twins of the check above: each mutated synthesis is rejected."""
+    templates = copy.deepcopy(synth.all_raw())
+    [database] = [t for t in templates.values() if list(resources(t, "AWS::RDS::DBParameterGroup"))]
+    [monitoring] = [
+        t
+        for t in templates.values()
+        if any(
+            a["Properties"].get("MetricName") == "OldestReplicationSlotLag"
+            for _, a in resources(t, "AWS::CloudWatch::Alarm")
+        )
+    ]
+    parameters = _parameter_group(database)["Properties"]["Parameters"]
+    if mutation == "unset":
+        del parameters["max_slot_wal_keep_size"]
+    elif mutation == "unlimited":
+        parameters["max_slot_wal_keep_size"] = "-1"
+    elif mutation == "zero":
+        parameters["max_slot_wal_keep_size"] = "0"
+    elif mutation == "late-alarm":
+        _slot_lag_alarm(monitoring)["Properties"]["Threshold"] = 10240 * 1024**2 + 1
+    else:
+        _slot_lag_alarm(monitoring)["Properties"]["MetricName"] = "TransactionLogsDiskUsage"
+    [finding] = slot_wal_cap_findings(templates)
+    assert needle in finding

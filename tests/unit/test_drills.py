@@ -383,6 +383,7 @@ def _status_clients(
     secret: dict[str, Any],
     lag: float | None,
     replication: dict[str, Any] | None = None,
+    slot: tuple[float | None, float | None, float] | None = None,
 ) -> Iterator[Callable[[str], Any]]:
     clients = {name: client(name) for name in ("rds", "secretsmanager", "cloudwatch")}
     stubs = {name: Stubber(c) for name, c in clients.items()}
@@ -407,6 +408,31 @@ def _status_clients(
     )
     points = [] if lag is None else [{"Timestamp": T0, "Maximum": lag}]
     stubs["cloudwatch"].add_response("get_metric_statistics", {"Datapoints": points}, None)
+    if slot is not None:  # (safe WAL bytes, retained WAL bytes, invalidations in 24 h)
+        safe, retained, invalidations = slot
+        for metric, statistic, value in (
+            ("SlotSafeWalBytes", "Minimum", safe),
+            ("SlotRetainedWalBytes", "Maximum", retained),
+            ("SlotInvalidations", "Sum", invalidations or None),
+        ):
+            found = [] if value is None else [{"Timestamp": T0, statistic: value}]
+            stubs["cloudwatch"].add_response(
+                "get_metric_statistics",
+                {"Datapoints": found},
+                {
+                    "Namespace": "govdr/txlog",
+                    "MetricName": metric,
+                    "Dimensions": [
+                        {"Name": "service", "Value": "txlog-archiver"},
+                        {"Name": "Environment", "Value": "qa7"},
+                    ],
+                    "StartTime": T0
+                    - (timedelta(hours=24) if statistic == "Sum" else timedelta(minutes=15)),
+                    "EndTime": T0,
+                    "Period": 3600 if statistic == "Sum" else 60,
+                    "Statistics": [statistic],
+                },
+            )
     for stub in stubs.values():
         stub.activate()
     yield clients.__getitem__
@@ -467,6 +493,65 @@ def test_status_checks_the_archiver_secret_when_the_stack_has_one() -> None:
     for clients in _status_clients(instance(), secret, lag=1.0, replication=disabled):
         doc = status.gather(clients, outputs, now=lambda: T0)
     assert doc["breaches"] == ["archiver secret rotation is disabled"]
+
+
+MIB = 1024 * 1024
+SLOT_OUTPUTS = {**OUTPUTS, "TxlogSlotName": "govdr_txlog_qa7", "TxlogSlotWalKeepMiB": "20480"}
+ON_TIME = {"RotationEnabled": True, "NextRotationDate": T0 + timedelta(days=5)}
+
+
+def test_status_shows_the_slot_against_its_wal_cap() -> None:
+    for clients in _status_clients(
+        instance(), ON_TIME, lag=1.0, slot=(20000.0 * MIB, 480.0 * MIB, 0)
+    ):
+        doc = status.gather(clients, SLOT_OUTPUTS, now=lambda: T0)
+    assert doc["replication_slot"] == {
+        "name": "govdr_txlog_qa7",
+        "health": "ok",
+        "wal_keep_limit_bytes": 20480 * MIB,
+        "retained_wal_bytes": 480.0 * MIB,
+        "safe_wal_bytes": 20000.0 * MIB,
+        "invalidations_24h": 0,
+    }
+    assert doc["breaches"] == []
+    line = commands.render(doc).splitlines()
+    assert (
+        "replication slot govdr_txlog_qa7: ok; WAL kept 480 MiB, left before invalidation "
+        "20000 MiB of 20480 MiB; invalidations in 24 h: 0"
+    ) in line
+
+
+@pytest.mark.parametrize(
+    ("slot", "health", "breach"),
+    [
+        ((10239.0 * MIB, 10241.0 * MIB, 0), "near the cap", "10239 MiB of WAL left before"),
+        ((20000.0 * MIB, 1.0, 2), "invalidated", "invalidated 2 time(s) in the last 24 h"),
+        ((None, None, 0), "unknown", None),
+    ],
+)
+def test_status_names_a_slot_near_its_cap_or_invalidated(
+    slot: tuple[float | None, float | None, float], health: str, breach: str | None
+) -> None:
+    for clients in _status_clients(instance(), ON_TIME, lag=1.0, slot=slot):
+        doc = status.gather(clients, SLOT_OUTPUTS, now=lambda: T0)
+    assert doc["replication_slot"]["health"] == health
+    if breach is None:
+        assert doc["breaches"] == []
+    else:
+        [found] = doc["breaches"]
+        assert breach in found
+
+
+@pytest.mark.parametrize("cap", ["", "0", "-5", "20 GiB", "1e4"])
+def test_status_refuses_a_slot_cap_output_that_is_not_a_size(cap: str) -> None:
+    outputs = {**SLOT_OUTPUTS, "TxlogSlotWalKeepMiB": cap}
+    if not cap:  # an empty output is an older stack's: no slot line, no error
+        for clients in _status_clients(instance(), ON_TIME, lag=1.0):
+            assert status.gather(clients, outputs, now=lambda: T0)["replication_slot"] is None
+        return
+    with pytest.raises(status.OutputsError, match=r"TxlogSlotWalKeepMiB is .*make outputs"):
+        for clients in _status_clients(instance(), ON_TIME, lag=1.0):
+            status.gather(clients, outputs, now=lambda: T0)
 
 
 def test_status_without_a_restorable_time_is_a_breach() -> None:

@@ -559,6 +559,7 @@ POSTGRES18_DEFAULTS = [
     _param("log_connections", "list", "receipt,authentication,authorization,setup_durations,all"),
     _param("log_disconnections", "boolean", BOOL),
     _param("max_connections", "integer", "6-8388607"),
+    _param("max_slot_wal_keep_size", "integer", "-1-2147483647", "-1"),
 ]
 OUTPUT_PLUGINS = _param("output_plugin_libraries", "list", "pgoutput,test_decoding,wal2json")
 
@@ -582,7 +583,7 @@ def _set_parameters(**values: str) -> Callable[[dict[str, dict[str, Any]]], None
 
 def test_parameter_values_accepted_pass(plan: Plan, stubs: Stubs) -> None:
     result = verdict("parameter-values", plan, _defaults(stubs, POSTGRES18_DEFAULTS))
-    assert (result.status, result.detail) == (PASS, "11 values accepted by postgres18")
+    assert (result.status, result.detail) == (PASS, "12 values accepted by postgres18")
 
 
 def test_fault_4_boolean_log_connections_in_postgres18_fails(plan: Plan, stubs: Stubs) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +50,7 @@ OUTPUTS = {
     "BackupPlanId",
     "ReplicationSecretArn",
     "TxlogSlotName",
+    "TxlogSlotWalKeepMiB",
     "TxlogArchiverFunctionName",
     "RpoMonitorFunctionName",
     "FailoverDrillTemplateId",
@@ -103,6 +106,20 @@ def test_root_outputs_have_stable_names_and_descriptions(synth: Synth) -> None:
     for output in outputs.values():
         assert output["Description"]
     assert outputs["EnvironmentSuffix"]["Value"] == TEST_SUFFIX
+
+
+def documented_outputs(text: str) -> set[str]:
+    """The output names docs/architecture.md's "Outputs" section lists."""
+    section = text.split("\n## Outputs\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"`([A-Z][A-Za-z0-9]+)`", section))
+
+
+def test_the_architecture_lists_every_output_and_no_other() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text()
+    assert documented_outputs(text) == OUTPUTS
+    # Twin: a section missing one output, or naming one the stack lacks, is told apart.
+    assert documented_outputs(text.replace("`TxlogSlotWalKeepMiB`", "")) != OUTPUTS
+    assert documented_outputs(text.replace("`VpcId`", "`VpcArn`")) != OUTPUTS
 
 
 @pytest.mark.parametrize(("template", "types"), sorted(PINNED_LOGICAL_IDS.items()))
