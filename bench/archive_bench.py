@@ -36,8 +36,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime.txlog_archiver.archive import Archive, parse_lsn  # noqa: E402
+from runtime.txlog_archiver.archive import Archive, is_last_piece, parse_lsn  # noqa: E402
 from runtime.txlog_archiver.archiver import OPTIONS  # noqa: E402
+from tests.support.peak_rss import PeakSampler  # noqa: E402
 from tests.support.pgcluster import Postgres, start_cluster, stop_cluster  # noqa: E402
 
 DB = "bench"
@@ -129,8 +130,12 @@ def timed(pin: bool, postmaster: int, command: list[str], **kwargs: Any) -> dict
     proc = subprocess.Popen(  # noqa: S603 - fixed tool invocations
         command, preexec_fn=_pin_reader if pin else None, **kwargs
     )
+    # Not wait4's ru_maxrss: it includes this process's memory from before the exec
+    # (tests/support/peak_rss.py).
+    memory = PeakSampler(proc.pid)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
+    peak = memory.finish()
     watch.finish()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
@@ -139,7 +144,7 @@ def timed(pin: bool, postmaster: int, command: list[str], **kwargs: Any) -> dict
         raise RuntimeError(f"{command[0]}: its walsender was not seen")
     return {
         "seconds": elapsed,
-        "rss_kib": usage.ru_maxrss,
+        "rss_kib": peak // 1024,
         "cpu": usage.ru_utime + usage.ru_stime,
         "streaming": watch.lifetime,
         "server_cpu": watch.cpu,
@@ -150,9 +155,13 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
 
-def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any]:
+def run(
+    pg: Postgres, transactions: int, work: Path, pin: bool, bulk_rows: int | None = None
+) -> dict[str, Any]:
     pg.psql(f"CREATE DATABASE {DB}")
     pg.pgbench("-i", "-s", "10", "-q", dbname=DB)
+    if bulk_rows:
+        pg.psql("CREATE TABLE bulk (id bigint PRIMARY KEY, note text)", DB)
     # ROUNDS slots per reader, drained alternately: the machine's background noise then hits
     # both readers alike, and the medians are compared.
     readers = [("recv", i) for i in range(ROUNDS)] + [("archiver", i) for i in range(ROUNDS)]
@@ -162,17 +171,22 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
     start_lsn = pg.psql("SELECT pg_current_wal_lsn()", DB)
     clients = 4
     load_started = time.perf_counter()
-    pg.pgbench(
-        "-n",
-        "-c",
-        str(clients),
-        "-j",
-        "2",
-        "-t",
-        str(-(-transactions // clients)),
-        dbname=DB,
-        fast_commit=True,
-    )
+    if bulk_rows:
+        # One transaction of bulk_rows rows of about 100 bytes (a bulk load or data correction).
+        insert = f"INSERT INTO bulk SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, {int(bulk_rows)}) g"  # noqa: E501, S608 - an int
+        pg.psql(insert, DB)
+    else:
+        pg.pgbench(
+            "-n",
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-t",
+            str(-(-transactions // clients)),
+            dbname=DB,
+            fast_commit=True,
+        )
     load_seconds = time.perf_counter() - load_started
     # The load commits asynchronously: flush the WAL so decoding sees every commit.
     pg.psql("CHECKPOINT", DB)
@@ -255,10 +269,12 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
     ]
     # Compare transactions that changed rows: creating a slot can itself commit an empty
     # transaction that only the slots created before it see.
-    archived_runs = [
-        [txn["xid"] for txn in Archive(d).transactions() if txn["changes"]] for d in archives
-    ]
-    exactly_once = all(run == witness for run in archived_runs)
+    archived_runs = [_archived(d) for d in archives]
+    exactly_once = all([xid for xid, _ in run] == witness for run in archived_runs)
+    if bulk_rows:  # and the one transaction holds every row
+        exactly_once = exactly_once and all(
+            [changes for _, changes in run] == [bulk_rows] for run in archived_runs
+        )
     committed = len(witness)
 
     def side(kind: str) -> dict[str, Any]:
@@ -287,6 +303,7 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
 
     result: dict[str, Any] = {
         "workload": {
+            "bulk_rows": bulk_rows,
             "pgbench_transactions": committed,
             "pgbench_seconds": round(load_seconds, 1),
             "start_lsn": start_lsn,
@@ -328,6 +345,22 @@ def run(pg: Postgres, transactions: int, work: Path, pin: bool) -> dict[str, Any
     return result
 
 
+def _archived(directory: Path) -> list[tuple[int, int]]:
+    """(xid, changes) of each archived transaction with changes, parts streamed, not joined."""
+    found: list[tuple[int, int]] = []
+    changes = 0
+    for segment in Archive(directory).segments():
+        for piece in segment.pieces(segment.read()):
+            changes += len(piece["changes"])
+            if is_last_piece(piece):
+                # Creating a slot can itself commit an empty transaction that only the slots
+                # created before it see: compare transactions that changed rows.
+                if changes:
+                    found.append((piece["xid"], changes))
+                changes = 0
+    return found
+
+
 def _commit() -> str:
     """The checkout measured (with ``+changes`` when it differs from its commit)."""
     try:
@@ -357,12 +390,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-pin", action="store_true", help="let server and reader share all CPUs (see above)"
     )
+    parser.add_argument(
+        "--bulk-rows",
+        type=int,
+        default=None,
+        help="instead of pgbench, one transaction inserting this many rows of about 100 bytes "
+        "(the archiver spills it to disk); e.g. --bulk-rows 1000000 --out "
+        "bench/results/archive-bulk.json",
+    )
     args = parser.parse_args(argv)
+    if args.bulk_rows is not None and not 1 <= args.bulk_rows <= 100_000_000:
+        parser.error(f"--bulk-rows {args.bulk_rows}: give 1 to 100000000 rows")
     pin = not args.no_pin and pinning_possible()
     pg = start_cluster()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(pg, args.transactions, Path(tmp), pin)
+            result = run(pg, args.transactions, Path(tmp), pin, args.bulk_rows)
     except RuntimeError as exc:
         print(f"bench-archive: {exc}", file=sys.stderr)
         return 2

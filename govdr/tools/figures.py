@@ -116,6 +116,35 @@ def render_archive(results: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+BULK = "archive-bulk.json"
+
+
+def render_bulk(results: Path) -> str:
+    """One transaction of many rows: the archiver (spilling it to disk) vs pg_recvlogical."""
+    data = _load(results, BULK)
+    if data is None:
+        return (
+            f'Not measured yet: run `make bench-archive BENCH_ARGS="--bulk-rows 1000000 --out '
+            f'bench/results/{BULK}"`.\n'
+        )
+    source = str(results / BULK)
+    arch = _field(data, "archiver", source)
+    recv = _field(data, "pg_recvlogical", source)
+    rows = _field(data, "workload.bulk_rows", source)
+    return (
+        "| one transaction of | seconds, archiver vs pg_recvlogical | ratio | CPU | peak RSS, "
+        "archiver vs pg_recvlogical | exactly once, every row | measured, commit |\n"
+        "|---|---|---|---|---|---|---|\n"
+        f"| {rows:,} rows (`{BULK}`) "
+        f"| {_field(arch, 'seconds', source)} vs {_field(recv, 'seconds', source)} "
+        f"| {_field(data, 'ratio_archiver_vs_pg_recvlogical', source):.3f}x "
+        f"| {_field(arch, 'cpu_seconds', source)} vs {_field(recv, 'cpu_seconds', source)} s "
+        f"| {_field(arch, 'peak_rss_mb', source)} vs {_field(recv, 'peak_rss_mb', source)} MB "
+        f"| {'yes' if _field(data, 'exactly_once', source) else '**no**'} "
+        f"| {data.get('measured', 'not recorded')}, {data.get('commit', 'not recorded')} |\n"
+    )
+
+
 @dataclass(frozen=True)
 class _Step:
     key: str
@@ -168,6 +197,7 @@ def render_timings(results: Path) -> str:
 
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "archive": render_archive,
+    "archive-bulk": render_bulk,
     "timings": render_timings,
 }
 

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 from runtime.pg_tls import TlsSetupError, tls_from_env, with_verified_tls
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
+from runtime.txlog_archiver.spill import DEFAULT_SPILL_BYTES
 
 PROG = "python -m runtime.txlog_archiver"
 
@@ -62,6 +63,18 @@ def slot_exists(connection: Any, slot: str) -> bool:
         return cursor.fetchone() is not None
 
 
+def _positive_mib(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 4096:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of MiB from 1 to 4096 (e.g. 4)"
+        )
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog=PROG, description=__doc__)
     parser.add_argument("--dsn", required=True, help="libpq connection string without a password")
@@ -89,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=5000, help="transactions per segment")
     parser.add_argument(
         "--stop-lsn", default=None, help="stop once a commit ending at or after this LSN (X/Y)"
+    )
+    parser.add_argument(
+        "--spill-mib",
+        type=_positive_mib,
+        default=DEFAULT_SPILL_BYTES // 2**20,
+        help="a transaction whose changes pass this many MiB is written to --dir as it arrives "
+        "(default %(default)s), so memory stays bounded for any transaction",
     )
     args = parser.parse_args(argv)
     problem = dsn_problem(args.dsn)
@@ -127,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         deadline=time.monotonic() + args.max_seconds if args.max_seconds else None,
         stop_lsn=parse_lsn(args.stop_lsn) if args.stop_lsn else None,
         replace_lost_slot=args.create_slot,
+        spill_bytes=args.spill_mib * 2**20,
     )
     try:
         if not args.create_slot:

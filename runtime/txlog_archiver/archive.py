@@ -2,8 +2,12 @@
 
 A segment holds whole committed transactions, one JSON object per line, in commit order:
 ``{"xid", "lsn", "end_lsn", "commit_time", "changes": [...]}`` (``changes`` are wal2json
-format-2 records). Its name carries the range it covers, so the archive can be listed, searched
-by time and resumed without opening a file::
+format-2 records). A transaction too large to hold in memory (see
+:mod:`runtime.txlog_archiver.spill`) is a segment of its own, written as consecutive *part*
+lines that each carry the same fields plus ``"part": k`` (from 0; the last also
+``"last": true``) and a share of the changes; readers stream them, one part at a time. Its
+name carries the range it covers, so the archive can be listed, searched by time and resumed
+without opening a file::
 
     <first end LSN:016X>-<last end LSN:016X>_<first commit time>_<last commit time>.jsonl
 
@@ -22,12 +26,14 @@ the archive does not hold.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import hmac
-import itertools
 import json
 import os
 import re
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,11 +59,23 @@ MANIFEST = "archive.json"
 GAP_RE = re.compile(r"^gap_(?P<after>[0-9A-F]{16})-(?P<resume>[0-9A-F]{16})\.json$")
 _LSN_RE = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
 _END_LSN = re.compile(rb'"end_lsn":(\d+),')
+_PART = re.compile(rb',"part":(\d+)(?P<last>,"last":true)?$')
+# A line's fields come before its changes; the head is searched only up to there.
+_CHANGES = b',"changes":['
+_HEAD_BYTES = 512
+# The longest line a reader accepts: one change of PostgreSQL's largest field (1 GB) with its
+# JSON escaping and the line's fields. Longer is not an archived transaction.
+MAX_LINE_BYTES = 2 * 1024**3
+# A segment is checked into a private copy, then parsed from it (what was verified is what is
+# read, whatever happens to the file meanwhile); that copy stays in memory up to this size.
+_SPOOL_MEMORY = 16 * 1024 * 1024
+_READ_CHUNK = 1024 * 1024
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 # Buffers per writev call (Linux allows 1024). Short system calls hand the CPU back quickly to
 # the thread reading the replication stream; long ones let the server's sender wait on a full
 # socket (docs/txlog.md has the figures).
 _WRITE_BUFFERS = 64
+_WRITE_BYTES = 1024 * 1024
 
 
 def parse_lsn(text: str) -> int:
@@ -85,34 +103,68 @@ def name_time(text: str) -> str:
     return parse_commit_time(text).astimezone(UTC).strftime(TIME_FORMAT)
 
 
+def transaction_head(
+    xid: int,
+    lsn: str,
+    end_lsn: int,
+    commit_time: str,
+    part: int | None = None,
+    *,
+    last: bool = False,
+) -> bytes:
+    """A transaction line up to its changes; ``part`` k of a large transaction (``last`` for
+    its final part).
+
+    Built by hand: this runs once per transaction. The fields are integers, an LSN and a
+    timestamp, none of which needs JSON escaping.
+    """
+    parts = "" if part is None else f',"part":{part}' + (',"last":true' if last else "")
+    return (
+        f'{{"xid":{xid},"lsn":"{lsn}","end_lsn":{end_lsn},"commit_time":"{commit_time}"'
+        f'{parts},"changes":['
+    ).encode()
+
+
 def transaction_line(
     xid: int, lsn: str, end_lsn: int, commit_time: str, changes: list[bytes]
 ) -> bytes:
-    """One archived transaction as a JSON line; ``changes`` are wal2json records as received.
-
-    Built by hand: this runs once per transaction. The fields are an integer, an LSN and a
-    timestamp, none of which needs JSON escaping.
-    """
-    head = (
-        f'{{"xid":{xid},"lsn":"{lsn}","end_lsn":{end_lsn},"commit_time":"{commit_time}","changes":['
-    ).encode()
-    return head + b",".join(changes) + b"]}\n"
+    """One archived transaction as a JSON line; ``changes`` are wal2json records as received."""
+    return transaction_head(xid, lsn, end_lsn, commit_time) + b",".join(changes) + b"]}\n"
 
 
-def _write_all(descriptor: int, lines: list[bytes]) -> None:
-    """Write the lines in order with gathered writes.
+def is_last_piece(piece: dict[str, Any]) -> bool:
+    """Whether a parsed line completes its transaction (a whole one, or its last part)."""
+    return "part" not in piece or piece.get("last") is True
+
+
+def _write_all(descriptor: int, lines: Iterable[bytes]) -> None:
+    """Write the lines in order with gathered writes (``lines`` may be a generator: a spilled
+    transaction's parts are produced one at a time).
 
     The kernel copies straight from the line buffers, and Python's lock is released meanwhile:
     the thread reading the replication stream keeps running (one joined copy of a segment
     would hold it for milliseconds).
     """
-    for start in range(0, len(lines), _WRITE_BUFFERS):
-        chunk = lines[start : start + _WRITE_BUFFERS]
-        written = os.writev(descriptor, chunk)
-        if written < sum(map(len, chunk)):  # a short write (a full disk raises on the rest)
-            rest = memoryview(b"".join(chunk))[written:]
-            while rest:
-                rest = rest[os.write(descriptor, rest) :]
+    chunk: list[bytes] = []
+    size = 0
+    for line in lines:
+        chunk.append(line)
+        size += len(line)
+        # A call's worth of lines, or of bytes: a spilled transaction's part lines are large,
+        # and memory stays bounded by writing each soon.
+        if len(chunk) >= _WRITE_BUFFERS or size >= _WRITE_BYTES:
+            _writev(descriptor, chunk)
+            chunk, size = [], 0
+    if chunk:
+        _writev(descriptor, chunk)
+
+
+def _writev(descriptor: int, chunk: list[bytes]) -> None:
+    written = os.writev(descriptor, chunk)
+    if written < sum(map(len, chunk)):  # a short write (a full disk raises on the rest)
+        rest = memoryview(b"".join(chunk))[written:]
+        while rest:
+            rest = rest[os.write(descriptor, rest) :]
 
 
 @dataclass(frozen=True)
@@ -157,19 +209,54 @@ class Segment:
         return cls(path, first, last, first_commit, last_commit)
 
     def read(self, key: ArchiveKey | None = None) -> SegmentContent:
-        """The segment's transaction lines and seal, checked: the last line is a seal, the lines
-        before it match its SHA-256, their end LSNs rise and match the name, and (with ``key``)
-        the seal's MAC verifies. IntegrityError names the file and what is wrong."""
-        data = self.path.read_bytes()
-        lines = data.splitlines(keepends=True)
-        seal = parse_seal(lines[-1]) if lines and lines[-1].endswith(b"\n") else None
+        """The segment's content and seal, checked: the last line is a seal, the lines before it
+        match its SHA-256, each is an archived transaction or part of one, their end LSNs rise
+        and match the name, a large transaction's parts are complete and in order, and (with
+        ``key``) the seal's MAC verifies. IntegrityError names the file and what is wrong.
+
+        The file is read once, in chunks, into a private copy that the parsers read: memory
+        stays bounded for a segment of any size, and what was checked is what is parsed.
+        """
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115
+        try:
+            return self._check(spool, key)
+        except BaseException:
+            spool.close()
+            raise
+
+    def _check(self, spool: Any, key: ArchiveKey | None) -> SegmentContent:
+        digest = hashlib.sha256()
+        order = _Order(self.path)
+        previous: bytes | None = None
+        buffered: list[bytes] = []
+        size = 0
+        with self.path.open("rb") as handle:
+            while line := handle.readline(MAX_LINE_BYTES + 1):
+                if len(line) > MAX_LINE_BYTES:
+                    raise IntegrityError(
+                        f"{self.path}, line {order.number + 1}: longer than {MAX_LINE_BYTES} "
+                        "bytes, which no archived transaction is"
+                    )
+                if previous is not None:  # the last line is the seal, not part of the digest
+                    order.add(previous)
+                    buffered.append(previous)
+                    size += len(previous)
+                    if size >= _READ_CHUNK:
+                        data = b"".join(buffered)
+                        digest.update(data)
+                        spool.write(data)
+                        buffered, size = [], 0
+                previous = line
+        data = b"".join(buffered)
+        digest.update(data)
+        spool.write(data)
+        seal = parse_seal(previous) if previous and previous.endswith(b"\n") else None
         if seal is None:
             raise IntegrityError(
                 f"{self.path}: its last line is not a seal: the file is truncated or was not "
                 "written by the archiver"
             )
-        body = lines[:-1]
-        if digest_lines(body) != seal.sha256:
+        if digest.hexdigest() != seal.sha256:
             raise IntegrityError(
                 f"{self.path}: its content does not match its seal's SHA-256: the file was "
                 "changed after it was written"
@@ -181,40 +268,120 @@ class Segment:
                 f"{self.path}: its seal does not verify with the archive's key: the seal was "
                 "forged, the file was renamed, or it comes from another archive"
             )
-        end_lsns = []
-        for number, line in enumerate(body, start=1):
-            match = _END_LSN.search(line)
-            if not line.startswith(b'{"xid":') or match is None:
-                raise IntegrityError(f"{self.path}, line {number}: not an archived transaction")
-            end_lsns.append(int(match[1]))
-        if not end_lsns or (end_lsns[0], end_lsns[-1]) != (self.first_end_lsn, self.last_end_lsn):
-            shown = f"{format_lsn(end_lsns[0])}..{format_lsn(end_lsns[-1])}" if end_lsns else "none"
-            raise IntegrityError(
-                f"{self.path}: the name says end LSNs {format_lsn(self.first_end_lsn)}.."
-                f"{format_lsn(self.last_end_lsn)}, the content {shown}"
-            )
-        if any(b <= a for a, b in itertools.pairwise(end_lsns)):
-            raise IntegrityError(f"{self.path}: its transactions are not in LSN order")
-        return SegmentContent(body, seal)
+        order.finish(self.first_end_lsn, self.last_end_lsn)
+        spool.seek(0)
+        return SegmentContent(spool, seal, order.transactions)
 
     def transactions(
         self, key: ArchiveKey | None = None, parse_float: Any = None
     ) -> Iterator[dict[str, Any]]:
-        """The segment's transactions, after :meth:`read`'s checks."""
+        """The segment's whole transactions (a large one's parts joined), after :meth:`read`'s
+        checks. :meth:`pieces` streams a large transaction instead."""
         yield from self.parse(self.read(key), parse_float)
 
+    def pieces(self, content: SegmentContent, parse_float: Any = None) -> Iterator[dict[str, Any]]:
+        """The segment's lines as parsed objects: whole transactions, or parts of one
+        (``part``/``last``, see :func:`is_last_piece`), one at a time."""
+        with content:
+            for number, line in enumerate(content.spool, start=1):
+                try:
+                    yield json.loads(line, parse_float=parse_float)
+                except ValueError as exc:
+                    raise IntegrityError(f"{self.path}, line {number}: not JSON ({exc})") from None
+
     def parse(self, content: SegmentContent, parse_float: Any = None) -> Iterator[dict[str, Any]]:
-        for number, line in enumerate(content.lines, start=1):
-            try:
-                yield json.loads(line, parse_float=parse_float)
-            except ValueError as exc:
-                raise IntegrityError(f"{self.path}, line {number}: not JSON ({exc})") from None
+        """Whole transactions: a large transaction's parts are joined into one."""
+        changes: list[Any] = []
+        for piece in self.pieces(content, parse_float):
+            if "part" not in piece:
+                yield piece
+                continue
+            changes.extend(piece["changes"])
+            if is_last_piece(piece):
+                whole = {k: v for k, v in piece.items() if k not in ("part", "last")}
+                whole["changes"], changes = changes, []
+                yield whole
+
+
+class _Order:
+    """Checks a segment's lines as they are read: each is an archived transaction or part of
+    one, end LSNs rise from one transaction to the next, parts come complete and in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.number = 0
+        self.transactions = 0
+        self.first = self.last = 0
+        # (next part, end LSN) while inside a large transaction's parts.
+        self.open: tuple[int, int] | None = None
+
+    def add(self, line: bytes) -> None:
+        self.number += 1
+        end = line.find(_CHANGES, 0, _HEAD_BYTES)
+        head = line[:end] if end > 0 else b""
+        match = _END_LSN.search(head + b",")
+        if not head.startswith(b'{"xid":') or match is None:
+            raise IntegrityError(f"{self.path}, line {self.number}: not an archived transaction")
+        end_lsn = int(match[1])
+        part = _PART.search(head)
+        if self.open is not None:
+            expected, open_lsn = self.open
+            if part is None or (int(part[1]), end_lsn) != (expected, open_lsn):
+                raise IntegrityError(
+                    f"{self.path}, line {self.number}: part {expected} of the transaction "
+                    f"ending at {format_lsn(open_lsn)} was expected: a large transaction's "
+                    "parts are missing, reordered or mixed"
+                )
+            self._part_done(part, end_lsn)
+            return
+        if self.number > 1 and end_lsn <= self.last:
+            raise IntegrityError(f"{self.path}: its transactions are not in LSN order")
+        self.first = self.first or end_lsn
+        self.last = end_lsn
+        if part is None:
+            self.transactions += 1
+            return
+        if int(part[1]) != 0:
+            raise IntegrityError(
+                f"{self.path}, line {self.number}: part {int(part[1])} begins a transaction: "
+                "a large transaction's first parts are missing"
+            )
+        self._part_done(part, end_lsn)
+
+    def _part_done(self, part: re.Match[bytes], end_lsn: int) -> None:
+        if part["last"]:
+            self.open = None
+            self.transactions += 1
+        else:
+            self.open = (int(part[1]) + 1, end_lsn)
+
+    def finish(self, first: int, last: int) -> None:
+        if self.open is not None:
+            raise IntegrityError(
+                f"{self.path}: it ends before the last part of its last transaction (part "
+                f"{self.open[0]} or later): the file is incomplete"
+            )
+        if not self.number or (self.first, self.last) != (first, last):
+            shown = f"{format_lsn(self.first)}..{format_lsn(self.last)}" if self.number else "none"
+            raise IntegrityError(
+                f"{self.path}: the name says end LSNs {format_lsn(first)}.."
+                f"{format_lsn(last)}, the content {shown}"
+            )
 
 
 @dataclass(frozen=True)
 class SegmentContent:
-    lines: list[bytes]
+    """A checked segment: a private copy of its lines (without the seal), read once."""
+
+    spool: Any
     seal: Seal
+    transactions: int
+
+    def __enter__(self) -> SegmentContent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.spool.close()
 
 
 @dataclass(frozen=True)
@@ -422,8 +589,8 @@ class Archive:
             body = record.read(key)
             claimed, mac = body["prev"], body["mac"]
         else:
-            seal = record.read(key).seal
-            claimed, mac = seal.prev, seal.mac
+            with record.read(key) as content:
+                claimed, mac = content.seal.prev, content.seal.mac
         link(record, claimed, prev)
         return str(mac)
 
@@ -461,13 +628,13 @@ class Archive:
                     f"{record.path}: it overlaps the segment before it (its first end LSN "
                     f"{format_lsn(record.first_end_lsn)} is not after {format_lsn(last)})"
                 )
-            txns = list(record.parse(content))
-            _check_times(record, txns)
+            commit_times = [piece.get("commit_time") for piece in record.pieces(content)]
+            _check_times(record, commit_times[0], commit_times[-1])
             segments += 1
-            transactions += len(txns)
+            transactions += content.transactions
             first = first or record.first_end_lsn
             last = record.last_end_lsn
-            last_commit = str(txns[-1]["commit_time"])
+            last_commit = str(commit_times[-1])
         return VerifyReport(segments, transactions, gaps, first, last, last_commit)
 
     def record_gap(self, after: int, resume: int, reason: str, last_commit: str | None) -> Path:
@@ -505,35 +672,13 @@ class Archive:
     def _publish(self, name: str, lines: list[bytes]) -> None:
         """Write a new temporary file (never following or reusing what is there), fsync it,
         link it to ``name`` (fails if the name exists, symlink or not), fsync the directory."""
-        final = self.directory / name
-        temporary = self.directory / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        new = _NewFile(self.directory, name)
         try:
-            descriptor = os.open(temporary, _NEW_FILE, 0o666)
-            try:
-                _write_all(descriptor, lines)
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-            os.link(temporary, final, follow_symlinks=False)
-            temporary.unlink()
-            directory = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        except FileExistsError:
-            temporary.unlink(missing_ok=True)
-            raise ArchiveError(
-                f"cannot write {name} to {self.directory}: a file or link of that name already "
-                "exists and is never replaced; move it out of the archive directory. Nothing "
-                "was acknowledged, so the replication slot was not advanced"
-            ) from None
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise ArchiveError(
-                f"cannot write {name} to {self.directory}: {exc.strerror or exc}; "
-                "nothing was acknowledged, so the replication slot was not advanced"
-            ) from exc
+            new.write(lines)
+        except BaseException:
+            new.abort()
+            raise
+        new.commit()
 
     def highest_end_lsn(self) -> int:
         segments = self.segments()
@@ -554,9 +699,112 @@ class Archive:
         assert segment is not None
         return segment
 
+    def open_large(self, bound: Bound) -> LargeSegment:
+        """Start the segment of one large transaction (``bound``: its end LSN and commit time),
+        to be written a part line at a time as the changes arrive (:class:`LargeSegment`)."""
+        key, prev = self._chain()
+        t = name_time(bound.commit_time)
+        name = f"{bound.end_lsn:016X}-{bound.end_lsn:016X}_{t}_{t}.jsonl"
+        return LargeSegment(self, _NewFile(self.directory, name), key, prev)
+
     def transactions(self, key: ArchiveKey | None = None) -> Iterator[dict[str, Any]]:
         for segment in self.segments():
             yield from segment.transactions(key)
+
+
+class _NewFile:
+    """A file created new under a temporary name (``O_EXCL|O_NOFOLLOW``: never following or
+    reusing what is there), published under its final name only by :meth:`commit`: fsynced,
+    linked (fails if the name exists, symlink or not), the directory fsynced."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory, self.name = directory, name
+        self.temporary = directory / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        try:
+            self.descriptor: int | None = os.open(self.temporary, _NEW_FILE, 0o666)
+        except OSError as exc:
+            raise self._error(exc) from exc
+
+    def write(self, lines: Iterable[bytes]) -> None:
+        assert self.descriptor is not None
+        try:
+            _write_all(self.descriptor, lines)
+        except OSError as exc:
+            self.abort()
+            raise self._error(exc) from exc
+
+    def commit(self) -> None:
+        assert self.descriptor is not None
+        final = self.directory / self.name
+        try:
+            try:
+                os.fsync(self.descriptor)
+            finally:
+                os.close(self.descriptor)
+                self.descriptor = None
+            os.link(self.temporary, final, follow_symlinks=False)
+            self.temporary.unlink()
+            directory = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except FileExistsError:
+            self.abort()
+            raise ArchiveError(
+                f"cannot write {self.name} to {self.directory}: a file or link of that name "
+                "already exists and is never replaced; move it out of the archive directory. "
+                "Nothing was acknowledged, so the replication slot was not advanced"
+            ) from None
+        except OSError as exc:
+            self.abort()
+            raise self._error(exc) from exc
+
+    def abort(self) -> None:
+        """Remove the temporary file (the final name is never touched)."""
+        if self.descriptor is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.descriptor)
+            self.descriptor = None
+        self.temporary.unlink(missing_ok=True)
+
+    def _error(self, exc: OSError) -> ArchiveError:
+        return ArchiveError(
+            f"cannot write {self.name} to {self.directory}: {exc.strerror or exc}; "
+            "nothing was acknowledged, so the replication slot was not advanced"
+        )
+
+
+class LargeSegment:
+    """The segment of one large transaction, written as its part lines arrive: each line is
+    hashed and written at once, so no more than one part is ever in memory; :meth:`finish`
+    seals, fsyncs and links it, chained to the record before like any segment, and
+    :meth:`abort` removes it (a transaction whose COMMIT never came)."""
+
+    def __init__(self, archive: Archive, new: _NewFile, key: ArchiveKey, prev: str) -> None:
+        self._archive, self._new, self._key, self._prev = archive, new, key, prev
+        self._digest = hashlib.sha256()
+        self._lines = 0
+
+    def add(self, line: bytes) -> None:
+        self._digest.update(line)
+        self._new.write([line])
+        self._lines += 1
+
+    def finish(self) -> Segment:
+        if not self._lines:
+            self._new.abort()
+            raise ValueError("a segment holds at least one transaction")
+        seal, mac = seal_segment(self._key, self._new.name, self._prev, self._digest.hexdigest())
+        self._new.write([seal])
+        self._new.commit()
+        self._archive._prev = mac
+        segment = Segment.from_path(self._archive.directory / self._new.name)
+        assert segment is not None
+        return segment
+
+    def abort(self) -> None:
+        self._new.abort()
 
 
 def link(record: Record, claimed: Any, prev: str) -> None:
@@ -568,11 +816,11 @@ def link(record: Record, claimed: Any, prev: str) -> None:
         )
 
 
-def _check_times(segment: Segment, txns: list[dict[str, Any]]) -> None:
+def _check_times(segment: Segment, first: Any, last: Any) -> None:
     """The name's commit times are the first and last transaction's, in UTC."""
     try:
-        t0, t1 = name_time(txns[0]["commit_time"]), name_time(txns[-1]["commit_time"])
-    except (KeyError, TypeError, ValueError):
+        t0, t1 = name_time(first), name_time(last)
+    except (AttributeError, TypeError, ValueError):
         raise IntegrityError(f"{segment.path}: a transaction has no valid commit time") from None
     if (t0, t1) != (
         segment.first_commit.strftime(TIME_FORMAT),

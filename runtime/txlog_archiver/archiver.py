@@ -42,12 +42,15 @@ from runtime.txlog_archiver.archive import (
     Archive,
     ArchiveError,
     Bound,
+    LargeSegment,
     Segment,
     format_lsn,
     parse_lsn,
+    transaction_head,
     transaction_line,
 )
 from runtime.txlog_archiver.integrity import Keyring, encryption_context
+from runtime.txlog_archiver.spill import DEFAULT_SPILL_BYTES, PART_BYTES, remove_leftovers
 
 LOG = logging.getLogger(__name__)
 # How long a run waits at its end for the server to apply its last acknowledgment.
@@ -156,6 +159,8 @@ class RunStats:
     stopped_by: str = ""
     # Gaps recorded by this run (the stream between the archive's end and the slot's start).
     gaps: int = 0
+    # Transactions too large for memory, spilled to disk as they arrived.
+    spilled: int = 0
     # Slots the server had invalidated (max_slot_wal_keep_size) and this run replaced.
     slot_invalidations: int = 0
     # The slot's WAL health when the run started (pg_replication_slots).
@@ -213,19 +218,69 @@ class _Batch:
     size: int
     first: Bound
     last: Bound
+    # A large transaction: its segment is written from the _Part items that follow.
+    large: bool = False
+
+    @property
+    def count(self) -> int:
+        return 1 if self.large else len(self.lines)
+
+
+@dataclass
+class _Part:
+    """One part line of the large transaction the writer has open; ``last`` completes it."""
+
+    line: bytes
+    last: bool
+
+
+class _Abort:
+    """The large transaction the writer has open never got its COMMIT: remove its file."""
+
+
+@dataclass
+class _LargeTransaction:
+    xid: int
+    lsn: str
+    end_lsn: int
+    commit_time: str
+    parts: int = 0  # part lines sent so far
+
+
+def _drop(change: bytes) -> None:
+    """Where the changes of a large transaction that was archived before go."""
+
+
+def _cut(changes: list[bytes], part_bytes: int) -> list[list[bytes]]:
+    """Changes in consecutive parts of about ``part_bytes`` each."""
+    parts: list[list[bytes]] = [[]]
+    size = 0
+    for change in changes:
+        if size >= part_bytes:
+            parts.append([])
+            size = 0
+        parts[-1].append(change)
+        size += len(change)
+    return parts
+
+
+def _archive_error(exc: Exception) -> ArchiveError:
+    return exc if isinstance(exc, ArchiveError) else ArchiveError(f"cannot write segment: {exc!r}")
 
 
 class _SegmentWriter:
     """Writes batches as segments in a background thread, one at a time, in submission order.
 
-    At most one batch waits while one is written, which bounds memory. Results come back in
-    order through :meth:`done`; after a failed write, later batches are discarded unwritten.
+    At most one item waits while one is written, which bounds memory. A large transaction is
+    a batch marked ``large`` followed by its part lines (:class:`_Part`), written as they come.
+    Results come back in order through :meth:`done`, one per batch; after a failed write, later
+    batches are discarded unwritten.
     """
 
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.outstanding = 0
-        self._todo: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        self._todo: queue.Queue[_Batch | _Part | _Abort | None] = queue.Queue(maxsize=1)
         self._done: queue.SimpleQueue[tuple[_Batch, Segment | ArchiveError | None]] = (
             queue.SimpleQueue()
         )
@@ -238,23 +293,51 @@ class _SegmentWriter:
         except OSError as exc:  # not fatal: segments are written either way
             LOG.info("segment writer keeps its priority: %s", exc)
         failed = False
-        while (batch := self._todo.get()) is not None:
+        large: LargeSegment | None = None
+        large_batch: _Batch | None = None
+        while (item := self._todo.get()) is not None:
+            if isinstance(item, _Abort):
+                if large is not None and large_batch is not None:
+                    large.abort()
+                    self._done.put((large_batch, None))
+                large = large_batch = None
+                continue
+            if isinstance(item, _Part):
+                if large is None or large_batch is None:  # failed before: discarded
+                    continue
+                segment_open, batch = large, large_batch
+                try:
+                    segment_open.add(item.line)
+                    if item.last:
+                        large = large_batch = None
+                        self._done.put((batch, segment_open.finish()))
+                except Exception as exc:
+                    failed = True
+                    large = large_batch = None
+                    segment_open.abort()
+                    self._done.put((batch, _archive_error(exc)))
+                continue
             if failed:
-                self._done.put((batch, None))
+                self._done.put((item, None))
                 continue
             try:
-                segment = self.archive.write_segment(batch.lines, batch.first, batch.last)
-            except ArchiveError as exc:
-                failed = True
-                self._done.put((batch, exc))
+                if item.large:
+                    large, large_batch = self.archive.open_large(item.last), item
+                    continue
+                segment = self.archive.write_segment(item.lines, item.first, item.last)
             except Exception as exc:  # reported to the reading thread, which would wait forever
                 failed = True
-                self._done.put((batch, ArchiveError(f"cannot write segment: {exc!r}")))
+                self._done.put((item, _archive_error(exc)))
             else:
-                self._done.put((batch, segment))
+                self._done.put((item, segment))
+
+    def send(self, item: _Part | _Abort) -> None:
+        """A part of the open large transaction, or its abort (no result of its own)."""
+        self._todo.put(item)
 
     def submit(self, batch: _Batch) -> None:
         self.outstanding += 1
+        self.last_submitted = batch
         self._todo.put(batch)
 
     def done(self, wait: bool) -> list[tuple[_Batch, Segment | ArchiveError | None]]:
@@ -292,6 +375,8 @@ class Archiver:
         max_reconnects: int = 30,
         stop_lsn: int | None = None,
         replace_lost_slot: bool = False,
+        spill_bytes: int = DEFAULT_SPILL_BYTES,
+        spill_part_bytes: int = PART_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.archive = archive
@@ -308,8 +393,16 @@ class Archiver:
         # Whether a slot the server invalidated is dropped and created anew (a gap is recorded);
         # without it, the run stops with SlotInvalidated.
         self.replace_lost_slot = replace_lost_slot
+        # A transaction whose changes pass spill_bytes is written to disk as it arrives, in
+        # parts of spill_part_bytes, so memory is bounded for any transaction (spill.py).
+        self.spill_bytes = spill_bytes
+        self.spill_part_bytes = spill_part_bytes
         self.clock = clock
         self.stats = RunStats()
+        # The large transaction being written: (its part line's fields, next part number).
+        self._large: _LargeTransaction | None = None
+        self._large_batch = _Batch([], 0, Bound(0, ""), Bound(0, ""), large=True)
+        self._leftovers_checked = False
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._first: Bound | None = None
@@ -523,9 +616,14 @@ class Archiver:
             # Acknowledge what is archived, so redelivery starts as late as possible.
             if self._highest:
                 cursor.send_feedback(flush_lsn=self._highest, force=True)
+            self._remove_leftovers()
             # The hot loop touches locals only: it runs once per decoded change.
             current: list[bytes] | None = None
             add_change: Callable[[bytes], None] = list[bytes]().append
+            current_bytes = 0
+            begin = b""
+            spill_bytes = self.spill_bytes
+            spill_at = spill_bytes
             pending = self._pending  # _flush starts a new list: rebound after each call
             add_pending = pending.append
             highest = self._highest
@@ -569,6 +667,8 @@ class Archiver:
                 if action == _BEGIN:
                     current = []
                     add_change = current.append
+                    current_bytes = 0
+                    begin = payload
                 elif action == _COMMIT:
                     if current is None:
                         continue
@@ -576,6 +676,11 @@ class Archiver:
                     end_lsn = parse_lsn(next_lsn)
                     if end_lsn <= highest:
                         self.stats.skipped += 1
+                        spill_at = spill_bytes
+                    elif self._large is not None:
+                        self._large_part(current, last=True)
+                        self._large = None
+                        spill_at = spill_bytes
                     else:
                         line = transaction_line(xid, commit_lsn, end_lsn, commit_time, current)
                         if not pending:
@@ -593,13 +698,78 @@ class Archiver:
                         break
                 elif current is not None:
                     add_change(payload)
+                    current_bytes += len(payload)
+                    if current_bytes > spill_at:
+                        # Too large for memory: this transaction continues on disk, a part at
+                        # a time (spill.py).
+                        if self._large is None:
+                            spill_at = self.spill_part_bytes
+                            if not self._start_large(begin, highest, cursor):
+                                # Archived before (redelivered): its changes are dropped as
+                                # they come, and the transaction at its COMMIT.
+                                spill_at = 2**62
+                                current = []
+                                add_change = _drop
+                                continue
+                            pending = self._pending
+                            add_pending = pending.append
+                            for part in _cut(current, self.spill_part_bytes):
+                                self._large_part(part, last=False)
+                        else:
+                            self._large_part(current, last=False)
+                        current = []
+                        add_change = current.append
+                        current_bytes = 0
             # A transaction without its COMMIT is dropped here and redelivered next run.
             self._flush(cursor, wait=True)
             if self._highest:
                 cursor.send_feedback(flush_lsn=self._highest, force=True)
                 self._settle_acknowledgment()
         finally:
+            if self._large is not None:  # no COMMIT came: the server redelivers it
+                self._writer.send(_Abort())
+                self._large = None
             conn.close()
+
+    def _start_large(self, begin: bytes, highest: int, cursor: Any) -> bool:
+        """Open the segment of the transaction whose BEGIN record is ``begin`` (it names the
+        commit LSN, end LSN and commit time); False for one already archived."""
+        xid, commit_time, commit_lsn, next_lsn = _commit_fields(begin)
+        end_lsn = parse_lsn(next_lsn)
+        if end_lsn <= highest:
+            return False
+        # Whatever is pending goes first: segments stay in commit order.
+        self._flush(cursor, wait=False)
+        bound = Bound(end_lsn, commit_time)
+        self._writer.submit(_Batch([], 0, bound, bound, large=True))
+        self._large_batch = self._writer.last_submitted
+        self._large = _LargeTransaction(xid, commit_lsn, end_lsn, commit_time)
+        self.stats.spilled += 1
+        return True
+
+    def _large_part(self, changes: list[bytes], *, last: bool) -> None:
+        large = self._large
+        assert large is not None
+        head = transaction_head(
+            large.xid, large.lsn, large.end_lsn, large.commit_time, large.parts, last=last
+        )
+        line = head + b",".join(changes) + b"]}\n"
+        large.parts += 1
+        self._large_batch.size += len(line)
+        self._writer.send(_Part(line, last))
+
+    def _remove_leftovers(self) -> None:
+        """Once the slot is held (no other run writes now): remove what runs that died left."""
+        if self._leftovers_checked:
+            return
+        self._leftovers_checked = True
+        try:
+            removed = remove_leftovers(self.archive.directory)
+        except OSError as exc:  # not the archive's content: the run goes on
+            LOG.warning("cannot remove temporary files of earlier runs: %s", exc)
+            return
+        if removed:
+            LOG.info("removed %d temporary files of earlier runs", len(removed))
 
     def _flush(self, cursor: Any, *, wait: bool) -> None:
         """Hand what is pending to the writer; with ``wait``, until everything is durable."""
@@ -622,7 +792,7 @@ class Archiver:
             if isinstance(result, ArchiveError):
                 failure = failure or result
             elif result is not None:  # None: discarded unwritten after a failure
-                self.stats.transactions += len(batch.lines)
+                self.stats.transactions += batch.count
                 self.stats.bytes += batch.size
                 self.stats.segments += 1
                 self.stats.last_commit_time = batch.last.commit_time

@@ -43,8 +43,10 @@ from runtime.txlog_archiver.archive import (
     Archive,
     ArchiveError,
     Gap,
+    IntegrityError,
     Segment,
     format_lsn,
+    is_last_piece,
     link,
     parse_commit_time,
 )
@@ -125,6 +127,10 @@ def transactions(
     """The window's transactions in commit order, numbers exact, each segment checked against
     its seal and its link to the record before it (with ``key``: and the seals' MACs).
 
+    A large transaction comes as its parts, one at a time (``part``/``parts``; each carries
+    the transaction's fields, and :func:`is_last_piece` tells the last), so that no reader holds
+    it whole.
+
     With ``stop_at_gaps``, a recorded gap inside the window raises :class:`ReplayGap` once
     everything before it has been yielded.
     """
@@ -168,9 +174,13 @@ def transactions(
             continue
         content = record.read(key)
         if prev is not None:
-            link(record, content.seal.prev, prev)
+            try:
+                link(record, content.seal.prev, prev)
+            except IntegrityError:
+                content.spool.close()
+                raise
         prev = content.seal.mac
-        for txn in record.parse(content, parse_float=Decimal):
+        for txn in record.pieces(content, parse_float=Decimal):
             if window.admits(txn):
                 yield txn
 
@@ -399,6 +409,8 @@ def apply_transaction(target: _Target, txn: dict[str, Any]) -> int:
     planned: list[tuple[Any, int]] = []
     rows: list[str] = []
     skipped = 0
+    if txn.get("part", 0):  # a later part of a large transaction: its own staging rows
+        cursor.execute(f"DELETE FROM pg_temp.{STAGING}")  # noqa: S608
     for change in txn["changes"]:
         key = target.admit(txn, change)
         if key is None:
@@ -517,15 +529,22 @@ def replay(
         with connection.cursor() as cursor:
             target = _Target(cursor, allowed)
             try:
+                inside: dict[str, Any] | None = None  # a large transaction being applied
                 for txn in transactions(archive, window, key, stop_at_gaps=True):
+                    last_piece = is_last_piece(txn)
+                    inside = None if last_piece else txn
                     if txn["end_lsn"] <= done:
-                        skipped += 1
+                        skipped += last_piece
                         # Its tables still count for the sequences (an interrupted replay).
                         for change in txn["changes"]:
                             target.admit(txn, change)
                         continue
                     try:
                         skipped_changes += apply_transaction(target, txn)
+                        if not last_piece:
+                            # A large transaction's parts are applied in one database
+                            # transaction, committed with its last part.
+                            continue
                         cursor.execute(
                             f"INSERT INTO {BOOKKEEPING} (id, last_end_lsn, last_commit_time) "  # noqa: S608
                             "VALUES (1, %s, %s) ON CONFLICT (id) DO UPDATE SET "
@@ -541,7 +560,14 @@ def replay(
                     last_lsn, last_time = txn["end_lsn"], txn["commit_time"]
                     if progress is not None and applied % progress_every == 0:
                         progress(applied, txn["commit_time"])
+                if inside is not None:  # read() refuses such a segment; never commit half
+                    raise IntegrityError(
+                        f"the archive ends inside transaction {inside.get('xid')} (part "
+                        f"{inside.get('part')} of {inside.get('parts')}); it was not applied"
+                    )
             except ReplayGap:
+                if inside is not None:  # never commit part of a transaction
+                    connection.rollback()
                 # What was applied is kept and usable: its sequences move past it too.
                 _advance_sequences(cursor, target.tables)
                 connection.commit()

@@ -259,7 +259,11 @@ def test_a_slot_invalidated_while_it_is_read_is_replaced_within_the_run(
 
 
 def test_the_lambda_replaces_an_invalidated_slot_and_reports_it(
-    cdb: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cdb: Db,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The handler's metrics are what the alarm, the dashboard and `govdr status` read: the
     slot's safe WAL under the cap, then one invalidation and one gap, and the error line."""
@@ -304,6 +308,7 @@ def test_the_lambda_replaces_an_invalidated_slot_and_reports_it(
         replaced, record, text = invoke()
     assert (replaced["slot_invalidations"], replaced["gaps"]) == (1, 1)
     assert record["SlotInvalidations"] == [1.0] and record["ArchiveGaps"] == [1.0]
-    assert "replication slot invalidated by the server" in text
-    assert "unused-with-trust-auth" not in text
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("replication slot invalidated by the server" in e for e in errors), errors
+    assert "unused-with-trust-auth" not in text + "".join(errors)
     assert _state(cdb)[0] == "reserved"
