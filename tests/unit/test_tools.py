@@ -200,7 +200,8 @@ def test_figures_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     readme.write_text("no marked parts\n")
     assert figures.main(["--check", "--readme", str(readme)]) == 2
     err = capsys.readouterr().err
-    assert "no marked part for archive, timings" in err and len(err.splitlines()) == 1
+    assert "no marked part for archive, archive-bulk, timings" in err
+    assert len(err.splitlines()) == 1
     results = tmp_path / "results"
     results.mkdir()
     (results / "archive.json").write_text("{not json")
@@ -209,6 +210,24 @@ def test_figures_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     (results / "archive.json").write_text(json.dumps({"archiver": {}}))
     assert figures.main(["--check", "--results", str(results)]) == 2
     assert "re-run it" in capsys.readouterr().err
+
+
+def test_the_bulk_figures_follow_their_file(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "bench" / "results", results)
+    bulk = json.loads((results / "archive-bulk.json").read_text())
+    rendered = figures.render_bulk(results)
+    assert f"{bulk['archiver']['peak_rss_mb']} vs {bulk['pg_recvlogical']['peak_rss_mb']} MB" in (
+        rendered
+    )
+    # Twin: a changed figure renders differently, so `--check` names the part.
+    bulk["archiver"]["peak_rss_mb"] = 999.9
+    (results / "archive-bulk.json").write_text(json.dumps(bulk))
+    assert "999.9 vs" in figures.render_bulk(results)
+    assert figures.main(["--check", "--results", str(results)]) == 1
+    # Not measured: the README says so and how, instead of a number.
+    (results / "archive-bulk.json").unlink()
+    assert figures.render_bulk(results).startswith("Not measured yet: run `make bench-archive")
 
 
 def test_timings_refuses_an_unknown_step(capsys: pytest.CaptureFixture[str]) -> None:
