@@ -21,6 +21,7 @@ the reader under test CPU 1 (the same for both readers); ``--no-pin`` shares all
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -39,7 +40,12 @@ sys.path.insert(0, str(ROOT))
 from runtime.txlog_archiver.archive import Archive, is_last_piece, parse_lsn  # noqa: E402
 from runtime.txlog_archiver.archiver import OPTIONS  # noqa: E402
 from tests.support.peak_rss import PeakSampler  # noqa: E402
-from tests.support.pgcluster import Postgres, start_cluster, stop_cluster  # noqa: E402
+from tests.support.pgcluster import (  # noqa: E402
+    TLS_HOST,
+    Postgres,
+    start_cluster,
+    stop_cluster,
+)
 
 DB = "bench"
 ROUNDS = 5
@@ -60,6 +66,48 @@ def pin_server(pg: Postgres) -> None:
 
 def _pin_reader() -> None:
     os.sched_setaffinity(0, {READER_CPU})
+
+
+CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
+CGROUP_V2 = Path("/sys/fs/cgroup")
+QUOTA_PERIOD_US = 100_000
+
+
+class ReaderQuota:
+    """A cgroup whose CPU quota is ``share`` of one CPU: the reader runs in it, so the reader,
+    not the server, is the slower side (a slower machine's reader CPU, emulated with the
+    kernel's CFS bandwidth control, v1 ``cpu.cfs_quota_us`` or v2 ``cpu.max``)."""
+
+    def __init__(self, share: float) -> None:
+        quota = int(share * QUOTA_PERIOD_US)
+        name = f"govdr-bench-reader-{os.getpid()}"
+        if (CGROUP_V2 / "cgroup.controllers").exists():
+            self.path = CGROUP_V2 / name
+            settings = {"cpu.max": f"{quota} {QUOTA_PERIOD_US}"}
+        else:
+            self.path = CGROUP_V1 / name
+            settings = {
+                "cpu.cfs_period_us": str(QUOTA_PERIOD_US),
+                "cpu.cfs_quota_us": str(quota),
+            }
+        try:
+            self.path.mkdir()
+            for key, value in settings.items():
+                (self.path / key).write_text(value)
+        except OSError as exc:
+            self.close()
+            raise RuntimeError(
+                f"--reader-cpu-quota needs a writable cgroup CPU controller ({self.path}: "
+                f"{exc.strerror or exc}); run as root on a machine with cgroups, or leave it out"
+            ) from None
+
+    def enter(self) -> None:
+        """Move the calling process into the cgroup (a preexec_fn of the reader)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # never created, or already gone
+            self.path.rmdir()
 
 
 class WalsenderWatch:
@@ -123,12 +171,25 @@ def postmaster_pid(pg: Postgres) -> int:
     return int((pg.data_dir / "postmaster.pid").read_text().split()[0])
 
 
-def timed(pin: bool, postmaster: int, command: list[str], **kwargs: Any) -> dict[str, float]:
+def timed(
+    pin: bool,
+    postmaster: int,
+    command: list[str],
+    quota: ReaderQuota | None = None,
+    **kwargs: Any,
+) -> dict[str, float]:
     """Run a command; return its wall and CPU seconds, peak RSS, and its walsender's figures."""
     watch = WalsenderWatch(postmaster)
+
+    def setup() -> None:
+        if pin:
+            _pin_reader()
+        if quota is not None:
+            quota.enter()
+
     started = time.perf_counter()
     proc = subprocess.Popen(  # noqa: S603 - fixed tool invocations
-        command, preexec_fn=_pin_reader if pin else None, **kwargs
+        command, preexec_fn=setup if pin or quota else None, **kwargs
     )
     # Not wait4's ru_maxrss: it includes this process's memory from before the exec
     # (tests/support/peak_rss.py).
@@ -156,7 +217,13 @@ def dir_bytes(path: Path) -> int:
 
 
 def run(
-    pg: Postgres, transactions: int, work: Path, pin: bool, bulk_rows: int | None = None
+    pg: Postgres,
+    transactions: int,
+    work: Path,
+    pin: bool,
+    bulk_rows: int | None = None,
+    quota: ReaderQuota | None = None,
+    reader_cpu_quota: float | None = None,
 ) -> dict[str, Any]:
     pg.psql(f"CREATE DATABASE {DB}")
     pg.pgbench("-i", "-s", "10", "-q", dbname=DB)
@@ -195,6 +262,20 @@ def run(
         pin_server(pg)
 
     options = [arg for k, v in OPTIONS.items() for arg in ("-o", f"{k}={v}")]
+    # Both readers connect the same way: the Unix socket, or TCP with verified TLS and SCRAM
+    # (production reaches RDS over TLS); the password comes from the environment.
+    if pg.tls is not None and pg.password is not None:
+        reader_dsn = (
+            f"host={TLS_HOST} port={pg.port} user=postgres dbname={DB} sslmode=verify-full "
+            f"sslrootcert={pg.tls.ca_file} require_auth=scram-sha-256"
+        )
+        archiver_dsn = reader_dsn
+        reader_env: dict[str, str] | None = {**os.environ, "PGPASSWORD": pg.password}
+    else:
+        reader_dsn = pg.dsn(DB)
+        # The fixture's Unix socket carries no TLS; a named sslmode is kept.
+        archiver_dsn = f"{pg.dsn(DB)} sslmode=disable"
+        reader_env = None
     runs: dict[str, list[dict[str, float]]] = {"recv": [], "archiver": []}
     postmaster = postmaster_pid(pg)
     archives: list[Path] = []
@@ -212,7 +293,7 @@ def run(
                 [
                     str(pg.bin_dir / "pg_recvlogical"),
                     "-d",
-                    pg.dsn(DB),
+                    reader_dsn,
                     "--slot",
                     f"recv{i}",
                     "--start",
@@ -223,6 +304,8 @@ def run(
                     "--no-loop",
                     *options,
                 ],
+                quota,
+                env=reader_env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
@@ -238,8 +321,7 @@ def run(
                     "-m",
                     "runtime.txlog_archiver",
                     "--dsn",
-                    # The fixture's Unix socket carries no TLS; a named sslmode is kept.
-                    f"{pg.dsn(DB)} sslmode=disable",
+                    archiver_dsn,
                     "--dir",
                     str(directory),
                     # A local key for the seals (the deployed archiver's comes from KMS).
@@ -252,6 +334,8 @@ def run(
                     "--idle",
                     "30",
                 ],
+                quota,
+                env=reader_env,
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -322,7 +406,9 @@ def run(
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "measured": time.strftime("%Y-%m-%d", time.gmtime()),
         "commit": _commit(),
-        "transport": "unix socket",
+        "transport": "tcp, tls verify-full, scram-sha-256" if pg.tls else "unix socket",
+        # The reader's CPU quota (fraction of one CPU, cgroup CFS bandwidth), if any.
+        "reader_cpu_quota": reader_cpu_quota,
         "cpus_pinned": {"server": SERVER_CPU, "reader": READER_CPU} if pin else None,
     }
     recv, archiver = result["pg_recvlogical"], result["archiver"]
@@ -391,6 +477,20 @@ def main(argv: list[str] | None = None) -> int:
         "--no-pin", action="store_true", help="let server and reader share all CPUs (see above)"
     )
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="both readers connect over TCP with verified TLS and SCRAM (production reaches RDS "
+        "over TLS); e.g. --out bench/results/archive-tls.json",
+    )
+    parser.add_argument(
+        "--reader-cpu-quota",
+        type=float,
+        default=None,
+        help="give each reader this fraction of one CPU (a cgroup CPU quota, root only) so that "
+        "the reader, not the server, is the slower side; e.g. 0.5 --out "
+        "bench/results/archive-reader-limited.json",
+    )
+    parser.add_argument(
         "--bulk-rows",
         type=int,
         default=None,
@@ -401,16 +501,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.bulk_rows is not None and not 1 <= args.bulk_rows <= 100_000_000:
         parser.error(f"--bulk-rows {args.bulk_rows}: give 1 to 100000000 rows")
+    if args.reader_cpu_quota is not None and not 0.05 <= args.reader_cpu_quota <= 1.0:
+        parser.error(f"--reader-cpu-quota {args.reader_cpu_quota}: give 0.05 to 1.0 of a CPU")
     pin = not args.no_pin and pinning_possible()
-    pg = start_cluster()
+    try:
+        quota = ReaderQuota(args.reader_cpu_quota) if args.reader_cpu_quota else None
+    except RuntimeError as exc:
+        print(f"bench-archive: {exc}", file=sys.stderr)
+        return 2
+    pg = start_cluster(tls=args.tls)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(pg, args.transactions, Path(tmp), pin, args.bulk_rows)
+            result = run(
+                pg, args.transactions, Path(tmp), pin, args.bulk_rows, quota, args.reader_cpu_quota
+            )
     except RuntimeError as exc:
         print(f"bench-archive: {exc}", file=sys.stderr)
         return 2
     finally:
         stop_cluster(pg)
+        if quota is not None:
+            quota.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

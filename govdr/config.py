@@ -119,6 +119,10 @@ class DrConfig:
     # a gap and starts a new slot) instead of filling the storage. Unset: a fifth of the
     # allocated storage (SLOT_WAL_KEEP_SHARE; docs/architecture.md gives the reasoning).
     slot_wal_keep_mib: int | None = None
+    # Days of transaction-log archive kept on EFS: older segments are pruned by the archiver.
+    # Unset: backupRetentionDays, the oldest point any backup can restore to (a restore needs
+    # the archive only from its restore point on). Never below it.
+    txlog_retention_days: int | None = None
     efs_io_limit_alarm_percent: int = 90
     archive_lag_alarm_seconds: int = 300
     rpo_alarm_seconds: int = 900
@@ -155,6 +159,13 @@ class DrConfig:
         if self.slot_wal_keep_mib is not None:
             return self.slot_wal_keep_mib
         return self.allocated_storage_gib * 1024 * SLOT_WAL_KEEP_SHARE_PERCENT // 100
+
+    @property
+    def txlog_retention_limit_days(self) -> int:
+        """Days the archive keeps: the knob, or the backup retention."""
+        if self.txlog_retention_days is not None:
+            return self.txlog_retention_days
+        return self.backup_retention_days
 
     @property
     def creates_trail(self) -> bool:
@@ -229,6 +240,7 @@ KNOBS: tuple[_Knob, ...] = (
         int,
     ),
     _Knob("slot_wal_keep_mib", "slotWalKeepMiB", "GOVDR_SLOT_WAL_KEEP_MIB", int),
+    _Knob("txlog_retention_days", "txlogRetentionDays", "GOVDR_TXLOG_RETENTION_DAYS", int),
     _Knob(
         "efs_io_limit_alarm_percent",
         "efsIoLimitAlarmPercent",
@@ -374,6 +386,15 @@ def _validate(cfg: DrConfig) -> None:
             f"must be below allocatedStorageGiB ({cfg.allocated_storage_gib})",
         )
     _validate_slot_cap(cfg)
+    retention = cfg.txlog_retention_days
+    if retention is not None and not cfg.backup_retention_days <= retention <= 3650:
+        raise _fail(
+            "txlog_retention_days",
+            retention,
+            f"must be from backupRetentionDays ({cfg.backup_retention_days}) to 3650 days: a "
+            "shorter archive would be pruned while a backup can still restore to a point it "
+            "covers; or leave it unset for the backup retention",
+        )
 
 
 def _validate_slot_cap(cfg: DrConfig) -> None:

@@ -148,6 +148,10 @@ def cmd_verify(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         "last_end_lsn": format_lsn(report.last_end_lsn) if report.segments else None,
         "last_commit": report.last_commit,
         "gaps": report.gaps,
+        "pruned_through_end_lsn": (
+            format_lsn(report.pruned_through_end_lsn) if report.pruned_through_end_lsn else None
+        ),
+        "pruned_last_commit": report.pruned_last_commit,
     }, 0
 
 
@@ -159,6 +163,11 @@ def _render_verify(result: dict[str, Any]) -> str:
         f"end LSNs {result['first_end_lsn']}..{result['last_end_lsn']}, last commit "
         f"{result['last_commit']}"
     ]
+    if result.get("pruned_through_end_lsn"):
+        lines.append(
+            f"pruned up to end LSN {result['pruned_through_end_lsn']} (commits up to "
+            f"{result['pruned_last_commit']}, older than the retention): the chain starts after it"
+        )
     for gap in result["gaps"]:
         lines.append(
             f"gap {gap['file']}: {gap['after_end_lsn']}..{gap['resume_lsn']} not archived "

@@ -686,6 +686,8 @@ CONTROLS: tuple[Control, ...] = (
             "RDS automated backups with point-in-time recovery",
             "AWS Backup plan (daily, continuous for RDS) covering the database and the file system",
             "vault encrypted with a dedicated key, emptied only on teardown of a destroyable copy",
+            "transaction-log archive kept at least as long as the backups (txlogRetentionDays), "
+            "pruned by the archiver behind a sealed anchor so the kept chain stays verifiable",
         ),
         _ev_backup,
         rules=("backup-coverage",),
@@ -698,6 +700,9 @@ CONTROLS: tuple[Control, ...] = (
             "tests/unit/test_backup.py::test_selections_cover_database_and_file_system_in_one_plan",
             "tests/unit/test_backup.py::test_backup_coverage_failing_twins",
             "tests/runtime/test_backup_vault_cleaner.py::test_delete_empties_the_vault_and_waits_for_deletions",
+            "tests/unit/test_config.py::test_the_archive_keeps_at_least_what_a_backup_can_restore_to",
+            "tests/runtime/test_txlog_retention.py::test_old_segments_are_pruned_and_the_chain_still_verifies",
+            "tests/runtime/test_txlog_retention.py::test_a_forged_removed_or_replaced_anchor_is_named",
         ),
     ),
     Control(

@@ -553,6 +553,32 @@ class MonitoringStack(NestedStack):
             graph("Bytes archived per minute", metric(TXLOG_NAMESPACE, "BytesArchived", "Sum")),
             graph("Segments written per minute", metric(TXLOG_NAMESPACE, "SegmentsWritten", "Sum")),
         )
+
+        def efs_storage(storage_class: str) -> cw.Metric:
+            # EFS reports its size about every 15 minutes, per storage class:
+            # https://docs.aws.amazon.com/efs/latest/ug/efs-metrics.html
+            return cw.Metric(
+                namespace=efs_ns,
+                metric_name="StorageBytes",
+                dimensions_map={**dimensions[efs_ns], "StorageClass": storage_class},
+                statistic="Maximum",
+                period=Duration.hours(1),
+            )
+
+        dashboard.add_widgets(
+            graph(
+                f"Archive size (bytes): the file system, {config.txlog_retention_limit_days} "
+                "days kept",
+                efs_storage("Total"),
+                efs_storage("InfrequentAccess"),
+            ),
+            graph(
+                "Archive retention: segments kept, records pruned",
+                metric(TXLOG_NAMESPACE, "ArchiveSegments", "Maximum"),
+                metric(TXLOG_NAMESPACE, "RecordsPruned", "Sum"),
+            ),
+            graph("Bytes pruned per minute", metric(TXLOG_NAMESPACE, "BytesPruned", "Sum")),
+        )
         dashboard.add_widgets(
             cw.GraphWidget(
                 title=f"Recovery point (s): RPO objective < {RPO_OBJECTIVE_SECONDS} s",

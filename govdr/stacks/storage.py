@@ -75,8 +75,10 @@ class StorageStack(NestedStack):
             kms_key=file_system_key,
             performance_mode=efs.PerformanceMode.GENERAL_PURPOSE,
             throughput_mode=efs.ThroughputMode.ELASTIC,
-            lifecycle_policy=efs.LifecyclePolicy.AFTER_30_DAYS,
-            out_of_infrequent_access_policy=efs.OutOfInfrequentAccessPolicy.AFTER_1_ACCESS,
+            # Segments are written once and read only in an incident: after a week they move
+            # to Infrequent Access and stay there when read (a verify or replay reads them all
+            # once). https://docs.aws.amazon.com/efs/latest/ug/lifecycle-management-efs.html
+            lifecycle_policy=efs.LifecyclePolicy.AFTER_7_DAYS,
             # Backed up by the govdr plan into the CMK vault. EFS's own automatic backups are
             # off: they land in an AWS-managed vault that outlives the stack.
             enable_automatic_backups=False,
@@ -185,6 +187,8 @@ class StorageStack(NestedStack):
                 "DB_NAME": database_name,
                 "ENVIRONMENT_SUFFIX": config.environment_suffix,
                 "INTEGRITY_KEY_ARN": integrity_key.key_arn,
+                # Segments older than this (plus a day) are pruned (txlogRetentionDays).
+                "RETENTION_DAYS": str(config.txlog_retention_limit_days),
                 # No TLS setting: runtime/pg_tls.py always verifies the server (verify-full
                 # with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
             },

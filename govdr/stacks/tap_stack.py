@@ -214,6 +214,10 @@ class TapStack(Stack):
                 str(self.config.slot_wal_keep_limit_mib),
                 "max_slot_wal_keep_size: WAL the slot may keep before PostgreSQL invalidates it",
             ),
+            "TxlogRetentionDays": (
+                str(self.config.txlog_retention_limit_days),
+                "Days of archive kept: older segments are pruned (a day's margin added)",
+            ),
             "TxlogArchiverFunctionName": (
                 self.storage.archiver.function.function_name,
                 "Lambda function of the transaction-log archiver",

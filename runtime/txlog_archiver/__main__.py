@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -75,6 +76,12 @@ def _positive_mib(text: str) -> int:
     return value
 
 
+def _retention_days(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 3650:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days from 1 to 3650")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog=PROG, description=__doc__)
     parser.add_argument("--dsn", required=True, help="libpq connection string without a password")
@@ -109,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_SPILL_BYTES // 2**20,
         help="a transaction whose changes pass this many MiB is written to --dir as it arrives "
         "(default %(default)s), so memory stays bounded for any transaction",
+    )
+    parser.add_argument(
+        "--retention-days",
+        type=_retention_days,
+        default=None,
+        help="at the end of the run, prune the segments whose newest commit is older than this "
+        "many days plus one (the deployed archiver uses txlogRetentionDays); default: no pruning",
     )
     args = parser.parse_args(argv)
     problem = dsn_problem(args.dsn)
@@ -148,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_lsn=parse_lsn(args.stop_lsn) if args.stop_lsn else None,
         replace_lost_slot=args.create_slot,
         spill_bytes=args.spill_mib * 2**20,
+        retention=timedelta(days=args.retention_days) if args.retention_days else None,
     )
     try:
         if not args.create_slot:

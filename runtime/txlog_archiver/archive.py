@@ -57,6 +57,8 @@ SEGMENT_RE = re.compile(
 TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 MANIFEST = "archive.json"
 GAP_RE = re.compile(r"^gap_(?P<after>[0-9A-F]{16})-(?P<resume>[0-9A-F]{16})\.json$")
+# The prune anchor: the chain starts here once the oldest records were pruned (Archive.prune).
+PRUNED_RE = re.compile(r"^pruned_(?P<through>[0-9A-F]{16})\.json$")
 _LSN_RE = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
 _END_LSN = re.compile(rb'"end_lsn":(\d+),')
 _PART = re.compile(rb',"part":(\d+)(?P<last>,"last":true)?$')
@@ -429,6 +431,43 @@ def _chain_order(record: Record) -> tuple[int, int]:
     return (record.first_end_lsn, 0)
 
 
+def _pruned(record: Record, through: int) -> bool:
+    """Whether a record lies in the pruned stretch (up to end LSN ``through``); a gap recorded
+    right after the last pruned segment is kept (it is the first link after the anchor)."""
+    if not through:
+        return False
+    if isinstance(record, Gap):
+        return record.after_end_lsn < through
+    return record.last_end_lsn <= through
+
+
+@dataclass(frozen=True)
+class ChainStart:
+    """Where the chain starts: the manifest, or, once the oldest records were pruned, the
+    newest prune anchor (``pruned_<end LSN>.json``), which names the MAC of the last pruned
+    segment; the first kept record must link to it."""
+
+    mac: str | None
+    through_end_lsn: int = 0
+    last_pruned_commit: str | None = None
+    anchor: Path | None = None
+
+    def kept(self, records: list[Record]) -> list[Record]:
+        """The records after the pruned stretch (a prune interrupted after its anchor may
+        have left some of that stretch behind: they are no longer part of the chain)."""
+        return [r for r in records if not _pruned(r, self.through_end_lsn)]
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """One prune: what was removed, and the archive's size after it (segments and bytes)."""
+
+    records: int
+    bytes: int
+    segments_kept: int
+    anchor: str | None
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     segments: int
@@ -437,6 +476,9 @@ class VerifyReport:
     first_end_lsn: int
     last_end_lsn: int
     last_commit: str | None
+    # Set when the oldest records were pruned: the chain starts after this end LSN.
+    pruned_through_end_lsn: int = 0
+    pruned_last_commit: str | None = None
 
 
 class Archive:
@@ -547,8 +589,10 @@ class Archive:
     def open_chain(self, key: ArchiveKey) -> None:
         """Verify the manifest and the chain's tail with ``key``; the archive may then be
         extended. The tail must be intact and linked to the record before it."""
-        prev = self.verify_manifest(key)
-        records = self.records()
+        start = self.chain_start(key)
+        prev = start.mac
+        assert prev is not None
+        records = start.kept(self.records())
         if records:
             tail = records[-1]
             try:
@@ -597,12 +641,15 @@ class Archive:
     def verify(self, key: ArchiveKey) -> VerifyReport:
         """Check every record: manifest MAC, each segment's digest, MAC and link, LSN order
         without overlap, and gap records; IntegrityError names the first bad file."""
-        prev = self.verify_manifest(key)
+        start = self.chain_start(key)
+        prev = start.mac
+        assert prev is not None
         segments = transactions = 0
         gaps: list[dict[str, Any]] = []
-        first = last = 0
+        first = 0
+        last = start.through_end_lsn
         last_commit: str | None = None
-        for record in self.records():
+        for record in start.kept(self.records()):
             if isinstance(record, Gap):
                 body = record.read(key)
                 link(record, body["prev"], prev)
@@ -635,7 +682,109 @@ class Archive:
             first = first or record.first_end_lsn
             last = record.last_end_lsn
             last_commit = str(commit_times[-1])
-        return VerifyReport(segments, transactions, gaps, first, last, last_commit)
+        return VerifyReport(
+            segments,
+            transactions,
+            gaps,
+            first,
+            last,
+            last_commit,
+            start.through_end_lsn,
+            start.last_pruned_commit,
+        )
+
+    def chain_start(self, key: ArchiveKey | None) -> ChainStart:
+        """The manifest's MAC, or the newest prune anchor's; with ``key`` both are verified
+        (IntegrityError names a forged or changed one)."""
+        anchors = sorted(
+            (int(m["through"], 16), path)
+            for path in (self.directory.iterdir() if self.directory.is_dir() else [])
+            if (m := PRUNED_RE.match(path.name))
+        )
+        if not anchors:
+            if key is not None:
+                return ChainStart(self.verify_manifest(key))
+            claimed = (self.manifest() or {}).get("mac")
+            return ChainStart(claimed if isinstance(claimed, str) else None)
+        through, path = anchors[-1]
+        try:
+            body = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise IntegrityError(f"{path}: not a readable prune anchor ({exc})") from None
+        if not isinstance(body, dict) or body.get("through_end_lsn") != through:
+            raise IntegrityError(f"{path}: its content does not match its name")
+        if key is not None:
+            self.verify_manifest(key)  # the archive's own key, checked first
+            if not key.verifies(body.get("mac"), "pruned", path.name, _canonical(body)):
+                raise IntegrityError(
+                    f"{path}: its seal does not verify with the archive's key: the anchor was "
+                    "changed, forged, or comes from another archive"
+                )
+        last_mac = body.get("last_mac")
+        return ChainStart(
+            last_mac if isinstance(last_mac, str) else None,
+            through,
+            body.get("last_commit"),
+            path,
+        )
+
+    def prune(self, cutoff: datetime) -> PruneResult:
+        """Remove, oldest first, the segments whose newest commit is before ``cutoff`` (and the
+        gap records among them), never the newest record. Decided from the names alone (they
+        carry each segment's commit times), so a run with nothing to prune reads no file. A
+        sealed anchor ``pruned_<end LSN>.json`` is written first, naming the MAC of the last
+        removed segment so that the chain stays verifiable from there; then the records are
+        removed, then the older anchors. An interrupted prune leaves the anchor and some of the
+        records it covers: they are outside the chain, and the next prune removes them. The
+        chain must be open."""
+        key, _ = self._chain()
+        start = self.chain_start(key)
+        records = self.records()
+        kept = start.kept(records)
+        stale = [r for r in records if r not in kept]  # left by an interrupted prune
+        cut = -1
+        for index, record in enumerate(kept[:-1]):  # the newest record always stays
+            if isinstance(record, Segment):
+                if record.last_commit >= cutoff:
+                    break
+                cut = index
+        removed = stale + kept[: cut + 1]
+        anchor_name = None
+        if cut >= 0:
+            last = kept[cut]
+            assert isinstance(last, Segment)
+            anchor_name = f"pruned_{last.last_end_lsn:016X}.json"
+            body: dict[str, Any] = {
+                "through_end_lsn": last.last_end_lsn,
+                "last_mac": self.mac_of(last, key),
+                "last_commit": last.last_commit.isoformat(),
+                "first_kept": kept[cut + 1].path.name,
+                "cutoff": cutoff.isoformat(),
+                "recorded_at": datetime.now(UTC).isoformat(),
+            }
+            body["mac"] = key.mac("pruned", anchor_name, _canonical(body))
+            if not (self.directory / anchor_name).exists():
+                self._create(anchor_name, json.dumps(body, sort_keys=True).encode() + b"\n")
+        removed_bytes = 0
+        for record in removed:
+            try:
+                removed_bytes += record.path.stat().st_size
+                record.path.unlink()
+            except FileNotFoundError:
+                continue
+        if anchor_name is not None or start.anchor is not None:
+            newest = anchor_name or (start.anchor.name if start.anchor else None)
+            for path in self.directory.iterdir():
+                if PRUNED_RE.match(path.name) and path.name != newest:
+                    path.unlink(missing_ok=True)
+        if removed:
+            _fsync_directory(self.directory)
+        return PruneResult(
+            records=len(removed),
+            bytes=removed_bytes,
+            segments_kept=sum(isinstance(r, Segment) for r in kept[cut + 1 :]),
+            anchor=anchor_name,
+        )
 
     def record_gap(self, after: int, resume: int, reason: str, last_commit: str | None) -> Path:
         """Record, sealed in the chain, that the stream between ``after`` and ``resume`` is
@@ -710,6 +859,14 @@ class Archive:
     def transactions(self, key: ArchiveKey | None = None) -> Iterator[dict[str, Any]]:
         for segment in self.segments():
             yield from segment.transactions(key)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class _NewFile:

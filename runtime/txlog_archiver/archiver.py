@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runtime.txlog_archiver.archive import (
@@ -89,6 +90,10 @@ def _commit_fields(payload: bytes) -> tuple[int, str, str, str]:
         raise ValueError(f"unexpected wal2json COMMIT record: {payload[:200]!r}")
     return int(match["xid"]), match["ts"].decode(), match["lsn"].decode(), match["next"].decode()
 
+
+# Kept beyond the retention before a segment is pruned: AWS Backup removes an expired recovery
+# point some hours after its retention ends, and a restore of it still needs what followed it.
+PRUNE_MARGIN = timedelta(days=1)
 
 # ``RunStats.stopped_by`` of a run that found the slot held by another reader.
 SLOT_BUSY = "slot_busy"
@@ -161,6 +166,10 @@ class RunStats:
     gaps: int = 0
     # Transactions too large for memory, spilled to disk as they arrived.
     spilled: int = 0
+    # Segments in the archive at the end of the run, and what this run pruned.
+    archive_segments: int | None = None
+    pruned_records: int = 0
+    pruned_bytes: int = 0
     # Slots the server had invalidated (max_slot_wal_keep_size) and this run replaced.
     slot_invalidations: int = 0
     # The slot's WAL health when the run started (pg_replication_slots).
@@ -377,6 +386,7 @@ class Archiver:
         replace_lost_slot: bool = False,
         spill_bytes: int = DEFAULT_SPILL_BYTES,
         spill_part_bytes: int = PART_BYTES,
+        retention: timedelta | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.archive = archive
@@ -397,6 +407,9 @@ class Archiver:
         # parts of spill_part_bytes, so memory is bounded for any transaction (spill.py).
         self.spill_bytes = spill_bytes
         self.spill_part_bytes = spill_part_bytes
+        # Segments whose newest commit is older than retention (plus PRUNE_MARGIN) are pruned
+        # at the end of each run, while the slot is still held (no other run writes then).
+        self.retention = retention
         self.clock = clock
         self.stats = RunStats()
         # The large transaction being written: (its part line's fields, next part number).
@@ -725,6 +738,7 @@ class Archiver:
             if self._highest:
                 cursor.send_feedback(flush_lsn=self._highest, force=True)
                 self._settle_acknowledgment()
+            self._prune()
         finally:
             if self._large is not None:  # no COMMIT came: the server redelivers it
                 self._writer.send(_Abort())
@@ -757,6 +771,23 @@ class Archiver:
         large.parts += 1
         self._large_batch.size += len(line)
         self._writer.send(_Part(line, last))
+
+    def _prune(self) -> None:
+        """Remove the segments older than the retention (Archive.prune), and count them."""
+        self.stats.archive_segments = len(self.archive.segments())
+        if self.retention is None:
+            return
+        result = self.archive.prune(datetime.now(UTC) - self.retention - PRUNE_MARGIN)
+        self.stats.pruned_records += result.records
+        self.stats.pruned_bytes += result.bytes
+        self.stats.archive_segments = result.segments_kept
+        if result.records:
+            LOG.info(
+                "pruned %d records (%d bytes) older than the retention; the chain now starts at %s",
+                result.records,
+                result.bytes,
+                result.anchor,
+            )
 
     def _remove_leftovers(self) -> None:
         """Once the slot is held (no other run writes now): remove what runs that died left."""

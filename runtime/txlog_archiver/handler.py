@@ -6,8 +6,10 @@ slot into the EFS access point mounted at ``ARCHIVE_DIR`` until the time budget 
 publishes the run as CloudWatch metrics in embedded metric format (Powertools):
 ``ArchiveLagSeconds``, ``TransactionsArchived``, ``BytesArchived``, ``SegmentsWritten``,
 ``ArchiveGaps``, ``SlotInvalidations``, ``SlotSafeWalBytes`` and ``SlotRetainedWalBytes`` (the
-slot's WAL health from pg_replication_slots). A refused archive (another server's, a file that
-is not a segment, an end beyond the server's WAL) fails the invocation with one error line and
+slot's WAL health from pg_replication_slots), ``RecordsPruned``, ``BytesPruned`` and
+``ArchiveSegments`` (retention: segments older than ``RETENTION_DAYS`` are pruned). A refused
+archive (another server's, a file that is not a segment, an end beyond the server's WAL) fails
+the invocation with one error line and
 publishes no lag, so the lag alarm (missing data breaches) fires.
 
 No concurrency is reserved (a fresh account or opt-in region may have only the unreserved
@@ -22,7 +24,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,8 @@ class Settings:
     # The database whose changes are archived (a logical slot belongs to one database); the
     # secret's own dbname is only a fallback.
     dbname: str | None = None
+    # Days of archive kept: older segments are pruned at the end of each run (none if unset).
+    retention_days: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -65,7 +69,16 @@ class Settings:
             tls=tls_from_env(env),
             dbname=env.get("DB_NAME") or None,
             integrity_key=env["INTEGRITY_KEY_ARN"],
+            retention_days=_retention_days(env.get("RETENTION_DAYS", "")),
         )
+
+
+def _retention_days(text: str) -> int | None:
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 3650:
+        raise ValueError(f"RETENTION_DAYS is {text!r}: give whole days from 1 to 3650")
+    return int(text)
 
 
 def dsn_from_secret(secret: Mapping[str, Any], tls: Mapping[str, str]) -> str:
@@ -129,6 +142,9 @@ def run_once(
         # A slot the server invalidated is replaced and the gap recorded (ArchiveGaps alarm):
         # the archive goes on from the new slot instead of stopping until someone acts.
         replace_lost_slot=True,
+        retention=(
+            timedelta(days=settings.retention_days) if settings.retention_days is not None else None
+        ),
         deadline=time.monotonic() + max(0.0, remaining_seconds() - SAFETY_MARGIN_SECONDS),
     )
     stats = archiver.run()
@@ -209,6 +225,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(
         name="SlotInvalidations", unit=MetricUnit.Count, value=stats.slot_invalidations
     )
+    # The archive's retention: what this run pruned, and how many segments are kept.
+    metrics.add_metric(name="RecordsPruned", unit=MetricUnit.Count, value=stats.pruned_records)
+    metrics.add_metric(name="BytesPruned", unit=MetricUnit.Bytes, value=stats.pruned_bytes)
+    if stats.archive_segments is not None:
+        metrics.add_metric(
+            name="ArchiveSegments", unit=MetricUnit.Count, value=stats.archive_segments
+        )
     # The slot's WAL health when the run started (govdr status, the dashboard).
     if stats.slot_safe_wal_bytes is not None:
         metrics.add_metric(
@@ -227,6 +250,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "reconnects": stats.reconnects,
         "gaps": stats.gaps,
         "slot_invalidations": stats.slot_invalidations,
+        "pruned_records": stats.pruned_records,
+        "pruned_bytes": stats.pruned_bytes,
+        "archive_segments": stats.archive_segments,
         "slot_wal_status": stats.slot_wal_status,
         "slot_safe_wal_bytes": stats.slot_safe_wal_bytes,
         "slot_retained_wal_bytes": stats.slot_retained_wal_bytes,

@@ -42,6 +42,7 @@ from typing import Any
 from runtime.txlog_archiver.archive import (
     Archive,
     ArchiveError,
+    ChainStart,
     Gap,
     IntegrityError,
     Segment,
@@ -134,13 +135,18 @@ def transactions(
     With ``stop_at_gaps``, a recorded gap inside the window raises :class:`ReplayGap` once
     everything before it has been yielded.
     """
-    if key is not None:
-        prev: str | None = archive.verify_manifest(key)
-    else:
-        claimed = (archive.manifest() or {}).get("mac")
-        prev = claimed if isinstance(claimed, str) else None
+    start = archive.chain_start(key)
+    prev = start.mac
+    if stop_at_gaps and start.through_end_lsn and _needs_pruned(window, start):
+        raise ReplayGap(
+            f"the archive was pruned up to end LSN {format_lsn(start.through_end_lsn)} (commits "
+            f"up to {start.last_pruned_commit}, older than its retention; {start.anchor}): the "
+            "restore point is older, so the changes from it up to there are not in the archive. "
+            "Nothing was applied; restore a point after that commit (docs/runbook.md, "
+            '"Archive retention")'
+        )
     previous: Segment | Gap | None = None
-    for record in archive.records():
+    for record in start.kept(archive.records()):
         if _before(record, window):
             previous = record
             continue
@@ -183,6 +189,18 @@ def transactions(
         for txn in record.pieces(content, parse_float=Decimal):
             if window.admits(txn):
                 yield txn
+
+
+def _needs_pruned(window: Window, start: ChainStart) -> bool:
+    """Whether the window begins before the pruned stretch ends (it would need what is gone)."""
+    if window.start_lsn >= start.through_end_lsn:
+        return False
+    if window.start_time is None or start.last_pruned_commit is None:
+        return True
+    try:
+        return window.start_time < parse_commit_time(start.last_pruned_commit)
+    except ValueError:
+        return True
 
 
 def _split(table: str) -> tuple[str, str]:

@@ -97,7 +97,12 @@ def test_handler_archives_and_emits_metrics(
         # This cluster sets no max_slot_wal_keep_size: safe_wal_size is NULL, so no
         # SlotSafeWalBytes (tests/runtime/test_txlog_slot_cap.py runs a capped cluster).
         "SlotRetainedWalBytes",
+        # Retention (RETENTION_DAYS unset here: nothing pruned, the segments counted).
+        "RecordsPruned",
+        "BytesPruned",
+        "ArchiveSegments",
     }
+    assert record["RecordsPruned"] == [0.0] and record["ArchiveSegments"] == [1.0]
     assert record["SlotInvalidations"] == [0.0]
     assert record["SlotRetainedWalBytes"][0] > 0
     assert result["slot_wal_status"] in {"reserved", "extended"}

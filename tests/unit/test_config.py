@@ -61,6 +61,7 @@ def test_every_knob_reads_context_and_environment() -> None:
         "txlogDiskUsageAlarmGiB": "5",
         "replicationSlotLagAlarmMiB": "512",
         "slotWalKeepMiB": "30000",
+        "txlogRetentionDays": "90",
         "efsIoLimitAlarmPercent": "80",
         "archiveLagAlarmSeconds": "120",
         "rpoAlarmSeconds": "600",
@@ -81,6 +82,7 @@ def test_every_knob_reads_context_and_environment() -> None:
     assert from_ctx.backup_copy_vault_arn is not None
     assert from_ctx.replication_slot_lag_alarm_mib == 512
     assert from_ctx.slot_wal_keep_limit_mib == 30000
+    assert from_ctx.txlog_retention_limit_days == 90
     # Every knob was given a non-default value above, so each one is really read.
     assert all(
         getattr(from_ctx, k.field) != getattr(DrConfig(), k.field)
@@ -144,6 +146,8 @@ def test_empty_optional_values_mean_none() -> None:
         ({"slotWalKeepMiB": "51201"}, "(51200 MiB): above, a stalled archive could take"),
         ({"slotWalKeepMiB": "-1"}, "between 1024 MiB"),
         ({"replicationSlotLagAlarmMiB": "10241"}, "at most half of the slot's WAL cap"),
+        ({"txlogRetentionDays": "13"}, "from backupRetentionDays (14) to 3650 days"),
+        ({"txlogRetentionDays": "3651"}, "from backupRetentionDays (14) to 3650 days"),
     ],
 )
 def test_invalid_values_name_value_rule_and_how_to_pass(
@@ -284,3 +288,12 @@ def test_the_cli_entry_point_runs_the_compliance_gate(tmp_path: Path) -> None:
     assert PLANTED in result.stderr
     assert "govdr-planted" in result.stderr
     assert "ValidationFailed" in result.stderr
+
+
+def test_the_archive_keeps_at_least_what_a_backup_can_restore_to() -> None:
+    assert DrConfig().txlog_retention_limit_days == 14  # the backup retention
+    assert load({"backupRetentionDays": "35"}).txlog_retention_limit_days == 35
+    assert load({"txlogRetentionDays": "14"}).txlog_retention_limit_days == 14  # the edge
+    # Twin: a longer backup retention makes the same archive retention too short.
+    with pytest.raises(ConfigError, match="txlogRetentionDays 20: must be from backupRetention"):
+        load({"backupRetentionDays": "21", "txlogRetentionDays": "20"})

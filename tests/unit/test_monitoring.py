@@ -240,6 +240,14 @@ def test_dashboard_shows_health_latency_storage_slots_efs_and_alarms(synth: Synt
         "ClientConnections",
         "PercentIOLimit",
         "alarm",
+        # The archive's slot against its cap, and its retention.
+        "SlotSafeWalBytes",
+        "max_slot_wal_keep_size",
+        "StorageBytes",
+        "InfrequentAccess",
+        "ArchiveSegments",
+        "RecordsPruned",
+        "BytesPruned",
     ):
         assert needle in body, needle
     # The alarm-status widget lists every alarm of the stack.

@@ -51,6 +51,7 @@ OUTPUTS = {
     "ReplicationSecretArn",
     "TxlogSlotName",
     "TxlogSlotWalKeepMiB",
+    "TxlogRetentionDays",
     "TxlogArchiverFunctionName",
     "RpoMonitorFunctionName",
     "FailoverDrillTemplateId",

@@ -18,6 +18,8 @@ def test_file_system_encryption_throughput_backups(synth: Synth) -> None:
     assert props["PerformanceMode"] == "generalPurpose"
     # Backups come from the govdr plan (test_backup.py), not EFS's AWS-managed vault.
     assert props["BackupPolicy"] == {"Status": "DISABLED"}
+    # Segments go to Infrequent Access after a week and stay there when an incident reads them.
+    assert props["LifecyclePolicies"] == [{"TransitionToIA": "AFTER_7_DAYS"}]
     assert {"Key": "Name", "Value": f"efs-{TEST_SUFFIX}"} in props["FileSystemTags"]
 
 

@@ -55,6 +55,7 @@ def test_archiver_runs_alone_in_the_vpc_with_the_access_point_mounted(synth: Syn
     assert env["SLOT_NAME"] == f"govdr_txlog_{TEST_SUFFIX}"
     assert "PGSSLMODE" not in env  # runtime/pg_tls.py verifies (test_db_tls_templates.py)
     assert env["DB_NAME"] == "govdr"  # a logical slot sees one database: the archived one
+    assert env["RETENTION_DAYS"] == "14"  # txlogRetentionDays: the backup retention by default
     assert "ReplicationSecret" in json.dumps(env["SECRET_ARN"])
     # Mount targets exist before the function that mounts through them.
     mount_targets = {m for m, _ in resources(storage, "AWS::EFS::MountTarget")}
