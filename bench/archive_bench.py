@@ -200,7 +200,10 @@ def timed(
     watch.finish()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"{command[0]} exited with {proc.returncode}")
+        said = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+        raise RuntimeError(
+            f"{command[0]} exited with {proc.returncode}" + (f": {said[-300:]}" if said else "")
+        )
     if watch.lifetime is None or watch.cpu is None:
         raise RuntimeError(f"{command[0]}: its walsender was not seen")
     return {
@@ -267,8 +270,8 @@ def run(
     if pg.tls is not None and pg.password is not None:
         reader_dsn = (
             f"host={TLS_HOST} port={pg.port} user=postgres dbname={DB} sslmode=verify-full "
-            f"sslrootcert={pg.tls.ca_file} require_auth=scram-sha-256"
-        )
+            f"sslrootcert={pg.tls.ca_file}"
+        )  # the server admits TCP only as hostssl with scram-sha-256 (tests/support/pgcluster)
         archiver_dsn = reader_dsn
         reader_env: dict[str, str] | None = {**os.environ, "PGPASSWORD": pg.password}
     else:
@@ -458,7 +461,8 @@ def _commit() -> str:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            # Results files are this tool's output, not the code measured.
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],  # noqa: S607
             cwd=ROOT,
             capture_output=True,
             text=True,
