@@ -67,7 +67,7 @@ ARCHIVE_VARIANTS = (
     ("archive-1m.json", "1,000,000 transactions, own CPUs"),
     ("archive-shared-cpus.json", "200,000 transactions, CPUs shared (production never shares)"),
     ("archive-reader-limited.json", "200,000 transactions, the reader given less CPU"),
-    ("archive-tls.json", "200,000 transactions over TLS"),
+    ("archive-tls.json", "200,000 transactions over TCP with verified TLS, own CPUs"),
 )
 
 
@@ -85,6 +85,9 @@ def render_archive(results: Path) -> str:
         if data is None:
             continue
         source = str(results / name)
+        quota = data.get("reader_cpu_quota")
+        if quota:
+            label = f"{label} ({quota} of a CPU each: a cgroup CPU quota)"
         arch = _field(data, "archiver", source)
         recv = _field(data, "pg_recvlogical", source)
         rows.append(
