@@ -75,6 +75,16 @@ def _yes(flag: Any) -> str:
     return "met" if flag else "**not met**"
 
 
+def _unsteady(data: dict[str, Any]) -> str:
+    """A run whose reference rounds spread too far is named as not conclusive."""
+    if data.get("steady_machine") is False:
+        return (
+            f", **not conclusive**: pg_recvlogical's rounds spread "
+            f"{data.get('reference_spread')}x (the machine's speed changed)"
+        )
+    return ""
+
+
 def render_archive(results: Path) -> str:
     main = _load(results, "archive.json")
     if main is None:
@@ -88,6 +98,7 @@ def render_archive(results: Path) -> str:
         quota = data.get("reader_cpu_quota")
         if quota:
             label = f"{label} ({quota} of a CPU each: a cgroup CPU quota)"
+        label += _unsteady(data)
         arch = _field(data, "archiver", source)
         recv = _field(data, "pg_recvlogical", source)
         rows.append(
@@ -138,7 +149,7 @@ def render_bulk(results: Path) -> str:
         "| one transaction of | seconds, archiver vs pg_recvlogical | ratio | CPU | peak RSS, "
         "archiver vs pg_recvlogical | exactly once, every row | measured, commit |\n"
         "|---|---|---|---|---|---|---|\n"
-        f"| {rows:,} rows (`{BULK}`) "
+        f"| {rows:,} rows (`{BULK}`){_unsteady(data)} "
         f"| {_field(arch, 'seconds', source)} vs {_field(recv, 'seconds', source)} "
         f"| {_field(data, 'ratio_archiver_vs_pg_recvlogical', source):.3f}x "
         f"| {_field(arch, 'cpu_seconds', source)} vs {_field(recv, 'cpu_seconds', source)} s "

@@ -225,6 +225,10 @@ def test_the_bulk_figures_follow_their_file(tmp_path: Path) -> None:
     (results / "archive-bulk.json").write_text(json.dumps(bulk))
     assert "999.9 vs" in figures.render_bulk(results)
     assert figures.main(["--check", "--results", str(results)]) == 1
+    # A run on a machine whose speed changed is marked as such.
+    bulk["steady_machine"], bulk["reference_spread"] = False, 1.7
+    (results / "archive-bulk.json").write_text(json.dumps(bulk))
+    assert "**not conclusive**: pg_recvlogical's rounds spread 1.7x" in figures.render_bulk(results)
     # Not measured: the README says so and how, instead of a number.
     (results / "archive-bulk.json").unlink()
     assert figures.render_bulk(results).startswith("Not measured yet: run `make bench-archive")
