@@ -573,9 +573,10 @@ class MonitoringStack(NestedStack):
                 efs_storage("InfrequentAccess"),
             ),
             graph(
-                "Archive retention: segments kept, records pruned",
+                "Archive retention: segments kept, records pruned, failed prunes",
                 metric(TXLOG_NAMESPACE, "ArchiveSegments", "Maximum"),
                 metric(TXLOG_NAMESPACE, "RecordsPruned", "Sum"),
+                metric(TXLOG_NAMESPACE, "PruneFailures", "Sum"),
             ),
             graph("Bytes pruned per minute", metric(TXLOG_NAMESPACE, "BytesPruned", "Sum")),
         )

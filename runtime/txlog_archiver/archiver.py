@@ -170,6 +170,7 @@ class RunStats:
     archive_segments: int | None = None
     pruned_records: int = 0
     pruned_bytes: int = 0
+    prune_failures: int = 0
     # Slots the server had invalidated (max_slot_wal_keep_size) and this run replaced.
     slot_invalidations: int = 0
     # The slot's WAL health when the run started (pg_replication_slots).
@@ -777,7 +778,14 @@ class Archiver:
         self.stats.archive_segments = len(self.archive.segments())
         if self.retention is None:
             return
-        result = self.archive.prune(datetime.now(UTC) - self.retention - PRUNE_MARGIN)
+        try:
+            result = self.archive.prune(datetime.now(UTC) - self.retention - PRUNE_MARGIN)
+        except (OSError, ArchiveError) as exc:
+            # What was archived is durable and acknowledged: the run stands; the failure is
+            # counted (PruneFailures) and the next run tries again.
+            self.stats.prune_failures += 1
+            LOG.error("pruning the archive failed (the next run retries): %s", exc)
+            return
         self.stats.pruned_records += result.records
         self.stats.pruned_bytes += result.bytes
         self.stats.archive_segments = result.segments_kept

@@ -6,11 +6,11 @@ slot into the EFS access point mounted at ``ARCHIVE_DIR`` until the time budget 
 publishes the run as CloudWatch metrics in embedded metric format (Powertools):
 ``ArchiveLagSeconds``, ``TransactionsArchived``, ``BytesArchived``, ``SegmentsWritten``,
 ``ArchiveGaps``, ``SlotInvalidations``, ``SlotSafeWalBytes`` and ``SlotRetainedWalBytes`` (the
-slot's WAL health from pg_replication_slots), ``RecordsPruned``, ``BytesPruned`` and
-``ArchiveSegments`` (retention: segments older than ``RETENTION_DAYS`` are pruned). A refused
-archive (another server's, a file that is not a segment, an end beyond the server's WAL) fails
-the invocation with one error line and
-publishes no lag, so the lag alarm (missing data breaches) fires.
+slot's WAL health from pg_replication_slots), ``RecordsPruned``, ``BytesPruned``,
+``PruneFailures`` and ``ArchiveSegments`` (retention: segments older than ``RETENTION_DAYS``
+are pruned). A refused archive (another server's, a file that is not a segment, an end beyond
+the server's WAL) fails the invocation with one error line and publishes no lag, so the lag
+alarm (missing data breaches) fires.
 
 No concurrency is reserved (a fresh account or opt-in region may have only the unreserved
 minimum of 10): the logical slot admits one reader, and a run that finds it held by the
@@ -228,6 +228,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # The archive's retention: what this run pruned, and how many segments are kept.
     metrics.add_metric(name="RecordsPruned", unit=MetricUnit.Count, value=stats.pruned_records)
     metrics.add_metric(name="BytesPruned", unit=MetricUnit.Bytes, value=stats.pruned_bytes)
+    metrics.add_metric(name="PruneFailures", unit=MetricUnit.Count, value=stats.prune_failures)
     if stats.archive_segments is not None:
         metrics.add_metric(
             name="ArchiveSegments", unit=MetricUnit.Count, value=stats.archive_segments

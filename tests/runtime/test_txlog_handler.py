@@ -100,6 +100,7 @@ def test_handler_archives_and_emits_metrics(
         # Retention (RETENTION_DAYS unset here: nothing pruned, the segments counted).
         "RecordsPruned",
         "BytesPruned",
+        "PruneFailures",
         "ArchiveSegments",
     }
     assert record["RecordsPruned"] == [0.0] and record["ArchiveSegments"] == [1.0]

@@ -18,6 +18,7 @@ from govdr.cli.main import main as govdr_main
 from runtime.txlog_archiver.archive import (
     PRUNED_RE,
     Archive,
+    ArchiveError,
     Bound,
     format_lsn,
     transaction_line,
@@ -213,3 +214,50 @@ def test_the_lambda_refuses_a_retention_it_cannot_use(value: str) -> None:
     with pytest.raises(ValueError, match=r"RETENTION_DAYS is .*from 1 to 3650"):
         Settings.from_env({**env, "RETENTION_DAYS": value})
     assert Settings.from_env({**env, "RETENTION_DAYS": "14"}).retention_days == 14
+
+
+def test_a_prune_that_fails_leaves_the_run_standing(
+    db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What was archived is durable and acknowledged before pruning: a prune that fails (here
+    the file system refuses a removal) is counted and logged, and the run's figures stand; the
+    next run prunes."""
+    directory = tmp_path / "archive"
+    directory.mkdir()
+    db.create_slots()
+    for n in range(4):
+        db.sql(f"INSERT INTO ledger(note) VALUES ('row-{n}')")
+    db.archiver(directory, idle_seconds=0.3, batch_transactions=2).run()
+    db.sql("INSERT INTO ledger(note) VALUES ('newest')")
+    retention = -(PRUNE_MARGIN + timedelta(days=1))
+
+    def refused(self: Archive, cutoff: datetime) -> None:
+        raise PermissionError(13, "Permission denied", str(self.directory))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Archive, "prune", refused)
+        stats = db.archiver(directory, idle_seconds=0.3, retention=retention).run()
+    assert (stats.transactions, stats.prune_failures, stats.pruned_records) == (1, 1, 0)
+    assert Archive(directory).verify(archive_key(directory)).transactions == 5
+    db.sql("INSERT INTO ledger(note) VALUES ('later')")
+    retried = db.archiver(directory, idle_seconds=0.3, retention=retention).run()
+    assert retried.prune_failures == 0 and retried.pruned_records >= 3
+    assert Archive(directory).verify(archive_key(directory)).segments == 1
+
+
+def test_a_forged_file_at_an_anchor_name_is_never_taken_for_an_anchor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whoever can write the file system puts a file named like the next anchor, to cut the
+    chain's start: its seal fails, the prune removes nothing, verify names it."""
+    directory = tmp_path / "archive"
+    archive = _build(directory, [40, 30, 1])
+    second = archive.segments()[1]
+    forged = directory / f"pruned_{second.last_end_lsn:016X}.json"
+    forged.write_text(json.dumps({"through_end_lsn": second.last_end_lsn, "last_mac": "0" * 64}))
+    files = _names(directory)
+    with pytest.raises(ArchiveError, match="does not verify with the archive's key"):
+        archive.prune(NOW - timedelta(days=15))
+    assert _names(directory) == files
+    code, out = _verify_cli(directory, capsys)
+    assert code == 1 and forged.name in out

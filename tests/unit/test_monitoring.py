@@ -248,6 +248,7 @@ def test_dashboard_shows_health_latency_storage_slots_efs_and_alarms(synth: Synt
         "ArchiveSegments",
         "RecordsPruned",
         "BytesPruned",
+        "PruneFailures",
     ):
         assert needle in body, needle
     # The alarm-status widget lists every alarm of the stack.
