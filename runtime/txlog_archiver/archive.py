@@ -287,9 +287,21 @@ class Segment:
         with content:
             for number, line in enumerate(content.spool, start=1):
                 try:
-                    yield json.loads(line, parse_float=parse_float)
+                    piece = json.loads(line, parse_float=parse_float)
                 except ValueError as exc:
                     raise IntegrityError(f"{self.path}, line {number}: not JSON ({exc})") from None
+                if not (
+                    isinstance(piece, dict)
+                    and isinstance(piece.get("xid"), int)
+                    and isinstance(piece.get("end_lsn"), int)
+                    and isinstance(piece.get("commit_time"), str)
+                    and isinstance(piece.get("changes"), list)
+                ):
+                    raise IntegrityError(
+                        f"{self.path}, line {number}: not an archived transaction (xid, "
+                        "end_lsn, commit_time and changes are required)"
+                    )
+                yield piece
 
     def parse(self, content: SegmentContent, parse_float: Any = None) -> Iterator[dict[str, Any]]:
         """Whole transactions: a large transaction's parts are joined into one."""
@@ -425,10 +437,12 @@ def _canonical(body: dict[str, Any]) -> str:
     )
 
 
-def _chain_order(record: Record) -> tuple[int, int]:
+def _chain_order(record: Record) -> tuple[int, int, int]:
+    # Gaps recorded one after another at the same end (the slot replaced twice with nothing
+    # archived between) follow each other in the order of their resume LSNs, which rise.
     if isinstance(record, Gap):
-        return (record.after_end_lsn, 1)
-    return (record.first_end_lsn, 0)
+        return (record.after_end_lsn, 1, record.resume_lsn)
+    return (record.first_end_lsn, 0, 0)
 
 
 def _pruned(record: Record, through: int) -> bool:
@@ -530,7 +544,7 @@ class Archive:
             match = GAP_RE.match(path.name)
             if match:
                 found.append(Gap(path, int(match["after"], 16), int(match["resume"], 16)))
-        return sorted(found, key=lambda g: g.after_end_lsn)
+        return sorted(found, key=lambda g: (g.after_end_lsn, g.resume_lsn))
 
     def records(self) -> list[Record]:
         """Segments and gap records in chain order."""
@@ -667,15 +681,15 @@ class Archive:
                     }
                 )
                 continue
-            content = record.read(key)
-            link(record, content.seal.prev, prev)
-            prev = content.seal.mac
-            if record.first_end_lsn <= last:
-                raise IntegrityError(
-                    f"{record.path}: it overlaps the segment before it (its first end LSN "
-                    f"{format_lsn(record.first_end_lsn)} is not after {format_lsn(last)})"
-                )
-            commit_times = [piece.get("commit_time") for piece in record.pieces(content)]
+            with record.read(key) as content:
+                link(record, content.seal.prev, prev)
+                prev = content.seal.mac
+                if record.first_end_lsn <= last:
+                    raise IntegrityError(
+                        f"{record.path}: it overlaps the segment before it (its first end LSN "
+                        f"{format_lsn(record.first_end_lsn)} is not after {format_lsn(last)})"
+                    )
+                commit_times = [piece.get("commit_time") for piece in record.pieces(content)]
             _check_times(record, commit_times[0], commit_times[-1])
             segments += 1
             transactions += content.transactions
@@ -762,7 +776,10 @@ class Archive:
         kept = start.kept(records)
         stale = [r for r in records if r not in kept]  # left by an interrupted prune
         cut = -1
-        for index, record in enumerate(kept[:-1]):  # the newest record always stays
+        # The newest segment always stays, and every record after it: the archive's end (what
+        # the next run compares the slot with, and extends) is never pruned.
+        newest = max((i for i, r in enumerate(kept) if isinstance(r, Segment)), default=0)
+        for index, record in enumerate(kept[:newest]):
             if isinstance(record, Segment):
                 if record.last_commit >= cutoff:
                     break
@@ -797,9 +814,9 @@ class Archive:
             except FileNotFoundError:
                 continue
         if anchor_name is not None or start.anchor is not None:
-            newest = anchor_name or (start.anchor.name if start.anchor else None)
+            current = anchor_name or (start.anchor.name if start.anchor else None)
             for path in self.directory.iterdir():
-                if PRUNED_RE.match(path.name) and path.name != newest:
+                if PRUNED_RE.match(path.name) and path.name != current:
                     path.unlink(missing_ok=True)
         if removed:
             _fsync_directory(self.directory)

@@ -290,6 +290,9 @@ class _SegmentWriter:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.outstanding = 0
+        # A large transaction is being sent: its result comes only with its last part (or its
+        # abort), so waiting for "everything" must not wait for it.
+        self.open_large = False
         self._todo: queue.Queue[_Batch | _Part | _Abort | None] = queue.Queue(maxsize=1)
         self._done: queue.SimpleQueue[tuple[_Batch, Segment | ArchiveError | None]] = (
             queue.SimpleQueue()
@@ -343,17 +346,24 @@ class _SegmentWriter:
 
     def send(self, item: _Part | _Abort) -> None:
         """A part of the open large transaction, or its abort (no result of its own)."""
+        if isinstance(item, _Abort) or item.last:
+            self.open_large = False
         self._todo.put(item)
 
     def submit(self, batch: _Batch) -> None:
         self.outstanding += 1
         self.last_submitted = batch
+        if batch.large:
+            self.open_large = True
         self._todo.put(batch)
 
     def done(self, wait: bool) -> list[tuple[_Batch, Segment | ArchiveError | None]]:
-        """Results ready now, or (``wait``) every outstanding one."""
+        """Results ready now, or (``wait``) every outstanding one but an open large
+        transaction's (it is the newest: transactions come one after another)."""
         results = []
-        while self.outstanding and (wait or not self._done.empty()):
+        while self.outstanding and (
+            (wait and self.outstanding > self.open_large) or not self._done.empty()
+        ):
             results.append(self._done.get())
             self.outstanding -= 1
         return results
@@ -484,7 +494,16 @@ class Archiver:
                 "record the gap and start a new slot (docs/runbook.md, 'Replication slot "
                 "invalidated'); nothing was archived"
             )
-        cursor.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
+        # Dropped only if it is still the invalidated one and nobody reads it: a run that
+        # overlaps this one may have replaced it meanwhile, and its new slot is kept.
+        cursor.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots s "
+            "WHERE slot_name = %s AND NOT active AND (wal_status = 'lost' "
+            "OR to_jsonb(s) ->> 'invalidation_reason' IS NOT NULL)",
+            (self.slot,),
+        )
+        if not cursor.fetchall():
+            return False
         self.stats.slot_invalidations += 1
         LOG.error(
             "replication slot %s was invalidated by the server (%s); dropped, a new one is "

@@ -114,7 +114,17 @@ ENSURE_POSTGRES = Path(__file__).resolve().parents[2] / "scripts" / "ensure-post
 def _ensure_postgres(prefix: Path, *, as_nobody: bool) -> subprocess.CompletedProcess[str]:
     command = [str(ENSURE_POSTGRES)]
     if as_nobody and os.getuid() == 0:
-        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        # The checkout may lie in a directory only its owner can enter (a 0700 temporary
+        # directory): the unprivileged user runs a copy of the script from beside the prefix.
+        copy = prefix.parent / f".ensure-postgres-{os.getpid()}"
+        shutil.copy2(ENSURE_POSTGRES, copy)
+        copy.chmod(0o755)
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(copy)]
+        try:
+            env = {**os.environ, "GOVDR_PG_PREFIX": str(prefix)}
+            return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        finally:
+            copy.unlink()
     env = {**os.environ, "GOVDR_PG_PREFIX": str(prefix)}
     return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
 
