@@ -59,6 +59,9 @@ MANIFEST = "archive.json"
 GAP_RE = re.compile(r"^gap_(?P<after>[0-9A-F]{16})-(?P<resume>[0-9A-F]{16})\.json$")
 # The prune anchor: the chain starts here once the oldest records were pruned (Archive.prune).
 PRUNED_RE = re.compile(r"^pruned_(?P<through>[0-9A-F]{16})\.json$")
+# Where the slot was confirmed beyond the archive's end with nothing for the archive between
+# (Archive.record_position).
+POSITION_RE = re.compile(r"^position_(?P<lsn>[0-9A-F]{16})\.json$")
 _LSN_RE = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
 _END_LSN = re.compile(rb'"end_lsn":(\d+),')
 _PART = re.compile(rb',"part":(\d+)(?P<last>,"last":true)?$')
@@ -725,6 +728,50 @@ class Archive:
                 f"cannot prune: {path} exists and is not the anchor this prune would write "
                 f"({exc}); move it out of the archive directory. Nothing was pruned"
             ) from None
+
+    def record_position(self, confirmed: int, archive_end: int) -> None:
+        """Record, sealed, that the slot was confirmed at ``confirmed`` while the archive ended at
+        ``archive_end`` with nothing received in between: psycopg2 answers the server's
+        keepalives with their position once everything received is acknowledged, so an idle
+        database's slot moves past the archive's end without a gap. The next run reads this
+        instead of recording one. Only the newest such record is kept."""
+        key, _ = self._chain()
+        name = f"position_{confirmed:016X}.json"
+        if not (self.directory / name).exists():
+            body: dict[str, Any] = {
+                "confirmed_lsn": confirmed,
+                "archive_end": archive_end,
+                "recorded_at": datetime.now(UTC).isoformat(),
+            }
+            body["mac"] = key.mac("position", name, _canonical(body))
+            self._create(name, json.dumps(body, sort_keys=True).encode() + b"\n")
+        for path in self.directory.iterdir():
+            if POSITION_RE.match(path.name) and path.name != name:
+                path.unlink(missing_ok=True)
+
+    def confirmed_position(self, archive_end: int) -> int:
+        """The slot position recorded for this archive end (record_position), or 0: none, or
+        one that fails its seal (then the slot's lead counts as a gap, the safe side)."""
+        key = self._key
+        if key is None or not self.directory.is_dir():
+            return 0
+        best = 0
+        for path in self.directory.iterdir():
+            if not POSITION_RE.match(path.name):
+                continue
+            try:
+                body = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if (
+                isinstance(body, dict)
+                and key.verifies(body.get("mac"), "position", path.name, _canonical(body))
+                and body.get("archive_end") == archive_end
+                and isinstance(body.get("confirmed_lsn"), int)
+                and path.name == f"position_{body['confirmed_lsn']:016X}.json"
+            ):
+                best = max(best, int(body["confirmed_lsn"]))
+        return best
 
     def chain_start(self, key: ArchiveKey | None) -> ChainStart:
         """The manifest's MAC, or the newest prune anchor's; with ``key`` both are verified

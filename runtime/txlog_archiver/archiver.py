@@ -516,8 +516,11 @@ class Archiver:
     def _note_gap(self, highest: int, confirmed: int, *, created: bool, invalidated: bool) -> None:
         """Record a gap if the slot starts after the archive's end."""
         # A gap already recorded at the archive's end covers the stream up to its resume LSN.
+        # So does a position recorded at the archive's end: the slot was confirmed there with
+        # nothing for this archive in between (an idle database; Archive.record_position).
         covered = max(
-            [highest] + [resume for after, resume in self.archive.gaps() if after == highest]
+            [highest, self.archive.confirmed_position(highest)]
+            + [resume for after, resume in self.archive.gaps() if after == highest]
         )
         if not highest or not (created or confirmed > covered):
             return
@@ -758,6 +761,7 @@ class Archiver:
             if self._highest:
                 cursor.send_feedback(flush_lsn=self._highest, force=True)
                 self._settle_acknowledgment()
+                self._record_position()
             self._prune()
         finally:
             if self._large is not None:  # no COMMIT came: the server redelivers it
@@ -791,6 +795,24 @@ class Archiver:
         large.parts += 1
         self._large_batch.size += len(line)
         self._writer.send(_Part(line, last))
+
+    def _record_position(self) -> None:
+        """If the slot is confirmed past the archive's end, nothing for the archive was in
+        between (every transaction received is archived and acknowledged by now; psycopg2
+        moves the slot to the server's keepalive position only then): record it, so the next
+        run does not take the slot's lead for a gap."""
+        try:
+            conn = self.connect_sql()
+            try:
+                with conn.cursor() as cursor:
+                    state = slot_state(cursor, self.slot)
+                conn.rollback()
+            finally:
+                conn.close()
+            if state is not None and state.confirmed > self._highest:
+                self.archive.record_position(state.confirmed, self._highest)
+        except Exception as exc:  # the next run then records a gap: the safe side
+            LOG.warning("could not record the slot's position past the archive's end: %s", exc)
 
     def _prune(self) -> None:
         """Remove the segments older than the retention (Archive.prune), and count them."""
