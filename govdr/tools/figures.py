@@ -98,6 +98,8 @@ def render_archive(results: Path) -> str:
         quota = data.get("reader_cpu_quota")
         if quota:
             label = f"{label} ({quota} of a CPU each: a cgroup CPU quota)"
+        if "commit" not in data:
+            label += ", an earlier version (no date or commit recorded)"
         label += _unsteady(data)
         arch = _field(data, "archiver", source)
         recv = _field(data, "pg_recvlogical", source)

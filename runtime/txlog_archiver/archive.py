@@ -710,25 +710,6 @@ class Archive:
             start.last_pruned_commit,
         )
 
-    @staticmethod
-    def _check_own_anchor(path: Path, key: ArchiveKey, body: dict[str, Any]) -> None:
-        try:
-            if path.is_symlink() or not path.is_file():
-                raise ValueError("not a regular file")
-            found = json.loads(path.read_bytes())
-            if not (
-                isinstance(found, dict)
-                and key.verifies(found.get("mac"), "pruned", path.name, _canonical(found))
-                and found.get("through_end_lsn") == body["through_end_lsn"]
-                and found.get("last_mac") == body["last_mac"]
-            ):
-                raise ValueError("it is not this prune's sealed anchor")
-        except (OSError, ValueError) as exc:
-            raise ArchiveError(
-                f"cannot prune: {path} exists and is not the anchor this prune would write "
-                f"({exc}); move it out of the archive directory. Nothing was pruned"
-            ) from None
-
     def record_position(self, confirmed: int, archive_end: int) -> None:
         """Record, sealed, that the slot was confirmed at ``confirmed`` while the archive ended at
         ``archive_end`` with nothing received in between: psycopg2 answers the server's
@@ -846,13 +827,9 @@ class Archive:
                 "recorded_at": datetime.now(UTC).isoformat(),
             }
             body["mac"] = key.mac("pruned", anchor_name, _canonical(body))
-            existing = self.directory / anchor_name
-            if existing.exists() or existing.is_symlink():
-                # Only this prune's own anchor, written by a run that died before it removed
-                # the records, may stand there; anything else stops the prune, nothing removed.
-                self._check_own_anchor(existing, key, body)
-            else:
-                self._create(anchor_name, json.dumps(body, sort_keys=True).encode() + b"\n")
+            # A file already at that name would be the newest anchor, which chain_start read
+            # and checked above (so the cut lies beyond it): _create refuses it, removing nothing.
+            self._create(anchor_name, json.dumps(body, sort_keys=True).encode() + b"\n")
         removed_bytes = 0
         for record in removed:
             try:

@@ -254,6 +254,7 @@ class _LargeTransaction:
     lsn: str
     end_lsn: int
     commit_time: str
+    batch: _Batch  # its accounting in the writer's results
     parts: int = 0  # part lines sent so far
 
 
@@ -352,7 +353,6 @@ class _SegmentWriter:
 
     def submit(self, batch: _Batch) -> None:
         self.outstanding += 1
-        self.last_submitted = batch
         if batch.large:
             self.open_large = True
         self._todo.put(batch)
@@ -425,7 +425,6 @@ class Archiver:
         self.stats = RunStats()
         # The large transaction being written: (its part line's fields, next part number).
         self._large: _LargeTransaction | None = None
-        self._large_batch = _Batch([], 0, Bound(0, ""), Bound(0, ""), large=True)
         self._leftovers_checked = False
         self._pending: list[bytes] = []
         self._pending_bytes = 0
@@ -779,9 +778,9 @@ class Archiver:
         # Whatever is pending goes first: segments stay in commit order.
         self._flush(cursor, wait=False)
         bound = Bound(end_lsn, commit_time)
-        self._writer.submit(_Batch([], 0, bound, bound, large=True))
-        self._large_batch = self._writer.last_submitted
-        self._large = _LargeTransaction(xid, commit_lsn, end_lsn, commit_time)
+        batch = _Batch([], 0, bound, bound, large=True)
+        self._writer.submit(batch)
+        self._large = _LargeTransaction(xid, commit_lsn, end_lsn, commit_time, batch)
         self.stats.spilled += 1
         return True
 
@@ -793,7 +792,7 @@ class Archiver:
         )
         line = head + b",".join(changes) + b"]}\n"
         large.parts += 1
-        self._large_batch.size += len(line)
+        large.batch.size += len(line)
         self._writer.send(_Part(line, last))
 
     def _record_position(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ import pytest
 
 from runtime.txlog_archiver.archive import Archive
 from runtime.txlog_archiver.archiver import Archiver, ensure_slot
-from tests.support.archive_keys import keyring
+from tests.support.archive_keys import key_file, keyring
 from tests.support.pgcluster import ClusterError, Postgres, start_cluster, stop_cluster
 
 
@@ -48,6 +49,34 @@ class Db:
 
     def sql(self, statement: str) -> str:
         return self.pg.psql(statement, self.name)
+
+    def insert_notes(self, note: str, count: int) -> list[int]:
+        """``count`` transactions of one ledger row each; their xids."""
+        xids = []
+        for i in range(count):
+            row = self.sql(
+                f"INSERT INTO ledger(note) VALUES ('{note}-{i}') RETURNING txid_current()"
+            )
+            xids.append(int(row.splitlines()[0]))
+        return xids
+
+    def cli_command(self, directory: Path, *extra: str) -> list[str]:
+        """The archiver's command line for this database and ``directory`` (its key beside it)."""
+        return [
+            sys.executable,
+            "-m",
+            "runtime.txlog_archiver",
+            "--dsn",
+            # A DSN naming its own sslmode is used as given (a Unix socket has no TLS).
+            f"{self.dsn} sslmode=disable",
+            "--dir",
+            str(directory),
+            "--key-file",
+            str(key_file(directory)),
+            "--slot",
+            SLOT,
+            *extra,
+        ]
 
     def create_slots(self) -> None:
         conn = psycopg2.connect(self.dsn)

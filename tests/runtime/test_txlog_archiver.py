@@ -8,7 +8,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -134,21 +133,7 @@ def test_every_committed_transaction_exactly_once_in_commit_order(db: Db, tmp_pa
 
 def _run_cli(db: Db, directory: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime.txlog_archiver",
-            "--dsn",
-            # A DSN naming its own sslmode is used as given (a Unix socket has no TLS).
-            f"{db.dsn} sslmode=disable",
-            "--dir",
-            str(directory),
-            "--key-file",
-            str(key_file(directory)),
-            "--slot",
-            SLOT,
-            *extra,
-        ],
+        db.cli_command(directory, *extra),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -229,7 +229,7 @@ def _secret(db: Db) -> dict[str, Any]:
         "host": str(db.pg.socket_dir),
         "port": db.pg.port,
         "username": "postgres",
-        "password": "x",
+        "password": "unused-with-trust-auth",  # trust auth; a password no log may show
         "dbname": db.name,
     }
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ import psycopg2
 import pytest
 from moto import mock_aws
 
-from runtime.txlog_archiver import handler as lambda_handler
 from runtime.txlog_archiver.archive import Archive, format_lsn, parse_lsn
 from runtime.txlog_archiver.archiver import (
     Archiver,
@@ -31,10 +29,9 @@ from runtime.txlog_archiver.archiver import (
 )
 from tests.conftest import ROOT
 from tests.runtime.conftest import SLOT, Db
-from tests.runtime.test_txlog_handler import Context
-from tests.support.archive_keys import archive_key, key_file
+from tests.runtime.test_txlog_handler import _invoke_in_moto
+from tests.support.archive_keys import archive_key
 from tests.support.pgcluster import (
-    LOCAL_SOCKET_TLS,
     ClusterError,
     Postgres,
     start_cluster,
@@ -79,12 +76,7 @@ def _state(db: Db) -> tuple[str, str | None]:
 
 
 def _write(db: Db, note: str, count: int = 5) -> list[int]:
-    """``count`` transactions of one row each; their xids."""
-    xids = []
-    for i in range(count):
-        row = db.sql(f"INSERT INTO ledger(note) VALUES ('{note}-{i}') RETURNING txid_current()")
-        xids.append(int(row.splitlines()[0]))
-    return xids
+    return db.insert_notes(note, count)
 
 
 def _push_wal_past_the_cap(db: Db) -> None:
@@ -161,29 +153,9 @@ def test_without_replacement_the_run_stops_in_one_line_and_touches_nothing(
 
 
 def _cli(db: Db, directory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = db.cli_command(directory, "--idle", "0.5", *extra)
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runtime.txlog_archiver",
-            "--dsn",
-            # A DSN naming its own sslmode is used as given (a Unix socket has no TLS).
-            f"{db.dsn} sslmode=disable",
-            "--dir",
-            str(directory),
-            "--slot",
-            SLOT,
-            "--key-file",
-            str(key_file(directory)),
-            "--idle",
-            "0.5",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        timeout=120,
+        command, capture_output=True, text=True, cwd=ROOT, check=False, timeout=120
     )
 
 
@@ -269,34 +241,14 @@ def test_the_lambda_replaces_an_invalidated_slot_and_reports_it(
     slot's safe WAL under the cap, then one invalidation and one gap, and the error line."""
     directory = tmp_path / "archive"
     directory.mkdir()
-    secret = {
-        "host": str(cdb.pg.socket_dir),
-        "port": cdb.pg.port,
-        "username": "postgres",
-        "password": "unused-with-trust-auth",
-        "dbname": cdb.name,
-    }
 
     def invoke() -> tuple[dict[str, Any], dict[str, Any], str]:
-        result: dict[str, Any] = lambda_handler.handler({}, Context(seconds=25))
+        result = _invoke_in_moto(cdb, directory, monkeypatch)
         captured = capsys.readouterr()
         [record] = [json.loads(line) for line in captured.out.splitlines() if '"_aws"' in line]
         return result, record, captured.out + captured.err
 
     with mock_aws():
-        import boto3
-
-        sm = boto3.client("secretsmanager", region_name="eu-central-2")
-        arn = sm.create_secret(Name="rds-txlog-secret-qa7", SecretString=json.dumps(secret))["ARN"]
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-2")
-        monkeypatch.setenv("SECRET_ARN", arn)
-        kms = boto3.client("kms", region_name="eu-central-2")
-        monkeypatch.setenv("INTEGRITY_KEY_ARN", kms.create_key()["KeyMetadata"]["Arn"])
-        monkeypatch.setenv("ARCHIVE_DIR", str(directory))
-        monkeypatch.setenv("SLOT_NAME", SLOT)
-        monkeypatch.setenv("DB_NAME", cdb.name)
-        monkeypatch.setenv("ENVIRONMENT_SUFFIX", "qa7")
-        monkeypatch.setattr(lambda_handler, "tls_from_env", lambda env: dict(LOCAL_SOCKET_TLS))
         _write(cdb, "before")
         healthy, record, _ = invoke()
         # Twin: a healthy capped slot reports WAL left and no invalidation.

@@ -52,31 +52,12 @@ def _bulk(db: Db, rows: int) -> int:
     return int(row.splitlines()[-1])
 
 
-def _small(db: Db, note: str, count: int = 3) -> list[int]:
-    xids = []
-    for i in range(count):
-        row = db.sql(f"INSERT INTO ledger(note) VALUES ('{note}-{i}') RETURNING txid_current()")
-        xids.append(int(row.splitlines()[0]))
-    return xids
+def _small(db: Db, note: str) -> list[int]:
+    return db.insert_notes(note, 3)
 
 
 def _command(db: Db, directory: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "runtime.txlog_archiver",
-        "--dsn",
-        f"{db.dsn} sslmode=disable",  # a Unix socket has no TLS
-        "--dir",
-        str(directory),
-        "--slot",
-        SLOT,
-        "--key-file",
-        str(key_file(directory)),
-        "--idle",
-        "1",
-        *extra,
-    ]
+    return db.cli_command(directory, "--idle", "1", *extra)
 
 
 def _run(db: Db, directory: Path, *extra: str) -> tuple[int, str, str, int]:
@@ -331,8 +312,20 @@ def test_the_measurement_sees_a_transaction_held_in_memory(db: Db, tmp_path: Pat
     assert rss > RSS_LIMIT_BYTES
 
 
-@pytest.mark.parametrize("value", ["0", "4097", "four", "-1"])
-def test_a_spill_threshold_out_of_range_is_one_line(tmp_path: Path, value: str) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "rule"),
+    [
+        ("--spill-mib", value, "whole number of MiB from 1 to 4096")
+        for value in ("0", "4097", "four", "-1")
+    ]
+    + [
+        ("--retention-days", value, "whole number of days from 1 to 3650")
+        for value in ("0", "3651", "14d", "-7")
+    ],
+)
+def test_a_size_or_retention_out_of_range_is_one_line(
+    tmp_path: Path, option: str, value: str, rule: str
+) -> None:
     command = [
         sys.executable,
         "-m",
@@ -345,13 +338,13 @@ def test_a_spill_threshold_out_of_range_is_one_line(tmp_path: Path, value: str) 
         SLOT,
         "--key-file",
         str(tmp_path.with_name("k")),
-        "--spill-mib",
+        option,
         value,
     ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
-    assert "whole number of MiB from 1 to 4096" in done.stderr and "Traceback" not in done.stderr
+    assert rule in done.stderr and "Traceback" not in done.stderr
 
 
 def test_only_the_temporary_files_of_dead_runs_are_removed(tmp_path: Path) -> None:
