@@ -61,7 +61,7 @@ postgres: ## install PostgreSQL 15 + wal2json for the runtime tests if missing (
 	@scripts/ensure-postgres
 
 compliance: install ## regenerate docs/compliance/fedramp-moderate.{md,json} from a synth
-	$(PY) -m govdr.compliance.matrix --out docs/compliance
+	$(PY) -m govdr.tools.compliance_matrix --out docs/compliance
 
 bench-archive: install postgres ## archiver vs pg_recvlogical on 200,000 pgbench transactions -> bench/results/archive.json (BENCH_ARGS="--help" for options)
 	$(PY) bench/archive_bench.py $(BENCH_ARGS)
@@ -73,23 +73,24 @@ timings: install ## time synth, deploy-local and test into bench/results/timings
 	$(PY) -m govdr.tools.timings $(if $(STEPS),--steps $(STEPS))
 	$(PY) -m govdr.tools.figures
 
-lint: install ## ruff (lint + format check) and mypy
+lint: install ## ruff (lint, complexity, format check), mypy and the import-layering contracts
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
 deploy-local: synth ## preflight against the embedded AWS emulator, deploy onto it, verify, summarize (KEEP=1 keeps it)
-	$(PY) -m govdr.emulator.deploy --suffix $(SUFFIX) $(if $(KEEP),--keep)
+	$(PY) -m govdr_emulator.deploy --suffix $(SUFFIX) $(if $(KEEP),--keep)
 
 destroy-local: install ## delete the stack from the kept emulator and prove nothing is left
-	$(PY) -m govdr.emulator.deploy --suffix $(SUFFIX) --destroy
+	$(PY) -m govdr_emulator.deploy --suffix $(SUFFIX) --destroy
 
 emulator-stop: install ## stop the emulator kept by `make deploy-local KEEP=1`
-	$(PY) -m govdr.emulator.deploy --stop
+	$(PY) -m govdr_emulator.deploy --stop
 
 integ: install ## integration tests against a real deployment (cfn-outputs/flat-outputs.json + credentials)
 	GOVDR_OUTPUTS=cfn-outputs/flat-outputs.json $(PY) -m pytest tests/integration --no-cov -p no:cacheprovider

@@ -269,6 +269,16 @@ def _fail(field: str, value: object, rule: str) -> ConfigError:
 
 
 def _validate(cfg: DrConfig) -> None:
+    """Every knob against its rule, in the order of the knobs' table; the first wrong one
+    raises ConfigError."""
+    _validate_names(cfg)
+    _validate_storage(cfg)
+    _validate_integrations(cfg)
+    _validate_thresholds(cfg)
+
+
+def _validate_names(cfg: DrConfig) -> None:
+    """The suffix, the engine version and the instance class."""
     suffix = cfg.environment_suffix
     if not isinstance(suffix, str) or not (1 <= len(suffix) <= SUFFIX_MAX_LEN):
         raise _fail(
@@ -302,6 +312,9 @@ def _validate(cfg: DrConfig) -> None:
             "(e.g. db.m7g.large, db.r6i.2xlarge, db.t4g.medium)",
         )
 
+
+def _validate_storage(cfg: DrConfig) -> None:
+    """Storage and backup retention."""
     if not 20 <= cfg.allocated_storage_gib <= 65536:
         raise _fail(
             "allocated_storage_gib",
@@ -322,6 +335,9 @@ def _validate(cfg: DrConfig) -> None:
             "must be between 7 and 35 days (RDS maximum 35; below 7 breaks the recovery window)",
         )
 
+
+def _validate_integrations(cfg: DrConfig) -> None:
+    """What the platform connects to: alarm e-mail, network, logs, copy vault, trail, plugins."""
     if cfg.alarm_email is not None and not _EMAIL_RE.match(cfg.alarm_email):
         raise _fail(
             "alarm_email", cfg.alarm_email, "must be an e-mail address like ops@example.gov"
@@ -375,6 +391,9 @@ def _validate(cfg: DrConfig) -> None:
                 "parameter out",
             )
 
+
+def _validate_thresholds(cfg: DrConfig) -> None:
+    """Alarm thresholds, the slot's WAL cap and the archive's retention."""
     for field, (low, high, unit) in THRESHOLD_RANGES.items():
         value = getattr(cfg, field)
         if not low <= value <= high:

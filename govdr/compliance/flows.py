@@ -425,56 +425,74 @@ def _ports(rule: Rule) -> str:
     return f"{rule.protocol}/{rule.from_port}-{rule.to_port}"
 
 
+def _allowed(
+    network: Network, flow: Flow, direction: str, group: Ref, covers: Callable[[Rule], bool]
+) -> bool:
+    """A rule of ``group`` in ``direction`` on the flow's port whose peer ``covers``."""
+    return any(
+        r.direction == direction and r.group == group and r.is_port(flow.port) and covers(r)
+        for r in network.rules
+    )
+
+
 def _flow_findings(network: Network, flow: Flow) -> list[Finding]:
-    synthesis = network.synthesis
     label = f"{', '.join(flow.clients)} -> {flow.destination_label} tcp/{flow.port}"
     source = network.groups.get(flow.source)
     if source is None:
         return [f"network-flows: security group {flow.source.value} of {label} is missing"]
-
-    def allowed(direction: str, group: Ref, covers: Callable[[Rule], bool]) -> bool:
-        """A rule of ``group`` in ``direction`` on the flow's port whose peer ``covers``."""
-        return any(
-            r.direction == direction and r.group == group and r.is_port(flow.port) and covers(r)
-            for r in network.rules
-        )
-
     findings = []
-    if not allowed("egress", source, lambda r: network.egress_covers(r, flow.destination)):
+    if not _allowed(
+        network, flow, "egress", source, lambda r: network.egress_covers(r, flow.destination)
+    ):
         findings.append(
             f"{source[1]}: {label} ({flow.reason}) is not allowed by the egress of "
             f"{flow.source.value}"
         )
     if isinstance(flow.destination, Group):
-        destination = network.groups.get(flow.destination)
-        if destination is None:
-            return [*findings, f"network-flows: security group {flow.destination.value} is missing"]
-        if not allowed("ingress", destination, lambda r: network.ingress_covers(r, flow.source)):
-            findings.append(
-                f"{destination[1]}: {label} ({flow.reason}) is not allowed by the ingress of "
-                f"{flow.destination.value}"
-            )
-        server_type = SERVERS.get(flow.destination)
-        if server_type and destination not in _server_groups(synthesis).get(server_type, set()):
-            findings.append(
-                f"{destination[1]}: no {server_type} carries {flow.destination.value}, so "
-                f"{label} reaches nothing"
-            )
-        if flow.service and not any(
-            service == flow.service and destination in groups and private_dns
-            for _, service, groups, private_dns in _interface_endpoints(synthesis)
-        ):
-            findings.append(
-                f"{destination[1]}: no interface endpoint for {flow.service} with private DNS "
-                f"in {flow.destination.value}, needed by {label}"
-            )
-        return findings
+        return findings + _group_findings(network, flow, flow.destination, label)
+    return findings + _gateway_findings(network, flow, label)
+
+
+def _group_findings(network: Network, flow: Flow, group: Group, label: str) -> list[Finding]:
+    """A flow to a security group: its ingress, a server that carries it, its endpoint."""
+    synthesis = network.synthesis
+    destination = network.groups.get(group)
+    if destination is None:
+        return [f"network-flows: security group {group.value} is missing"]
+    findings = []
+    if not _allowed(
+        network, flow, "ingress", destination, lambda r: network.ingress_covers(r, flow.source)
+    ):
+        findings.append(
+            f"{destination[1]}: {label} ({flow.reason}) is not allowed by the ingress of "
+            f"{group.value}"
+        )
+    server_type = SERVERS.get(group)
+    if server_type and destination not in _server_groups(synthesis).get(server_type, set()):
+        findings.append(
+            f"{destination[1]}: no {server_type} carries {group.value}, so {label} reaches nothing"
+        )
+    if flow.service and not any(
+        service == flow.service and destination in groups and private_dns
+        for _, service, groups, private_dns in _interface_endpoints(synthesis)
+    ):
+        findings.append(
+            f"{destination[1]}: no interface endpoint for {flow.service} with private DNS "
+            f"in {group.value}, needed by {label}"
+        )
+    return findings
+
+
+def _gateway_findings(network: Network, flow: Flow, label: str) -> list[Finding]:
+    """A flow through the S3 gateway endpoint: every client subnet routes through it."""
+    synthesis = network.synthesis
     gateways = _s3_gateways(synthesis)
     if not gateways:
-        return [*findings, f"network-flows: no S3 gateway endpoint, needed by {label}"]
+        return [f"network-flows: no S3 gateway endpoint, needed by {label}"]
     endpoint = gateways[0][0]
     associated = set().union(*(tables_ for _, tables_ in gateways))
     tables = _route_tables(synthesis)
+    findings = []
     for function in network.functions:
         if function.name not in flow.clients:
             continue

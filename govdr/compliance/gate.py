@@ -3,21 +3,19 @@
 Three cdk-nag packs (NIST SP 800-53 rev5, AWS Solutions, HIPAA Security) plus govdr's own
 checks for what those packs cannot see. Any unacknowledged finding fails ``app.synth()``,
 so ``make synth``, ``cdk synth``, ``cdk deploy`` and the tests all stop on it.
-Every acknowledgment is listed in :func:`acknowledge_findings` with its reason.
+Findings accepted by design are acknowledged where their resource is built, with the reason
+(govdr.constructs.nag_notes); the gate only attaches the packs and runs the checks.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 import jsii
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
-from constructs import IConstruct
 
 from govdr.compliance import template_checks as tc
 from govdr.compliance.custom_resources import custom_resource_timeout_findings
@@ -25,17 +23,12 @@ from govdr.compliance.flows import network_flow_findings
 from govdr.compliance.key_requirements import key_requirement_findings
 from govdr.compliance.policy_grammar import policy_grammar_findings
 from govdr.compliance.template_checks import (
-    WILDCARD_RESOURCE_SIDS,
     iam_wildcard_findings,
     plaintext_secret_findings,
 )
 from govdr.config import DrConfig
 from govdr.network_flows import flows_for
 
-if TYPE_CHECKING:
-    from govdr.stacks.tap_stack import TapStack
-
-PACKS = ("NIST.800.53.R5", "AwsSolutions", "HIPAA.Security")
 PLUGIN_NAME = "govdr"
 
 RULE_FIXES = {
@@ -82,15 +75,6 @@ RULE_FIXES = {
     "lambda-concurrency": "reserve no concurrency (a fresh account or opt-in region may have "
     "only the unreserved minimum of 10); keep a function single by other means",
 }
-
-
-@dataclass(frozen=True)
-class Ack:
-    """One acknowledged finding: where, which rule, and why."""
-
-    path: str
-    rule: str
-    reason: str
 
 
 def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[tc.Finding]]]:
@@ -211,174 +195,3 @@ def apply_compliance(app: cdk.App, config: DrConfig) -> None:
         HIPAASecurityChecks(app),
         GovdrChecks(config),
     )
-
-
-def _default_child(construct: IConstruct) -> IConstruct:
-    child = construct.node.default_child
-    return child if child is not None else construct
-
-
-def acknowledge_findings(stack: TapStack) -> list[Ack]:
-    """Acknowledge, on the narrowest construct, each finding that is accepted by design."""
-    config = stack.config
-    acks: list[Ack] = []
-
-    def ack(construct: IConstruct, rules: list[str], reason: str) -> None:
-        target = _default_child(construct)
-        for rule in rules:
-            cdk.Validations.of(target).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
-            acks.append(Ack(path=target.node.path, rule=rule, reason=reason))
-
-    db = stack.database.instance
-    if not config.deletion_protection:
-        ack(
-            db,
-            [
-                "AwsSolutions-RDS10",
-                "NIST.800.53.R5-RDSInstanceDeletionProtectionEnabled",
-                "HIPAA.Security-RDSInstanceDeletionProtectionEnabled",
-            ],
-            "destroyable by mission (every pull request deploys and deletes a copy): deletion "
-            "protection is a config switch (-c production=true or -c deletionProtection=true), "
-            "on in prod",
-        )
-    if config.pins_minor_version:
-        ack(
-            db,
-            ["HIPAA.Security-RDSAutomaticMinorVersionUpgradeEnabled"],
-            f"engineVersion {config.engine_version} pins a minor on purpose (the operator's "
-            "knob): automatic upgrades would move the instance past the template, and the next "
-            "update would request a downgrade; minor upgrades are then made by raising the knob",
-        )
-    ack(
-        db,
-        ["AwsSolutions-RDS11"],
-        "port 5432 is reachable only from two security groups inside isolated subnets; a "
-        "non-default port adds no control, and operator tools read the port from the outputs",
-    )
-    ack(
-        stack.database.monitoring_role.policy,
-        [
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
-            "<AWS::AccountId>:log-group:RDSOSMetrics:log-stream:*]"
-        ],
-        "RDS names enhanced-monitoring log streams after the instance's resource ID, which "
-        "exists only after the instance that needs this role; scoped to the one RDSOSMetrics "
-        "group of this account and region",
-    )
-    ack(
-        stack.backup.selection_role,
-        [
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSBackupServiceRolePolicyForBackup]",
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSBackupServiceRolePolicyForRestores]",
-        ],
-        "AWS Backup's service-role policies, maintained by AWS for every resource type it backs "
-        "up and restores; a copy would freeze it and break with new backup features",
-    )
-    # No cleaner with the prod switch (the vault is retained).
-    cleaner_role = stack.backup.vault_cleaner_role
-    cleaner_function = stack.backup.vault_cleaner_function
-    cleaner_policies = [cleaner_role.policy] if cleaner_role is not None else []
-    cleaner_functions = [cleaner_function] if cleaner_function is not None else []
-    for function_policy in (
-        *cleaner_policies,
-        stack.database.bootstrap.role.policy,
-        stack.database.rotation_function.role.policy,
-        stack.database.replication_rotation_function.role.policy,
-        stack.storage.archiver.role.policy,
-        stack.monitoring.rpo_monitor.role.policy,
-    ):
-        ack(
-            function_policy,
-            ["AwsSolutions-IAM5[Resource::*]"],
-            "only the statements listed in WILDCARD_RESOURCE_SIDS: "
-            + "; ".join(f"{sid}: {why}" for sid, why in WILDCARD_RESOURCE_SIDS.items()),
-        )
-    for policy in cleaner_policies:
-        ack(
-            policy,
-            [
-                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:backup:<AWS::Region>:"
-                "<AWS::AccountId>:recovery-point:*]",
-                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rds:<AWS::Region>:"
-                "<AWS::AccountId>:snapshot:awsbackup:*]",
-            ],
-            "recovery points and AWS Backup's RDS snapshots get their IDs when a backup runs; "
-            "deletion is further limited to the one vault by ListRecoveryPointsByBackupVault",
-        )
-    for custom_resource_function in (
-        *cleaner_functions,
-        stack.database.bootstrap.function,
-    ):
-        ack(
-            custom_resource_function,
-            ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
-            "a CloudFormation custom-resource handler: every outcome is answered to "
-            "CloudFormation (FAILED with the reason) and logged to its encrypted log group, "
-            "so a dead-letter queue would hold nothing to act on",
-        )
-    rotation_functions = (
-        stack.database.rotation_function.function,
-        stack.database.replication_rotation_function.function,
-    )
-    for function in (
-        *cleaner_functions,
-        stack.database.bootstrap.function,
-        *rotation_functions,
-        stack.storage.archiver.function,
-        stack.monitoring.rpo_monitor.function,
-    ):
-        ack(
-            function,
-            ["NIST.800.53.R5-LambdaConcurrency", "HIPAA.Security-LambdaConcurrency"],
-            "no reserved concurrency: Lambda keeps 10 unreserved executions per region and a "
-            "new account or opt-in region (eu-central-2) may have a quota of exactly 10, so a "
-            "reservation fails the deploy (govdr-lambda-concurrency). A one-minute schedule, "
-            "a custom-resource event or a rotation step invokes it; the archiver stays single "
-            "because its logical slot admits one reader",
-        )
-    for function in rotation_functions:
-        ack(
-            function,
-            ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
-            "a Secrets Manager rotation function: Secrets Manager invokes it for each step, "
-            "retries a failed rotation itself and then reports RotationFailed, which the "
-            "rotation-failure EventBridge rule sends to the alarms topic; AWSCURRENT stays "
-            "valid meanwhile, so a dead-letter queue would hold nothing to act on",
-        )
-    ack(
-        stack.storage.archiver.function,
-        ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
-        "invoked by a one-minute schedule with empty events and no retries: a failed run "
-        "leaves the slot where it was (nothing is acknowledged before it is on disk), the next "
-        "tick resumes, and the archive-lag alarm (missing data breaches) pages operators, so "
-        "a dead-letter queue would only collect empty schedule ticks",
-    )
-    ack(
-        stack.monitoring.rpo_monitor.function,
-        ["NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ"],
-        "invoked by a one-minute schedule with empty events and no retries: a failed run "
-        "publishes no RpoSeconds data point and the RPO alarm treats missing data as breaching, "
-        "so operators are paged; a dead-letter queue would only collect empty schedule ticks",
-    )
-    audit_buckets = (stack.audit.trail_bucket, stack.audit.access_log_bucket) if stack.audit else ()
-    for bucket in audit_buckets:
-        ack(
-            bucket,
-            [
-                "NIST.800.53.R5-S3BucketReplicationEnabled",
-                "HIPAA.Security-S3BucketReplicationEnabled",
-            ],
-            "audit records are also delivered to CloudWatch Logs (CMK, >= 365 days); cross-region "
-            "replication needs a bucket in another region, outside this single-region stack",
-        )
-    if stack.audit is not None:
-        ack(
-            stack.audit.access_log_bucket,
-            ["NIST.800.53.R5-S3DefaultEncryptionKMS", "HIPAA.Security-S3DefaultEncryptionKMS"],
-            "S3 delivers server access logs only to buckets with S3-managed encryption (SSE-S3); "
-            "the bucket holds access records of the trail bucket, no citizen data",
-        )
-    return acks

@@ -8,17 +8,13 @@ is current).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from govdr.compliance import template_checks as tc
-from govdr.compliance.gate import Ack, run_own_checks
+from govdr.compliance.gate import run_own_checks
 from govdr.compliance.template_checks import (
     alarm_action_findings,
     as_list,
@@ -33,6 +29,7 @@ from govdr.compliance.template_checks import (
     transport_tls_findings,
 )
 from govdr.config import DrConfig
+from govdr.constructs.nag_notes import Ack
 
 Templates = dict[str, dict[str, Any]]
 PLACEHOLDER = "<suffix>"
@@ -1002,44 +999,3 @@ def render_markdown(matrix: dict[str, Any]) -> str:
 
 def _anchor(control_id: str) -> str:
     return control_id.lower().replace("(", "").replace(")", "")
-
-
-def synthesize_default(outdir: Path) -> tuple[DrConfig, Templates, list[Ack]]:
-    """Synthesize the default configuration in-process, with the gate attached."""
-    from govdr.synth import synthesize, templates
-
-    config = DrConfig()
-    stack = synthesize(config, outdir)
-    return config, templates(stack), stack.acknowledgments
-
-
-def write(out_dir: Path, matrix: dict[str, Any]) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md = out_dir / "fedramp-moderate.md"
-    js = out_dir / "fedramp-moderate.json"
-    md.write_text(render_markdown(matrix))
-    js.write_text(json.dumps(matrix, indent=2, sort_keys=True) + "\n")
-    return [md, js]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m govdr.compliance.matrix",
-        description="Generate the FedRAMP Moderate control matrix (Markdown and JSON).",
-    )
-    parser.add_argument("--out", type=Path, default=Path("docs/compliance"))
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        config, templates, acks = synthesize_default(Path(tmp))
-    matrix = build_matrix(config, templates, acks)
-    for path in write(args.out, matrix):
-        print(f"wrote {path}")
-    failing = [c["id"] for c in matrix["controls"] if c["status"].startswith("failing")]
-    if failing:
-        print(f"govdr: controls failing: {', '.join(failing)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 PARTITION = "aws"
 REGION = "eu-central-2"
@@ -121,30 +121,51 @@ class Resolver:
             return value
         if len(value) == 1:
             ((fn, arg),) = value.items()
-            if fn == "Ref":
-                return self._ref(template, str(arg), depth)
-            if fn == "Fn::GetAtt":
-                parts = arg if isinstance(arg, list) else str(arg).split(".", 1)
-                return self._getatt(template, str(parts[0]), str(parts[1]), depth)
-            if fn == "Fn::Join":
-                sep, items = arg
-                resolved = self.resolve(template, items, depth + 1)
-                return str(sep).join(str(item) for item in _flat(resolved))
-            if fn == "Fn::Sub":
-                return self._sub(template, arg, depth)
-            if fn == "Fn::Select":
-                index, items = self.resolve(template, arg, depth + 1)
-                return _flat(items)[int(index)]
-            if fn == "Fn::Split":
-                sep, text = self.resolve(template, arg, depth + 1)
-                return str(text).split(str(sep))
-            if fn == "Fn::If":
-                return self.resolve(template, arg[1], depth + 1)
-            if fn == "Fn::ImportValue":
-                return _ARN.format(service="imported", resource="value")
-            if fn == "Fn::GetAZs":
-                return [f"{REGION}{zone}" for zone in "abc"]
+            intrinsic = self._INTRINSICS.get(fn)
+            if intrinsic is not None:
+                return intrinsic(self, template, arg, depth)
         return {key: self.resolve(template, item, depth) for key, item in value.items()}
+
+    def _fn_ref(self, template: str, arg: Any, depth: int) -> Any:
+        return self._ref(template, str(arg), depth)
+
+    def _fn_getatt(self, template: str, arg: Any, depth: int) -> Any:
+        parts = arg if isinstance(arg, list) else str(arg).split(".", 1)
+        return self._getatt(template, str(parts[0]), str(parts[1]), depth)
+
+    def _fn_join(self, template: str, arg: Any, depth: int) -> Any:
+        sep, items = arg
+        resolved = self.resolve(template, items, depth + 1)
+        return str(sep).join(str(item) for item in _flat(resolved))
+
+    def _fn_select(self, template: str, arg: Any, depth: int) -> Any:
+        index, items = self.resolve(template, arg, depth + 1)
+        return _flat(items)[int(index)]
+
+    def _fn_split(self, template: str, arg: Any, depth: int) -> Any:
+        sep, text = self.resolve(template, arg, depth + 1)
+        return str(text).split(str(sep))
+
+    def _fn_if(self, template: str, arg: Any, depth: int) -> Any:
+        return self.resolve(template, arg[1], depth + 1)
+
+    def _fn_import_value(self, template: str, arg: Any, depth: int) -> Any:
+        return _ARN.format(service="imported", resource="value")
+
+    def _fn_get_azs(self, template: str, arg: Any, depth: int) -> Any:
+        return [f"{REGION}{zone}" for zone in "abc"]
+
+    _INTRINSICS: ClassVar[dict[str, Callable[[Resolver, str, Any, int], Any]]] = {
+        "Ref": _fn_ref,
+        "Fn::GetAtt": _fn_getatt,
+        "Fn::Join": _fn_join,
+        "Fn::Sub": lambda self, template, arg, depth: self._sub(template, arg, depth),
+        "Fn::Select": _fn_select,
+        "Fn::Split": _fn_split,
+        "Fn::If": _fn_if,
+        "Fn::ImportValue": _fn_import_value,
+        "Fn::GetAZs": _fn_get_azs,
+    }
 
     def _ref(self, template: str, name: str, depth: int) -> Any:
         if name in PSEUDO:

@@ -11,8 +11,9 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from govdr.constructs.policy_notes import WILDCARD_RESOURCE_ACTIONS, WILDCARD_RESOURCE_SIDS
 from govdr.engine import CONNECTION_LOGGING, major_of_family
-from runtime.txlog_archiver.bootstrap import DRILL_ROLE
+from runtime.txlog_archiver.contract import DRILL_ROLE
 
 Template = dict[str, Any]
 Finding = str
@@ -358,38 +359,6 @@ def _referenced_ids(value: Any) -> set[str]:
             found |= _referenced_ids(item)
     return found
 
-
-# IAM statements may use Resource "*" only where the AWS API has no resource-level
-# permissions. Each such statement is named by its Sid here, with the reason.
-WILDCARD_RESOURCE_SIDS = {
-    "StopBackupJobs": "backup:ListBackupJobs and backup:StopBackupJob accept no resource ARN",
-    "VpcNetworkInterfaces": (
-        "Lambda in a VPC creates and deletes its ENIs; these ec2 actions accept no resource ARN "
-        "at creation time"
-    ),
-    "GenerateRandomPassword": (
-        "secretsmanager:GetRandomPassword acts on no resource (rotation functions call it for "
-        "new passwords); https://docs.aws.amazon.com/secretsmanager/latest/userguide/"
-        "rotating-secrets-required-permissions-function.html"
-    ),
-}
-
-# The actions each listed statement may carry: a listed Sid is no licence for other actions
-# on every resource (a statement named StopBackupJobs that also allowed rds:DeleteDBInstance on
-# "*" would pass on its name alone).
-WILDCARD_RESOURCE_ACTIONS = {
-    "StopBackupJobs": frozenset({"backup:ListBackupJobs", "backup:StopBackupJob"}),
-    "VpcNetworkInterfaces": frozenset(
-        {
-            "ec2:CreateNetworkInterface",
-            "ec2:DescribeNetworkInterfaces",
-            "ec2:DeleteNetworkInterface",
-            "ec2:AssignPrivateIpAddresses",
-            "ec2:UnassignPrivateIpAddresses",
-        }
-    ),
-    "GenerateRandomPassword": frozenset({"secretsmanager:GetRandomPassword"}),
-}
 
 _SECRET_KEY_RE = re.compile(r"(?i)(password|passwd|secretstring$|apikey|accesskey|token$)")
 _SAFE_SECRET_KEYS = frozenset({"SecretStringTemplate", "GenerateStringKey", "ExcludeCharacters"})

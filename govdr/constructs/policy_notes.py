@@ -42,3 +42,37 @@ def accept(
     note.update({"sid": sid} if sid is not None else {"action": action})
     notes.append(note)
     resource.add_metadata(METADATA_KEY, notes)
+
+
+# IAM statements may use Resource "*" only where the AWS API has no resource-level
+# permissions. Each such statement is named by its Sid here, with the reason
+# (gate rule iam-wildcards, govdr.compliance.template_checks).
+WILDCARD_RESOURCE_SIDS = {
+    "StopBackupJobs": "backup:ListBackupJobs and backup:StopBackupJob accept no resource ARN",
+    "VpcNetworkInterfaces": (
+        "Lambda in a VPC creates and deletes its ENIs; these ec2 actions accept no resource ARN "
+        "at creation time"
+    ),
+    "GenerateRandomPassword": (
+        "secretsmanager:GetRandomPassword acts on no resource (rotation functions call it for "
+        "new passwords); https://docs.aws.amazon.com/secretsmanager/latest/userguide/"
+        "rotating-secrets-required-permissions-function.html"
+    ),
+}
+
+# The actions each listed statement may carry: a listed Sid is no licence for other actions
+# on every resource (a statement named StopBackupJobs that also allowed rds:DeleteDBInstance on
+# "*" would pass on its name alone).
+WILDCARD_RESOURCE_ACTIONS = {
+    "StopBackupJobs": frozenset({"backup:ListBackupJobs", "backup:StopBackupJob"}),
+    "VpcNetworkInterfaces": frozenset(
+        {
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        }
+    ),
+    "GenerateRandomPassword": frozenset({"secretsmanager:GetRandomPassword"}),
+}

@@ -53,13 +53,15 @@ def accept_check(construct: IConstruct, check_id: str, reason: str) -> None:
 # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html
 CUSTOM_RESOURCE_OUTCOME = (
     "a custom resource: CloudFormation gets the outcome, FAILED with its reason, at the response "
-    "URL, and the stack event shows it; a dead-letter queue would keep the event, whose "
+    "URL, the stack event shows it and the handler logs it to its encrypted log group; a "
+    "dead-letter queue would keep the event, whose "
     "pre-signed response URL must not outlive the request"
 )
 # https://docs.aws.amazon.com/secretsmanager/latest/userguide/rotate-secrets_lambda.html
 ROTATION_OUTCOME = (
-    "Secrets Manager calls the rotation function step by step and records a failed rotation "
-    "(CloudTrail event RotationFailed) while the secret keeps its AWSCURRENT version; a "
+    "Secrets Manager calls the rotation function step by step, retries a failed rotation "
+    "itself and records RotationFailed (CloudTrail), which the rotation-failure EventBridge "
+    "rule sends to the alarms topic, while the secret keeps its AWSCURRENT version; a "
     "dead-letter queue would keep only the step request, which carries no data"
 )
 

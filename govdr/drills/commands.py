@@ -9,39 +9,38 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from govdr.config import DATABASE_NAME, REGION, RTO_OBJECTIVE_SECONDS
+from govdr.aws import Aws
+from govdr.config import DATABASE_NAME, RTO_OBJECTIVE_SECONDS
 from govdr.drills import failover, restore
 from govdr.drills.probe import psycopg_probe
 from govdr.drills.status import gather, load_outputs, platform_alarms_in_alarm, stack_name_for
-from govdr.emulator.deploy import Aws
 from govdr.tools.outputs import DEFAULT_OUT
 from runtime.pg_tls import IAM_TOKEN, SCRAM, TlsSetupError, verified_tls
-from runtime.rpo_monitor.handler import NAMESPACE as RPO_NAMESPACE
-from runtime.txlog_archiver.bootstrap import DRILL_ROLE
+from runtime.rpo_monitor.contract import NAMESPACE as RPO_NAMESPACE
+from runtime.txlog_archiver.contract import DRILL_ROLE
 
 METRIC_NAMESPACE = RPO_NAMESPACE  # drill figures sit beside RpoSeconds
 # clock / now / sleep overrides for the drills (tests run them on a simulated clock)
 DRILL_TIMING: dict[str, Any] = {}
-EMULATOR_NOTE = (
-    "AWS_ENDPOINT_URL is set (the embedded emulator): it runs no PostgreSQL and cannot fail "
-    "over, so no connection can be probed here"
+LOCAL_ENDPOINT_NOTE = (
+    "AWS_ENDPOINT_URL is set: the AWS clients go to a local endpoint (such as the embedded "
+    "emulator), which runs no PostgreSQL and cannot fail over, so no connection can be probed "
+    "here"
 )
 
 
 class Session:
-    """AWS clients for the region; the embedded emulator's when AWS_ENDPOINT_URL is set."""
+    """AWS clients for the region (govdr.aws); one endpoint's when AWS_ENDPOINT_URL is set."""
 
     def __init__(self) -> None:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
-        self.emulated = endpoint is not None
-        self.aws = Aws(endpoint, region=os.environ.get("AWS_REGION", REGION))
+        self.aws = Aws.from_env()
+        self.local_endpoint = self.aws.local
 
     def client(self, service: str) -> Any:
         return self.aws.client(service)
@@ -258,13 +257,13 @@ def cmd_failover(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     if args.dry_run:
         db = failover.describe_instance(rds, instance)
         lines = failover.plan(db, template, args.objective)
-        if session.emulated:
-            lines.append(f"note: {EMULATOR_NOTE}")
+        if session.local_endpoint:
+            lines.append(f"note: {LOCAL_ENDPOINT_NOTE}")
         return {"drill": "failover", "dry_run": True, "plan": lines}, 0
-    if session.emulated:
+    if session.local_endpoint:
         raise failover.DrillError(
-            f"{EMULATOR_NOTE}; run `govdr drill failover --dry-run` here, or the drill against "
-            "a real deployment (make outputs)"
+            f"{LOCAL_ENDPOINT_NOTE}; run `govdr drill failover --dry-run` here, or the drill "
+            "against a real deployment (make outputs)"
         )
     db = failover.describe_instance(rds, instance)
     _guard(args, session, outputs, db, "forces a Multi-AZ failover (reboot with failover)")
@@ -295,8 +294,8 @@ def cmd_restore(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     target = restore.drill_instance_id(suffix)
     if args.dry_run:
         lines = restore.plan(failover.describe_instance(rds, instance), target)
-        if session.emulated:
-            lines.append(f"note: {EMULATOR_NOTE}; the restore would not be verified")
+        if session.local_endpoint:
+            lines.append(f"note: {LOCAL_ENDPOINT_NOTE}; the restore would not be verified")
         return {"drill": "restore", "dry_run": True, "plan": lines}, 0
     _guard(
         args,
@@ -314,13 +313,13 @@ def cmd_restore(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         rds,
         instance,
         suffix,
-        None if session.emulated else probe_for,
+        None if session.local_endpoint else probe_for,
         objective=args.objective,
         progress=_progress,
         **DRILL_TIMING,
     )
-    if session.emulated:
-        report["verification"] = EMULATOR_NOTE
+    if session.local_endpoint:
+        report["verification"] = LOCAL_ENDPOINT_NOTE
     report["environment"] = suffix
     report["report_file"] = str(_record(report, args, session))
     return report, 1 if report["met"] is False else 0

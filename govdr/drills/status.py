@@ -15,8 +15,9 @@ from typing import Any
 from govdr.config import RPO_OBJECTIVE_SECONDS
 from govdr.drills.failover import describe_instance, failover_events
 from govdr.tools.outputs import OutputsError, stack_outputs
-from runtime.txlog_archiver.handler import NAMESPACE as ARCHIVE_NAMESPACE
-from runtime.txlog_archiver.handler import SERVICE as ARCHIVE_SERVICE
+from runtime.txlog_archiver import contract as txlog
+from runtime.txlog_archiver.contract import NAMESPACE as ARCHIVE_NAMESPACE
+from runtime.txlog_archiver.contract import SERVICE as ARCHIVE_SERVICE
 
 REQUIRED_OUTPUTS = (
     "EnvironmentSuffix",
@@ -145,7 +146,7 @@ def _newest(points: list[dict[str, Any]], statistic: str) -> float | None:
 
 
 def _archive_lag(cloudwatch: Any, suffix: str, now: datetime) -> float | None:
-    points = _archiver_metric(cloudwatch, suffix, now, "ArchiveLagSeconds", "Maximum")
+    points = _archiver_metric(cloudwatch, suffix, now, txlog.ARCHIVE_LAG_SECONDS, "Maximum")
     return _newest(points, "Maximum")
 
 
@@ -166,10 +167,11 @@ def slot_health(
         )
     cap = int(raw) * 1024 * 1024
     safe = _newest(
-        _archiver_metric(cloudwatch, suffix, now, "SlotSafeWalBytes", "Minimum"), "Minimum"
+        _archiver_metric(cloudwatch, suffix, now, txlog.SLOT_SAFE_WAL_BYTES, "Minimum"), "Minimum"
     )
     retained = _newest(
-        _archiver_metric(cloudwatch, suffix, now, "SlotRetainedWalBytes", "Maximum"), "Maximum"
+        _archiver_metric(cloudwatch, suffix, now, txlog.SLOT_RETAINED_WAL_BYTES, "Maximum"),
+        "Maximum",
     )
     invalidations = sum(
         float(p["Sum"])
@@ -177,7 +179,7 @@ def slot_health(
             cloudwatch,
             suffix,
             now,
-            "SlotInvalidations",
+            txlog.SLOT_INVALIDATIONS,
             "Sum",
             window=INVALIDATION_LOOKBACK,
             period=3600,

@@ -46,7 +46,7 @@ def aws_clients(region: str, endpoint: str | None = None) -> Clients:
     import boto3
     from botocore.config import Config
 
-    from govdr.emulator.deploy import EMULATOR_ACCESS
+    from govdr.aws import LOCAL_ENDPOINT_ACCESS
 
     # A local emulator is not throttled: one attempt, so what it cannot answer is UNKNOWN
     # at once; AWS gets the standard retries.
@@ -55,7 +55,7 @@ def aws_clients(region: str, endpoint: str | None = None) -> Clients:
         read_timeout=20,
         retries={"mode": "standard", "max_attempts": 1 if endpoint else 3},
     )
-    session = boto3.session.Session(**(EMULATOR_ACCESS if endpoint else {}))
+    session = boto3.session.Session(**(LOCAL_ENDPOINT_ACCESS if endpoint else {}))
     home = HOME_REGIONS[partition_of(region)]
     made: dict[tuple[str, bool], Any] = {}
     lock = threading.Lock()

@@ -14,6 +14,7 @@ from constructs import Construct
 from govdr.config import DrConfig
 from govdr.constructs import policy_notes
 from govdr.constructs.log_group import encrypted_log_group
+from govdr.constructs.nag_notes import accept_findings
 from govdr.constructs.scanner_notes import accept_cdk_provider_handler, accept_check
 from govdr.constructs.service_role import log_delivery_role
 from govdr.naming import name
@@ -72,6 +73,23 @@ class AuditStack(NestedStack):
             removal_policy=removal,
             auto_delete_objects=auto_delete,
         )
+        accept_findings(
+            self.access_log_bucket,
+            ["NIST.800.53.R5-S3DefaultEncryptionKMS", "HIPAA.Security-S3DefaultEncryptionKMS"],
+            "S3 delivers server access logs only to buckets with S3-managed encryption (SSE-S3); "
+            "the bucket holds access records of the trail bucket, no citizen data",
+        )
+        for bucket in (self.trail_bucket, self.access_log_bucket):
+            accept_findings(
+                bucket,
+                [
+                    "NIST.800.53.R5-S3BucketReplicationEnabled",
+                    "HIPAA.Security-S3BucketReplicationEnabled",
+                ],
+                "audit records are also delivered to CloudWatch Logs (CMK, >= 365 days); "
+                "cross-region replication needs a bucket in another region, outside this "
+                "single-region stack",
+            )
         accept_cdk_provider_handler(self, "Custom::S3AutoDeleteObjectsCustomResourceProvider")
         if auto_delete:
             for bucket in (self.access_log_bucket, self.trail_bucket):

@@ -16,6 +16,7 @@ from constructs import Construct
 
 from govdr.config import DrConfig
 from govdr.constructs.custom_resources import service_timeout
+from govdr.constructs.nag_notes import accept_findings
 from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.scanner_notes import CUSTOM_RESOURCE_OUTCOME
 from govdr.constructs.service_role import ServiceRole
@@ -96,6 +97,17 @@ class BackupStack(NestedStack):
                     "service-role/AWSBackupServiceRolePolicyForRestores"
                 ),
             ],
+        )
+        accept_findings(
+            self.selection_role,
+            [
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSBackupServiceRolePolicyForBackup]",
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSBackupServiceRolePolicyForRestores]",
+            ],
+            "AWS Backup's service-role policies, maintained by AWS for every resource type it "
+            "backs up and restores; a copy would freeze it and break with new backup features",
         )
 
         self.vault_cleaner_role: ServiceRole | None = None
@@ -200,6 +212,17 @@ class BackupStack(NestedStack):
             environment={"BACKUP_VAULT_NAME": name("backup-vault", config.environment_suffix)},
         )
         cleaner.without_dead_letter_queue(CUSTOM_RESOURCE_OUTCOME)
+        accept_findings(
+            cleaner.role.policy,
+            [
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:backup:<AWS::Region>:"
+                "<AWS::AccountId>:recovery-point:*]",
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rds:<AWS::Region>:"
+                "<AWS::AccountId>:snapshot:awsbackup:*]",
+            ],
+            "recovery points and AWS Backup's RDS snapshots get their IDs when a backup runs; "
+            "deletion is further limited to the one vault by ListRecoveryPointsByBackupVault",
+        )
         self.vault_cleaner_role = cleaner.role
         self.vault_cleaner_role_name = name(
             f"{CLEANER_FUNCTION_TYPE}-role", config.environment_suffix

@@ -23,14 +23,19 @@ from constructs import Construct
 from govdr.config import DATABASE_NAME, DrConfig
 from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.log_group import encrypted_log_group
+from govdr.constructs.nag_notes import accept_findings
 from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.scanner_notes import CUSTOM_RESOURCE_OUTCOME, ROTATION_OUTCOME
 from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.engine import connection_logging
 from govdr.naming import name, slot_name
-from runtime.secret_rotation.handler import ALTERNATING_USERS, SINGLE_USER
-from runtime.txlog_archiver.bootstrap import DRILL_ROLE
+from runtime.secret_rotation.contract import (
+    ALTERNATING_USERS,
+    ENV_ROTATION_STRATEGY,
+    SINGLE_USER,
+)
+from runtime.txlog_archiver.contract import DRILL_ROLE
 
 MASTER_USERNAME = "govdr_admin"
 # The archiver's own login: logical replication only, never the master credentials.
@@ -140,6 +145,16 @@ class DatabaseStack(NestedStack):
                 ),
             ],
         )
+        accept_findings(
+            self.monitoring_role.policy,
+            [
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+                "<AWS::AccountId>:log-group:RDSOSMetrics:log-stream:*]"
+            ],
+            "RDS names enhanced-monitoring log streams after the instance's resource ID, which "
+            "exists only after the instance that needs this role; scoped to the one RDSOSMetrics "
+            "group of this account and region",
+        )
 
         self.master_secret = rds.DatabaseSecret(
             self,
@@ -207,6 +222,33 @@ class DatabaseStack(NestedStack):
         )
         for log_group in self.log_groups:
             self.instance.node.add_dependency(log_group)
+        if not config.deletion_protection:
+            accept_findings(
+                self.instance,
+                [
+                    "AwsSolutions-RDS10",
+                    "NIST.800.53.R5-RDSInstanceDeletionProtectionEnabled",
+                    "HIPAA.Security-RDSInstanceDeletionProtectionEnabled",
+                ],
+                "destroyable by mission (every pull request deploys and deletes a copy): "
+                "deletion protection is a config switch (-c production=true or "
+                "-c deletionProtection=true), on in prod",
+            )
+        if config.pins_minor_version:
+            accept_findings(
+                self.instance,
+                ["HIPAA.Security-RDSAutomaticMinorVersionUpgradeEnabled"],
+                f"engineVersion {config.engine_version} pins a minor on purpose (the operator's "
+                "knob): automatic upgrades would move the instance past the template, and the "
+                "next update would request a downgrade; minor upgrades are then made by raising "
+                "the knob",
+            )
+        accept_findings(
+            self.instance,
+            ["AwsSolutions-RDS11"],
+            "port 5432 is reachable only from two security groups inside isolated subnets; a "
+            "non-default port adds no control, and operator tools read the port from the outputs",
+        )
         assert self.instance.secret is not None
         # The attachment adds host, port and engine to the secret; rotation must use it.
         self.secret: sm.ISecret = self.instance.secret
@@ -393,7 +435,7 @@ class DatabaseStack(NestedStack):
             logs_key=logs_key,
             timeout=Duration.minutes(1),
             environment={
-                "ROTATION_STRATEGY": strategy,
+                ENV_ROTATION_STRATEGY: strategy,
                 "EXCLUDE_CHARACTERS": PASSWORD_EXCLUDE,
                 # No TLS setting: runtime/pg_tls.py always verifies the server (verify-full
                 # with the pinned RDS roots in the bundle, require_auth=scram-sha-256).

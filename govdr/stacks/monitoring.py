@@ -27,10 +27,12 @@ from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
-from runtime.rpo_monitor.handler import NAMESPACE as RPO_NAMESPACE
-from runtime.rpo_monitor.handler import SERVICE as RPO_SERVICE
-from runtime.txlog_archiver.handler import NAMESPACE as TXLOG_NAMESPACE
-from runtime.txlog_archiver.handler import SERVICE as TXLOG_SERVICE
+from runtime.rpo_monitor import contract as rpo
+from runtime.rpo_monitor.contract import NAMESPACE as RPO_NAMESPACE
+from runtime.rpo_monitor.contract import SERVICE as RPO_SERVICE
+from runtime.txlog_archiver import contract as txlog
+from runtime.txlog_archiver.contract import NAMESPACE as TXLOG_NAMESPACE
+from runtime.txlog_archiver.contract import SERVICE as TXLOG_SERVICE
 
 GIB = 1024**3
 MIB = 1024**2
@@ -190,7 +192,7 @@ def alarm_specs(config: DrConfig) -> list[AlarmSpec]:
         AlarmSpec(
             "txlog-archive-lag",
             TXLOG_NAMESPACE,
-            "ArchiveLagSeconds",
+            txlog.ARCHIVE_LAG_SECONDS,
             "Maximum",
             c.archive_lag_alarm_seconds,
             GT,
@@ -203,7 +205,7 @@ def alarm_specs(config: DrConfig) -> list[AlarmSpec]:
         AlarmSpec(
             "txlog-archive-gaps",
             TXLOG_NAMESPACE,
-            "ArchiveGaps",
+            txlog.ARCHIVE_GAPS,
             "Maximum",
             1,
             GT,
@@ -216,7 +218,7 @@ def alarm_specs(config: DrConfig) -> list[AlarmSpec]:
         AlarmSpec(
             "rpo",
             RPO_NAMESPACE,
-            "RpoSeconds",
+            rpo.RPO_SECONDS,
             "Maximum",
             c.rpo_alarm_seconds,
             GT,
@@ -391,7 +393,7 @@ class MonitoringStack(NestedStack):
             self,
             "RpoMonitor",
             config=config,
-            function_type="rpo-monitor",
+            function_type=rpo.SERVICE,
             description="Publishes the database's recovery point age (RpoSeconds) every minute",
             code=bundled_code("rpo_monitor"),
             handler="runtime.rpo_monitor.handler.handler",
@@ -408,12 +410,18 @@ class MonitoringStack(NestedStack):
             logs_key=logs_key,
             timeout=Duration.seconds(30),
             environment={
-                "DB_INSTANCE_ID": instance.instance_identifier,
-                "ENVIRONMENT_SUFFIX": config.environment_suffix,
+                rpo.ENV_DB_INSTANCE_ID: instance.instance_identifier,
+                rpo.ENV_ENVIRONMENT_SUFFIX: config.environment_suffix,
             },
         )
         self.rpo_schedule = self.rpo_monitor.run_every_minute(
             "Measures the recovery point every minute"
+        )
+        self.rpo_monitor.without_dead_letter_queue(
+            "invoked by a one-minute schedule with empty events and no retries: a failed run "
+            "publishes no RpoSeconds data point and the RPO alarm treats missing data as "
+            "breaching, so operators are paged; a dead-letter queue would only collect empty "
+            "schedule ticks"
         )
 
     def _failover_drill(self, config: DrConfig, instance: rds.IDatabaseInstance) -> None:
@@ -513,7 +521,7 @@ class MonitoringStack(NestedStack):
                 left=[
                     metric(rds_ns, "TransactionLogsDiskUsage", "Maximum"),
                     metric(rds_ns, "OldestReplicationSlotLag", "Maximum"),
-                    metric(TXLOG_NAMESPACE, "SlotSafeWalBytes", "Minimum"),
+                    metric(TXLOG_NAMESPACE, txlog.SLOT_SAFE_WAL_BYTES, "Minimum"),
                 ],
                 left_annotations=[
                     cw.HorizontalAnnotation(
@@ -542,16 +550,21 @@ class MonitoringStack(NestedStack):
             ),
             graph(
                 "Transaction-log archive lag (s)",
-                metric(TXLOG_NAMESPACE, "ArchiveLagSeconds", "Maximum"),
+                metric(TXLOG_NAMESPACE, txlog.ARCHIVE_LAG_SECONDS, "Maximum"),
             ),
         )
         dashboard.add_widgets(
             graph(
                 "Transactions archived per minute",
-                metric(TXLOG_NAMESPACE, "TransactionsArchived", "Sum"),
+                metric(TXLOG_NAMESPACE, txlog.TRANSACTIONS_ARCHIVED, "Sum"),
             ),
-            graph("Bytes archived per minute", metric(TXLOG_NAMESPACE, "BytesArchived", "Sum")),
-            graph("Segments written per minute", metric(TXLOG_NAMESPACE, "SegmentsWritten", "Sum")),
+            graph(
+                "Bytes archived per minute", metric(TXLOG_NAMESPACE, txlog.BYTES_ARCHIVED, "Sum")
+            ),
+            graph(
+                "Segments written per minute",
+                metric(TXLOG_NAMESPACE, txlog.SEGMENTS_WRITTEN, "Sum"),
+            ),
         )
 
         def efs_storage(storage_class: str) -> cw.Metric:
@@ -574,18 +587,18 @@ class MonitoringStack(NestedStack):
             ),
             graph(
                 "Archive retention: segments kept, records pruned, failed prunes",
-                metric(TXLOG_NAMESPACE, "ArchiveSegments", "Maximum"),
-                metric(TXLOG_NAMESPACE, "RecordsPruned", "Sum"),
-                metric(TXLOG_NAMESPACE, "PruneFailures", "Sum"),
+                metric(TXLOG_NAMESPACE, txlog.ARCHIVE_SEGMENTS, "Maximum"),
+                metric(TXLOG_NAMESPACE, txlog.RECORDS_PRUNED, "Sum"),
+                metric(TXLOG_NAMESPACE, txlog.PRUNE_FAILURES, "Sum"),
             ),
-            graph("Bytes pruned per minute", metric(TXLOG_NAMESPACE, "BytesPruned", "Sum")),
+            graph("Bytes pruned per minute", metric(TXLOG_NAMESPACE, txlog.BYTES_PRUNED, "Sum")),
         )
         dashboard.add_widgets(
             cw.GraphWidget(
                 title=f"Recovery point (s): RPO objective < {RPO_OBJECTIVE_SECONDS} s",
                 left=[
-                    metric(RPO_NAMESPACE, "RpoSeconds", "Maximum"),
-                    metric(TXLOG_NAMESPACE, "ArchiveLagSeconds", "Maximum"),
+                    metric(RPO_NAMESPACE, rpo.RPO_SECONDS, "Maximum"),
+                    metric(TXLOG_NAMESPACE, txlog.ARCHIVE_LAG_SECONDS, "Maximum"),
                 ],
                 left_annotations=[
                     cw.HorizontalAnnotation(value=config.rpo_alarm_seconds, label="alarm"),

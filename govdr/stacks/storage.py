@@ -18,6 +18,7 @@ from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
 from govdr.stacks.database import secret_read_statements
+from runtime.txlog_archiver import contract as txlog
 
 TXLOG_PATH = "/txlog"
 # Fixed POSIX identity of the archive: every client through the access point acts as it.
@@ -141,7 +142,7 @@ class StorageStack(NestedStack):
             self,
             "TxlogArchiver",
             config=config,
-            function_type="txlog-archiver",
+            function_type=txlog.SERVICE,
             description="Archives committed transactions from the logical slot to EFS",
             code=bundled_code("txlog_archiver"),
             handler="runtime.txlog_archiver.handler.handler",
@@ -181,14 +182,14 @@ class StorageStack(NestedStack):
             timeout=Duration.seconds(ARCHIVER_TIMEOUT_SECONDS),
             memory_size=512,
             environment={
-                "SECRET_ARN": replication_secret_arn,
-                "ARCHIVE_DIR": ARCHIVE_MOUNT,
-                "SLOT_NAME": slot,
-                "DB_NAME": database_name,
-                "ENVIRONMENT_SUFFIX": config.environment_suffix,
-                "INTEGRITY_KEY_ARN": integrity_key.key_arn,
+                txlog.ENV_SECRET_ARN: replication_secret_arn,
+                txlog.ENV_ARCHIVE_DIR: ARCHIVE_MOUNT,
+                txlog.ENV_SLOT_NAME: slot,
+                txlog.ENV_DB_NAME: database_name,
+                txlog.ENV_ENVIRONMENT_SUFFIX: config.environment_suffix,
+                txlog.ENV_INTEGRITY_KEY_ARN: integrity_key.key_arn,
                 # Segments older than this (plus a day) are pruned (txlogRetentionDays).
-                "RETENTION_DAYS": str(config.txlog_retention_limit_days),
+                txlog.ENV_RETENTION_DAYS: str(config.txlog_retention_limit_days),
                 # No TLS setting: runtime/pg_tls.py always verifies the server (verify-full
                 # with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
             },
@@ -199,4 +200,10 @@ class StorageStack(NestedStack):
         self.archiver.function.node.add_dependency(self.file_system.mount_targets_available)
         self.archiver_schedule = self.archiver.run_every_minute(
             "Runs the transaction-log archiver every minute"
+        )
+        self.archiver.without_dead_letter_queue(
+            "invoked by a one-minute schedule with empty events and no retries: a failed run "
+            "leaves the slot where it was (nothing is acknowledged before it is on disk), the "
+            "next tick resumes, and the archive-lag alarm (missing data breaches) pages "
+            "operators, so a dead-letter queue would only collect empty schedule ticks"
         )

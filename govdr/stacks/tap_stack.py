@@ -5,9 +5,9 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Environment, Fn, Stack, Tags
 from constructs import Construct
 
-from govdr.compliance.gate import acknowledge_findings
 from govdr.config import DATABASE_NAME, DrConfig
 from govdr.constructs.custom_resources import bound_custom_resources
+from govdr.constructs.nag_notes import acknowledgments
 from govdr.stacks.audit import AuditStack
 from govdr.stacks.backup import BackupStack
 from govdr.stacks.database import DatabaseStack
@@ -128,7 +128,7 @@ class TapStack(Stack):
         if self.backup.vault_cleaner is not None:
             own.append(self.backup.vault_cleaner)
         bound_custom_resources(self, own=own)
-        self.acknowledgments = acknowledge_findings(self)
+        self.acknowledgments = acknowledgments(self)
 
     def _trail_outputs(self) -> dict[str, tuple[str, str]]:
         if self.audit is None:

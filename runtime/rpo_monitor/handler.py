@@ -17,8 +17,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-NAMESPACE = "govdr/dr"
-SERVICE = "rpo-monitor"
+from runtime.rpo_monitor import contract
+
+NAMESPACE = contract.NAMESPACE
+SERVICE = contract.SERVICE
 
 
 def rpo_seconds(latest_restorable: datetime | None, now: datetime) -> float | None:
@@ -28,8 +30,8 @@ def rpo_seconds(latest_restorable: datetime | None, now: datetime) -> float | No
 
 
 def measure(rds: Any, env: Mapping[str, str], now: datetime) -> dict[str, Any]:
-    instance = env.get("DB_INSTANCE_ID")
-    environment = env.get("ENVIRONMENT_SUFFIX")
+    instance = env.get(contract.ENV_DB_INSTANCE_ID)
+    environment = env.get(contract.ENV_ENVIRONMENT_SUFFIX)
     if not instance or not environment:
         raise ValueError("environment variables DB_INSTANCE_ID and ENVIRONMENT_SUFFIX are required")
     [db] = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"]
@@ -42,8 +44,8 @@ def measure(rds: Any, env: Mapping[str, str], now: datetime) -> dict[str, Any]:
     from aws_lambda_powertools.metrics import MetricUnit
 
     metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-    metrics.add_dimension(name="Environment", value=environment)
-    metrics.add_metric(name="RpoSeconds", unit=MetricUnit.Seconds, value=rpo)
+    metrics.add_dimension(name=contract.ENVIRONMENT_DIMENSION, value=environment)
+    metrics.add_metric(name=contract.RPO_SECONDS, unit=MetricUnit.Seconds, value=rpo)
     metrics.flush_metrics()
     return result
 

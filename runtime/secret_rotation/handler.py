@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.pg_tls import TlsSetupError, tls_from_env, verified_tls
+from runtime.secret_rotation import contract
 
 LOG = logging.getLogger()
 LOG.setLevel(logging.INFO)
@@ -55,8 +56,8 @@ LOG.setLevel(logging.INFO)
 logging.getLogger("botocore").setLevel(logging.WARNING)
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
-SINGLE_USER = "single-user"
-ALTERNATING_USERS = "alternating-users"
+SINGLE_USER = contract.SINGLE_USER
+ALTERNATING_USERS = contract.ALTERNATING_USERS
 STRATEGIES = (SINGLE_USER, ALTERNATING_USERS)
 CLONE_SUFFIX = "_clone"  # the name AWS's alternating-users rotation gives the second user
 CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
@@ -615,7 +616,7 @@ def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - 
         rotator = Rotator(
             client=boto3.client("secretsmanager", region_name=os.environ.get("AWS_REGION")),
             connect=psycopg2.connect,
-            strategy=os.environ.get("ROTATION_STRATEGY", ""),
+            strategy=os.environ.get(contract.ENV_ROTATION_STRATEGY, ""),
             tls=tls_from_env(os.environ),
             exclude_characters=os.environ.get("EXCLUDE_CHARACTERS", ""),
         )

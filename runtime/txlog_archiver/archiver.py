@@ -258,8 +258,91 @@ class _LargeTransaction:
     parts: int = 0  # part lines sent so far
 
 
-def _drop(change: bytes) -> None:
-    """Where the changes of a large transaction that was archived before go."""
+class _Assembler:
+    """One transaction's changes between its BEGIN and its COMMIT.
+
+    Held in memory up to ``spill_bytes``; past that, the transaction continues on disk a part
+    of about ``part_bytes`` at a time: ``start_large(begin record)`` opens its segment (False
+    for a transaction archived before, whose changes are then dropped as they come) and
+    ``write_part(changes)`` hands each part on. :meth:`commit` gives what is left.
+    """
+
+    __slots__ = (
+        "_part_bytes",
+        "_spill_at",
+        "_spill_bytes",
+        "_start_large",
+        "_write_part",
+        "add",
+        "begin_record",
+        "changes",
+        "large",
+        "open",
+        "size",
+    )
+
+    def __init__(
+        self,
+        *,
+        spill_bytes: int,
+        part_bytes: int,
+        start_large: Callable[[bytes], bool],
+        write_part: Callable[[list[bytes]], None],
+    ) -> None:
+        self._spill_bytes = spill_bytes
+        self._part_bytes = part_bytes
+        self._start_large = start_large
+        self._write_part = write_part
+        self._spill_at = spill_bytes
+        self.changes: list[bytes] = []
+        self.size = 0
+        self.begin_record = b""
+        self.open = False  # between a BEGIN and its COMMIT
+        self.large = False  # continued on disk
+        self.add: Callable[[bytes], None] = self._ignore  # until a BEGIN
+
+    def begin(self, record: bytes) -> None:
+        self.changes = []
+        self.size = 0
+        self.begin_record = record
+        self.open = True
+        self.large = False
+        self._spill_at = self._spill_bytes
+        self.add = self._add
+
+    def commit(self) -> list[bytes] | None:
+        """The changes not yet handed on; None for a COMMIT without its BEGIN."""
+        if not self.open:
+            return None
+        changes = self.changes
+        self.changes = []
+        self.open = False
+        self.add = self._ignore
+        return changes
+
+    def _add(self, change: bytes) -> None:
+        self.changes.append(change)
+        self.size += len(change)
+        if self.size > self._spill_at:
+            self._spill()
+
+    def _ignore(self, change: bytes) -> None:
+        """Where a change outside a transaction, or of one archived before, goes."""
+
+    def _spill(self) -> None:
+        if not self.large:
+            if not self._start_large(self.begin_record):
+                self.changes = []
+                self.add = self._ignore
+                return
+            self.large = True
+            self._spill_at = self._part_bytes
+            for part in _cut(self.changes, self._part_bytes):
+                self._write_part(part)
+        else:
+            self._write_part(self.changes)
+        self.changes = []
+        self.size = 0
 
 
 def _cut(changes: list[bytes], part_bytes: int) -> list[list[bytes]]:
@@ -306,44 +389,54 @@ class _SegmentWriter:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
         except OSError as exc:  # not fatal: segments are written either way
             LOG.info("segment writer keeps its priority: %s", exc)
-        failed = False
-        large: LargeSegment | None = None
-        large_batch: _Batch | None = None
         while (item := self._todo.get()) is not None:
             if isinstance(item, _Abort):
-                if large is not None and large_batch is not None:
-                    large.abort()
-                    self._done.put((large_batch, None))
-                large = large_batch = None
-                continue
-            if isinstance(item, _Part):
-                if large is None or large_batch is None:  # failed before: discarded
-                    continue
-                segment_open, batch = large, large_batch
-                try:
-                    segment_open.add(item.line)
-                    if item.last:
-                        large = large_batch = None
-                        self._done.put((batch, segment_open.finish()))
-                except Exception as exc:
-                    failed = True
-                    large = large_batch = None
-                    segment_open.abort()
-                    self._done.put((batch, _archive_error(exc)))
-                continue
-            if failed:
+                self._abort_large()
+            elif isinstance(item, _Part):
+                self._write_part(item)
+            elif self._failed:
                 self._done.put((item, None))
-                continue
-            try:
-                if item.large:
-                    large, large_batch = self.archive.open_large(item.last), item
-                    continue
-                segment = self.archive.write_segment(item.lines, item.first, item.last)
-            except Exception as exc:  # reported to the reading thread, which would wait forever
-                failed = True
-                self._done.put((item, _archive_error(exc)))
             else:
-                self._done.put((item, segment))
+                self._write_batch(item)
+
+    # The writer thread's own state: the open large transaction's segment and accounting,
+    # and whether a write failed (what follows is then discarded unwritten).
+    _failed = False
+    _large: LargeSegment | None = None
+    _large_batch: _Batch | None = None
+
+    def _abort_large(self) -> None:
+        if self._large is not None and self._large_batch is not None:
+            self._large.abort()
+            self._done.put((self._large_batch, None))
+        self._large = self._large_batch = None
+
+    def _write_part(self, item: _Part) -> None:
+        segment_open, batch = self._large, self._large_batch
+        if segment_open is None or batch is None:  # failed before: discarded
+            return
+        try:
+            segment_open.add(item.line)
+            if item.last:
+                self._large = self._large_batch = None
+                self._done.put((batch, segment_open.finish()))
+        except Exception as exc:
+            self._failed = True
+            self._large = self._large_batch = None
+            segment_open.abort()
+            self._done.put((batch, _archive_error(exc)))
+
+    def _write_batch(self, item: _Batch) -> None:
+        try:
+            if item.large:
+                self._large, self._large_batch = self.archive.open_large(item.last), item
+                return
+            segment = self.archive.write_segment(item.lines, item.first, item.last)
+        except Exception as exc:  # reported to the reading thread, which would wait forever
+            self._failed = True
+            self._done.put((item, _archive_error(exc)))
+        else:
+            self._done.put((item, segment))
 
     def send(self, item: _Part | _Abort) -> None:
         """A part of the open large transaction, or its abort (no result of its own)."""
@@ -431,6 +524,10 @@ class Archiver:
         self._first: Bound | None = None
         self._last_commit: tuple[int, str] | None = None
         self._highest = 0
+        # The archive's end when the stream (re)started: what the server sends up to it is
+        # archived already.
+        self._resume_from = 0
+        self._last_message = 0.0
         self._writer: _SegmentWriter
 
     def prepare(self) -> None:
@@ -631,130 +728,11 @@ class Archiver:
         return self.deadline is not None and self.clock() >= self.deadline
 
     def _stream(self) -> None:
-        import psycopg2.errors
-
         conn = self.connect_replication()
         cursor = conn.cursor()
         try:
-            try:
-                cursor.start_replication(slot_name=self.slot, decode=False, options=OPTIONS)
-            except psycopg2.errors.ObjectNotInPrerequisiteState as exc:
-                # An invalidated slot ("can no longer get changes"), or one of another kind.
-                raise SlotLost(str(exc).strip().splitlines()[0]) from None
-            except psycopg2.errors.ObjectInUse as exc:
-                # A logical slot admits one reader at a time: another run holds it. Only a run
-                # that has not read anything yet steps aside; after a lost connection the old
-                # walsender may still hold the slot for a moment, and that is retried.
-                if self.stats.reconnects == 0:
-                    raise SlotBusy(str(exc).strip()) from None
-                raise
-            # Acknowledge what is archived, so redelivery starts as late as possible.
-            if self._highest:
-                cursor.send_feedback(flush_lsn=self._highest, force=True)
-            self._remove_leftovers()
-            # The hot loop touches locals only: it runs once per decoded change.
-            current: list[bytes] | None = None
-            add_change: Callable[[bytes], None] = list[bytes]().append
-            current_bytes = 0
-            begin = b""
-            spill_bytes = self.spill_bytes
-            spill_at = spill_bytes
-            pending = self._pending  # _flush starts a new list: rebound after each call
-            add_pending = pending.append
-            highest = self._highest
-            read = cursor.read_message
-            batch_transactions, batch_bytes = self.batch_transactions, self.batch_bytes
-            stop_lsn = self.stop_lsn
-            writer = self._writer
-            last_message = self.clock()
-            received = False
-            while True:
-                message = read()
-                if message is None:
-                    if received:
-                        last_message = self.clock()
-                        received = False
-                    if self._past_deadline():
-                        self.stats.stopped_by = "deadline"
-                        break
-                    if stop_lsn is not None and current is None and cursor.wal_end >= stop_lsn:
-                        # The server has sent everything up to the stop position.
-                        self.stats.stopped_by = "stop_lsn"
-                        break
-                    if writer.outstanding:
-                        self._acknowledge(cursor, wait=False)
-                    readable, _, _ = select.select([conn], [], [], QUIET_SECONDS)
-                    if readable:
-                        time.sleep(READ_BATCH_WAIT)
-                        continue
-                    # Quiet for a moment: make what is pending durable now (keeps lag low
-                    # without writing a segment per network read).
-                    self._flush(cursor, wait=True)
-                    pending = self._pending
-                    add_pending = pending.append
-                    if self.clock() - last_message >= self.idle_seconds:
-                        self.stats.stopped_by = "idle"
-                        break
-                    continue
-                received = True
-                payload: bytes = message.payload
-                action = payload[11]
-                if action == _BEGIN:
-                    current = []
-                    add_change = current.append
-                    current_bytes = 0
-                    begin = payload
-                elif action == _COMMIT:
-                    if current is None:
-                        continue
-                    xid, commit_time, commit_lsn, next_lsn = _commit_fields(payload)
-                    end_lsn = parse_lsn(next_lsn)
-                    if end_lsn <= highest:
-                        self.stats.skipped += 1
-                        spill_at = spill_bytes
-                    elif self._large is not None:
-                        self._large_part(current, last=True)
-                        self._large = None
-                        spill_at = spill_bytes
-                    else:
-                        line = transaction_line(xid, commit_lsn, end_lsn, commit_time, current)
-                        if not pending:
-                            self._first = Bound(end_lsn, commit_time)
-                        add_pending(line)
-                        self._pending_bytes += len(line)
-                        self._last_commit = (end_lsn, commit_time)
-                        if len(pending) >= batch_transactions or self._pending_bytes >= batch_bytes:
-                            self._flush(cursor, wait=False)
-                            pending = self._pending
-                            add_pending = pending.append
-                    current = None
-                    if stop_lsn is not None and end_lsn >= stop_lsn:
-                        self.stats.stopped_by = "stop_lsn"
-                        break
-                elif current is not None:
-                    add_change(payload)
-                    current_bytes += len(payload)
-                    if current_bytes > spill_at:
-                        # Too large for memory: this transaction continues on disk, a part at
-                        # a time (spill.py).
-                        if self._large is None:
-                            spill_at = self.spill_part_bytes
-                            if not self._start_large(begin, highest, cursor):
-                                # Archived before (redelivered): its changes are dropped as
-                                # they come, and the transaction at its COMMIT.
-                                spill_at = 2**62
-                                current = []
-                                add_change = _drop
-                                continue
-                            pending = self._pending
-                            add_pending = pending.append
-                            for part in _cut(current, self.spill_part_bytes):
-                                self._large_part(part, last=False)
-                        else:
-                            self._large_part(current, last=False)
-                        current = []
-                        add_change = current.append
-                        current_bytes = 0
+            self._start_replication(cursor)
+            self._read(conn, cursor)
             # A transaction without its COMMIT is dropped here and redelivered next run.
             self._flush(cursor, wait=True)
             if self._highest:
@@ -768,12 +746,120 @@ class Archiver:
                 self._large = None
             conn.close()
 
-    def _start_large(self, begin: bytes, highest: int, cursor: Any) -> bool:
+    def _start_replication(self, cursor: Any) -> None:
+        """Start streaming from the slot, acknowledging what is archived."""
+        import psycopg2.errors
+
+        try:
+            cursor.start_replication(slot_name=self.slot, decode=False, options=OPTIONS)
+        except psycopg2.errors.ObjectNotInPrerequisiteState as exc:
+            # An invalidated slot ("can no longer get changes"), or one of another kind.
+            raise SlotLost(str(exc).strip().splitlines()[0]) from None
+        except psycopg2.errors.ObjectInUse as exc:
+            # A logical slot admits one reader at a time: another run holds it. Only a run
+            # that has not read anything yet steps aside; after a lost connection the old
+            # walsender may still hold the slot for a moment, and that is retried.
+            if self.stats.reconnects == 0:
+                raise SlotBusy(str(exc).strip()) from None
+            raise
+        # What the server redelivers up to here is archived already: skipped.
+        self._resume_from = self._highest
+        # Acknowledge what is archived, so redelivery starts as late as possible.
+        if self._highest:
+            cursor.send_feedback(flush_lsn=self._highest, force=True)
+        self._remove_leftovers()
+        self._last_message = self.clock()
+
+    def _read(self, conn: Any, cursor: Any) -> None:
+        """Read the stream until the run stops (RunStats.stopped_by says why). The loop runs
+        once per decoded change and touches locals only."""
+        transaction = _Assembler(
+            spill_bytes=self.spill_bytes,
+            part_bytes=self.spill_part_bytes,
+            start_large=lambda begin: self._start_large(begin, cursor),
+            write_part=lambda changes: self._large_part(changes, last=False),
+        )
+        read = cursor.read_message
+        begin, commit = transaction.begin, transaction.commit
+        received = False
+        while True:
+            message = read()
+            if message is None:
+                if self._quiet(conn, cursor, open_transaction=transaction.open, received=received):
+                    return
+                received = False
+                continue
+            received = True
+            payload: bytes = message.payload
+            action = payload[11]
+            if action == _BEGIN:
+                begin(payload)
+            elif action == _COMMIT:
+                if self._commit(payload, commit(), cursor):
+                    return
+            else:
+                transaction.add(payload)
+
+    def _quiet(self, conn: Any, cursor: Any, *, open_transaction: bool, received: bool) -> bool:
+        """Nothing to read at the moment: whether the run stops now. Waits for the stream,
+        and makes what is pending durable once it has been quiet for QUIET_SECONDS."""
+        if received:
+            self._last_message = self.clock()
+        if self._past_deadline():
+            self.stats.stopped_by = "deadline"
+            return True
+        stop_lsn = self.stop_lsn
+        if stop_lsn is not None and not open_transaction and cursor.wal_end >= stop_lsn:
+            # The server has sent everything up to the stop position.
+            self.stats.stopped_by = "stop_lsn"
+            return True
+        if self._writer.outstanding:
+            self._acknowledge(cursor, wait=False)
+        readable, _, _ = select.select([conn], [], [], QUIET_SECONDS)
+        if readable:
+            time.sleep(READ_BATCH_WAIT)
+            return False
+        # Quiet for a moment: make what is pending durable now (keeps lag low without writing
+        # a segment per network read).
+        self._flush(cursor, wait=True)
+        if self.clock() - self._last_message >= self.idle_seconds:
+            self.stats.stopped_by = "idle"
+            return True
+        return False
+
+    def _commit(self, record: bytes, changes: list[bytes] | None, cursor: Any) -> bool:
+        """A COMMIT record: archive its transaction (``changes``: what the assembler still
+        holds; None without its BEGIN); whether the run stops at it (``stop_lsn``)."""
+        if changes is None:
+            return False
+        xid, commit_time, commit_lsn, next_lsn = _commit_fields(record)
+        end_lsn = parse_lsn(next_lsn)
+        if end_lsn <= self._resume_from:
+            self.stats.skipped += 1
+        elif self._large is not None:
+            self._large_part(changes, last=True)
+            self._large = None
+        else:
+            line = transaction_line(xid, commit_lsn, end_lsn, commit_time, changes)
+            pending = self._pending
+            if not pending:
+                self._first = Bound(end_lsn, commit_time)
+            pending.append(line)
+            self._pending_bytes += len(line)
+            self._last_commit = (end_lsn, commit_time)
+            if len(pending) >= self.batch_transactions or self._pending_bytes >= self.batch_bytes:
+                self._flush(cursor, wait=False)
+        if self.stop_lsn is not None and end_lsn >= self.stop_lsn:
+            self.stats.stopped_by = "stop_lsn"
+            return True
+        return False
+
+    def _start_large(self, begin: bytes, cursor: Any) -> bool:
         """Open the segment of the transaction whose BEGIN record is ``begin`` (it names the
         commit LSN, end LSN and commit time); False for one already archived."""
         xid, commit_time, commit_lsn, next_lsn = _commit_fields(begin)
         end_lsn = parse_lsn(next_lsn)
-        if end_lsn <= highest:
+        if end_lsn <= self._resume_from:
             return False
         # Whatever is pending goes first: segments stay in commit order.
         self._flush(cursor, wait=False)

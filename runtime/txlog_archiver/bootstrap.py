@@ -46,6 +46,7 @@ from typing import Any
 
 from runtime.cfn_response import CfnRequest, send_response
 from runtime.pg_tls import TlsSetupError, tls_from_env
+from runtime.txlog_archiver import contract
 from runtime.txlog_archiver.handler import dsn_from_secret
 
 LOG = logging.getLogger()
@@ -177,8 +178,7 @@ def prepare(connection: Any, username: str, password: str) -> dict[str, Any]:
     return done
 
 
-# The drills' login (govdr drill failover): IAM database authentication only.
-DRILL_ROLE = "govdr_drill"
+DRILL_ROLE = contract.DRILL_ROLE
 # The drills open one connection at a time (a new one per probe); a few spare for overlaps.
 DRILL_CONNECTION_LIMIT = 5
 # Role settings applied at every login: the drills' probes (SELECT 1, a catalog count) never

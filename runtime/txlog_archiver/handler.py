@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from runtime.pg_tls import TlsSetupError, tls_from_env
+from runtime.txlog_archiver import contract
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_commit_time
 from runtime.txlog_archiver.archiver import SLOT_BUSY, Archiver, RunStats
 from runtime.txlog_archiver.integrity import Keyring, KmsKeyring
 
-NAMESPACE = "govdr/txlog"
-SERVICE = "txlog-archiver"  # Powertools adds it as the ``service`` dimension
+NAMESPACE = contract.NAMESPACE
+SERVICE = contract.SERVICE  # Powertools adds it as the ``service`` dimension
 # Stop this long before the Lambda timeout: the last batch is flushed and acknowledged.
 SAFETY_MARGIN_SECONDS = 15.0
 
@@ -57,19 +58,19 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        required = ("SECRET_ARN", "ARCHIVE_DIR", "SLOT_NAME", "INTEGRITY_KEY_ARN")
+        required = contract.REQUIRED_ENV
         missing = [k for k in required if not env.get(k)]
         if missing:
             raise ValueError(f"environment variables not set: {', '.join(missing)}")
         return cls(
-            secret_arn=env["SECRET_ARN"],
-            archive_dir=env["ARCHIVE_DIR"],
-            slot=env["SLOT_NAME"],
-            environment=env.get("ENVIRONMENT_SUFFIX", "unknown"),
+            secret_arn=env[contract.ENV_SECRET_ARN],
+            archive_dir=env[contract.ENV_ARCHIVE_DIR],
+            slot=env[contract.ENV_SLOT_NAME],
+            environment=env.get(contract.ENV_ENVIRONMENT_SUFFIX, "unknown"),
             tls=tls_from_env(env),
-            dbname=env.get("DB_NAME") or None,
-            integrity_key=env["INTEGRITY_KEY_ARN"],
-            retention_days=_retention_days(env.get("RETENTION_DAYS", "")),
+            dbname=env.get(contract.ENV_DB_NAME) or None,
+            integrity_key=env[contract.ENV_INTEGRITY_KEY_ARN],
+            retention_days=_retention_days(env.get(contract.ENV_RETENTION_DAYS, "")),
         )
 
 
@@ -181,7 +182,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.error("TLS setup failed: %s", exc)
         raise TlsSetupError(str(exc)) from None
     metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-    metrics.add_dimension(name="Environment", value=settings.environment)
+    metrics.add_dimension(name=contract.ENVIRONMENT_DIMENSION, value=settings.environment)
     # Read at every run, so a rotation's new AWSCURRENT is used from the next run on
     # (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html).
     secret = json.loads(
@@ -217,30 +218,40 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "archive gap recorded: changes before the slot's start are not in the archive",
             extra={"slot": settings.slot},
         )
-    metrics.add_metric(name="ArchiveLagSeconds", unit=MetricUnit.Seconds, value=lag)
-    metrics.add_metric(name="TransactionsArchived", unit=MetricUnit.Count, value=stats.transactions)
-    metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=stats.bytes)
-    metrics.add_metric(name="SegmentsWritten", unit=MetricUnit.Count, value=stats.segments)
-    metrics.add_metric(name="ArchiveGaps", unit=MetricUnit.Count, value=stats.gaps)
+    metrics.add_metric(name=contract.ARCHIVE_LAG_SECONDS, unit=MetricUnit.Seconds, value=lag)
     metrics.add_metric(
-        name="SlotInvalidations", unit=MetricUnit.Count, value=stats.slot_invalidations
+        name=contract.TRANSACTIONS_ARCHIVED, unit=MetricUnit.Count, value=stats.transactions
+    )
+    metrics.add_metric(name=contract.BYTES_ARCHIVED, unit=MetricUnit.Bytes, value=stats.bytes)
+    metrics.add_metric(name=contract.SEGMENTS_WRITTEN, unit=MetricUnit.Count, value=stats.segments)
+    metrics.add_metric(name=contract.ARCHIVE_GAPS, unit=MetricUnit.Count, value=stats.gaps)
+    metrics.add_metric(
+        name=contract.SLOT_INVALIDATIONS, unit=MetricUnit.Count, value=stats.slot_invalidations
     )
     # The archive's retention: what this run pruned, and how many segments are kept.
-    metrics.add_metric(name="RecordsPruned", unit=MetricUnit.Count, value=stats.pruned_records)
-    metrics.add_metric(name="BytesPruned", unit=MetricUnit.Bytes, value=stats.pruned_bytes)
-    metrics.add_metric(name="PruneFailures", unit=MetricUnit.Count, value=stats.prune_failures)
+    metrics.add_metric(
+        name=contract.RECORDS_PRUNED, unit=MetricUnit.Count, value=stats.pruned_records
+    )
+    metrics.add_metric(name=contract.BYTES_PRUNED, unit=MetricUnit.Bytes, value=stats.pruned_bytes)
+    metrics.add_metric(
+        name=contract.PRUNE_FAILURES, unit=MetricUnit.Count, value=stats.prune_failures
+    )
     if stats.archive_segments is not None:
         metrics.add_metric(
-            name="ArchiveSegments", unit=MetricUnit.Count, value=stats.archive_segments
+            name=contract.ARCHIVE_SEGMENTS, unit=MetricUnit.Count, value=stats.archive_segments
         )
     # The slot's WAL health when the run started (govdr status, the dashboard).
     if stats.slot_safe_wal_bytes is not None:
         metrics.add_metric(
-            name="SlotSafeWalBytes", unit=MetricUnit.Bytes, value=stats.slot_safe_wal_bytes
+            name=contract.SLOT_SAFE_WAL_BYTES,
+            unit=MetricUnit.Bytes,
+            value=stats.slot_safe_wal_bytes,
         )
     if stats.slot_retained_wal_bytes is not None:
         metrics.add_metric(
-            name="SlotRetainedWalBytes", unit=MetricUnit.Bytes, value=stats.slot_retained_wal_bytes
+            name=contract.SLOT_RETAINED_WAL_BYTES,
+            unit=MetricUnit.Bytes,
+            value=stats.slot_retained_wal_bytes,
         )
     metrics.flush_metrics()
     summary = {

@@ -159,24 +159,7 @@ def transactions(
         if previous is not None:  # the window's first record: anchored on the one before it
             prev, previous = Archive.mac_of(previous, key), None
         if isinstance(record, Gap):
-            body = record.read(key)
-            if prev is not None:
-                link(record, body.get("prev"), prev)
-            prev = str(body.get("mac"))
-            before = body.get("last_commit_before")
-            if stop_at_gaps and (
-                window.until is None
-                or before is None
-                or parse_commit_time(str(before)) < window.until
-            ):
-                raise ReplayGap(
-                    f"the archive has a gap ({record.path.name}): the changes after end LSN "
-                    f"{format_lsn(record.after_end_lsn)} (last archived commit {before}) up to "
-                    f"{format_lsn(record.resume_lsn)} are not in it ({body.get('reason')}). "
-                    "Replay applied everything before the gap and stops there; to recover past "
-                    "it, restore a snapshot or backup taken after the gap (docs/runbook.md, "
-                    '"Archive gap")'
-                )
+            prev = _pass_gap(record, key, prev, window, stop_at_gaps=stop_at_gaps)
             continue
         content = record.read(key)
         if prev is not None:
@@ -189,6 +172,29 @@ def transactions(
         for txn in record.pieces(content, parse_float=Decimal):
             if window.admits(txn):
                 yield txn
+
+
+def _pass_gap(
+    record: Gap, key: ArchiveKey | None, prev: str | None, window: Window, *, stop_at_gaps: bool
+) -> str:
+    """Check a gap record's link and give its MAC (the next record's anchor); with
+    ``stop_at_gaps``, raise ReplayGap for a gap before the window's end."""
+    body = record.read(key)
+    if prev is not None:
+        link(record, body.get("prev"), prev)
+    before = body.get("last_commit_before")
+    if stop_at_gaps and (
+        window.until is None or before is None or parse_commit_time(str(before)) < window.until
+    ):
+        raise ReplayGap(
+            f"the archive has a gap ({record.path.name}): the changes after end LSN "
+            f"{format_lsn(record.after_end_lsn)} (last archived commit {before}) up to "
+            f"{format_lsn(record.resume_lsn)} are not in it ({body.get('reason')}). "
+            "Replay applied everything before the gap and stops there; to recover past "
+            "it, restore a snapshot or backup taken after the gap (docs/runbook.md, "
+            '"Archive gap")'
+        )
+    return str(body.get("mac"))
 
 
 def _needs_pruned(window: Window, start: ChainStart) -> bool:
@@ -496,25 +502,11 @@ def _allow_list(tables: Collection[str] | None) -> frozenset[tuple[str, str]] | 
     return allowed
 
 
-def replay(
-    archive: Archive,
-    connection: Any,
-    window: Window,
-    *,
-    key: ArchiveKey,
-    tables: Collection[str] | None = None,
-    progress: Callable[[int, str], None] | None = None,
-    progress_every: int = 1000,
-) -> ReplayResult:
-    """Apply the window's transactions to ``connection`` exactly once, in commit order.
-
-    ``tables`` (``schema.table``) limits replay to those tables; changes to others are
-    skipped and counted. Without it every table the archive names must exist in the target.
-    ``key`` is the archive's key: every segment applied is verified with it first.
-    """
+def _begin_replay(connection: Any) -> int:
+    """Turn the target's triggers off for this session, create the bookkeeping and staging
+    tables, and give the end LSN of the last transaction applied before (0: none)."""
     import psycopg2
 
-    allowed = _allow_list(tables)
     with connection.cursor() as cursor:
         try:
             # Needs superuser (https://www.postgresql.org/docs/15/runtime-config-client.html
@@ -540,7 +532,55 @@ def replay(
         cursor.execute(f"SELECT last_end_lsn FROM {BOOKKEEPING} WHERE id = 1")  # noqa: S608
         row = cursor.fetchone()
     connection.commit()
-    done = int(row[0]) if row else 0
+    return int(row[0]) if row else 0
+
+
+def _record_applied(cursor: Any, txn: dict[str, Any]) -> None:
+    """Note the transaction in the bookkeeping table, in the database transaction that applies
+    it (both commit together, or neither)."""
+    cursor.execute(
+        f"INSERT INTO {BOOKKEEPING} (id, last_end_lsn, last_commit_time) "  # noqa: S608
+        "VALUES (1, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+        "last_end_lsn = EXCLUDED.last_end_lsn, "
+        "last_commit_time = EXCLUDED.last_commit_time",
+        (txn["end_lsn"], txn["commit_time"]),
+    )
+
+
+def _end_replay(connection: Any) -> None:
+    """Drop anything uncommitted (a failed transaction too) and turn triggers back on."""
+    import psycopg2
+
+    if connection.closed:
+        return
+    try:
+        connection.rollback()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET session_replication_role")
+        connection.commit()
+    except psycopg2.Error:
+        pass  # the connection is gone: the error that ended the replay is raised
+
+
+def replay(
+    archive: Archive,
+    connection: Any,
+    window: Window,
+    *,
+    key: ArchiveKey,
+    tables: Collection[str] | None = None,
+    progress: Callable[[int, str], None] | None = None,
+    progress_every: int = 1000,
+) -> ReplayResult:
+    """Apply the window's transactions to ``connection`` exactly once, in commit order.
+
+    ``tables`` (``schema.table``) limits replay to those tables; changes to others are
+    skipped and counted. Without it every table the archive names must exist in the target.
+    ``key`` is the archive's key: every segment applied is verified with it first.
+    """
+
+    allowed = _allow_list(tables)
+    done = _begin_replay(connection)
     applied = skipped = skipped_changes = 0
     last_lsn, last_time = done, None
     try:
@@ -563,13 +603,7 @@ def replay(
                             # A large transaction's parts are applied in one database
                             # transaction, committed with its last part.
                             continue
-                        cursor.execute(
-                            f"INSERT INTO {BOOKKEEPING} (id, last_end_lsn, last_commit_time) "  # noqa: S608
-                            "VALUES (1, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                            "last_end_lsn = EXCLUDED.last_end_lsn, "
-                            "last_commit_time = EXCLUDED.last_commit_time",
-                            (txn["end_lsn"], txn["commit_time"]),
-                        )
+                        _record_applied(cursor, txn)
                     except BaseException:
                         connection.rollback()
                         raise
@@ -594,14 +628,7 @@ def replay(
             connection.commit()
             replayed = [f"{s}.{t}" for s, t in sorted(target.tables)]
     finally:
-        if not connection.closed:
-            try:
-                connection.rollback()  # nothing uncommitted is kept; clears a failed transaction
-                with connection.cursor() as cursor:
-                    cursor.execute("RESET session_replication_role")
-                connection.commit()
-            except psycopg2.Error:
-                pass  # the connection is gone: the error that ended the replay is raised
+        _end_replay(connection)
     return ReplayResult(applied, skipped, last_lsn, last_time, skipped_changes, replayed)
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from govdr.emulator.deploy import Aws, Emulator, create_stack, publish_assets
+from govdr.aws import Aws
 from govdr.tools.outputs import stack_outputs
+from govdr_emulator.deploy import Emulator, create_stack, publish_assets
 from tests.conftest import Synth
 
 

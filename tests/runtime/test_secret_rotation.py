@@ -354,6 +354,47 @@ def test_fault_7_a_clone_without_the_originals_rights_fails_the_test_step(world:
     assert world.value(world.txlog_arn)["username"] == world.txlog_user
 
 
+def _streaming_user(db: Any) -> tuple[int, str]:
+    """(pid, user) of the walsender that reads the slot, once one does."""
+    for _ in range(200):
+        row = db.pg.psql(
+            "SELECT a.pid || '|' || a.usename FROM pg_replication_slots s "
+            f"JOIN pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = '{SLOT}'"
+        )
+        if row:
+            pid, user = row.split("|")
+            return int(pid), user
+        time.sleep(0.05)
+    raise AssertionError("the archiver never started streaming")
+
+
+def _released(db: Any) -> None:
+    # The walsender of a finished run exits a moment after its client closed.
+    for _ in range(200):
+        if db.sql(f"SELECT active FROM pg_replication_slots WHERE slot_name = '{SLOT}'") == "f":
+            return
+        time.sleep(0.05)
+    raise AssertionError("the slot was never released")
+
+
+class _Context:
+    def __init__(self, seconds: float) -> None:
+        self.deadline = datetime.now(UTC) + timedelta(seconds=seconds)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - datetime.now(UTC)).total_seconds() * 1000)
+
+
+def _run_archiver(seconds: float) -> tuple[threading.Thread, list[dict[str, Any]]]:
+    results: list[dict[str, Any]] = []
+    thread = threading.Thread(
+        target=lambda: results.append(archiver_handler.handler({}, _Context(seconds))),
+        daemon=True,
+    )
+    thread.start()
+    return thread, results
+
+
 def test_fault_7_the_archiver_keeps_streaming_across_rotations_of_its_own_user(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -382,61 +423,25 @@ def test_fault_7_the_archiver_keeps_streaming_across_rotations_of_its_own_user(
             db.sql(f"INSERT INTO ledger(note) VALUES ('txn-{inserted}')")
             inserted += 1
 
-    def streaming_user() -> tuple[int, str]:
-        for _ in range(200):
-            row = db.pg.psql(
-                "SELECT a.pid || '|' || a.usename FROM pg_replication_slots s "
-                f"JOIN pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = '{SLOT}'"
-            )
-            if row:
-                pid, user = row.split("|")
-                return int(pid), user
-            time.sleep(0.05)
-        raise AssertionError("the archiver never started streaming")
-
-    def released() -> None:
-        # The walsender of a finished run exits a moment after its client closed.
-        for _ in range(200):
-            if db.sql(f"SELECT active FROM pg_replication_slots WHERE slot_name = '{SLOT}'") == "f":
-                return
-            time.sleep(0.05)
-        raise AssertionError("the slot was never released")
-
-    class Context:
-        def __init__(self, seconds: float) -> None:
-            self.deadline = datetime.now(UTC) + timedelta(seconds=seconds)
-
-        def get_remaining_time_in_millis(self) -> int:
-            return int((self.deadline - datetime.now(UTC)).total_seconds() * 1000)
-
-    def run_archiver(seconds: float) -> tuple[threading.Thread, list[dict[str, Any]]]:
-        results: list[dict[str, Any]] = []
-        thread = threading.Thread(
-            target=lambda: results.append(archiver_handler.handler({}, Context(seconds))),
-            daemon=True,
-        )
-        thread.start()
-        return thread, results
-
     insert(5)
     # Run 1 streams as the original user while its secret rotates to the clone.
-    run, results = run_archiver(15 + 30)
-    pid, user = streaming_user()
+    run, results = _run_archiver(15 + 30)
+    pid, user = _streaming_user(db)
     assert user == world.txlog_user
     token = world.start(world.txlog_arn)
     for step in STEPS:
         insert(3)
         world.step(ALTERNATING_USERS, world.txlog_arn, token, step)
     insert(3)
-    assert streaming_user() == (pid, world.txlog_user)  # the same walsender, never dropped
+    assert _streaming_user(db) == (pid, world.txlog_user)  # the same walsender, never dropped
     run.join(timeout=60)
     assert results and results[0]["stopped_by"] == "idle", results
-    released()
+    _released(db)
 
     # Run 2 reads the new AWSCURRENT and streams as the clone.
     insert(4)
-    run, results = run_archiver(15 + 30)
-    _, user = streaming_user()
+    run, results = _run_archiver(15 + 30)
+    _, user = _streaming_user(db)
     assert user == world.txlog_user + "_clone"
     # The next rotation changes the original's password while the clone streams.
     old = world.login(world.txlog_arn, "AWSPREVIOUS")
@@ -444,18 +449,18 @@ def test_fault_7_the_archiver_keeps_streaming_across_rotations_of_its_own_user(
     insert(2)
     run.join(timeout=60)
     assert results and results[0]["stopped_by"] == "idle", results
-    released()
+    _released(db)
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         psycopg2.connect(old)
 
     # Run 3 logs in as the original with its new password.
     insert(2)
-    run, results = run_archiver(15 + 30)
-    _, user = streaming_user()
+    run, results = _run_archiver(15 + 30)
+    _, user = _streaming_user(db)
     assert user == world.txlog_user
     run.join(timeout=60)
     assert results and results[0]["stopped_by"] == "idle", results
-    released()
+    _released(db)
 
     archived = [txn["xid"] for txn in Archive(tmp_path).transactions()]
     witness = db.witness_xids()

@@ -12,7 +12,7 @@ import pytest
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_s3 as s3
 
-from govdr.compliance.gate import PACKS, apply_compliance, own_checks, run_own_checks
+from govdr.compliance.gate import apply_compliance, own_checks, run_own_checks
 from govdr.compliance.template_checks import (
     WILDCARD_RESOURCE_ACTIONS,
     WILDCARD_RESOURCE_SIDS,
@@ -23,6 +23,7 @@ from govdr.compliance.template_checks import (
     unused_wildcard_allowances,
 )
 from govdr.config import DrConfig
+from govdr.constructs.nag_notes import PACKS, Ack, accept_findings, acknowledgments
 from govdr.stacks.tap_stack import TapStack
 from govdr.synth import NESTED, cdk_json_context
 from tests.conftest import Synth
@@ -228,3 +229,59 @@ def test_own_checks_read_only_the_templates_of_this_synth(synth: Synth, tmp_path
     root = tmp_path / f"{synth.config.stack_name}.template.json"
     found = {p.name for p in _all_template_paths([str(root)])}
     assert found == {p.name for p in synth.template_files()}
+
+
+def _pack_rules(tmp_path: Path, acknowledge: bool) -> set[str]:
+    """The rule-pack findings of a stack holding one bucket, with or without the
+    acknowledgment of AwsSolutions-S1 where the bucket is built."""
+    app = _fresh_app(tmp_path)
+    stack = cdk.Stack(app, "Probe", env=cdk.Environment(region="eu-central-2"))
+    bucket = s3.Bucket(stack, "Unlogged", enforce_ssl=True)
+    if acknowledge:
+        accept_findings(
+            bucket,
+            ["AwsSolutions-S1"],
+            "a probe bucket of this test: its server access logs are not the subject here",
+        )
+    apply_compliance(app, DrConfig())
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    return {v["ruleName"] for p in report["pluginReports"] for v in p["violations"]}
+
+
+def test_an_acknowledgment_where_the_resource_is_built_removes_exactly_its_rule(
+    tmp_path: Path,
+) -> None:
+    without = _pack_rules(tmp_path / "without", acknowledge=False)
+    acknowledged = _pack_rules(tmp_path / "with", acknowledge=True)
+    assert "AwsSolutions-S1" in without  # the twin: not acknowledged, reported
+    assert without - acknowledged == {"AwsSolutions-S1"}
+
+
+def test_acknowledgments_are_collected_from_the_tree_with_their_reasons() -> None:
+    stack = cdk.Stack(cdk.App(), "Probe")
+    bucket = s3.Bucket(stack, "Bucket")
+    reason = "a probe bucket of this test, with a reason as long as the rule asks for"
+    accept_findings(bucket, ["AwsSolutions-S1", "HIPAA.Security-S3BucketLoggingEnabled"], reason)
+    assert acknowledgments(stack) == [
+        Ack("Probe/Bucket/Resource", "AwsSolutions-S1", reason),
+        Ack("Probe/Bucket/Resource", "HIPAA.Security-S3BucketLoggingEnabled", reason),
+    ]
+    assert acknowledgments(cdk.Stack(cdk.App(), "Empty")) == []
+
+
+@pytest.mark.parametrize(
+    ("rules", "reason", "message"),
+    [
+        (["AwsSolutions-S1"], "because", "needs its reason"),
+        (["S1"], "x" * 80, "is not a rule of the packs"),
+        (["Checkov-CKV_AWS_18"], "x" * 80, "is not a rule of the packs"),
+    ],
+)
+def test_an_acknowledgment_needs_a_pack_rule_and_a_reason(
+    rules: list[str], reason: str, message: str
+) -> None:
+    bucket = s3.Bucket(cdk.Stack(cdk.App(), "Probe"), "Bucket")
+    with pytest.raises(ValueError, match=message):
+        accept_findings(bucket, rules, reason)

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
+from govdr.aws import Aws
 from govdr.config import REGION
-from govdr.emulator.deploy import Aws
 from tests.integration import test_deployed as deployed
 from tests.integration.conftest import Deployment
 

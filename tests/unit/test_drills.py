@@ -582,9 +582,9 @@ def test_outputs_file_problems_are_explained(tmp_path: Path) -> None:
 
 
 class FakeSession:
-    def __init__(self, clients: dict[str, Any], emulated: bool = False) -> None:
+    def __init__(self, clients: dict[str, Any], local_endpoint: bool = False) -> None:
         self.clients = clients
-        self.emulated = emulated
+        self.local_endpoint = local_endpoint
 
     def client(self, service: str) -> Any:
         return self.clients[service]
@@ -677,7 +677,7 @@ def test_cli_failover_on_the_emulator_refuses_with_the_reason(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     c, _ = rds
-    monkeypatch.setattr(commands, "Session", lambda: FakeSession({"rds": c}, emulated=True))
+    monkeypatch.setattr(commands, "Session", lambda: FakeSession({"rds": c}, local_endpoint=True))
     assert main(["drill", "failover", "--outputs", str(outputs_file)]) == 2
     err = capsys.readouterr().err
     assert "cannot fail over" in err and "--dry-run" in err

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from govdr.emulator import deploy
-from govdr.emulator.fixes import install
+from govdr_emulator import deploy
+from govdr_emulator.fixes import install
 from tests.conftest import TEST_SUFFIX, Synth
 
 # Fix name -> the test below that proves it.
@@ -359,7 +359,7 @@ def test_teardown_leaves_nothing_behind(
 
 
 def test_fis_template_model_rejects_a_template_without_stop_conditions() -> None:
-    from govdr.emulator.models import ExperimentTemplate
+    from govdr_emulator.models import ExperimentTemplate
 
     props = {
         "RoleArn": "arn:aws:iam::123456789012:role/fis",

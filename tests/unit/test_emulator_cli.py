@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from govdr.cli.main import main as govdr
-from govdr.emulator import deploy
+from govdr_emulator import deploy
 from tests.conftest import TEST_SUFFIX, Synth
 
 

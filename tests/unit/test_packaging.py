@@ -23,7 +23,8 @@ def clean_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert uv, "uv is installed by make install"
     source = tmp_path_factory.mktemp("source")
     # A copy of the project files only (no venv, node_modules or build output).
-    for item in ("pyproject.toml", "govdr", "runtime", "README.md"):
+    # govdr_emulator is copied too: the package list must leave it out of the install.
+    for item in ("pyproject.toml", "govdr", "runtime", "govdr_emulator", "README.md"):
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, source / item, ignore=shutil.ignore_patterns("__pycache__"))
@@ -81,6 +82,30 @@ def test_replay_reaches_the_database_in_a_clean_install(
     assert "Traceback" not in done.stderr
     assert done.returncode == 2
     assert done.stderr.startswith("govdr: cannot connect to the target database")
+
+
+def test_the_emulator_is_not_installed_and_govdr_runs_without_moto(clean_install: Path) -> None:
+    """The emulator is test support: `pip install .` leaves it (and moto) out, and the CLI's
+    commands still load (nothing in govdr imports it)."""
+    python = clean_install.parent / "python"
+    for module in ("govdr_emulator", "moto"):
+        done = subprocess.run(
+            [python, "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd="/",
+        )
+        assert done.returncode == 1, f"{module} is installed"
+        assert f"No module named '{module}'" in done.stderr
+    done = subprocess.run(
+        [python, "-c", "import govdr.cli.main, govdr.drills.commands, govdr.aws"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def _installed_runtime(clean_install: Path) -> Path:

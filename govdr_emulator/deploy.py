@@ -1,6 +1,6 @@
 """Deploy a synthesized TapStack onto the embedded AWS emulator, the way ``cdk deploy`` does.
 
-``python -m govdr.emulator.deploy`` (``make deploy-local``): start the emulator on a free
+``python -m govdr_emulator.deploy`` (``make deploy-local``): start the emulator on a free
 localhost port, publish the file assets and nested templates of ``cdk.out`` to the emulator's
 S3 as the CDK asset publisher would, create ``TapStack<suffix>`` from its template URL, wait
 for it, write ``cfn-outputs/flat-outputs.json``, run the integration tests against it, and
@@ -22,25 +22,24 @@ import time
 import urllib.request
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from govdr.aws import LOCAL_ENDPOINT_ACCESS, Aws
 from govdr.config import REGION
-from govdr.emulator.server import HOST, free_port
 from govdr.tools.outputs import DEFAULT_OUT, stack_outputs, write_flat
+from govdr_emulator.server import HOST, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 BOOTSTRAP_VERSION = "30"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 STATE_FILE = ROOT / ".emulator.json"
 EMULATOR_LOG = ROOT / ".emulator.log"
-# The emulator accepts any credentials; these name it and are no secret.
-EMULATOR_ACCESS = {"aws_access_key_id": "govdr-emulator", "aws_secret_access_key": "govdr-emulator"}
 
 CANNOT = (
     "run Lambda functions or schedules: the rotation functions, the backup-vault cleaner and "
@@ -79,7 +78,7 @@ class Emulator:
         emulator = cls(port or free_port())
         with EMULATOR_LOG.open("wb") as log:
             emulator.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-                [sys.executable, "-m", "govdr.emulator.server", "--port", str(emulator.port)],
+                [sys.executable, "-m", "govdr_emulator.server", "--port", str(emulator.port)],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -111,23 +110,6 @@ class Emulator:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-
-
-@dataclass
-class Aws:
-    """boto3 clients for one endpoint (the emulator) or for the default AWS configuration."""
-
-    endpoint: str | None = None
-    region: str = REGION
-    _session: Any = field(default=None, init=False, repr=False)
-
-    def client(self, service: str) -> Any:
-        import boto3
-
-        if self._session is None:
-            extra = EMULATOR_ACCESS if self.endpoint else {}
-            self._session = boto3.session.Session(region_name=self.region, **extra)
-        return self._session.client(service, endpoint_url=self.endpoint)
 
 
 def _substitute(text: str, account: str, region: str) -> str:
@@ -429,8 +411,8 @@ def run_integration_tests(endpoint: str | None, outputs: Path) -> tuple[int, str
     if endpoint:
         env.update(
             AWS_ENDPOINT_URL=endpoint,
-            AWS_ACCESS_KEY_ID=EMULATOR_ACCESS["aws_access_key_id"],
-            AWS_SECRET_ACCESS_KEY=EMULATOR_ACCESS["aws_secret_access_key"],
+            AWS_ACCESS_KEY_ID=LOCAL_ENDPOINT_ACCESS["aws_access_key_id"],
+            AWS_SECRET_ACCESS_KEY=LOCAL_ENDPOINT_ACCESS["aws_secret_access_key"],
             AWS_DEFAULT_REGION=REGION,
             GOVDR_TARGET="emulator",
         )
@@ -458,8 +440,8 @@ def run_integration_tests(endpoint: str | None, outputs: Path) -> tuple[int, str
 def summary(
     resources: list[dict[str, str]], outputs: dict[str, str], checks: str, seconds: dict[str, float]
 ) -> str:
-    from govdr.emulator.custom_resources import CUSTOM_MODELS
-    from govdr.emulator.fixes import FIXES
+    from govdr_emulator.custom_resources import CUSTOM_MODELS
+    from govdr_emulator.fixes import FIXES
 
     by_type = Counter(r["type"] for r in resources)
     stacks = 1 + by_type["AWS::CloudFormation::Stack"]
@@ -472,7 +454,7 @@ def summary(
         f"integration checks: {checks} (deselected checks need a real AWS account: "
         "run `make integ` against one)"
     )
-    lines.append(f"emulator fixes in use: {len(FIXES)} (govdr/emulator/fixes.py)")
+    lines.append(f"emulator fixes in use: {len(FIXES)} (govdr_emulator/fixes.py)")
     lines.append("run in-process instead of by Lambda (the emulator has no Docker):")
     lines += [f"  {name}: {model.EMULATED}" for name, model in sorted(CUSTOM_MODELS.items())]  # type: ignore[attr-defined]
     lines.append("the emulator cannot:")
@@ -524,7 +506,7 @@ def _kept_emulator(stack_name: str, suffix: str, state_file: Path, *, destroy: b
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m govdr.emulator.deploy",
+        prog="python -m govdr_emulator.deploy",
         description="Deploy TapStack<suffix> from cdk.out onto the embedded AWS emulator.",
     )
     parser.add_argument("--suffix", default=os.environ.get("ENVIRONMENT_SUFFIX", "dev"))

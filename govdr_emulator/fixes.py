@@ -116,8 +116,8 @@ def _register_models() -> None:
     """Add govdr's models to moto's model map (it only lists direct subclasses)."""
     from moto.cloudformation import parsing
 
-    from govdr.emulator.custom_resources import CUSTOM_MODELS
-    from govdr.emulator.models import MODELS
+    from govdr_emulator.custom_resources import CUSTOM_MODELS
+    from govdr_emulator.models import MODELS
 
     original_list = parsing.get_model_list.__wrapped__
     parsing.get_model_list = functools.lru_cache(lambda: [*original_list(), *MODELS])
@@ -238,10 +238,10 @@ def _nested() -> None:
     "attachments, resource policies and rotation schedules, CloudWatch alarms, SNS topic and "
     "S3 bucket policies, RDS event subscriptions, CloudTrail trails, security-group egress "
     "rules and AWS Backup vaults, plans and selections; each is created on its service's "
-    "backend (govdr/emulator/models.py)",
+    "backend (govdr_emulator/models.py)",
 )
 def _models() -> None:
-    from govdr.emulator import models
+    from govdr_emulator import models
 
     assert models.MODELS
 
@@ -252,7 +252,7 @@ def _models() -> None:
     "GetBackupSelection and CreateBackupSelection are answered from the emulator's store",
 )
 def _selections() -> None:
-    from govdr.emulator.backup_selections import install_api
+    from govdr_emulator.backup_selections import install_api
 
     install_api()
 

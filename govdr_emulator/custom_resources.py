@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from govdr.emulator.models import Props, _Model
+from govdr_emulator.models import Props, _Model
 
 
 class RestrictDefaultSecurityGroup(_Model):

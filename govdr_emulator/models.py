@@ -543,7 +543,7 @@ class BackupSelection(_Model):
 
     @classmethod
     def create(cls, props: Props, name: str, account_id: str, region_name: str) -> BackupSelection:
-        from govdr.emulator.backup_selections import create_selection
+        from govdr_emulator.backup_selections import create_selection
 
         p = props
         selection_id = create_selection(
@@ -555,7 +555,7 @@ class BackupSelection(_Model):
 
     @classmethod
     def delete_resource(cls, name: str, account_id: str, region_name: str) -> None:
-        from govdr.emulator.backup_selections import delete_selection
+        from govdr_emulator.backup_selections import delete_selection
 
         delete_selection(account_id, region_name, name)
 

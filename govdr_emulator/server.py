@@ -1,6 +1,6 @@
 """Run the embedded AWS emulator: moto in server mode with govdr's fixes installed.
 
-``python -m govdr.emulator.server --port 4566`` serves every AWS API on
+``python -m govdr_emulator.server --port 4566`` serves every AWS API on
 ``http://localhost:PORT`` until interrupted. Clients point at it with
 ``AWS_ENDPOINT_URL=http://localhost:PORT`` (a host name, not 127.0.0.1, so S3 virtual-host
 requests parse) and any dummy credentials.
@@ -25,7 +25,7 @@ def free_port() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m govdr.emulator.server",
+        prog="python -m govdr_emulator.server",
         description="Serve the embedded AWS emulator (moto) with govdr's CloudFormation fixes.",
     )
     parser.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from moto.server import ThreadedMotoServer
 
-    from govdr.emulator.fixes import install
+    from govdr_emulator.fixes import install
 
     install()
     port = args.port or free_port()

@@ -1,0 +1,9 @@
+"""What the rotation function shares with its infrastructure: the environment variable that
+chooses its strategy, and the strategies. Imports nothing (the stacks import it, not the
+handler)."""
+
+from __future__ import annotations
+
+ENV_ROTATION_STRATEGY = "ROTATION_STRATEGY"
+SINGLE_USER = "single-user"
+ALTERNATING_USERS = "alternating-users"
