@@ -22,6 +22,7 @@ from govdr.constructs.scanner_notes import CUSTOM_RESOURCE_OUTCOME
 from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
+from runtime.backup_vault_cleaner import contract as cleaner_contract
 
 # Emptying a vault waits for deletions; the handler answers 30 s before this runs out.
 VAULT_CLEANER_TIMEOUT_SECONDS = 900
@@ -173,7 +174,7 @@ class BackupStack(NestedStack):
             config=config,
             function_type=CLEANER_FUNCTION_TYPE,
             description="Empties the govdr backup vault when the stack is deleted",
-            code=bundled_code("backup_vault_cleaner", dependencies=False),
+            code=bundled_code("backup_vault_cleaner"),
             handler="runtime.backup_vault_cleaner.handler.handler",
             statements=[
                 iam.PolicyStatement(
@@ -209,7 +210,9 @@ class BackupStack(NestedStack):
             security_group=ops_sg,
             logs_key=logs_key,
             timeout=Duration.seconds(VAULT_CLEANER_TIMEOUT_SECONDS),
-            environment={"BACKUP_VAULT_NAME": name("backup-vault", config.environment_suffix)},
+            environment={
+                cleaner_contract.ENV_VAULT_NAME: name("backup-vault", config.environment_suffix)
+            },
         )
         cleaner.without_dead_letter_queue(CUSTOM_RESOURCE_OUTCOME)
         accept_findings(

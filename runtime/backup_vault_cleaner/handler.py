@@ -24,17 +24,19 @@ job still running at the end is reported, not a failure of the teardown.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from runtime.backup_vault_cleaner import contract
 from runtime.cfn_response import CfnRequest, send_response
 
-LOG = logging.getLogger()
-LOG.setLevel(logging.INFO)
+LOG = Logger(service=contract.SERVICE)
 
 ACTIVE_JOB_STATES = ("CREATED", "PENDING", "RUNNING")
 # ListBackupJobs' ResourceType values whose jobs StopBackupJob does not support:
@@ -44,7 +46,7 @@ UNSTOPPABLE_RESOURCE_TYPES = frozenset(
 )
 # The stack status in which the vault is emptied (the stack is being torn down).
 DELETING_STACK_STATUS = "DELETE_IN_PROGRESS"
-VAULT_ENV = "BACKUP_VAULT_NAME"
+VAULT_ENV = contract.ENV_VAULT_NAME
 POLL_SECONDS = 10
 # Leave time to send the response after the last poll.
 SAFETY_MARGIN_MS = 30_000
@@ -184,6 +186,16 @@ def handle(
     if not vault_name:
         send_response(request, "FAILED", "ResourceProperties.BackupVaultName is required", {})
         return
+    if not own_vault:
+        # Answered, not left to CloudFormation's timeout: the stack event names the fix.
+        send_response(
+            request,
+            "FAILED",
+            f"the function's {VAULT_ENV} is not set, so it cannot tell its own vault; "
+            "redeploy the stack (govdr/stacks/backup.py sets it)",
+            {},
+        )
+        return
     if request.physical_resource_id == "empty-on-delete":
         request = replace(request, physical_resource_id=f"empty-on-delete:{vault_name}")
     data: dict[str, Any] = {}
@@ -225,7 +237,8 @@ def handle(
     send_response(request, status, reason, data)
 
 
-def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - Lambda entry
+@LOG.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> None:
     import boto3
 
     region = os.environ.get("AWS_REGION")
@@ -234,5 +247,5 @@ def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - 
         boto3.client("backup", region_name=region),
         remaining_ms=context.get_remaining_time_in_millis,
         cloudformation=boto3.client("cloudformation", region_name=region),
-        own_vault=os.environ[VAULT_ENV],
+        own_vault=os.environ.get(VAULT_ENV, ""),
     )

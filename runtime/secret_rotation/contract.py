@@ -4,6 +4,7 @@ handler)."""
 
 from __future__ import annotations
 
+SERVICE = "rds-rotation"
 ENV_ROTATION_STRATEGY = "ROTATION_STRATEGY"
 SINGLE_USER = "single-user"
 ALTERNATING_USERS = "alternating-users"

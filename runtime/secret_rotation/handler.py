@@ -47,11 +47,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from runtime.pg_tls import TlsSetupError, tls_from_env, verified_tls
 from runtime.secret_rotation import contract
 
-LOG = logging.getLogger()
-LOG.setLevel(logging.INFO)
+LOG = Logger(service=contract.SERVICE)
 # The SDK's debug log prints response bodies, which here are secret values.
 logging.getLogger("botocore").setLevel(logging.WARNING)
 
@@ -374,16 +376,15 @@ class Rotator:
             }
             outcome = steps[step](secret_id, token)
         LOG.info(
-            json.dumps(
-                {
-                    "step": step,
-                    "secret": secret_id,
-                    "version": token,
-                    "strategy": self.strategy,
-                    "outcome": outcome,
-                    "seconds": round(time.monotonic() - started, 3),
-                }
-            )
+            "rotation step",
+            extra={
+                "step": step,
+                "secret": secret_id,
+                "version": token,
+                "strategy": self.strategy,
+                "outcome": outcome,
+                "seconds": round(time.monotonic() - started, 3),
+            },
         )
         return outcome
 
@@ -606,7 +607,8 @@ class Rotator:
         return f"moved AWSCURRENT from {current} to {token}"
 
 
-def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - Lambda entry
+@LOG.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> None:
     import boto3
     import psycopg2
 

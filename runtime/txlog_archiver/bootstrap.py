@@ -36,7 +36,6 @@ AWSCURRENT a few times with backoff, well inside the function's two minutes.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import time
@@ -44,13 +43,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from runtime.cfn_response import CfnRequest, send_response
 from runtime.pg_tls import TlsSetupError, tls_from_env
 from runtime.txlog_archiver import contract
 from runtime.txlog_archiver.handler import dsn_from_secret
 
-LOG = logging.getLogger()
-LOG.setLevel(logging.INFO)
+LOG = Logger(service=contract.BOOTSTRAP_SERVICE)
 
 CLONE_SUFFIX = "_clone"  # the alternate user of Secrets Manager's multi-user rotation
 TERMINATE_TIMEOUT_MS = 10_000  # how long a delete waits for a streaming archiver to exit
@@ -377,7 +378,8 @@ def handle(
         send_response(request, "FAILED", f"{type(exc).__name__}: {exc}", data)
 
 
-def handler(event: dict[str, Any], context: Any) -> None:  # pragma: no cover - Lambda entry
+@LOG.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> None:
     import boto3
     import psycopg2
 

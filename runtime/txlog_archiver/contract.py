@@ -10,6 +10,7 @@ from __future__ import annotations
 # CloudWatch metrics, embedded metric format (Powertools adds SERVICE as the ``service``
 # dimension; the handler adds ENVIRONMENT_DIMENSION).
 NAMESPACE = "govdr/txlog"
+BOOTSTRAP_SERVICE = "txlog-bootstrap"
 SERVICE = "txlog-archiver"
 ENVIRONMENT_DIMENSION = "Environment"
 

@@ -28,6 +28,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from runtime.pg_tls import TlsSetupError, tls_from_env
 from runtime.txlog_archiver import contract
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_commit_time
@@ -36,6 +40,8 @@ from runtime.txlog_archiver.integrity import Keyring, KmsKeyring
 
 NAMESPACE = contract.NAMESPACE
 SERVICE = contract.SERVICE  # Powertools adds it as the ``service`` dimension
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 # Stop this long before the Lambda timeout: the last batch is flushed and acknowledged.
 SAFETY_MARGIN_SECONDS = 15.0
 
@@ -169,19 +175,23 @@ def run_once(
     return stats, lag
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """One run: drain the slot within the invocation's time, publish its metrics (at return,
+    by ``log_metrics``), and return its summary."""
     import boto3
-    from aws_lambda_powertools import Logger, Metrics
-    from aws_lambda_powertools.metrics import MetricUnit
 
-    logger = Logger(service=SERVICE)
+    # A refused setting: one line in the log; the invocation fails (the Errors metric)
+    # without a stack trace of ours.
     try:
         settings = Settings.from_env(os.environ)
     except TlsSetupError as exc:
-        # One line in the log; the invocation fails (the Errors metric) without a stack trace.
         logger.error("TLS setup failed: %s", exc)
         raise TlsSetupError(str(exc)) from None
-    metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+    except ValueError as exc:
+        logger.error("the function's configuration is refused: %s", exc)
+        raise ValueError(str(exc)) from None
     metrics.add_dimension(name=contract.ENVIRONMENT_DIMENSION, value=settings.environment)
     # Read at every run, so a rotation's new AWSCURRENT is used from the next run on
     # (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html).
@@ -253,7 +263,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             unit=MetricUnit.Bytes,
             value=stats.slot_retained_wal_bytes,
         )
-    metrics.flush_metrics()
     summary = {
         "transactions": stats.transactions,
         "bytes": stats.bytes,

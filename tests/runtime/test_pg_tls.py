@@ -15,7 +15,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from runtime.txlog_archiver import handler as archiver_handler
 from runtime.txlog_archiver.archiver import ensure_slot
 from runtime.txlog_archiver.handler import dsn_from_secret
 from tests.support.archive_keys import key_file, writable_archive
+from tests.support.lambda_context import LambdaTestContext
 from tests.support.pgcluster import Postgres, start_cluster, stop_cluster, write_ca
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,17 +158,7 @@ def test_a_cleartext_password_request_is_refused_before_the_password_is_sent(
 # --- the functions' default paths over verified TLS ---------------------------------------
 
 
-class Context:
-    function_name = "txlog-archiver-test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-central-2:123456789012:function:x"
-    aws_request_id = "req-1"
-
-    def __init__(self, seconds: float) -> None:
-        self.deadline = datetime.now(UTC) + timedelta(seconds=seconds)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.deadline - datetime.now(UTC)).total_seconds() * 1000)
+Context = LambdaTestContext
 
 
 def _archiver_env(
@@ -237,6 +227,26 @@ def test_a_missing_ca_file_fails_the_archiver_with_one_log_line(
     message = error.getMessage()
     assert message.startswith(f"TLS setup failed: CA bundle {missing} does not exist")
     assert "\n" not in message and error.exc_info is None
+
+
+def test_a_missing_setting_fails_the_archiver_with_one_log_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: a ValueError's traceback from Settings.from_env. Now: one error line naming
+    what is missing, and an exception without the chain of where it came from."""
+    for name in ("SECRET_ARN", "SLOT_NAME", "INTEGRITY_KEY_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARCHIVE_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="SECRET_ARN, SLOT_NAME, INTEGRITY_KEY_ARN") as refused:
+        archiver_handler.handler({}, Context(seconds=25))
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    message = error.getMessage()
+    assert message == (
+        "the function's configuration is refused: environment variables not set: "
+        "SECRET_ARN, SLOT_NAME, INTEGRITY_KEY_ARN"
+    )
+    assert error.exc_info is None
 
 
 def _bootstrap_event(url: str, slot: str, database: str) -> dict[str, Any]:
@@ -338,7 +348,7 @@ def test_a_missing_ca_file_fails_the_rotation_step_with_one_line(
     monkeypatch.setenv("ROTATION_STRATEGY", SINGLE_USER)
     monkeypatch.setenv("AWS_REGION", REGION)
     with pytest.raises(RotationError) as raised:
-        rotation_handler.handler({}, None)
+        rotation_handler.handler({}, Context(seconds=25))
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
     assert str(raised.value).startswith(f"CA bundle {missing} does not exist")
     [error] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

@@ -20,19 +20,10 @@ from runtime.txlog_archiver.archiver import OPTIONS, SLOT_BUSY
 from runtime.txlog_archiver.handler import Settings, archive_lag_seconds
 from tests.runtime.conftest import SLOT, Db
 from tests.support.archive_keys import keyring
+from tests.support.lambda_context import LambdaTestContext
 from tests.support.pgcluster import LOCAL_SOCKET_TLS
 
-
-class Context:
-    def __init__(self, seconds: float) -> None:
-        self.deadline = datetime.now(UTC) + timedelta(seconds=seconds)
-        self.function_name = "txlog-archiver-test"
-        self.memory_limit_in_mb = 512
-        self.invoked_function_arn = "arn:aws:lambda:eu-central-2:123456789012:function:x"
-        self.aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.deadline - datetime.now(UTC)).total_seconds() * 1000)
+Context = LambdaTestContext
 
 
 def test_lag_arithmetic() -> None:

@@ -166,11 +166,11 @@ def test_lambda_asset_is_bundled_for_arm64_python_3_14_without_docker(
     suffix = prod_synth.config.environment_suffix
     _, again = _function(prod_synth.raw("storage"), "txlog-archiver", suffix)
     assert again["Properties"]["Code"]["S3Key"] == function["Properties"]["Code"]["S3Key"]
-    # The cleaner carries no third-party packages.
+    # The cleaner logs with Powertools like every function: its bundle carries it.
     _, cleaner = _function(synth.raw("backup"), "backup-vault-cleaner")
     cleaner_bundle = synth.outdir / f"asset.{cleaner['Properties']['Code']['S3Key'][:-4]}"
     assert (cleaner_bundle / "runtime" / "backup_vault_cleaner" / "handler.py").is_file()
-    assert not (cleaner_bundle / "psycopg2").exists()
+    assert (cleaner_bundle / "aws_lambda_powertools" / "logging").is_dir()
 
 
 def test_asset_hash_follows_the_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
