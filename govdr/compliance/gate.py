@@ -102,6 +102,7 @@ def synth_checks(
         "policy-grammar": policy_grammar_findings,
         "key-requirements": key_requirement_findings,
         "slot-wal-cap": tc.slot_wal_cap_findings,
+        "monitoring-coverage": tc.monitoring_coverage_findings,
         "network-flows": lambda templates: network_flow_findings(
             templates, config.environment_suffix, flows_for(config.retain_data)
         ),

@@ -506,7 +506,7 @@ def _ev_monitoring(t: Templates, config: DrConfig) -> list[str]:
         f"{len(alarms)} alarms: {', '.join(alarms)}",
         _verdict(_findings(t, alarm_action_findings), "every alarm has alarm and OK actions"),
         _verdict(
-            _findings(t, monitoring_coverage_findings),
+            monitoring_coverage_findings(t),
             "alarms on every required metric, event subscription, rules and dashboard present",
         ),
     ]

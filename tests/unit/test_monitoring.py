@@ -259,9 +259,13 @@ def test_dashboard_shows_health_latency_storage_slots_efs_and_alarms(synth: Synt
 
 def test_monitoring_coverage_check_and_its_failing_twins(synth: Synth) -> None:
     monitoring = synth.raw("monitoring")
-    assert monitoring_coverage_findings(monitoring) == []
-    # Other templates define no alarms and are not judged.
-    assert monitoring_coverage_findings(synth.raw("database")) == []
+    assert monitoring_coverage_findings(synth.all_raw()) == []
+    # A synthesis without the monitoring template has nothing to judge and fails on all of it.
+    without = {name: t for name, t in synth.all_raw().items() if name != "monitoring"}
+    bare = monitoring_coverage_findings(without)
+    assert "monitoring: no dashboard" in bare
+    assert "monitoring: no alarm on AWS/RDS CPUUtilization" in bare
+    assert "monitoring: no RDS event subscription" in bare
 
     no_cpu = copy.deepcopy(monitoring)
     cpu = next(
@@ -270,7 +274,7 @@ def test_monitoring_coverage_check_and_its_failing_twins(synth: Synth) -> None:
         if a["Properties"]["MetricName"] == "CPUUtilization"
     )
     del no_cpu["Resources"][cpu]
-    assert monitoring_coverage_findings(no_cpu) == [
+    assert monitoring_coverage_findings({"monitoring": no_cpu}) == [
         "monitoring: no alarm on AWS/RDS CPUUtilization"
     ]
 
@@ -281,14 +285,16 @@ def test_monitoring_coverage_check_and_its_failing_twins(synth: Synth) -> None:
         del weakened["Resources"][lid]
     for lid, _ in list(resources(weakened, "AWS::Events::Rule")):
         del weakened["Resources"][lid]
-    assert monitoring_coverage_findings(weakened) == [
+    assert monitoring_coverage_findings({"monitoring": weakened}) == [
         "monitoring: no dashboard",
         f"monitoring: RDS event subscription rds-events-{TEST_SUFFIX} misses failover",
         "monitoring: no EventBridge rule for RDS failover events",
         "monitoring: no EventBridge rule for failed secret rotation",
     ]
     del weakened["Resources"][sub_id]
-    assert "monitoring: no RDS event subscription" in monitoring_coverage_findings(weakened)
+    assert "monitoring: no RDS event subscription" in monitoring_coverage_findings(
+        {"monitoring": weakened}
+    )
 
 
 def _statements(template: dict[str, Any], policy_name: str) -> dict[str, dict[str, Any]]:
