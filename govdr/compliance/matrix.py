@@ -9,10 +9,12 @@ is current).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from govdr.compliance import control_tests
 from govdr.compliance import template_checks as tc
 from govdr.compliance.gate import run_own_checks
 from govdr.compliance.template_checks import (
@@ -32,6 +34,7 @@ from govdr.config import DrConfig
 from govdr.constructs.nag_notes import Ack
 
 Templates = dict[str, dict[str, Any]]
+TESTS_DIR = Path(__file__).resolve().parents[2] / "tests"
 PLACEHOLDER = "<suffix>"
 
 AUTHORIZATION_NOTE = (
@@ -52,13 +55,12 @@ class Control:
     evidence: Callable[[Templates, DrConfig], list[str]]
     rules: tuple[str, ...] = ()
     nag_rules: tuple[str, ...] = ()
-    tests: tuple[str, ...] = ()
     status: Callable[[Templates], str] = field(default=lambda _t: "implemented")
 
     def __post_init__(self) -> None:
         # A missing trailing comma turns a one-item tuple into a string: its characters would
         # be read as test ids and rule names.
-        for name in ("implementation", "rules", "nag_rules", "tests"):
+        for name in ("implementation", "rules", "nag_rules"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or not all(
                 isinstance(item, str) and item.strip() for item in value
@@ -553,16 +555,6 @@ CONTROLS: tuple[Control, ...] = (
             "NIST.800.53.R5-IAMPolicyNoStatementsWithFullAccess",
             "AwsSolutions-IAM5",
         ),
-        tests=(
-            "tests/unit/test_compliance.py::test_iam_wildcard_check_and_its_failing_twins",
-            "tests/unit/test_database.py::test_secret_read_policy_is_least_privilege",
-            "tests/unit/test_backup.py::test_vault_cleaner_permissions_are_scoped",
-            "tests/unit/test_network.py::"
-            "test_database_ingress_only_postgres_from_rotation_txlog_and_bootstrap",
-            "tests/unit/test_network_flows.py::test_adding_an_undeclared_egress_fails",
-            "tests/unit/test_policy_grammar.py::"
-            "test_fault_3_original_cloudtrail_statement_fails_the_grammar",
-        ),
     ),
     Control(
         "AU-2",
@@ -579,11 +571,6 @@ CONTROLS: tuple[Control, ...] = (
             "NIST.800.53.R5-CloudTrailCloudWatchLogsEnabled",
             "NIST.800.53.R5-VPCFlowLogsEnabled",
             "NIST.800.53.R5-RDSLoggingEnabled",
-        ),
-        tests=(
-            "tests/unit/test_audit.py::test_trail_validates_encrypts_and_delivers_to_logs",
-            "tests/unit/test_database.py::test_pgaudit_check_failing_twins",
-            "tests/unit/test_audit.py::test_flow_logs_capture_all_traffic_to_encrypted_logs",
         ),
     ),
     Control(
@@ -602,11 +589,6 @@ CONTROLS: tuple[Control, ...] = (
             "NIST.800.53.R5-CloudTrailEncryptionEnabled",
             "NIST.800.53.R5-S3BucketVersioningEnabled",
         ),
-        tests=(
-            "tests/unit/test_audit.py::test_trail_bucket_is_private_versioned_encrypted_and_access_logged",
-            "tests/unit/test_audit.py::test_buckets_deny_non_tls_and_its_failing_twin",
-            "tests/unit/test_audit.py::test_trail_check_and_its_failing_twins",
-        ),
     ),
     Control(
         "AU-11",
@@ -619,10 +601,6 @@ CONTROLS: tuple[Control, ...] = (
         _ev_retention,
         rules=("log-groups",),
         nag_rules=("NIST.800.53.R5-CloudWatchLogGroupRetentionPeriod",),
-        tests=(
-            "tests/unit/test_audit.py::test_every_platform_log_group_exists_encrypted_kept_and_deleted",
-            "tests/unit/test_audit.py::test_log_group_check_failing_twins",
-        ),
     ),
     Control(
         "AU-12",
@@ -640,10 +618,6 @@ CONTROLS: tuple[Control, ...] = (
             "NIST.800.53.R5-CloudTrailCloudWatchLogsEnabled",
             "NIST.800.53.R5-RDSLoggingEnabled",
         ),
-        tests=(
-            "tests/unit/test_database.py::test_log_exports_and_pgaudit",
-            "tests/unit/test_database.py::test_log_groups_exist_before_their_writers",
-        ),
     ),
     Control(
         "CM-2",
@@ -656,11 +630,6 @@ CONTROLS: tuple[Control, ...] = (
         ),
         _ev_baseline,
         rules=("naming",),
-        tests=(
-            "tests/unit/test_root.py::test_stateful_logical_ids_are_pinned",
-            "tests/unit/test_cfn_lint.py::test_template_has_no_cfn_lint_errors",
-            "tests/unit/test_compliance.py::test_real_templates_pass_every_own_check",
-        ),
     ),
     Control(
         "CP-6",
@@ -672,7 +641,6 @@ CONTROLS: tuple[Control, ...] = (
         ),
         _ev_alternate_storage,
         nag_rules=("NIST.800.53.R5-RDSMultiAZSupport",),
-        tests=("tests/unit/test_backup.py::test_cross_region_copy_when_configured",),
         status=_status_alternate_storage,
     ),
     Control(
@@ -693,14 +661,6 @@ CONTROLS: tuple[Control, ...] = (
             "NIST.800.53.R5-EFSInBackupPlan",
             "NIST.800.53.R5-RDSInstanceBackupEnabled",
         ),
-        tests=(
-            "tests/unit/test_backup.py::test_selections_cover_database_and_file_system_in_one_plan",
-            "tests/unit/test_backup.py::test_backup_coverage_failing_twins",
-            "tests/runtime/test_backup_vault_cleaner.py::test_delete_empties_the_vault_and_waits_for_deletions",
-            "tests/unit/test_config.py::test_the_archive_keeps_at_least_what_a_backup_can_restore_to",
-            "tests/runtime/test_txlog_retention.py::test_old_segments_are_pruned_and_the_chain_still_verifies",
-            "tests/runtime/test_txlog_retention.py::test_a_forged_removed_or_replaced_anchor_is_named",
-        ),
     ),
     Control(
         "CP-10",
@@ -717,13 +677,6 @@ CONTROLS: tuple[Control, ...] = (
         ),
         _ev_recovery,
         nag_rules=("NIST.800.53.R5-RDSMultiAZSupport",),
-        tests=(
-            "tests/unit/test_database.py::test_instance_is_multi_az_encrypted_private_gp3",
-            "tests/unit/test_monitoring.py::test_failover_rule_pattern_and_readable_message",
-            "tests/unit/test_monitoring.py::test_failover_drill_template_forces_failover_of_the_one_database",
-            "tests/unit/test_drills.py::test_failover_rto_is_request_to_first_accepted_connection",
-            "tests/runtime/test_probe.py::test_probe_measures_the_true_outage",
-        ),
         status=_status_recovery,
     ),
     Control(
@@ -740,13 +693,6 @@ CONTROLS: tuple[Control, ...] = (
         nag_rules=(
             "NIST.800.53.R5-SecretsManagerRotationEnabled",
             "NIST.800.53.R5-SecretsManagerUsingKMSKey",
-        ),
-        tests=(
-            "tests/unit/test_database.py::test_fault_7_rotation_every_30_days_by_our_function_in_the_vpc",
-            "tests/runtime/test_secret_rotation.py::"
-            "test_fault_7_single_user_rotation_runs_each_step_and_each_again",
-            "tests/unit/test_compliance.py::test_plaintext_secret_check_and_its_failing_twins",
-            "tests/unit/test_rotation.py::test_fault_5_rotation_order_check_failing_twin",
         ),
     ),
     Control(
@@ -768,13 +714,6 @@ CONTROLS: tuple[Control, ...] = (
             "NIST.800.53.R5-VPCDefaultSecurityGroupClosed",
             "NIST.800.53.R5-LambdaInsideVPC",
         ),
-        tests=(
-            "tests/unit/test_network.py::test_no_internet_path",
-            "tests/unit/test_network.py::test_no_open_ingress_and_its_failing_twin",
-            "tests/unit/test_network.py::test_default_security_group_is_closed",
-            "tests/unit/test_network_flows.py::test_declared_flows_hold_on_the_synthesis",
-            "tests/unit/test_network_flows.py::test_a_route_beyond_the_endpoints_fails",
-        ),
     ),
     Control(
         "SC-8",
@@ -787,12 +726,6 @@ CONTROLS: tuple[Control, ...] = (
         _ev_transmission,
         rules=("database-tls", "file-system-tls", "transport-tls"),
         nag_rules=("NIST.800.53.R5-S3BucketSSLRequestsOnly",),
-        tests=(
-            "tests/unit/test_database.py::test_database_tls_check_and_its_failing_twins",
-            "tests/unit/test_storage.py::test_file_system_tls_check_and_its_failing_twins",
-            "tests/unit/test_monitoring.py::test_topic_tls_check_failing_twin",
-            "tests/unit/test_compliance.py::test_own_checks_fail_the_synth_of_a_weakened_platform",
-        ),
     ),
     Control(
         "SC-12",
@@ -806,13 +739,6 @@ CONTROLS: tuple[Control, ...] = (
         _ev_keys,
         rules=("key-rotation", "key-requirements"),
         nag_rules=("NIST.800.53.R5-KMSBackingKeyRotationEnabled",),
-        tests=(
-            "tests/unit/test_security.py::test_keys_rotate_with_seven_day_window",
-            "tests/unit/test_key_policies.py::"
-            "test_fault_3_original_cloudtrail_statement_fails_the_key_requirements",
-            "tests/unit/test_security.py::test_key_rotation_check_and_its_failing_twin",
-            "tests/unit/test_security.py::test_key_use_is_scoped_to_its_service",
-        ),
     ),
     Control(
         "SC-13",
@@ -826,7 +752,6 @@ CONTROLS: tuple[Control, ...] = (
         ),
         _ev_crypto,
         rules=("key-rotation", "database-tls"),
-        tests=("tests/unit/test_security.py::test_one_key_per_domain_with_suffixed_alias",),
     ),
     Control(
         "SC-28",
@@ -844,10 +769,6 @@ CONTROLS: tuple[Control, ...] = (
             "NIST.800.53.R5-CloudWatchLogGroupEncrypted",
             "NIST.800.53.R5-SNSEncryptedKMS",
         ),
-        tests=(
-            "tests/unit/test_database.py::test_instance_is_multi_az_encrypted_private_gp3",
-            "tests/unit/test_storage.py::test_file_system_encryption_throughput_backups",
-        ),
     ),
     Control(
         "SI-4",
@@ -864,14 +785,6 @@ CONTROLS: tuple[Control, ...] = (
         _ev_monitoring,
         rules=("alarm-actions", "monitoring-coverage", "slot-wal-cap"),
         nag_rules=("NIST.800.53.R5-RDSEnhancedMonitoringEnabled",),
-        tests=(
-            "tests/unit/test_monitoring.py::test_each_alarm_metric_threshold_and_actions",
-            "tests/unit/test_monitoring.py::test_alarm_action_check_failing_twin",
-            "tests/unit/test_monitoring.py::test_monitoring_coverage_check_and_its_failing_twins",
-            "tests/unit/test_monitoring.py::test_rds_event_subscription_categories",
-            "tests/unit/test_database.py::test_the_slot_cap_check_rejects_an_uncapped_slot_or_a_late_alarm",
-            "tests/runtime/test_txlog_slot_cap.py::test_an_invalidated_slot_is_replaced_and_the_gap_recorded",
-        ),
     ),
     Control(
         "SI-7",
@@ -887,12 +800,6 @@ CONTROLS: tuple[Control, ...] = (
         ),
         _ev_archive_integrity,
         rules=("key-requirements",),
-        tests=(
-            "tests/runtime/test_txlog_integrity.py::test_verify_names_the_first_bad_file_after_each_damage",
-            "tests/runtime/test_txlog_integrity.py::test_replay_applies_nothing_from_a_forged_segment",
-            "tests/runtime/test_txlog_integrity.py::test_the_archiver_refuses_to_extend_a_damaged_tail",
-            "tests/unit/test_key_policies.py::test_twin_an_archiver_of_another_slot_cannot_open_the_archive_key",
-        ),
     ),
 )
 
@@ -909,8 +816,22 @@ def _redact(value: Any, suffix: str) -> Any:
     return value
 
 
-def build_matrix(config: DrConfig, templates: Templates, acks: list[Ack]) -> dict[str, Any]:
-    """The matrix as data; suffix-specific names are shown as ``<suffix>``."""
+def proving_tests(tests_dir: Path = TESTS_DIR) -> dict[str, tuple[str, ...]]:
+    """Control id -> the tests marked as proving it (govdr.compliance.control_tests)."""
+    if not tests_dir.is_dir():  # an installed package without the repository's tests
+        return {}
+    return control_tests.collect(tests_dir, {control.id for control in CONTROLS})
+
+
+def build_matrix(
+    config: DrConfig,
+    templates: Templates,
+    acks: list[Ack],
+    tests: Mapping[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
+    """The matrix as data; suffix-specific names are shown as ``<suffix>``. ``tests``: the
+    tests proving each control (default: collected from the repository's markers)."""
+    tests = proving_tests() if tests is None else tests
     failures = run_own_checks(config, templates)
     controls = []
     for control in CONTROLS:
@@ -927,7 +848,7 @@ def build_matrix(config: DrConfig, templates: Templates, acks: list[Ack]) -> dic
                 "proven_by": {
                     "govdr_rules": [f"govdr-{r}" for r in control.rules],
                     "cdk_nag_rules": list(control.nag_rules),
-                    "tests": list(control.tests),
+                    "tests": list(tests.get(control.id, ())),
                 },
                 "status": "failing: " + "; ".join(failing)
                 if failing

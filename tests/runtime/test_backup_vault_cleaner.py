@@ -109,6 +109,7 @@ def event(url: str, request_type: str = "Delete", **props: str) -> dict[str, Any
     }
 
 
+@pytest.mark.control("CP-9")
 def test_delete_empties_the_vault_and_waits_for_deletions(
     backup: tuple[Any, Stubber], response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:

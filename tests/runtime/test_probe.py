@@ -18,6 +18,7 @@ INTERVAL = 0.1
 OUTAGE_SECONDS = 3.0
 
 
+@pytest.mark.control("CP-10")
 def test_probe_measures_the_true_outage(postgres: Postgres) -> None:
     probe = psycopg_probe(postgres.dsn(), timeout_seconds=2)
     truth: dict[str, float] = {}

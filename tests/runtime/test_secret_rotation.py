@@ -204,6 +204,7 @@ def world(db: Db) -> Iterator[World]:
             print(json.dumps({"rotation step seconds": w.durations}))
 
 
+@pytest.mark.control("IA-5(1)")
 def test_fault_7_single_user_rotation_runs_each_step_and_each_again(world: World) -> None:
     """Fault 7: the master secret's rotation is ours. All four steps, each run twice with
     the same token (Secrets Manager retries a step): the second run changes nothing."""

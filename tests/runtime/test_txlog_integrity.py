@@ -144,6 +144,7 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.control("SI-7")
 def test_verify_names_the_first_bad_file_after_each_damage(
     damage: str, db: Db, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -194,6 +195,7 @@ def test_readers_of_a_truncated_archive_exit_2_with_one_line(
     assert bad.name in err and "last line is not a seal" in err
 
 
+@pytest.mark.control("SI-7")
 def test_the_archiver_refuses_to_extend_a_damaged_tail(db: Db, tmp_path: Path) -> None:
     directory = tmp_path / "archive"
     archive = _archive(db, directory)
@@ -226,6 +228,7 @@ def _notes(postgres: Postgres, name: str) -> list[str]:
     return postgres.psql("SELECT note FROM ledger ORDER BY id", name).split()
 
 
+@pytest.mark.control("SI-7")
 def test_replay_applies_nothing_from_a_forged_segment(
     postgres: Postgres, db: Db, tmp_path: Path
 ) -> None:

@@ -66,6 +66,7 @@ def _names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
+@pytest.mark.control("CP-9")
 def test_old_segments_are_pruned_and_the_chain_still_verifies(tmp_path: Path) -> None:
     directory = tmp_path / "archive"
     archive = _build(directory, [40, 30, 20, 5, 1])
@@ -140,6 +141,7 @@ def _verify_cli(directory: Path, capsys: pytest.CaptureFixture[str]) -> tuple[in
     return code, captured.out + captured.err
 
 
+@pytest.mark.control("CP-9")
 def test_a_forged_removed_or_replaced_anchor_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

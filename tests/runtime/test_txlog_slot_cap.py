@@ -99,6 +99,7 @@ def test_the_cap_is_reported_and_a_slot_left_behind_is_invalidated(cdb: Db) -> N
     assert _state(cdb) == ("lost", "none")
 
 
+@pytest.mark.control("SI-4")
 def test_an_invalidated_slot_is_replaced_and_the_gap_recorded(cdb: Db, tmp_path: Path) -> None:
     directory = tmp_path / "archive"
     directory.mkdir()

@@ -6,6 +6,8 @@ import copy
 import json
 from typing import Any
 
+import pytest
+
 from govdr.compliance.template_checks import (
     log_group_findings,
     resources,
@@ -19,6 +21,7 @@ def _buckets(audit: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {lid: b["Properties"] for lid, b in resources(audit, "AWS::S3::Bucket")}
 
 
+@pytest.mark.control("AU-2")
 def test_trail_validates_encrypts_and_delivers_to_logs(synth: Synth) -> None:
     audit = synth.raw("audit")
     [(_, trail)] = resources(audit, "AWS::CloudTrail::Trail")
@@ -33,6 +36,7 @@ def test_trail_validates_encrypts_and_delivers_to_logs(synth: Synth) -> None:
     assert "TrailBucket" in json.dumps(props["S3BucketName"])
 
 
+@pytest.mark.control("AU-9")
 def test_trail_bucket_is_private_versioned_encrypted_and_access_logged(synth: Synth) -> None:
     buckets = _buckets(synth.raw("audit"))
     trail = next(p for lid, p in buckets.items() if lid.startswith("TrailBucket"))
@@ -55,6 +59,7 @@ def test_trail_bucket_is_private_versioned_encrypted_and_access_logged(synth: Sy
     assert access_rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
 
 
+@pytest.mark.control("AU-9")
 def test_buckets_deny_non_tls_and_its_failing_twin(synth: Synth) -> None:
     audit = synth.raw("audit")
     assert transport_tls_findings(audit) == []
@@ -94,6 +99,7 @@ def test_trail_bucket_policy_lets_cloudtrail_write(synth: Synth) -> None:
     assert {s["Action"] for s in writes} == {"s3:GetBucketAcl", "s3:PutObject"}
 
 
+@pytest.mark.control("AU-2")
 def test_flow_logs_capture_all_traffic_to_encrypted_logs(synth: Synth) -> None:
     # Beside the VPC they record (rule packs look for the flow log in the VPC's stack).
     network = synth.raw("network")
@@ -131,6 +137,7 @@ def _log_groups(synth: Synth) -> dict[str, dict[str, Any]]:
     }
 
 
+@pytest.mark.control("AU-11")
 def test_every_platform_log_group_exists_encrypted_kept_and_deleted(synth: Synth) -> None:
     groups = _log_groups(synth)
     assert set(groups) == {
@@ -159,6 +166,7 @@ def test_log_retention_follows_config(variant_synth: Synth) -> None:
     assert f"vpc-flow-logs-{VARIANT.environment_suffix}" in groups
 
 
+@pytest.mark.control("AU-11")
 def test_log_group_check_failing_twins(synth: Synth) -> None:
     audit = copy.deepcopy(synth.raw("audit"))
     [(lid, group), *_] = resources(audit, "AWS::Logs::LogGroup")
@@ -172,6 +180,7 @@ def test_log_group_check_failing_twins(synth: Synth) -> None:
     assert f"{lid}: retention unlimited days, must be set and >= 365" in log_group_findings(audit)
 
 
+@pytest.mark.control("AU-9")
 def test_trail_check_and_its_failing_twins(synth: Synth) -> None:
     audit = synth.raw("audit")
     assert trail_findings(audit) == []

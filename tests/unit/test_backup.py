@@ -6,6 +6,8 @@ import copy
 import json
 from typing import Any
 
+import pytest
+
 from govdr.compliance.template_checks import backup_coverage_findings, resources
 from tests.conftest import TEST_SUFFIX, Synth
 
@@ -34,6 +36,7 @@ def test_plan_runs_daily_with_continuous_backup_and_config_retention(synth: Synt
     assert "CopyActions" not in rule
 
 
+@pytest.mark.control("CP-6")
 def test_cross_region_copy_when_configured(variant_synth: Synth) -> None:
     [rule] = _plan(variant_synth)["BackupPlanRule"]
     assert rule["Lifecycle"] == {"DeleteAfterDays": 35}
@@ -52,6 +55,7 @@ def _selection(template: dict[str, Any]) -> dict[str, Any]:
     return dict(selection["Properties"])
 
 
+@pytest.mark.control("CP-9")
 def test_selections_cover_database_and_file_system_in_one_plan(synth: Synth) -> None:
     database, storage = synth.raw("database"), synth.raw("storage")
     db_sel, efs_sel = _selection(database), _selection(storage)
@@ -70,6 +74,7 @@ def test_selections_cover_database_and_file_system_in_one_plan(synth: Synth) -> 
     assert backup_coverage_findings(storage) == []
 
 
+@pytest.mark.control("CP-9")
 def test_backup_coverage_failing_twins(synth: Synth) -> None:
     for name, rtype in (("database", "AWS::RDS::DBInstance"), ("storage", "AWS::EFS::FileSystem")):
         mutated = copy.deepcopy(synth.raw(name))
@@ -121,6 +126,7 @@ def test_vault_cleaner_runs_in_the_vpc_with_its_own_log_group(synth: Synth) -> N
     assert "Vault" in json.dumps(custom["Properties"]["BackupVaultName"])
 
 
+@pytest.mark.control("AC-6")
 def test_vault_cleaner_permissions_are_scoped(synth: Synth) -> None:
     _, policy, _ = _cleaner(synth)
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}

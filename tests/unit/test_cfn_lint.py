@@ -24,6 +24,7 @@ def test_every_template_is_linted(synth: Synth) -> None:
 
 
 @pytest.mark.parametrize("index", range(1 + len(NESTED)))
+@pytest.mark.control("CM-2")
 def test_template_has_no_cfn_lint_errors(synth: Synth, index: int) -> None:
     path = synth.template_files()[index]
     errors = _lint(path)

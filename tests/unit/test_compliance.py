@@ -35,6 +35,7 @@ EXPECTED_ACKNOWLEDGMENTS = 45
 EXPECTED_PROD_ACKNOWLEDGMENTS = 35
 
 
+@pytest.mark.control("CM-2")
 def test_real_templates_pass_every_own_check(synth: Synth) -> None:
     templates = synth.all_raw()
     assert run_own_checks(synth.config, templates) == []
@@ -120,6 +121,7 @@ def test_rule_packs_fail_the_synth_on_a_finding(tmp_path: Path) -> None:
     assert "govdr-transport-tls" in rules
 
 
+@pytest.mark.control("SC-8")
 def test_own_checks_fail_the_synth_of_a_weakened_platform(tmp_path: Path) -> None:
     app = _fresh_app(tmp_path)
     config = DrConfig(environment_suffix="weak")
@@ -143,6 +145,7 @@ def _mutable(synth: Synth, name: str) -> dict[str, Any]:
     return copy.deepcopy(synth.raw(name))
 
 
+@pytest.mark.control("AC-6")
 def test_iam_wildcard_check_and_its_failing_twins(synth: Synth) -> None:
     for name in ("root", *NESTED):
         assert iam_wildcard_findings(synth.raw(None if name == "root" else name)) == [], name
@@ -198,6 +201,7 @@ def test_deny_statements_may_use_wildcards(synth: Synth) -> None:
     assert iam_wildcard_findings(backup) == []
 
 
+@pytest.mark.control("IA-5(1)")
 def test_plaintext_secret_check_and_its_failing_twins(synth: Synth) -> None:
     for name in ("root", *NESTED):
         assert plaintext_secret_findings(synth.raw(None if name == "root" else name)) == [], name

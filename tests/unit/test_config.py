@@ -290,6 +290,7 @@ def test_the_cli_entry_point_runs_the_compliance_gate(tmp_path: Path) -> None:
     assert "ValidationFailed" in result.stderr
 
 
+@pytest.mark.control("CP-9")
 def test_the_archive_keeps_at_least_what_a_backup_can_restore_to() -> None:
     assert DrConfig().txlog_retention_limit_days == 14  # the backup retention
     assert load({"backupRetentionDays": "35"}).txlog_retention_limit_days == 35

@@ -48,6 +48,7 @@ def _param(name: str) -> dict[str, object]:
     return {"Ref": Match.string_like_regexp(name)}
 
 
+@pytest.mark.control("CP-10", "SC-28")
 def test_instance_is_multi_az_encrypted_private_gp3(synth: Synth) -> None:
     synth.nested("database").has_resource_properties(
         "AWS::RDS::DBInstance",
@@ -135,6 +136,7 @@ def test_parameter_group_forces_tls_and_logical_replication(synth: Synth) -> Non
     )
 
 
+@pytest.mark.control("SC-8")
 def test_database_tls_check_and_its_failing_twins(synth: Synth) -> None:
     database = synth.raw("database")
     assert database_tls_findings(database) == []
@@ -172,6 +174,7 @@ def test_master_secret_is_generated_under_the_cmk(synth: Synth) -> None:
     assert secret_id in password
 
 
+@pytest.mark.control("IA-5(1)")
 def test_fault_7_rotation_every_30_days_by_our_function_in_the_vpc(synth: Synth) -> None:
     """Fault 7: hosted rotation put the AWS::SecretsManager-2024-09-16 transform into this
     template and created a python3.10 function. The schedule now names our function."""
@@ -197,6 +200,7 @@ def test_no_serverless_application_repository(synth: Synth) -> None:
         assert "AWS::Serverless-2016-10-31" not in json.dumps(template.get("Transform", ""))
 
 
+@pytest.mark.control("AC-6")
 def test_secret_read_policy_is_least_privilege(synth: Synth) -> None:
     database = synth.raw("database")
     [(_, policy)] = [
@@ -230,6 +234,7 @@ def test_no_plaintext_password_in_any_template(synth: Synth) -> None:
         assert '"SecretString":' not in text
 
 
+@pytest.mark.control("AU-12")
 def test_log_exports_and_pgaudit(synth: Synth) -> None:
     database = synth.raw("database")
     [(_instance_id, instance)] = resources(database, "AWS::RDS::DBInstance")
@@ -243,6 +248,7 @@ def test_log_exports_and_pgaudit(synth: Synth) -> None:
     assert pgaudit_findings(database) == []
 
 
+@pytest.mark.control("AU-2")
 def test_pgaudit_check_failing_twins(synth: Synth) -> None:
     database = copy.deepcopy(synth.raw("database"))
     [(gid, group)] = resources(database, "AWS::RDS::DBParameterGroup")
@@ -266,6 +272,7 @@ def test_pgaudit_check_failing_twins(synth: Synth) -> None:
     assert pgaudit_findings(database) == []
 
 
+@pytest.mark.control("AU-12")
 def test_log_groups_exist_before_their_writers(synth: Synth) -> None:
     database = synth.raw("database")
     groups = {
@@ -393,6 +400,7 @@ def test_the_slot_keeps_at_most_a_fifth_of_the_storage_and_alarms_at_half_of_tha
         ("no-alarm", "no alarm on OldestReplicationSlotLag warns before the slot's cap"),
     ],
 )
+@pytest.mark.control("SI-4")
 def test_the_slot_cap_check_rejects_an_uncapped_slot_or_a_late_alarm(
     synth: Synth, mutation: str, needle: str
 ) -> None:

@@ -181,6 +181,7 @@ def test_probe_loop_times_out_with_the_last_error() -> None:
 # --- failover drill ---------------------------------------------------------------------------
 
 
+@pytest.mark.control("CP-10")
 def test_failover_rto_is_request_to_first_accepted_connection(
     rds: tuple[Any, Stubber],
 ) -> None:

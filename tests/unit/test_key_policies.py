@@ -74,6 +74,7 @@ def test_requirements_cover_every_service_that_uses_a_key(synth: Synth) -> None:
     }
 
 
+@pytest.mark.control("SC-12")
 def test_fault_3_original_cloudtrail_statement_fails_the_key_requirements(synth: Synth) -> None:
     """Fault 3: CloudTrail's kms:DescribeKey sat only under a
     kms:EncryptionContext:aws:cloudtrail:arn condition, which a DescribeKey request never
@@ -332,6 +333,7 @@ def _archiver_env(templates: dict[str, Any]) -> dict[str, Any]:
     return variables
 
 
+@pytest.mark.control("SI-7")
 def test_twin_an_archiver_of_another_slot_cannot_open_the_archive_key(synth: Synth) -> None:
     """The integrity key's policy admits only requests whose encryption context names this
     environment's slot: the archiver configured with another slot is refused both actions."""

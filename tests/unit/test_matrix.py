@@ -13,7 +13,7 @@ from typing import Any
 import cdk_nag
 import pytest
 
-from govdr.compliance import matrix
+from govdr.compliance import control_tests, matrix
 from govdr.compliance.gate import own_checks, synth_checks
 from govdr.compliance.template_checks import resources
 from govdr.tools import compliance_matrix
@@ -66,12 +66,52 @@ def test_matrix_covers_the_required_controls_and_states_the_authorization_limit(
         assert control["status"].startswith(("implemented", "partial: "))
 
 
-def test_every_referenced_test_exists() -> None:
-    for control in matrix.CONTROLS:
-        for ref in control.tests:
+def test_every_control_is_proven_by_marked_tests_that_exist() -> None:
+    """The matrix's tests are collected from the tests' markers; each names a real test."""
+    collected = matrix.proving_tests()
+    assert set(collected) == {control.id for control in matrix.CONTROLS}
+    for tests in collected.values():
+        for ref in tests:
             path, name = ref.split("::")
             source = (ROOT / path).read_text()
             assert re.search(rf"^def {re.escape(name)}\(", source, re.M), ref
+
+
+def _marked(tmp_path: Path, body: str) -> Path:
+    tests = tmp_path / "tests"
+    (tests / "unit").mkdir(parents=True)
+    (tests / "unit" / "test_probe.py").write_text("import pytest\n\n\n" + body)
+    return tests
+
+
+def test_a_marker_is_collected_and_its_failing_twins(tmp_path: Path) -> None:
+    known = {"SC-8", "AU-9"}
+    good = _marked(
+        tmp_path / "good",
+        '@pytest.mark.control("SC-8", "AU-9")\ndef test_a() -> None:\n    pass\n\n\n'
+        '@pytest.mark.parametrize("x", [1])\n@pytest.mark.control("SC-8")\n'
+        "def test_b(x: int) -> None:\n    pass\n",
+    )
+    assert control_tests.collect(good, known) == {
+        "SC-8": ("tests/unit/test_probe.py::test_a", "tests/unit/test_probe.py::test_b"),
+        "AU-9": ("tests/unit/test_probe.py::test_a",),
+    }
+    for name, body, message in (
+        ("unknown", '@pytest.mark.control("XX-1")\ndef test_a() -> None:\n    pass\n', "XX-1"),
+        ("empty", "@pytest.mark.control()\ndef test_a() -> None:\n    pass\n", "names no"),
+        (
+            "helper",
+            '@pytest.mark.control("SC-8")\ndef helper() -> None:\n    pass\n',
+            "not on helper",
+        ),
+        (
+            "variable",
+            'ID = "SC-8"\n\n\n@pytest.mark.control(ID)\ndef test_a() -> None:\n    pass\n',
+            "string literals",
+        ),
+    ):
+        with pytest.raises(control_tests.ControlMarkerError, match=message):
+            control_tests.collect(_marked(tmp_path / name, body), known)
 
 
 def test_every_referenced_rule_exists(synth: Synth) -> None:
@@ -156,7 +196,7 @@ def test_a_control_refuses_a_string_where_a_tuple_belongs() -> None:
     assert len(matrix.CONTROLS) >= 10
     good = matrix.CONTROLS[0]
     for name, bad in (
-        ("tests", "tests/unit/test_matrix.py::test_committed_matrix_is_current"),
+        ("implementation", "every resource is encrypted"),
         ("rules", ("iam-wildcards", "")),
         ("nag_rules", ["AwsSolutions-IAM5"]),
     ):

@@ -87,6 +87,7 @@ def test_topic_policy_names_each_publisher(synth: Synth) -> None:
         assert statement["Action"] == "sns:Publish"
 
 
+@pytest.mark.control("SC-8")
 def test_topic_tls_check_failing_twin(synth: Synth) -> None:
     monitoring = copy.deepcopy(synth.raw("monitoring"))
     [(_, policy)] = resources(monitoring, "AWS::SNS::TopicPolicy")
@@ -106,6 +107,7 @@ def test_no_email_subscription_unless_configured(synth: Synth, variant_synth: Sy
 
 
 @pytest.mark.parametrize("short", sorted(EXPECTED_ALARMS))
+@pytest.mark.control("SI-4")
 def test_each_alarm_metric_threshold_and_actions(synth: Synth, short: str) -> None:
     monitoring = synth.raw("monitoring")
     alarm = _alarms(monitoring)[f"{short}-{TEST_SUFFIX}"]
@@ -152,6 +154,7 @@ def test_thresholds_follow_config(variant_synth: Synth) -> None:
     assert alarms[f"rds-replication-slot-lag-{suffix}"]["Threshold"] == 256 * 1024**2
 
 
+@pytest.mark.control("SI-4")
 def test_alarm_action_check_failing_twin(synth: Synth) -> None:
     monitoring = copy.deepcopy(synth.raw("monitoring"))
     assert alarm_action_findings(monitoring) == []
@@ -164,6 +167,7 @@ def test_alarm_action_check_failing_twin(synth: Synth) -> None:
     ]
 
 
+@pytest.mark.control("SI-4")
 def test_rds_event_subscription_categories(synth: Synth) -> None:
     monitoring = synth.raw("monitoring")
     [(_, sub)] = resources(monitoring, "AWS::RDS::EventSubscription")
@@ -195,6 +199,7 @@ def _rule(template: dict[str, Any], name: str) -> dict[str, Any]:
     return rules[name]
 
 
+@pytest.mark.control("CP-10")
 def test_failover_rule_pattern_and_readable_message(synth: Synth) -> None:
     monitoring = synth.raw("monitoring")
     rule = _rule(monitoring, f"rds-failover-{TEST_SUFFIX}")
@@ -257,6 +262,7 @@ def test_dashboard_shows_health_latency_storage_slots_efs_and_alarms(synth: Synt
         assert lid in body
 
 
+@pytest.mark.control("SI-4")
 def test_monitoring_coverage_check_and_its_failing_twins(synth: Synth) -> None:
     monitoring = synth.raw("monitoring")
     assert monitoring_coverage_findings(synth.all_raw()) == []
@@ -336,6 +342,7 @@ def test_rpo_monitor_runs_every_minute_and_only_describes_the_database(synth: Sy
     assert "*" not in json.dumps(describe["Resource"])
 
 
+@pytest.mark.control("CP-10")
 def test_failover_drill_template_forces_failover_of_the_one_database(synth: Synth) -> None:
     monitoring = synth.raw("monitoring")
     [(_, template)] = resources(monitoring, "AWS::FIS::ExperimentTemplate")

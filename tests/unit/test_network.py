@@ -53,6 +53,7 @@ def test_six_isolated_subnets_over_the_three_real_azs(synth: Synth) -> None:
     assert names == ["Database", "Functions"]
 
 
+@pytest.mark.control("SC-7")
 def test_no_internet_path(synth: Synth) -> None:
     network = synth.raw("network")
     types = {r["Type"] for r in network["Resources"].values()}
@@ -125,6 +126,7 @@ def test_s3_gateway_endpoint_on_all_route_tables(synth: Synth) -> None:
     assert len(gateways[0]["RouteTableIds"]) == 6
 
 
+@pytest.mark.control("SC-7")
 def test_default_security_group_is_closed(synth: Synth) -> None:
     synth.nested("network").resource_count_is("Custom::VpcRestrictDefaultSG", 1)
 
@@ -190,6 +192,7 @@ def _rules(network: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
     return [r["Properties"] for _, r in resources(network, rtype)]
 
 
+@pytest.mark.control("AC-6")
 def test_database_ingress_only_postgres_from_rotation_txlog_and_bootstrap(synth: Synth) -> None:
     network = synth.raw("network")
     ids = _sg_ids(network)
@@ -245,6 +248,7 @@ def test_egress_rules_have_explicit_ports_and_descriptions(synth: Synth) -> None
         assert rule["Description"]
 
 
+@pytest.mark.control("SC-7")
 def test_no_open_ingress_and_its_failing_twin(synth: Synth) -> None:
     network = synth.raw("network")
     assert open_ingress_findings(network) == []

@@ -88,6 +88,7 @@ def _function(templates: dict[str, dict[str, Any]], name: str) -> dict[str, Any]
     raise AssertionError(f"no function {name}")
 
 
+@pytest.mark.control("SC-7")
 def test_declared_flows_hold_on_the_synthesis(synth: Synth) -> None:
     assert network_flow_findings(synth.all_raw(), TEST_SUFFIX) == []
 
@@ -242,6 +243,7 @@ def test_removing_a_database_egress_fails(synth: Synth) -> None:
     ]
 
 
+@pytest.mark.control("AC-6")
 def test_adding_an_undeclared_egress_fails(synth: Synth) -> None:
     templates = _templates(synth)
     network = templates["network"]
@@ -360,6 +362,7 @@ def test_unresolvable_subnets_fail_closed(synth: Synth) -> None:
     ]
 
 
+@pytest.mark.control("SC-7")
 def test_a_route_beyond_the_endpoints_fails(synth: Synth) -> None:
     """HTTPS to any address stands for the S3 gateway endpoint only while the subnets route
     nowhere else."""

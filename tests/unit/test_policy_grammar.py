@@ -191,6 +191,7 @@ def test_twin_unknown_service_prefix_and_operator_are_reported() -> None:
     assert ("UNKNOWN_OPERATOR", "StringFoo") in lint_statement(statement)
 
 
+@pytest.mark.control("AC-6")
 def test_fault_3_original_cloudtrail_statement_fails_the_grammar(synth: Synth) -> None:
     """Fault 3: kms:DescribeKey for cloudtrail.amazonaws.com sat only under a
     kms:EncryptionContext:aws:cloudtrail:arn condition, which DescribeKey never carries."""

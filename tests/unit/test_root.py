@@ -124,6 +124,7 @@ def test_the_architecture_lists_every_output_and_no_other() -> None:
 
 
 @pytest.mark.parametrize(("template", "types"), sorted(PINNED_LOGICAL_IDS.items()))
+@pytest.mark.control("CM-2")
 def test_stateful_logical_ids_are_pinned(
     synth: Synth, template: str, types: dict[str, set[str]]
 ) -> None:

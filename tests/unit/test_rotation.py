@@ -200,6 +200,7 @@ def test_fault_5_rotation_schedules_wait_for_the_bootstrap(synth: Synth) -> None
         assert rotation_order_findings(template) == []
 
 
+@pytest.mark.control("IA-5(1)")
 def test_fault_5_rotation_order_check_failing_twin(synth: Synth) -> None:
     """The twin: the master schedule without its DependsOn on the bootstrap (as before the
     fix) fails; so does the archiver's."""

@@ -30,11 +30,13 @@ def _keys_by_alias(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {alias: template["Resources"][lid] for alias, lid in aliases.items()}
 
 
+@pytest.mark.control("SC-13")
 def test_one_key_per_domain_with_suffixed_alias(synth: Synth) -> None:
     keys = _keys_by_alias(synth.raw("security"))
     assert sorted(keys) == sorted(f"alias/{n}-{TEST_SUFFIX}" for n in ALL_ALIASES)
 
 
+@pytest.mark.control("SC-12")
 def test_keys_rotate_with_seven_day_window(synth: Synth) -> None:
     for key in _keys_by_alias(synth.raw("security")).values():
         assert key["Properties"]["EnableKeyRotation"] is True
@@ -42,6 +44,7 @@ def test_keys_rotate_with_seven_day_window(synth: Synth) -> None:
         assert key["Properties"].get("KeySpec", "SYMMETRIC_DEFAULT") == "SYMMETRIC_DEFAULT"
 
 
+@pytest.mark.control("SC-12")
 def test_key_rotation_check_and_its_failing_twin(synth: Synth) -> None:
     template = synth.raw("security")
     assert key_rotation_findings(template) == []
@@ -56,6 +59,7 @@ def test_key_rotation_check_and_its_failing_twin(synth: Synth) -> None:
 
 
 @pytest.mark.parametrize(("short", "service"), sorted(EXPECTED.items()))
+@pytest.mark.control("SC-12")
 def test_key_use_is_scoped_to_its_service(synth: Synth, short: str, service: str) -> None:
     key = _keys_by_alias(synth.raw("security"))[f"alias/{short}-{TEST_SUFFIX}"]
     statements = key["Properties"]["KeyPolicy"]["Statement"]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from govdr.compliance.template_checks import file_system_tls_findings, resources
 from tests.conftest import TEST_SUFFIX, Synth
 
 
+@pytest.mark.control("SC-28")
 def test_file_system_encryption_throughput_backups(synth: Synth) -> None:
     storage = synth.raw("storage")
     [(_, fs)] = resources(storage, "AWS::EFS::FileSystem")
@@ -36,6 +39,7 @@ def test_file_system_policy_denies_non_tls_and_anonymous(synth: Synth) -> None:
         assert allow["Condition"]["Bool"]["elasticfilesystem:AccessedViaMountTarget"] == "true"
 
 
+@pytest.mark.control("SC-8")
 def test_file_system_tls_check_and_its_failing_twins(synth: Synth) -> None:
     storage = synth.raw("storage")
     assert file_system_tls_findings(storage) == []
