@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from govdr.compliance.template_checks import Finding, Template
+from govdr.compliance.finding import Finding
+from govdr.compliance.template_checks import Template
 from govdr.constructs.custom_resources import MAX_SERVICE_TIMEOUT_SECONDS, is_custom_resource
 
 # Lambda's default timeout when a function sets none
@@ -53,21 +54,30 @@ def custom_resource_timeout_findings(template: Template) -> list[Finding]:
         raw = props.get("ServiceTimeout")
         if raw is None:
             findings.append(
-                f"{logical_id}: no ServiceTimeout, so CloudFormation waits an hour for an "
-                "answer that does not come"
+                Finding(
+                    logical_id,
+                    "no ServiceTimeout, so CloudFormation waits an hour for an "
+                    "answer that does not come",
+                )
             )
             continue
         timeout = _seconds(raw)
         if timeout is None or not 1 <= timeout <= MAX_SERVICE_TIMEOUT_SECONDS:
             findings.append(
-                f"{logical_id}: ServiceTimeout {raw!r} is not a whole number of seconds from 1 "
-                f"to {MAX_SERVICE_TIMEOUT_SECONDS}"
+                Finding(
+                    logical_id,
+                    f"ServiceTimeout {raw!r} is not a whole number of seconds from 1 "
+                    f"to {MAX_SERVICE_TIMEOUT_SECONDS}",
+                )
             )
             continue
         handler = _handler_timeout(template, props.get("ServiceToken"))
         if handler is not None and timeout < handler[1]:
             findings.append(
-                f"{logical_id}: ServiceTimeout {timeout} s is shorter than the {handler[1]} s "
-                f"Lambda timeout of its handler {handler[0]}"
+                Finding(
+                    logical_id,
+                    f"ServiceTimeout {timeout} s is shorter than the {handler[1]} s "
+                    f"Lambda timeout of its handler {handler[0]}",
+                )
             )
     return findings

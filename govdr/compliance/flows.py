@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from govdr.compliance.template_checks import Finding, Template, as_list
+from govdr.compliance.finding import Finding
+from govdr.compliance.template_checks import Template, as_list
 from govdr.constructs.custom_resources import is_custom_resource
 from govdr.naming import name
 from govdr.network_flows import FLOWS, SERVERS, Flow, Gateway, Group, client_groups
@@ -211,7 +212,7 @@ class Network:
             group = by_name.get(str(group_name))
             if group is None:
                 self.findings.append(
-                    f"{ref[1]}: security group {group_name} is not a group of {DECLARATION}"
+                    Finding(ref[1], f"security group {group_name} is not a group of {DECLARATION}")
                 )
             else:
                 self.groups[group] = ref
@@ -223,7 +224,7 @@ class Network:
             for ref, props in synthesis.resources(rtype):
                 group_ref = synthesis.resolve(ref[0], props.get("GroupId"))
                 if not isinstance(group_ref, tuple):
-                    self.findings.append(f"{ref[1]}: {direction} rule of an unknown group")
+                    self.findings.append(Finding(ref[1], f"{direction} rule of an unknown group"))
                     continue
                 self.rules.append(self._rule(ref[1], direction, group_ref, ref[0], props))
         for ref in self.group_names:
@@ -439,14 +440,18 @@ def _flow_findings(network: Network, flow: Flow) -> list[Finding]:
     label = f"{', '.join(flow.clients)} -> {flow.destination_label} tcp/{flow.port}"
     source = network.groups.get(flow.source)
     if source is None:
-        return [f"network-flows: security group {flow.source.value} of {label} is missing"]
+        return [
+            Finding("network-flows", f"security group {flow.source.value} of {label} is missing")
+        ]
     findings = []
     if not _allowed(
         network, flow, "egress", source, lambda r: network.egress_covers(r, flow.destination)
     ):
         findings.append(
-            f"{source[1]}: {label} ({flow.reason}) is not allowed by the egress of "
-            f"{flow.source.value}"
+            Finding(
+                source[1],
+                f"{label} ({flow.reason}) is not allowed by the egress of {flow.source.value}",
+            )
         )
     if isinstance(flow.destination, Group):
         return findings + _group_findings(network, flow, flow.destination, label)
@@ -458,27 +463,35 @@ def _group_findings(network: Network, flow: Flow, group: Group, label: str) -> l
     synthesis = network.synthesis
     destination = network.groups.get(group)
     if destination is None:
-        return [f"network-flows: security group {group.value} is missing"]
+        return [Finding("network-flows", f"security group {group.value} is missing")]
     findings = []
     if not _allowed(
         network, flow, "ingress", destination, lambda r: network.ingress_covers(r, flow.source)
     ):
         findings.append(
-            f"{destination[1]}: {label} ({flow.reason}) is not allowed by the ingress of "
-            f"{group.value}"
+            Finding(
+                destination[1],
+                f"{label} ({flow.reason}) is not allowed by the ingress of {group.value}",
+            )
         )
     server_type = SERVERS.get(group)
     if server_type and destination not in _server_groups(synthesis).get(server_type, set()):
         findings.append(
-            f"{destination[1]}: no {server_type} carries {group.value}, so {label} reaches nothing"
+            Finding(
+                destination[1],
+                f"no {server_type} carries {group.value}, so {label} reaches nothing",
+            )
         )
     if flow.service and not any(
         service == flow.service and destination in groups and private_dns
         for _, service, groups, private_dns in _interface_endpoints(synthesis)
     ):
         findings.append(
-            f"{destination[1]}: no interface endpoint for {flow.service} with private DNS "
-            f"in {group.value}, needed by {label}"
+            Finding(
+                destination[1],
+                f"no interface endpoint for {flow.service} with private DNS "
+                f"in {group.value}, needed by {label}",
+            )
         )
     return findings
 
@@ -488,7 +501,7 @@ def _gateway_findings(network: Network, flow: Flow, label: str) -> list[Finding]
     synthesis = network.synthesis
     gateways = _s3_gateways(synthesis)
     if not gateways:
-        return [f"network-flows: no S3 gateway endpoint, needed by {label}"]
+        return [Finding("network-flows", f"no S3 gateway endpoint, needed by {label}")]
     endpoint = gateways[0][0]
     associated = set().union(*(tables_ for _, tables_ in gateways))
     tables = _route_tables(synthesis)
@@ -498,15 +511,21 @@ def _gateway_findings(network: Network, flow: Flow, label: str) -> list[Finding]
             continue
         if not function.subnets:
             findings.append(
-                f"{function.where}: the subnets of {function.name} cannot be resolved, so "
-                f"its route for {label} cannot be proved"
+                Finding(
+                    function.where,
+                    f"the subnets of {function.name} cannot be resolved, so "
+                    f"its route for {label} cannot be proved",
+                )
             )
         for subnet in sorted(function.subnets):
             subnet_tables = tables.get(subnet, set())
             if not subnet_tables or not subnet_tables <= associated:
                 findings.append(
-                    f"{endpoint[1]}: the route table of subnet {subnet[1]} is not associated "
-                    f"with the S3 gateway endpoint, so {function.name} has no route for {label}"
+                    Finding(
+                        endpoint[1],
+                        f"the route table of subnet {subnet[1]} is not associated with the S3 "
+                        f"gateway endpoint, so {function.name} has no route for {label}",
+                    )
                 )
     return findings
 
@@ -533,10 +552,13 @@ def _rule_findings(network: Network, flows: tuple[Flow, ...]) -> list[Finding]:
         if not needed:
             side = "to" if rule.direction == "egress" else "from"
             findings.append(
-                f"{rule.where}: {rule.direction} of "
-                f"{network.group_names.get(rule.group, rule.group[1])} "
-                f"{side} {_peer_label(network, rule)} ({_ports(rule)}) is allowed but no "
-                f"declared flow needs it (declare it in {DECLARATION} or remove the rule)"
+                Finding(
+                    rule.where,
+                    f"{rule.direction} of "
+                    f"{network.group_names.get(rule.group, rule.group[1])} "
+                    f"{side} {_peer_label(network, rule)} ({_ports(rule)}) is allowed but no "
+                    f"declared flow needs it (declare it in {DECLARATION} or remove the rule)",
+                )
             )
     return findings
 
@@ -562,8 +584,12 @@ def _route_findings(network: Network) -> list[Finding]:
         route_table = synthesis.resolve(ref[0], props.get("RouteTableId"))
         if isinstance(route_table, tuple) and route_table in exposed:
             findings.append(
-                f"{ref[1]}: route in a route table of {exposed[route_table]}, whose security group "
-                "allows HTTPS to any address: the function would reach beyond the VPC endpoints"
+                Finding(
+                    ref[1],
+                    f"route in a route table of {exposed[route_table]}, whose security group "
+                    "allows HTTPS to any address: the function would reach beyond the VPC "
+                    "endpoints",
+                )
             )
     return findings
 
@@ -575,20 +601,27 @@ def _membership_findings(network: Network, flows: tuple[Flow, ...]) -> list[Find
         group = declared.get(function.name)
         if group is None:
             findings.append(
-                f"{function.where}: in-VPC function {function.name} has no declared flows "
-                f"({DECLARATION})"
+                Finding(
+                    function.where,
+                    f"in-VPC function {function.name} has no declared flows ({DECLARATION})",
+                )
             )
             continue
         expected = network.groups.get(group)
         if function.groups != {expected}:
             names = sorted(network.group_names.get(g, g[1]) for g in function.groups)
             findings.append(
-                f"{function.where}: {function.name} runs in {', '.join(names) or 'no group'}, "
-                f"declared in {group.value} only"
+                Finding(
+                    function.where,
+                    f"{function.name} runs in {', '.join(names) or 'no group'}, "
+                    f"declared in {group.value} only",
+                )
             )
     present = {function.name for function in network.functions}
     findings.extend(
-        f"network-flows: declared client {client} is not an in-VPC function of this synthesis"
+        Finding(
+            "network-flows", f"declared client {client} is not an in-VPC function of this synthesis"
+        )
         for client in sorted(set(declared) - present)
     )
     return findings
@@ -610,10 +643,13 @@ def _least_privilege_findings(network: Network, flows: tuple[Flow, ...]) -> list
                 if (destination, port) not in needs:
                     label = "the S3 gateway endpoint" if destination is Gateway.S3 else destination
                     findings.append(
-                        f"{function.where}: {function.name} runs in "
-                        f"{group.value if group else group_ref[1]}, which reaches {label} on "
-                        f"tcp/{port}, and no declared flow of {function.name} needs it (give it "
-                        "a group of its own)"
+                        Finding(
+                            function.where,
+                            f"{function.name} runs in "
+                            f"{group.value if group else group_ref[1]}, which reaches {label} "
+                            f"on tcp/{port}, and no declared flow of {function.name} needs it "
+                            "(give it a group of its own)",
+                        )
                     )
     return findings
 
@@ -667,9 +703,12 @@ def _responder_findings(network: Network, flows: tuple[Flow, ...]) -> list[Findi
             function_name = in_vpc.get(handler)
             if function_name is not None and function_name not in to_s3:
                 findings.append(
-                    f"{logical_id}: its handler {function_name} runs in the VPC but has no "
-                    "declared flow to the S3 gateway endpoint, so it cannot answer "
-                    "CloudFormation"
+                    Finding(
+                        logical_id,
+                        f"its handler {function_name} runs in the VPC but has no "
+                        "declared flow to the S3 gateway endpoint, so it cannot answer "
+                        "CloudFormation",
+                    )
                 )
     return findings
 

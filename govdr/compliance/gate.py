@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -19,6 +20,7 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 
 from govdr.compliance import template_checks as tc
 from govdr.compliance.custom_resources import custom_resource_timeout_findings
+from govdr.compliance.finding import Finding
 from govdr.compliance.flows import network_flow_findings
 from govdr.compliance.key_requirements import key_requirement_findings
 from govdr.compliance.policy_grammar import policy_grammar_findings
@@ -77,7 +79,7 @@ RULE_FIXES = {
 }
 
 
-def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[tc.Finding]]]:
+def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[Finding]]]:
     """govdr's rules, by name; destroyability applies unless the prod switch is on."""
     checks = dict(tc.CHECKS)
     checks["naming"] = lambda t: tc.naming_findings(t, config.environment_suffix)
@@ -92,7 +94,7 @@ def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[tc.Fi
 
 def synth_checks(
     config: DrConfig,
-) -> dict[str, Callable[[dict[str, tc.Template]], list[tc.Finding]]]:
+) -> dict[str, Callable[[dict[str, tc.Template]], list[Finding]]]:
     """Checks over the whole synthesis at once (root and every nested template together):
     what one template cannot tell, such as a flow between stacks or the one trail per synth."""
     return {
@@ -109,17 +111,24 @@ def synth_checks(
     }
 
 
+def _as_of(rule: str, finding: Finding) -> Finding:
+    """The finding with its rule and the rule's fix."""
+    fix = RULE_FIXES.get(rule, "see docs/compliance/fedramp-moderate.md")
+    return replace(finding, rule=rule, fix=fix)
+
+
 def run_own_checks(
     config: DrConfig, templates: dict[str, tc.Template]
-) -> list[tuple[str, str, str]]:
-    """(rule, template name, finding) for every violation in the given templates."""
-    results: list[tuple[str, str, str]] = []
+) -> list[tuple[str, str, Finding]]:
+    """(rule, template name, finding) for every violation in the given templates; each
+    finding carries its rule and fix."""
+    results: list[tuple[str, str, Finding]] = []
     for rule, check in own_checks(config).items():
         for name, template in templates.items():
-            results.extend((rule, name, finding) for finding in check(template))
+            results.extend((rule, name, _as_of(rule, f)) for f in check(template))
     root = next(iter(sorted(templates)), "")
     for rule, synth_check in synth_checks(config).items():
-        results.extend((rule, root, finding) for finding in synth_check(templates))
+        results.extend((rule, root, _as_of(rule, f)) for f in synth_check(templates))
     return results
 
 
@@ -148,20 +157,19 @@ class GovdrChecks:
         templates = {str(p): json.loads(p.read_text()) for p in paths}
         violations = []
         for rule, path, finding in run_own_checks(self._config, templates):
-            logical_id = finding.split(" ", 1)[0].rstrip(":")
             violations.append(
                 cdk.PolicyViolation(
                     rule_name=f"govdr-{rule}",
-                    description=finding,
+                    description=str(finding),
                     violating_resources=[
                         cdk.PolicyViolatingResource(
-                            resource_logical_id=logical_id,
+                            resource_logical_id=finding.logical_id,
                             template_path=path,
                             locations=["Properties"],
                         )
                     ],
                     severity="error",
-                    fix=RULE_FIXES.get(rule, "see docs/compliance/fedramp-moderate.md"),
+                    fix=finding.fix,
                 )
             )
         return cdk.PolicyValidationPluginReport(success=not violations, violations=violations)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from govdr.compliance.finding import Finding
 from govdr.compliance.policies import ACCOUNT, PARTITION, REGION, Resolver, Template
 from govdr.compliance.policy_eval import ContextValue, Request, UnsupportedPolicy, evaluate
 
@@ -309,12 +310,14 @@ def _key_property(props: dict[str, Any], prop: str) -> Any:
     return props.get(prop)
 
 
-def key_requirements(templates: Mapping[str, Template]) -> tuple[list[KeyRequirement], list[str]]:
+def key_requirements(
+    templates: Mapping[str, Template],
+) -> tuple[list[KeyRequirement], list[Finding]]:
     """Every documented request to a synthesized key, and findings for key references that
     name no key of the synthesis."""
     syn = _Synthesis(templates)
     requirements: list[KeyRequirement] = []
-    findings: list[str] = []
+    findings: list[Finding] = []
     for name, lid, resource in syn.resources():
         builder = BUILDERS.get(str(resource.get("Type")))
         props = resource.get("Properties", {})
@@ -326,13 +329,13 @@ def key_requirements(templates: Mapping[str, Template]) -> tuple[list[KeyRequire
                 continue
             key = syn.key_of(name, raw)
             if key is None:
-                findings.append(f"{lid}: {prop} names a key that is not in the synthesis")
+                findings.append(Finding(lid, f"{prop} names a key that is not in the synthesis"))
                 continue
             requirements.append(KeyRequirement(service, lid, key, request, doc))
     return requirements, list(dict.fromkeys(findings))
 
 
-def key_requirement_findings(templates: Mapping[str, Template]) -> list[str]:
+def key_requirement_findings(templates: Mapping[str, Template]) -> list[Finding]:
     """One finding per documented request that the synthesized key policy does not allow."""
     syn = _Synthesis(templates)
     requirements, findings = key_requirements(templates)
@@ -351,14 +354,21 @@ def key_requirement_findings(templates: Mapping[str, Template]) -> list[str]:
             decision = evaluate(policy, request)
         except UnsupportedPolicy as error:
             findings.append(
-                f"{key}: the key policy uses {error}, which the key-policy evaluator does not "
-                f"model, so {requirement.service} ({requirement.user}) cannot be shown to be "
-                "allowed; use the operators of govdr.compliance.policy_eval.SUPPORTED_OPERATORS"
+                Finding(
+                    key,
+                    f"the key policy uses {error}, which the key-policy evaluator does not "
+                    f"model, so {requirement.service} ({requirement.user}) cannot be shown to "
+                    "be allowed; use the operators of "
+                    "govdr.compliance.policy_eval.SUPPORTED_OPERATORS",
+                )
             )
             continue
         if not decision.allowed:
             findings.append(
-                f"{key}: {requirement.service} ({requirement.user}) needs "
-                f"{request.describe()}: {decision.reason} (see {requirement.doc})"
+                Finding(
+                    key,
+                    f"{requirement.service} ({requirement.user}) needs "
+                    f"{request.describe()}: {decision.reason} (see {requirement.doc})",
+                )
             )
     return list(dict.fromkeys(findings))

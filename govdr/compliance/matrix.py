@@ -16,6 +16,7 @@ from typing import Any
 
 from govdr.compliance import control_tests
 from govdr.compliance import template_checks as tc
+from govdr.compliance.finding import Finding, texts
 from govdr.compliance.gate import run_own_checks
 from govdr.compliance.template_checks import (
     alarm_action_findings,
@@ -106,8 +107,8 @@ def _alias(t: Templates, reference: Any) -> str:
     return "a key that is not one of the platform's"
 
 
-def _findings(t: Templates, check: Callable[[dict[str, Any]], list[str]]) -> list[str]:
-    return [finding for template in t.values() for finding in check(template)]
+def _findings(t: Templates, check: Callable[[dict[str, Any]], list[Finding]]) -> list[str]:
+    return [str(finding) for template in t.values() for finding in check(template)]
 
 
 def _verdict(findings: list[str], ok: str) -> str:
@@ -508,7 +509,7 @@ def _ev_monitoring(t: Templates, config: DrConfig) -> list[str]:
         f"{len(alarms)} alarms: {', '.join(alarms)}",
         _verdict(_findings(t, alarm_action_findings), "every alarm has alarm and OK actions"),
         _verdict(
-            monitoring_coverage_findings(t),
+            texts(monitoring_coverage_findings(t)),
             "alarms on every required metric, event subscription, rules and dashboard present",
         ),
     ]
@@ -520,7 +521,7 @@ def _ev_monitoring(t: Templates, config: DrConfig) -> list[str]:
     )
     lines.append(
         _verdict(
-            tc.slot_wal_cap_findings(t),
+            texts(tc.slot_wal_cap_findings(t)),
             f"replication slot WAL capped (max_slot_wal_keep_size {', '.join(caps)} MB), "
             "slot-lag alarm at half of it at most",
         )

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+from govdr.compliance.finding import Finding
 from govdr.compliance.policies import (
     GETATT_SHAPES,
     PolicyDocumentRef,
@@ -127,9 +128,9 @@ def lint_statement(statement: Mapping[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def policy_grammar_findings(templates: Mapping[str, Template]) -> list[str]:
+def policy_grammar_findings(templates: Mapping[str, Template]) -> list[Finding]:
     """One finding per enforced parliament issue that no policy note accepts."""
-    findings: list[str] = []
+    findings: list[Finding] = []
     for ref in policy_documents(templates):
         notes = _notes(templates[ref.template], ref.logical_id)
         implied = _implied_resource(ref)
@@ -139,7 +140,7 @@ def policy_grammar_findings(templates: Mapping[str, Template]) -> list[str]:
             sid = statement.get("Sid")
             if isinstance(sid, str):
                 if sid in seen_sids:
-                    findings.append(f"{ref.logical_id}: {ref.where} {label}: DUPLICATE_SID")
+                    findings.append(Finding(ref.logical_id, f"{ref.where} {label}: DUPLICATE_SID"))
                 seen_sids.add(sid)
             linted = dict(statement)
             if implied and "Resource" not in linted and "NotResource" not in linted:
@@ -147,5 +148,5 @@ def policy_grammar_findings(templates: Mapping[str, Template]) -> list[str]:
             for issue, detail in lint_statement(linted):
                 if issue in ENFORCED and _accepted(notes, statement, issue):
                     continue
-                findings.append(f"{ref.logical_id}: {ref.where} {label}: {issue} {detail}")
+                findings.append(Finding(ref.logical_id, f"{ref.where} {label}: {issue} {detail}"))
     return findings

@@ -1,7 +1,8 @@
 """Checks over synthesized CloudFormation templates for what generic rule packs cannot see.
 
-Each check takes one template (a parsed JSON dict) and returns findings: one readable line
-per violation, naming the logical ID. An empty list means the template passes.
+Each check takes one template (a parsed JSON dict) and returns its findings, one
+:class:`~govdr.compliance.finding.Finding` per violation (the logical ID and what is wrong; the
+gate adds the rule and its fix). An empty list means the template passes.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from govdr.compliance.finding import Finding
 from govdr.constructs.policy_notes import WILDCARD_RESOURCE_ACTIONS, WILDCARD_RESOURCE_SIDS
 from govdr.engine import CONNECTION_LOGGING, major_of_family
 from runtime.txlog_archiver.contract import DRILL_ROLE
 
 Template = dict[str, Any]
-Finding = str
 
 STATEFUL_TYPES = frozenset(
     {
@@ -95,7 +96,7 @@ def database_tls_findings(template: Template) -> list[Finding]:
     }
     for logical_id, _ in resources(template, "AWS::RDS::DBParameterGroup"):
         if logical_id not in enforcing:
-            findings.append(f"{logical_id}: parameter group does not set rds.force_ssl=1")
+            findings.append(Finding(logical_id, "parameter group does not set rds.force_ssl=1"))
     for logical_id, instance in resources(template, "AWS::RDS::DBInstance"):
         props = _props(instance)
         if not str(props.get("Engine", "")).startswith("postgres"):
@@ -103,7 +104,9 @@ def database_tls_findings(template: Template) -> list[Finding]:
         group_ref = props.get("DBParameterGroupName")
         if not (isinstance(group_ref, dict) and group_ref.get("Ref") in enforcing):
             findings.append(
-                f"{logical_id}: instance does not use a parameter group that sets rds.force_ssl=1"
+                Finding(
+                    logical_id, "instance does not use a parameter group that sets rds.force_ssl=1"
+                )
             )
     return findings
 
@@ -125,14 +128,17 @@ def file_system_tls_findings(template: Template) -> list[Finding]:
         props = _props(fs)
         if props.get("Encrypted") is not True or not props.get("KmsKeyId"):
             findings.append(
-                f"{logical_id}: file system is not encrypted with a customer-managed key"
+                Finding(logical_id, "file system is not encrypted with a customer-managed key")
             )
         if not any(
             _denies_insecure_transport(s) for s in _statements(props.get("FileSystemPolicy"))
         ):
             findings.append(
-                f"{logical_id}: file-system policy does not deny access without TLS "
-                "(Deny when aws:SecureTransport is false)"
+                Finding(
+                    logical_id,
+                    "file-system policy does not deny access without TLS "
+                    "(Deny when aws:SecureTransport is false)",
+                )
             )
     return findings
 
@@ -143,9 +149,9 @@ def key_rotation_findings(template: Template) -> list[Finding]:
     for logical_id, key in resources(template, "AWS::KMS::Key"):
         props = _props(key)
         if props.get("EnableKeyRotation") is not True:
-            findings.append(f"{logical_id}: key rotation is not enabled")
+            findings.append(Finding(logical_id, "key rotation is not enabled"))
         if not 7 <= int(props.get("PendingWindowInDays", 30)) <= 30:
-            findings.append(f"{logical_id}: pending window must be 7-30 days")
+            findings.append(Finding(logical_id, "pending window must be 7-30 days"))
     return findings
 
 
@@ -159,16 +165,22 @@ def destroyability_findings(template: Template) -> list[Finding]:
         # stateful types need an explicit Delete.
         if rtype in STATEFUL_TYPES and policy != "Delete":
             findings.append(
-                f"{logical_id} ({rtype}): DeletionPolicy is {policy or 'unset'}, not Delete"
+                Finding(
+                    logical_id,
+                    f"DeletionPolicy is {policy or 'unset'}, not Delete",
+                    resource_type=rtype,
+                )
             )
         elif policy not in (None, "Delete"):
-            findings.append(f"{logical_id} ({rtype}): DeletionPolicy is {policy}, not Delete")
+            findings.append(
+                Finding(logical_id, f"DeletionPolicy is {policy}, not Delete", resource_type=rtype)
+            )
         if rtype == "AWS::RDS::DBInstance":
             props = _props(resource)
             if props.get("DeletionProtection") is not False:
-                findings.append(f"{logical_id}: DeletionProtection is not false")
+                findings.append(Finding(logical_id, "DeletionProtection is not false"))
             if props.get("DeleteAutomatedBackups") is False:
-                findings.append(f"{logical_id}: automated backups would outlive the instance")
+                findings.append(Finding(logical_id, "automated backups would outlive the instance"))
     return findings
 
 
@@ -201,19 +213,29 @@ def naming_findings(template: Template, suffix: str) -> list[Finding]:
             value = _props(resource).get("LogGroupName")
             carries = re.compile(rf"(^|[-/]){re.escape(suffix)}($|[-/])")
             if not isinstance(value, str) or not carries.search(value):
-                findings.append(f"{logical_id} ({rtype}): name {value!r} does not carry {suffix}")
+                findings.append(
+                    Finding(
+                        logical_id, f"name {value!r} does not carry {suffix}", resource_type=rtype
+                    )
+                )
             continue
         if rtype not in NAME_PROPERTIES and rtype not in NAME_TAG_TYPES:
             continue
         value = _physical_name(rtype, _props(resource))
         if value is None:
             if rtype not in GENERATED_NAME_TYPES:
-                findings.append(f"{logical_id} ({rtype}): has no physical name")
+                findings.append(Finding(logical_id, "has no physical name", resource_type=rtype))
             continue
         if not isinstance(value, str):
-            findings.append(f"{logical_id} ({rtype}): physical name is not a literal")
+            findings.append(
+                Finding(logical_id, "physical name is not a literal", resource_type=rtype)
+            )
         elif not value.endswith(f"-{suffix}"):
-            findings.append(f"{logical_id} ({rtype}): name {value!r} does not end with -{suffix}")
+            findings.append(
+                Finding(
+                    logical_id, f"name {value!r} does not end with -{suffix}", resource_type=rtype
+                )
+            )
     return findings
 
 
@@ -223,12 +245,15 @@ def log_group_findings(template: Template, min_retention_days: int = 365) -> lis
     for logical_id, group in resources(template, LOG_GROUP_TYPE):
         props = _props(group)
         if not props.get("KmsKeyId"):
-            findings.append(f"{logical_id}: log group is not encrypted with a KMS key")
+            findings.append(Finding(logical_id, "log group is not encrypted with a KMS key"))
         retention = props.get("RetentionInDays")
         if not isinstance(retention, int) or retention < min_retention_days:
             findings.append(
-                f"{logical_id}: retention {retention or 'unlimited'} days, "
-                f"must be set and >= {min_retention_days}"
+                Finding(
+                    logical_id,
+                    f"retention {retention or 'unlimited'} days, "
+                    f"must be set and >= {min_retention_days}",
+                )
             )
     return findings
 
@@ -239,7 +264,7 @@ def open_ingress_findings(template: Template) -> list[Finding]:
 
     def check(logical_id: str, rule: dict[str, Any]) -> None:
         if rule.get("CidrIp") == "0.0.0.0/0" or rule.get("CidrIpv6") == "::/0":
-            findings.append(f"{logical_id}: ingress open to the internet")
+            findings.append(Finding(logical_id, "ingress open to the internet"))
 
     for logical_id, sg in resources(template, "AWS::EC2::SecurityGroup"):
         for rule in as_list(_props(sg).get("SecurityGroupIngress", [])):
@@ -256,22 +281,27 @@ def pgaudit_findings(template: Template) -> list[Finding]:
         params = _props(group).get("Parameters", {})
         libraries = str(params.get("shared_preload_libraries", "")).split(",")
         if "pgaudit" not in [lib.strip() for lib in libraries]:
-            findings.append(f"{logical_id}: pgaudit is not in shared_preload_libraries")
+            findings.append(Finding(logical_id, "pgaudit is not in shared_preload_libraries"))
         logged = {c.strip() for c in str(params.get("pgaudit.log", "")).split(",")}
         missing = set() if "all" in logged else {"ddl", "role", "write"} - logged
         if missing:
             findings.append(
-                f"{logical_id}: pgaudit.log does not cover {', '.join(sorted(missing))}"
+                Finding(logical_id, f"pgaudit.log does not cover {', '.join(sorted(missing))}")
             )
         major = major_of_family(str(_props(group).get("Family", "")))
         if major is None or major not in CONNECTION_LOGGING:
-            findings.append(f"{logical_id}: family {_props(group).get('Family')!r} is not known")
+            findings.append(
+                Finding(logical_id, f"family {_props(group).get('Family')!r} is not known")
+            )
             continue
         for param, value in CONNECTION_LOGGING[major].items():
             if str(params.get(param)) != value:
                 findings.append(
-                    f"{logical_id}: {param} is {params.get(param)!r}, "
-                    f"PostgreSQL {major} logs connections with {value!r}"
+                    Finding(
+                        logical_id,
+                        f"{param} is {params.get(param)!r}, "
+                        f"PostgreSQL {major} logs connections with {value!r}",
+                    )
                 )
     return findings
 
@@ -286,8 +316,10 @@ def engine_version_findings(template: Template) -> list[Finding]:
         version = str(props.get("EngineVersion", ""))
         if "." in version and props.get("AutoMinorVersionUpgrade", True) in (True, "true"):
             findings.append(
-                f"{logical_id}: EngineVersion {version} pins a minor while "
-                "AutoMinorVersionUpgrade is on"
+                Finding(
+                    logical_id,
+                    f"EngineVersion {version} pins a minor while AutoMinorVersionUpgrade is on",
+                )
             )
     return findings
 
@@ -298,9 +330,9 @@ def alarm_action_findings(template: Template) -> list[Finding]:
     for logical_id, alarm in resources(template, "AWS::CloudWatch::Alarm"):
         props = _props(alarm)
         if not props.get("AlarmActions"):
-            findings.append(f"{logical_id}: alarm has no alarm action")
+            findings.append(Finding(logical_id, "alarm has no alarm action"))
         if not props.get("OKActions"):
-            findings.append(f"{logical_id}: alarm has no OK action")
+            findings.append(Finding(logical_id, "alarm has no OK action"))
     return findings
 
 
@@ -322,10 +354,12 @@ def transport_tls_findings(template: Template) -> list[Finding]:
     findings = []
     for logical_id, _ in resources(template, "AWS::S3::Bucket"):
         if not _policy_denies_insecure(template, "AWS::S3::BucketPolicy", "Bucket", logical_id):
-            findings.append(f"{logical_id}: bucket policy does not deny requests without TLS")
+            findings.append(Finding(logical_id, "bucket policy does not deny requests without TLS"))
     for logical_id, _ in resources(template, "AWS::SNS::Topic"):
         if not _policy_denies_insecure(template, "AWS::SNS::TopicPolicy", "Topics", logical_id):
-            findings.append(f"{logical_id}: topic policy does not deny publishing without TLS")
+            findings.append(
+                Finding(logical_id, "topic policy does not deny publishing without TLS")
+            )
     return findings
 
 
@@ -340,7 +374,9 @@ def backup_coverage_findings(template: Template) -> list[Finding]:
     for rtype in ("AWS::RDS::DBInstance", "AWS::EFS::FileSystem"):
         for logical_id, _ in resources(template, rtype):
             if logical_id not in covered:
-                findings.append(f"{logical_id} ({rtype}): not in any backup selection")
+                findings.append(
+                    Finding(logical_id, "not in any backup selection", resource_type=rtype)
+                )
     return findings
 
 
@@ -378,24 +414,30 @@ def iam_wildcard_findings(template: Template) -> list[Finding]:
             actions = statement.get("Action", [])
             for action in actions if isinstance(actions, list) else [actions]:
                 if action == "*" or str(action).endswith(":*"):
-                    findings.append(f"{logical_id}: wildcard action {action!r}")
+                    findings.append(Finding(logical_id, f"wildcard action {action!r}"))
             resources = statement.get("Resource", [])
             if "*" in (resources if isinstance(resources, list) else [resources]):
                 sid = statement.get("Sid")
                 if sid not in WILDCARD_RESOURCE_SIDS:
                     findings.append(
-                        f"{logical_id}: Resource '*' in statement {sid or '(no Sid)'}; scope it "
-                        "to ARNs or list the Sid with its reason in WILDCARD_RESOURCE_SIDS"
+                        Finding(
+                            logical_id,
+                            f"Resource '*' in statement {sid or '(no Sid)'}; scope it "
+                            "to ARNs or list the Sid with its reason in WILDCARD_RESOURCE_SIDS",
+                        )
                     )
                     continue
                 listed = actions if isinstance(actions, list) else [actions]
                 extra = sorted(str(a) for a in listed if a not in WILDCARD_RESOURCE_ACTIONS[sid])
                 if extra:
                     findings.append(
-                        f"{logical_id}: statement {sid} allows {', '.join(extra)} on Resource "
-                        f"'*', beyond the actions listed for it ("
-                        f"{', '.join(sorted(WILDCARD_RESOURCE_ACTIONS[sid]))}); move them to a "
-                        "statement scoped to ARNs"
+                        Finding(
+                            logical_id,
+                            f"statement {sid} allows {', '.join(extra)} on Resource "
+                            f"'*', beyond the actions listed for it ("
+                            f"{', '.join(sorted(WILDCARD_RESOURCE_ACTIONS[sid]))}); move them to a "
+                            "statement scoped to ARNs",
+                        )
                     )
     return findings
 
@@ -445,9 +487,9 @@ def plaintext_secret_findings(template: Template) -> list[Finding]:
                 and value
                 and "{{resolve:" not in value
             ):
-                findings.append(f"{logical_id}: literal value in {key}")
+                findings.append(Finding(logical_id, f"literal value in {key}"))
             if any(r.search(value) for r in _SECRET_VALUE_RES):
-                findings.append(f"{logical_id}: credential-like value in {key}")
+                findings.append(Finding(logical_id, f"credential-like value in {key}"))
 
     for logical_id, resource in template.get("Resources", {}).items():
         walk(logical_id, resource, "")
@@ -500,10 +542,10 @@ def trail_findings(template: Template) -> list[Finding]:
             ("IncludeGlobalServiceEvents", True),
         ):
             if props.get(prop) is not wanted:
-                findings.append(f"{logical_id}: {prop} is not {wanted}")
+                findings.append(Finding(logical_id, f"{prop} is not {wanted}"))
         for prop in ("KMSKeyId", "CloudWatchLogsLogGroupArn", "CloudWatchLogsRoleArn"):
             if not props.get(prop):
-                findings.append(f"{logical_id}: {prop} is not set")
+                findings.append(Finding(logical_id, f"{prop} is not set"))
     return findings
 
 
@@ -518,9 +560,9 @@ def trail_presence_findings(
         for logical_id, _ in resources(template, "AWS::CloudTrail::Trail")
     ]
     if created and existing_trail_arn:
-        return [f"{created[0]}: a trail is created although existingTrailArn is set"]
+        return [Finding(created[0], "a trail is created although existingTrailArn is set")]
     if not created and not existing_trail_arn:
-        return ["audit: no CloudTrail trail is created and no existing trail is named"]
+        return [Finding("audit", "no CloudTrail trail is created and no existing trail is named")]
     return []
 
 
@@ -544,8 +586,11 @@ def slot_wal_cap_findings(templates: dict[str, Template]) -> list[Finding]:
             value = _props(group).get("Parameters", {}).get(SLOT_WAL_KEEP_PARAMETER)
             if not str(value).isdigit() or int(str(value)) <= 0:
                 findings.append(
-                    f"{logical_id}: {SLOT_WAL_KEEP_PARAMETER} is {value!r}: a replication slot "
-                    "may keep WAL until the storage is full"
+                    Finding(
+                        logical_id,
+                        f"{SLOT_WAL_KEEP_PARAMETER} is {value!r}: a replication slot "
+                        "may keep WAL until the storage is full",
+                    )
                 )
             else:
                 caps.append(int(str(value)))
@@ -559,13 +604,18 @@ def slot_wal_cap_findings(templates: dict[str, Template]) -> list[Finding]:
         if _props(alarm).get("MetricName") == SLOT_LAG_METRIC
     ]
     if not lag_alarms:
-        findings.append(f"monitoring: no alarm on {SLOT_LAG_METRIC} warns before the slot's cap")
+        findings.append(
+            Finding("monitoring", f"no alarm on {SLOT_LAG_METRIC} warns before the slot's cap")
+        )
     for logical_id, props in lag_alarms:
         threshold = props.get("Threshold")
         if not isinstance(threshold, int | float) or threshold > limit:
             findings.append(
-                f"{logical_id}: {SLOT_LAG_METRIC} alarms at {threshold!r} bytes, above half of "
-                f"the slot's WAL cap ({limit} bytes): it would fire too late to catch up"
+                Finding(
+                    logical_id,
+                    f"{SLOT_LAG_METRIC} alarms at {threshold!r} bytes, above half of "
+                    f"the slot's WAL cap ({limit} bytes): it would fire too late to catch up",
+                )
             )
     return findings
 
@@ -585,18 +635,21 @@ def monitoring_coverage_findings(templates: dict[str, Template]) -> list[Finding
     findings = []
     alarmed = {(a.get("Namespace"), a.get("MetricName")) for a in alarms}
     for namespace, metric in sorted(REQUIRED_ALARM_METRICS - alarmed):
-        findings.append(f"monitoring: no alarm on {namespace} {metric}")
+        findings.append(Finding("monitoring", f"no alarm on {namespace} {metric}"))
     if not list(resources(template, "AWS::CloudWatch::Dashboard")):
-        findings.append("monitoring: no dashboard")
+        findings.append(Finding("monitoring", "no dashboard"))
     subscriptions = [_props(s) for _, s in resources(template, "AWS::RDS::EventSubscription")]
     if not subscriptions:
-        findings.append("monitoring: no RDS event subscription")
+        findings.append(Finding("monitoring", "no RDS event subscription"))
     for sub in subscriptions:
         missing = REQUIRED_RDS_EVENT_CATEGORIES - set(sub.get("EventCategories", []))
         if missing or sub.get("Enabled") is not True:
             findings.append(
-                f"monitoring: RDS event subscription {sub.get('SubscriptionName')} misses "
-                f"{', '.join(sorted(missing)) or 'Enabled=true'}"
+                Finding(
+                    "monitoring",
+                    f"RDS event subscription {sub.get('SubscriptionName')} misses "
+                    f"{', '.join(sorted(missing)) or 'Enabled=true'}",
+                )
             )
     patterns = [
         _props(r).get("EventPattern", {}) for _, r in resources(template, "AWS::Events::Rule")
@@ -606,13 +659,13 @@ def monitoring_coverage_findings(templates: dict[str, Template]) -> list[Finding
         and "failover" in p.get("detail", {}).get("EventCategories", [])
         for p in patterns
     ):
-        findings.append("monitoring: no EventBridge rule for RDS failover events")
+        findings.append(Finding("monitoring", "no EventBridge rule for RDS failover events"))
     if not any(
         p.get("source") == ["aws.secretsmanager"]
         and "RotationFailed" in p.get("detail", {}).get("eventName", [])
         for p in patterns
     ):
-        findings.append("monitoring: no EventBridge rule for failed secret rotation")
+        findings.append(Finding("monitoring", "no EventBridge rule for failed secret rotation"))
     return findings
 
 
@@ -622,7 +675,9 @@ def lambda_concurrency_findings(template: Template) -> list[Finding]:
     reservation can fail the first deploy
     (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
     return [
-        f"{logical_id}: reserves {props['ReservedConcurrentExecutions']} concurrent executions"
+        Finding(
+            logical_id, f"reserves {props['ReservedConcurrentExecutions']} concurrent executions"
+        )
         for logical_id, function in resources(template, "AWS::Lambda::Function")
         if "ReservedConcurrentExecutions" in (props := _props(function))
     ]
@@ -668,16 +723,22 @@ def transform_findings(template: Template) -> list[Finding]:
     if transform:
         names = ", ".join(t if isinstance(t, str) else json.dumps(t) for t in as_list(transform))
         findings.append(
-            f"Transform: the template declares {names}, which CloudFormation expands at deploy "
-            "time into resources this synth never checked"
+            Finding(
+                "Transform",
+                f"the template declares {names}, which CloudFormation expands at deploy "
+                "time into resources this synth never checked",
+            )
         )
     for rtype in FUNCTION_TYPES:
         for logical_id, function in resources(template, rtype):
             runtime = _props(function).get("Runtime")
             if runtime in DEPRECATED_RUNTIMES:
                 findings.append(
-                    f"{logical_id}: runtime {runtime} is deprecated "
-                    "(https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html)"
+                    Finding(
+                        logical_id,
+                        f"runtime {runtime} is deprecated "
+                        "(https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html)",
+                    )
                 )
     return findings
 
@@ -730,8 +791,11 @@ def rotation_order_findings(template: Template) -> list[Finding]:
                 continue
             if _references(_props(reader)) & secret_ids and reader_id not in depends:
                 findings.append(
-                    f"{logical_id}: rotates {target} while {reader_id} reads it; add DependsOn "
-                    f"{reader_id} so that the first rotation starts after it answered"
+                    Finding(
+                        logical_id,
+                        f"rotates {target} while {reader_id} reads it; add DependsOn "
+                        f"{reader_id} so that the first rotation starts after it answered",
+                    )
                 )
     return findings
 
@@ -777,13 +841,19 @@ def drill_connect_findings(template: Template) -> list[Finding]:
                 instance = _dbuser_instance(target)
                 if instance is None or instance not in instances:
                     findings.append(
-                        f"{logical_id}: rds-db:connect on {json.dumps(target)}; allow only "
-                        f"dbuser:<DbiResourceId of an instance of this stack>/{DRILL_DB_USER}"
+                        Finding(
+                            logical_id,
+                            f"rds-db:connect on {json.dumps(target)}; allow only "
+                            f"dbuser:<DbiResourceId of an instance of this stack>/{DRILL_DB_USER}",
+                        )
                     )
                 elif _props(instances[instance]).get("EnableIAMDatabaseAuthentication") is not True:
                     findings.append(
-                        f"{logical_id}: rds-db:connect on {instance}, which does not enable "
-                        "IAM database authentication (EnableIAMDatabaseAuthentication)"
+                        Finding(
+                            logical_id,
+                            f"rds-db:connect on {instance}, which does not enable "
+                            "IAM database authentication (EnableIAMDatabaseAuthentication)",
+                        )
                     )
     return findings
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.template_checks import (
     log_group_findings,
     resources,
@@ -62,7 +63,7 @@ def test_trail_bucket_is_private_versioned_encrypted_and_access_logged(synth: Sy
 @pytest.mark.control("AU-9")
 def test_buckets_deny_non_tls_and_its_failing_twin(synth: Synth) -> None:
     audit = synth.raw("audit")
-    assert transport_tls_findings(audit) == []
+    assert texts(transport_tls_findings(audit)) == []
     mutated = copy.deepcopy(audit)
     trail_bucket = next(lid for lid in _buckets(mutated) if lid.startswith("TrailBucket"))
     for _, policy in resources(mutated, "AWS::S3::BucketPolicy"):
@@ -71,7 +72,7 @@ def test_buckets_deny_non_tls_and_its_failing_twin(synth: Synth) -> None:
             policy["Properties"]["PolicyDocument"]["Statement"] = [
                 s for s in statements if s["Effect"] != "Deny"
             ]
-    assert transport_tls_findings(mutated) == [
+    assert texts(transport_tls_findings(mutated)) == [
         f"{trail_bucket}: bucket policy does not deny requests without TLS"
     ]
 
@@ -157,7 +158,7 @@ def test_every_platform_log_group_exists_encrypted_kept_and_deleted(synth: Synth
         assert "LogsKey" in json.dumps(group["Properties"]["KmsKeyId"])
         assert group["DeletionPolicy"] == "Delete"
     for name, template in synth.all_raw().items():
-        assert log_group_findings(template) == [], name
+        assert texts(log_group_findings(template)) == [], name
 
 
 def test_log_retention_follows_config(variant_synth: Synth) -> None:
@@ -172,25 +173,27 @@ def test_log_group_check_failing_twins(synth: Synth) -> None:
     [(lid, group), *_] = resources(audit, "AWS::Logs::LogGroup")
     del group["Properties"]["KmsKeyId"]
     group["Properties"]["RetentionInDays"] = 30
-    assert log_group_findings(audit) == [
+    assert texts(log_group_findings(audit)) == [
         f"{lid}: log group is not encrypted with a KMS key",
         f"{lid}: retention 30 days, must be set and >= 365",
     ]
     del group["Properties"]["RetentionInDays"]
-    assert f"{lid}: retention unlimited days, must be set and >= 365" in log_group_findings(audit)
+    assert f"{lid}: retention unlimited days, must be set and >= 365" in texts(
+        log_group_findings(audit)
+    )
 
 
 @pytest.mark.control("AU-9")
 def test_trail_check_and_its_failing_twins(synth: Synth) -> None:
     audit = synth.raw("audit")
-    assert trail_findings(audit) == []
+    assert texts(trail_findings(audit)) == []
     mutated = copy.deepcopy(audit)
     [(lid, trail)] = resources(mutated, "AWS::CloudTrail::Trail")
     trail["Properties"]["EnableLogFileValidation"] = False
     trail["Properties"]["IsMultiRegionTrail"] = False
     del trail["Properties"]["KMSKeyId"]
     del trail["Properties"]["CloudWatchLogsLogGroupArn"]
-    assert trail_findings(mutated) == [
+    assert texts(trail_findings(mutated)) == [
         f"{lid}: EnableLogFileValidation is not True",
         f"{lid}: IsMultiRegionTrail is not True",
         f"{lid}: KMSKeyId is not set",

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.template_checks import backup_coverage_findings, resources
 from tests.conftest import TEST_SUFFIX, Synth
 
@@ -70,8 +71,8 @@ def test_selections_cover_database_and_file_system_in_one_plan(synth: Synth) -> 
     # Both selections point at the same plan through the same parameter of the root stack.
     assert "BackupPlan" in db_sel["BackupPlanId"]["Ref"]
     assert "BackupPlan" in efs_sel["BackupPlanId"]["Ref"]
-    assert backup_coverage_findings(database) == []
-    assert backup_coverage_findings(storage) == []
+    assert texts(backup_coverage_findings(database)) == []
+    assert texts(backup_coverage_findings(storage)) == []
 
 
 @pytest.mark.control("CP-9")
@@ -81,7 +82,7 @@ def test_backup_coverage_failing_twins(synth: Synth) -> None:
         for lid, _ in list(resources(mutated, "AWS::Backup::BackupSelection")):
             del mutated["Resources"][lid]
         [(resource_id, _)] = resources(mutated, rtype)
-        assert backup_coverage_findings(mutated) == [
+        assert texts(backup_coverage_findings(mutated)) == [
             f"{resource_id} ({rtype}): not in any backup selection"
         ]
 

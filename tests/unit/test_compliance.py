@@ -12,6 +12,7 @@ import pytest
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_s3 as s3
 
+from govdr.compliance.finding import texts
 from govdr.compliance.gate import apply_compliance, own_checks, run_own_checks
 from govdr.compliance.template_checks import (
     WILDCARD_RESOURCE_ACTIONS,
@@ -148,7 +149,7 @@ def _mutable(synth: Synth, name: str) -> dict[str, Any]:
 @pytest.mark.control("AC-6")
 def test_iam_wildcard_check_and_its_failing_twins(synth: Synth) -> None:
     for name in ("root", *NESTED):
-        assert iam_wildcard_findings(synth.raw(None if name == "root" else name)) == [], name
+        assert texts(iam_wildcard_findings(synth.raw(None if name == "root" else name))) == [], name
     backup = _mutable(synth, "backup")
     [(lid, policy)] = [
         (lid, p)
@@ -160,7 +161,7 @@ def test_iam_wildcard_check_and_its_failing_twins(synth: Synth) -> None:
     statements.append(
         {"Sid": "Sneaky", "Effect": "Allow", "Action": "sns:Publish", "Resource": "*"}
     )
-    assert iam_wildcard_findings(backup) == [
+    assert texts(iam_wildcard_findings(backup)) == [
         f"{lid}: wildcard action 's3:*'",
         f"{lid}: Resource '*' in statement Sneaky; scope it to ARNs or list the Sid with its "
         "reason in WILDCARD_RESOURCE_SIDS",
@@ -179,15 +180,15 @@ def test_a_listed_wildcard_sid_carries_only_its_listed_actions(synth: Synth) -> 
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
         if s.get("Sid") == "StopBackupJobs"
     ]
-    assert iam_wildcard_findings(backup) == []
+    assert texts(iam_wildcard_findings(backup)) == []
     statement["Action"] = [*statement["Action"], "rds:DeleteDBInstance"]
-    assert iam_wildcard_findings(backup) == [
+    assert texts(iam_wildcard_findings(backup)) == [
         f"{lid}: statement StopBackupJobs allows rds:DeleteDBInstance on Resource '*', beyond "
         "the actions listed for it (backup:ListBackupJobs, backup:StopBackupJob); move them to "
         "a statement scoped to ARNs"
     ]
     statement["Action"] = "backup:DeleteBackupVault"  # a single action, not a list
-    assert iam_wildcard_findings(backup)[0].startswith(
+    assert texts(iam_wildcard_findings(backup))[0].startswith(
         f"{lid}: statement StopBackupJobs allows backup:DeleteBackupVault on Resource '*'"
     )
 
@@ -198,18 +199,20 @@ def test_deny_statements_may_use_wildcards(synth: Synth) -> None:
     policy["Properties"]["PolicyDocument"]["Statement"].append(
         {"Effect": "Deny", "Action": "*", "Resource": "*"}
     )
-    assert iam_wildcard_findings(backup) == []
+    assert texts(iam_wildcard_findings(backup)) == []
 
 
 @pytest.mark.control("IA-5(1)")
 def test_plaintext_secret_check_and_its_failing_twins(synth: Synth) -> None:
     for name in ("root", *NESTED):
-        assert plaintext_secret_findings(synth.raw(None if name == "root" else name)) == [], name
+        assert (
+            texts(plaintext_secret_findings(synth.raw(None if name == "root" else name))) == []
+        ), name
     database = _mutable(synth, "database")
     [(lid, instance)] = resources(database, "AWS::RDS::DBInstance")
     instance["Properties"]["MasterUserPassword"] = "hunter2-but-longer"
     instance["Properties"]["Tags"].append({"Key": "note", "Value": "key AKIAABCDEFGHIJKLMNOP"})
-    assert plaintext_secret_findings(database) == [
+    assert texts(plaintext_secret_findings(database)) == [
         f"{lid}: literal value in MasterUserPassword",
         f"{lid}: credential-like value in Value",
     ]

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from govdr.compliance.custom_resources import custom_resource_timeout_findings
+from govdr.compliance.finding import texts
 from govdr.compliance.gate import RULE_FIXES, own_checks
 from govdr.constructs.custom_resources import is_custom_resource, service_timeout
 from tests.conftest import Synth
@@ -28,7 +29,7 @@ def test_fault_1_every_custom_resource_fails_fast(synth: Synth, prod_synth: Synt
         found = _custom_resources(templates)
         assert found, "the synthesis has custom resources"
         for name, template in templates.items():
-            assert custom_resource_timeout_findings(template) == [], name
+            assert texts(custom_resource_timeout_findings(template)) == [], name
     # ServiceTimeout is a String property (1 to 3600): every one is written as a string.
     timeouts = {
         resource["Type"]: resource["Properties"]["ServiceTimeout"]
@@ -57,7 +58,7 @@ def _database(synth: Synth) -> tuple[dict[str, Any], dict[str, Any]]:
 def test_a_missing_service_timeout_fails(synth: Synth) -> None:
     database, props = _database(synth)
     del props["ServiceTimeout"]
-    assert custom_resource_timeout_findings(database) == [
+    assert texts(custom_resource_timeout_findings(database)) == [
         "TxlogBootstrapResource: no ServiceTimeout, so CloudFormation waits an hour for an "
         "answer that does not come"
     ]
@@ -66,12 +67,12 @@ def test_a_missing_service_timeout_fails(synth: Synth) -> None:
 def test_a_service_timeout_above_the_ceiling_fails(synth: Synth) -> None:
     database, props = _database(synth)
     props["ServiceTimeout"] = "3600"
-    assert custom_resource_timeout_findings(database) == [
+    assert texts(custom_resource_timeout_findings(database)) == [
         "TxlogBootstrapResource: ServiceTimeout '3600' is not a whole number of seconds from 1 "
         "to 960"
     ]
     props["ServiceTimeout"] = "three minutes"
-    assert custom_resource_timeout_findings(database) == [
+    assert texts(custom_resource_timeout_findings(database)) == [
         "TxlogBootstrapResource: ServiceTimeout 'three minutes' is not a whole number of seconds "
         "from 1 to 960"
     ]
@@ -81,7 +82,7 @@ def test_a_service_timeout_shorter_than_the_handler_fails(synth: Synth) -> None:
     database, props = _database(synth)
     props["ServiceTimeout"] = 60
     handler = props["ServiceToken"]["Fn::GetAtt"][0]
-    assert custom_resource_timeout_findings(database) == [
+    assert texts(custom_resource_timeout_findings(database)) == [
         f"TxlogBootstrapResource: ServiceTimeout 60 s is shorter than the 120 s Lambda timeout "
         f"of its handler {handler}"
     ]
@@ -91,7 +92,7 @@ def test_a_generic_custom_resource_type_is_checked_too(synth: Synth) -> None:
     database, props = _database(synth)
     database["Resources"]["TxlogBootstrapResource"]["Type"] = "AWS::CloudFormation::CustomResource"
     del props["ServiceTimeout"]
-    assert custom_resource_timeout_findings(database) == [
+    assert texts(custom_resource_timeout_findings(database)) == [
         "TxlogBootstrapResource: no ServiceTimeout, so CloudFormation waits an hour for an "
         "answer that does not come"
     ]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from govdr.compliance.finding import texts
 from govdr.compliance.template_checks import (
     database_tls_findings,
     drill_connect_findings,
@@ -139,13 +140,13 @@ def test_parameter_group_forces_tls_and_logical_replication(synth: Synth) -> Non
 @pytest.mark.control("SC-8")
 def test_database_tls_check_and_its_failing_twins(synth: Synth) -> None:
     database = synth.raw("database")
-    assert database_tls_findings(database) == []
+    assert texts(database_tls_findings(database)) == []
 
     no_force = copy.deepcopy(database)
     [(group_id, group)] = resources(no_force, "AWS::RDS::DBParameterGroup")
     del group["Properties"]["Parameters"]["rds.force_ssl"]
     [(instance_id, _)] = resources(no_force, "AWS::RDS::DBInstance")
-    assert database_tls_findings(no_force) == [
+    assert texts(database_tls_findings(no_force)) == [
         f"{group_id}: parameter group does not set rds.force_ssl=1",
         f"{instance_id}: instance does not use a parameter group that sets rds.force_ssl=1",
     ]
@@ -154,7 +155,7 @@ def test_database_tls_check_and_its_failing_twins(synth: Synth) -> None:
     default_group["Resources"][instance_id]["Properties"]["DBParameterGroupName"] = (
         "default.postgres18"
     )
-    assert database_tls_findings(default_group) == [
+    assert texts(database_tls_findings(default_group)) == [
         f"{instance_id}: instance does not use a parameter group that sets rds.force_ssl=1"
     ]
 
@@ -245,7 +246,7 @@ def test_log_exports_and_pgaudit(synth: Synth) -> None:
     assert params["pgaudit.log"] == "ddl,role,write"
     assert params["log_connections"] == "receipt,authentication,authorization"
     assert params["log_disconnections"] == "1"
-    assert pgaudit_findings(database) == []
+    assert texts(pgaudit_findings(database)) == []
 
 
 @pytest.mark.control("AU-2")
@@ -256,7 +257,7 @@ def test_pgaudit_check_failing_twins(synth: Synth) -> None:
     params["shared_preload_libraries"] = "pg_stat_statements"
     params["pgaudit.log"] = "ddl"
     params["log_connections"] = "receipt"
-    assert pgaudit_findings(database) == [
+    assert texts(pgaudit_findings(database)) == [
         f"{gid}: pgaudit is not in shared_preload_libraries",
         f"{gid}: pgaudit.log does not cover role, write",
         f"{gid}: log_connections is 'receipt', PostgreSQL 18 logs connections with "
@@ -269,7 +270,7 @@ def test_pgaudit_check_failing_twins(synth: Synth) -> None:
             "log_connections": "receipt,authentication,authorization",
         }
     )
-    assert pgaudit_findings(database) == []
+    assert texts(pgaudit_findings(database)) == []
 
 
 @pytest.mark.control("AU-12")
@@ -330,7 +331,7 @@ def test_drill_connect_policy_allows_only_govdr_drill_on_this_instance(synth: Sy
             ]
         },
     }
-    assert drill_connect_findings(database) == []
+    assert texts(drill_connect_findings(database)) == []
     root = synth.raw()
     assert "DrillConnectPolicyArn" in root["Outputs"]
 
@@ -357,7 +358,7 @@ def test_drill_connect_check_rejects_a_wider_or_unusable_policy(
         instance["Properties"]["EnableIAMDatabaseAuthentication"] = False
     else:
         statement["Resource"] = [statement["Resource"], "*"]
-    [finding] = drill_connect_findings(database)
+    [finding] = texts(drill_connect_findings(database))
     assert "DrillConnectPolicy" in finding
 
 
@@ -383,11 +384,11 @@ def test_the_slot_keeps_at_most_a_fifth_of_the_storage_and_alarms_at_half_of_tha
     alarm = _slot_lag_alarm(synth.raw("monitoring"))["Properties"]
     assert alarm["Threshold"] == 1024 * 1024**2
     assert "invalidates it at 20480 MiB (max_slot_wal_keep_size)" in alarm["AlarmDescription"]
-    assert slot_wal_cap_findings(synth.all_raw()) == []
+    assert texts(slot_wal_cap_findings(synth.all_raw())) == []
     # Another configuration: the parameter and the alarm follow its knobs.
     variant = _parameter_group(variant_synth.raw("database"))["Properties"]["Parameters"]
     assert variant["max_slot_wal_keep_size"] == str(variant_synth.config.slot_wal_keep_limit_mib)
-    assert slot_wal_cap_findings(variant_synth.all_raw()) == []
+    assert texts(slot_wal_cap_findings(variant_synth.all_raw())) == []
 
 
 @pytest.mark.parametrize(
@@ -426,5 +427,5 @@ def test_the_slot_cap_check_rejects_an_uncapped_slot_or_a_late_alarm(
         _slot_lag_alarm(monitoring)["Properties"]["Threshold"] = 10240 * 1024**2 + 1
     else:
         _slot_lag_alarm(monitoring)["Properties"]["MetricName"] = "TransactionLogsDiskUsage"
-    [finding] = slot_wal_cap_findings(templates)
+    [finding] = texts(slot_wal_cap_findings(templates))
     assert needle in finding

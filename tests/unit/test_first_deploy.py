@@ -10,6 +10,7 @@ import copy
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.gate import run_own_checks
 from govdr.compliance.matrix import build_matrix
 from govdr.compliance.template_checks import (
@@ -36,7 +37,7 @@ def test_fault_2_no_function_reserves_concurrency(synth: Synth) -> None:
     ]
     assert len(functions) >= 4
     for template in synth.all_raw().values():
-        assert lambda_concurrency_findings(template) == []
+        assert texts(lambda_concurrency_findings(template)) == []
 
 
 def test_fault_2_twin_a_reservation_fails_the_gate(synth: Synth) -> None:
@@ -48,10 +49,14 @@ def test_fault_2_twin_a_reservation_fails_the_gate(synth: Synth) -> None:
         if f["Properties"]["FunctionName"].startswith("txlog-archiver-")
     ]
     archiver["Properties"]["ReservedConcurrentExecutions"] = 1
-    assert lambda_concurrency_findings(storage) == [f"{lid}: reserves 1 concurrent executions"]
-    assert ("lambda-concurrency", "storage", f"{lid}: reserves 1 concurrent executions") in (
-        run_own_checks(synth.config, {"storage": storage})
-    )
+    assert texts(lambda_concurrency_findings(storage)) == [
+        f"{lid}: reserves 1 concurrent executions"
+    ]
+    assert [
+        (rule, name, str(finding), finding.logical_id)
+        for rule, name, finding in run_own_checks(synth.config, {"storage": storage})
+        if rule == "lambda-concurrency"
+    ] == [("lambda-concurrency", "storage", f"{lid}: reserves 1 concurrent executions", lid)]
 
 
 def test_fault_4_connection_logging_in_the_form_of_each_major(
@@ -68,7 +73,7 @@ def test_fault_4_connection_logging_in_the_form_of_each_major(
         assert props["Family"] == family(major)
         assert props["Parameters"]["log_connections"] == expected
         assert props["Parameters"]["log_disconnections"] == "1"
-        assert pgaudit_findings(database) == []
+        assert texts(pgaudit_findings(database)) == []
 
 
 def test_fault_4_twin_the_boolean_in_a_postgres18_group_fails_the_gate(synth: Synth) -> None:
@@ -76,12 +81,12 @@ def test_fault_4_twin_the_boolean_in_a_postgres18_group_fails_the_gate(synth: Sy
     database = copy.deepcopy(synth.raw("database"))
     [(gid, group)] = resources(database, "AWS::RDS::DBParameterGroup")
     group["Properties"]["Parameters"]["log_connections"] = "1"
-    assert pgaudit_findings(database) == [
+    assert texts(pgaudit_findings(database)) == [
         f"{gid}: log_connections is '1', PostgreSQL 18 logs connections with "
         "'receipt,authentication,authorization'"
     ]
     group["Properties"]["Family"] = "postgres99"
-    assert pgaudit_findings(database) == [f"{gid}: family 'postgres99' is not known"]
+    assert texts(pgaudit_findings(database)) == [f"{gid}: family 'postgres99' is not known"]
 
 
 def test_engine_facts_cover_every_major_the_config_accepts() -> None:
@@ -102,14 +107,14 @@ def test_fault_6_a_major_alone_follows_automatic_minor_upgrades(synth: Synth) ->
     [(_, instance)] = resources(synth.raw("database"), "AWS::RDS::DBInstance")
     props = instance["Properties"]
     assert (props["EngineVersion"], props["AutoMinorVersionUpgrade"]) == ("18", True)
-    assert engine_version_findings(synth.raw("database")) == []
+    assert texts(engine_version_findings(synth.raw("database"))) == []
 
 
 def test_fault_6_a_pinned_minor_turns_automatic_upgrades_off(variant_synth: Synth) -> None:
     [(_, instance)] = resources(variant_synth.raw("database"), "AWS::RDS::DBInstance")
     props = instance["Properties"]
     assert (props["EngineVersion"], props["AutoMinorVersionUpgrade"]) == ("17.4", False)
-    assert engine_version_findings(variant_synth.raw("database")) == []
+    assert texts(engine_version_findings(variant_synth.raw("database"))) == []
 
 
 def test_fault_6_twin_a_pinned_minor_with_automatic_upgrades_fails_the_gate(
@@ -120,9 +125,9 @@ def test_fault_6_twin_a_pinned_minor_with_automatic_upgrades_fails_the_gate(
     [(lid, instance)] = resources(database, "AWS::RDS::DBInstance")
     instance["Properties"]["EngineVersion"] = "18.6"
     expected = [f"{lid}: EngineVersion 18.6 pins a minor while AutoMinorVersionUpgrade is on"]
-    assert engine_version_findings(database) == expected
+    assert texts(engine_version_findings(database)) == expected
     del instance["Properties"]["AutoMinorVersionUpgrade"]  # CloudFormation's default is true
-    assert engine_version_findings(database) == expected
+    assert texts(engine_version_findings(database)) == expected
 
 
 def test_fault_8_an_existing_trail_replaces_the_environment_s_own(
@@ -140,17 +145,17 @@ def test_fault_8_an_existing_trail_replaces_the_environment_s_own(
     assert outputs["TrailArn"]["Value"] == ORG_TRAIL
     assert "TrailBucketName" not in outputs
     assert run_own_checks(org_trail_synth.config, templates) == []
-    assert trail_presence_findings(synth.all_raw(), None) == []
+    assert texts(trail_presence_findings(synth.all_raw(), None)) == []
 
 
 def test_fault_8_twins_no_trail_at_all_or_two_fail_the_gate(
     synth: Synth, org_trail_synth: Synth
 ) -> None:
-    assert trail_presence_findings(org_trail_synth.all_raw(), None) == [
+    assert texts(trail_presence_findings(org_trail_synth.all_raw(), None)) == [
         "audit: no CloudTrail trail is created and no existing trail is named"
     ]
     [lid] = [lid for t in synth.all_raw().values() for lid, _ in resources(t, TRAIL)]
-    assert trail_presence_findings(synth.all_raw(), ORG_TRAIL) == [
+    assert texts(trail_presence_findings(synth.all_raw(), ORG_TRAIL)) == [
         f"{lid}: a trail is created although existingTrailArn is set"
     ]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.gate import RULE_FIXES, run_own_checks, synth_checks
 from govdr.compliance.key_requirements import (
     ACCOUNT_ROLE,
@@ -38,7 +39,7 @@ def test_key_requirements_is_a_synth_wide_gate_rule(synth: Synth) -> None:
 
 
 def test_every_service_gets_what_aws_documents_from_its_key(synth: Synth) -> None:
-    assert key_requirement_findings(synth.all_raw()) == []
+    assert texts(key_requirement_findings(synth.all_raw())) == []
 
 
 def test_requirements_cover_every_service_that_uses_a_key(synth: Synth) -> None:
@@ -115,7 +116,7 @@ def test_fault_3_original_cloudtrail_statement_fails_the_key_requirements(synth:
             },
         }
     )
-    assert key_requirement_findings(templates) == [
+    assert texts(key_requirement_findings(templates)) == [
         f"{lid}: CloudTrail (Trail022F0CF2) needs kms:DescribeKey by cloudtrail.amazonaws.com "
         f"with aws:SourceArn={TRAIL_ARN}: no statement allows it (see {CLOUDTRAIL_DOC})",
         f"{lid}: CloudTrail (Trail022F0CF2) needs kms:Decrypt by cloudtrail.amazonaws.com "
@@ -128,7 +129,7 @@ def test_twin_a_publisher_without_its_statement_cannot_publish(synth: Synth) -> 
     lid, policy = _key(templates, "AlarmsKey")
     policy["Statement"] = [s for s in policy["Statement"] if s.get("Sid") != "PublishRdsEvents"]
     topic = "AlarmTopicD01E77F9"
-    assert key_requirement_findings(templates) == [
+    assert texts(key_requirement_findings(templates)) == [
         f"{lid}: SNS publisher events.rds.amazonaws.com ({topic}) needs {action} by "
         f"events.rds.amazonaws.com: no statement allows it (see {SNS_DOC})"
         for action in ("kms:GenerateDataKey", "kms:Decrypt")
@@ -140,7 +141,7 @@ def test_twin_a_publisher_condition_its_requests_do_not_carry_fails(synth: Synth
     lid, policy = _key(templates, "AlarmsKey")
     publish = next(s for s in policy["Statement"] if s.get("Sid") == "PublishCloudWatchAlarms")
     publish["Condition"] = {"StringEquals": {"kms:CallerAccount": {"Ref": "AWS::AccountId"}}}
-    findings = key_requirement_findings(templates)
+    findings = texts(key_requirement_findings(templates))
     assert len(findings) == 2
     assert all(f.startswith(f"{lid}: SNS publisher cloudwatch.amazonaws.com") for f in findings)
 
@@ -152,7 +153,7 @@ def test_twin_logs_key_bound_to_another_account_fails_for_every_log_group(synth:
     logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] = (
         "arn:aws:logs:eu-central-2:999999999999:log-group:*"
     )
-    findings = key_requirement_findings(templates)
+    findings = texts(key_requirement_findings(templates))
     log_groups = {
         lid
         for template in templates.values()
@@ -170,7 +171,7 @@ def test_twin_secrets_key_through_the_wrong_service_fails(synth: Synth) -> None:
         via = statement.get("Condition", {}).get("StringEquals", {})
         if "kms:ViaService" in via:
             via["kms:ViaService"] = "rds.eu-central-2.amazonaws.com"
-    findings = key_requirement_findings(templates)
+    findings = texts(key_requirement_findings(templates))
     assert len(findings) == 4  # two secrets, GenerateDataKey and Decrypt each
     assert all(f.startswith(f"{lid}: Secrets Manager (") for f in findings)
     assert f"by {ACCOUNT_ROLE} with " in findings[0]
@@ -189,7 +190,7 @@ def test_twin_an_explicit_deny_wins(synth: Synth) -> None:
             "Resource": "*",
         }
     )
-    [finding] = key_requirement_findings(templates)
+    [finding] = texts(key_requirement_findings(templates))
     assert finding.startswith(f"{lid}: AWS Backup (Vault23237E5B) needs kms:CreateGrant by ")
     assert ": explicitly denied by statement DenyGrants (see " in finding
 
@@ -199,7 +200,7 @@ def test_twin_an_operator_the_evaluator_does_not_model_is_a_finding(synth: Synth
     lid, policy = _key(templates, "FileSystemKey")
     use = next(s for s in policy["Statement"] if s.get("Sid") == "UseThroughServices")
     use["Condition"]["NumericLessThan"] = {"kms:RecipientAttestation:ImageSha384": "1"}
-    assert key_requirement_findings(templates) == [
+    assert texts(key_requirement_findings(templates)) == [
         f"{lid}: the key policy uses condition operator NumericLessThan, which the key-policy "
         "evaluator does not model, so EFS (FileSystem8A8E25C0) cannot be shown to be allowed; "
         "use the operators of govdr.compliance.policy_eval.SUPPORTED_OPERATORS"
@@ -210,7 +211,7 @@ def test_twin_a_key_reference_outside_the_synthesis_is_a_finding(synth: Synth) -
     templates = copy.deepcopy(synth.all_raw())
     topic = templates["monitoring"]["Resources"]["AlarmTopicD01E77F9"]["Properties"]
     topic["KmsMasterKeyId"] = "alias/aws/sns"
-    assert key_requirement_findings(templates) == [
+    assert texts(key_requirement_findings(templates)) == [
         "AlarmTopicD01E77F9: KmsMasterKeyId names a key that is not in the synthesis"
     ]
 
@@ -340,7 +341,7 @@ def test_twin_an_archiver_of_another_slot_cannot_open_the_archive_key(synth: Syn
     templates = copy.deepcopy(synth.all_raw())
     lid, _ = _key(templates, "TxlogIntegrityKey")
     _archiver_env(templates)["SLOT_NAME"] = "govdr_txlog_prod"
-    findings = key_requirement_findings(templates)
+    findings = texts(key_requirement_findings(templates))
     assert len(findings) == 2
     assert all(f.startswith(f"{lid}: transaction-log archiver") for f in findings)
     assert "kms:GenerateDataKey" in findings[0] and "kms:Decrypt" in findings[1]
@@ -354,4 +355,4 @@ def test_twin_an_integrity_key_without_the_account_statement_refuses_the_archive
     policy["Statement"] = [
         s for s in policy["Statement"] if s.get("Sid") != "ArchiveIntegrityKeysOfThisEnvironment"
     ]
-    assert len(key_requirement_findings(templates)) == 2
+    assert len(texts(key_requirement_findings(templates))) == 2

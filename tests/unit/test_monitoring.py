@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.template_checks import (
     alarm_action_findings,
     monitoring_coverage_findings,
@@ -68,7 +69,7 @@ def test_alarm_topic_is_named_encrypted_and_tls_only(synth: Synth) -> None:
     [(_, topic)] = resources(monitoring, "AWS::SNS::Topic")
     assert topic["Properties"]["TopicName"] == f"alarms-{TEST_SUFFIX}"
     assert "AlarmsKey" in json.dumps(topic["Properties"]["KmsMasterKeyId"])
-    assert transport_tls_findings(monitoring) == []
+    assert texts(transport_tls_findings(monitoring)) == []
 
 
 def test_topic_policy_names_each_publisher(synth: Synth) -> None:
@@ -94,7 +95,7 @@ def test_topic_tls_check_failing_twin(synth: Synth) -> None:
     document = policy["Properties"]["PolicyDocument"]
     document["Statement"] = [s for s in document["Statement"] if s["Effect"] != "Deny"]
     topic = _topic_id(monitoring)
-    assert transport_tls_findings(monitoring) == [
+    assert texts(transport_tls_findings(monitoring)) == [
         f"{topic}: topic policy does not deny publishing without TLS"
     ]
 
@@ -157,11 +158,11 @@ def test_thresholds_follow_config(variant_synth: Synth) -> None:
 @pytest.mark.control("SI-4")
 def test_alarm_action_check_failing_twin(synth: Synth) -> None:
     monitoring = copy.deepcopy(synth.raw("monitoring"))
-    assert alarm_action_findings(monitoring) == []
+    assert texts(alarm_action_findings(monitoring)) == []
     [(lid, alarm), *_] = resources(monitoring, "AWS::CloudWatch::Alarm")
     del alarm["Properties"]["OKActions"]
     alarm["Properties"]["AlarmActions"] = []
-    assert alarm_action_findings(monitoring) == [
+    assert texts(alarm_action_findings(monitoring)) == [
         f"{lid}: alarm has no alarm action",
         f"{lid}: alarm has no OK action",
     ]
@@ -265,10 +266,10 @@ def test_dashboard_shows_health_latency_storage_slots_efs_and_alarms(synth: Synt
 @pytest.mark.control("SI-4")
 def test_monitoring_coverage_check_and_its_failing_twins(synth: Synth) -> None:
     monitoring = synth.raw("monitoring")
-    assert monitoring_coverage_findings(synth.all_raw()) == []
+    assert texts(monitoring_coverage_findings(synth.all_raw())) == []
     # A synthesis without the monitoring template has nothing to judge and fails on all of it.
     without = {name: t for name, t in synth.all_raw().items() if name != "monitoring"}
-    bare = monitoring_coverage_findings(without)
+    bare = texts(monitoring_coverage_findings(without))
     assert "monitoring: no dashboard" in bare
     assert "monitoring: no alarm on AWS/RDS CPUUtilization" in bare
     assert "monitoring: no RDS event subscription" in bare
@@ -280,7 +281,7 @@ def test_monitoring_coverage_check_and_its_failing_twins(synth: Synth) -> None:
         if a["Properties"]["MetricName"] == "CPUUtilization"
     )
     del no_cpu["Resources"][cpu]
-    assert monitoring_coverage_findings({"monitoring": no_cpu}) == [
+    assert texts(monitoring_coverage_findings({"monitoring": no_cpu})) == [
         "monitoring: no alarm on AWS/RDS CPUUtilization"
     ]
 
@@ -291,15 +292,15 @@ def test_monitoring_coverage_check_and_its_failing_twins(synth: Synth) -> None:
         del weakened["Resources"][lid]
     for lid, _ in list(resources(weakened, "AWS::Events::Rule")):
         del weakened["Resources"][lid]
-    assert monitoring_coverage_findings({"monitoring": weakened}) == [
+    assert texts(monitoring_coverage_findings({"monitoring": weakened})) == [
         "monitoring: no dashboard",
         f"monitoring: RDS event subscription rds-events-{TEST_SUFFIX} misses failover",
         "monitoring: no EventBridge rule for RDS failover events",
         "monitoring: no EventBridge rule for failed secret rotation",
     ]
     del weakened["Resources"][sub_id]
-    assert "monitoring: no RDS event subscription" in monitoring_coverage_findings(
-        {"monitoring": weakened}
+    assert "monitoring: no RDS event subscription" in texts(
+        monitoring_coverage_findings({"monitoring": weakened})
     )
 
 

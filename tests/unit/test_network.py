@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from govdr.compliance.finding import texts
 from govdr.compliance.template_checks import open_ingress_findings, resources
 from govdr.network_flows import flows_for
 from govdr.stacks.network import (
@@ -251,17 +252,17 @@ def test_egress_rules_have_explicit_ports_and_descriptions(synth: Synth) -> None
 @pytest.mark.control("SC-7")
 def test_no_open_ingress_and_its_failing_twin(synth: Synth) -> None:
     network = synth.raw("network")
-    assert open_ingress_findings(network) == []
+    assert texts(open_ingress_findings(network)) == []
     mutated = copy.deepcopy(network)
     lid = _sg_ids(mutated)[f"vpce-sg-{TEST_SUFFIX}"]
     mutated["Resources"][lid]["Properties"]["SecurityGroupIngress"][0]["CidrIp"] = "0.0.0.0/0"
-    assert open_ingress_findings(mutated) == [f"{lid}: ingress open to the internet"]
+    assert texts(open_ingress_findings(mutated)) == [f"{lid}: ingress open to the internet"]
     mutated2 = copy.deepcopy(network)
     mutated2["Resources"]["Open"] = {
         "Type": "AWS::EC2::SecurityGroupIngress",
         "Properties": {"CidrIpv6": "::/0", "IpProtocol": "-1"},
     }
-    assert open_ingress_findings(mutated2) == ["Open: ingress open to the internet"]
+    assert texts(open_ingress_findings(mutated2)) == ["Open: ingress open to the internet"]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.flows import Network, Synthesis, network_flow_findings
 from govdr.compliance.gate import RULE_FIXES, run_own_checks, synth_checks
 from govdr.compliance.template_checks import resources
@@ -90,7 +91,7 @@ def _function(templates: dict[str, dict[str, Any]], name: str) -> dict[str, Any]
 
 @pytest.mark.control("SC-7")
 def test_declared_flows_hold_on_the_synthesis(synth: Synth) -> None:
-    assert network_flow_findings(synth.all_raw(), TEST_SUFFIX) == []
+    assert texts(network_flow_findings(synth.all_raw(), TEST_SUFFIX)) == []
 
 
 def test_every_in_vpc_function_is_declared(synth: Synth) -> None:
@@ -131,7 +132,7 @@ def test_fault_1_bootstrap_cannot_answer_cloudformation(synth: Synth) -> None:
     ]
     # Removing the S3 egress fails the flow.
     props["SecurityGroupEgress"] = [NO_TRAFFIC]
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{bootstrap_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
         "allowed by the egress of txlog-bootstrap-sg"
     ]
@@ -146,7 +147,7 @@ def test_fault_1_https_to_the_vpc_only_does_not_reach_s3(synth: Synth) -> None:
     rule = network["Resources"][bootstrap_sg]["Properties"]["SecurityGroupEgress"][0]
     assert rule["CidrIp"] == "0.0.0.0/0"
     rule["CidrIp"] = synth.config.vpc_cidr
-    findings = network_flow_findings(templates, TEST_SUFFIX)
+    findings = texts(network_flow_findings(templates, TEST_SUFFIX))
     assert (
         f"{bootstrap_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
         "allowed by the egress of txlog-bootstrap-sg"
@@ -164,7 +165,7 @@ def test_fault_1_the_bootstrap_in_the_archiver_s_group_fails(synth: Synth) -> No
         replace(f, source=Group.TXLOG) if f.source is Group.BOOTSTRAP else f for f in FLOWS
     )
     txlog_sg = _group_id(templates["network"], Group.TXLOG)
-    findings = network_flow_findings(templates, TEST_SUFFIX, as_it_was)
+    findings = texts(network_flow_findings(templates, TEST_SUFFIX, as_it_was))
     assert (
         f"{txlog_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
         "allowed by the egress of txlog-sg"
@@ -178,7 +179,7 @@ def test_fault_1_the_bootstrap_in_the_archiver_s_group_fails(synth: Synth) -> No
     assert (
         f"{lid}: txlog-bootstrap runs in txlog-sg-{TEST_SUFFIX}, declared in "
         "txlog-bootstrap-sg only"
-    ) in network_flow_findings(templates, TEST_SUFFIX)
+    ) in texts(network_flow_findings(templates, TEST_SUFFIX))
 
 
 def test_fault_1_an_in_vpc_handler_without_an_s3_flow_fails(synth: Synth) -> None:
@@ -190,7 +191,7 @@ def test_fault_1_an_in_vpc_handler_without_an_s3_flow_fails(synth: Synth) -> Non
     # Neither the declaration nor the group has the cleaner's S3 flow any more.
     without = tuple(f for f in FLOWS if not (f.destination is Gateway.S3 and f.source is Group.OPS))
     network["Resources"][ops]["Properties"]["SecurityGroupEgress"] = [NO_TRAFFIC]
-    assert network_flow_findings(templates, TEST_SUFFIX, without) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX, without)) == [
         "VaultCleanerResource: its handler backup-vault-cleaner runs in the VPC but has no "
         "declared flow to the S3 gateway endpoint, so it cannot answer CloudFormation"
     ]
@@ -212,7 +213,7 @@ def test_functions_with_different_needs_share_no_group(synth: Synth) -> None:
     [unused] = _rule_ids(
         templates["network"], "AWS::EC2::SecurityGroupEgress", Group.MONITOR, Group.ENDPOINTS
     )
-    assert network_flow_findings(templates, TEST_SUFFIX, shared) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX, shared)) == [
         f"{unused}: egress of rpo-monitor-sg-{TEST_SUFFIX} to vpce-sg-{TEST_SUFFIX} "
         f"(tcp/443-443) is allowed but no declared flow needs it ({FIX})",
         f"{lid}: rpo-monitor runs in ops-sg, which reaches the S3 gateway endpoint on tcp/443, "
@@ -225,7 +226,7 @@ def test_removing_a_database_ingress_fails(synth: Synth) -> None:
     network = templates["network"]
     [ingress] = _rule_ids(network, "AWS::EC2::SecurityGroupIngress", Group.DATABASE, Group.TXLOG)
     del network["Resources"][ingress]
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{_group_id(network, Group.DATABASE)}: txlog-archiver -> rds-sg tcp/5432 (read the "
         "logical slot) is not allowed by the ingress of rds-sg"
     ]
@@ -236,7 +237,7 @@ def test_removing_a_database_egress_fails(synth: Synth) -> None:
     network = templates["network"]
     [egress] = _rule_ids(network, "AWS::EC2::SecurityGroupEgress", Group.ROTATION, Group.DATABASE)
     del network["Resources"][egress]
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{_group_id(network, Group.ROTATION)}: rds-rotation, rds-txlog-rotation -> rds-sg "
         "tcp/5432 (set and test the rotated passwords) is not allowed by the egress of "
         "rotation-sg"
@@ -258,7 +259,7 @@ def test_adding_an_undeclared_egress_fails(synth: Synth) -> None:
             "ToPort": 5432,
         },
     }
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"OpsToDatabase: egress of ops-sg-{TEST_SUFFIX} to rds-sg-{TEST_SUFFIX} (tcp/5432-5432) "
         f"is allowed but no declared flow needs it ({FIX})"
     ]
@@ -271,7 +272,7 @@ def test_widening_a_declared_rule_fails(synth: Synth) -> None:
     [egress] = _rule_ids(network, "AWS::EC2::SecurityGroupEgress", Group.TXLOG, Group.FILE_SYSTEM)
     network["Resources"][egress]["Properties"].update(FromPort=0, ToPort=65535)
     txlog = _group_id(network, Group.TXLOG)
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{txlog}: txlog-archiver -> efs-sg tcp/2049 (write the archive (NFS/TLS)) is not "
         "allowed by the egress of txlog-sg",
         f"{egress}: egress of txlog-sg-{TEST_SUFFIX} to efs-sg-{TEST_SUFFIX} (tcp/0-65535) is "
@@ -285,7 +286,7 @@ def test_a_group_without_egress_rules_allows_everything_and_fails(synth: Synth) 
     network = templates["network"]
     efs = _group_id(network, Group.FILE_SYSTEM)
     network["Resources"][efs]["Properties"].pop("SecurityGroupEgress")
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{efs} (EC2's default egress): egress of efs-sg-{TEST_SUFFIX} to 0.0.0.0/0 (all "
         f"traffic) is allowed but no declared flow needs it ({FIX})"
     ]
@@ -317,7 +318,7 @@ def test_a_group_whose_egress_is_only_separate_rules_allows_everything_and_fails
         if r["Properties"]["GroupId"] == {"Fn::GetAtt": [logical_id, "GroupId"]}
     ]
     network["Resources"][logical_id]["Properties"].pop("SecurityGroupEgress")
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{logical_id} (EC2's default egress): egress of {group.value}-{TEST_SUFFIX} to "
         f"0.0.0.0/0 (all traffic) is allowed but no declared flow needs it ({FIX})"
     ]
@@ -339,7 +340,7 @@ def test_removing_the_endpoint_route_table_association_fails(synth: Synth) -> No
         for _, r in resources(network, "AWS::EC2::SubnetRouteTableAssociation")
         if r["Properties"]["RouteTableId"] == removed
     ]
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{endpoint_id}: the route table of subnet {subnet} is not associated with the S3 "
         f"gateway endpoint, so {client} has no route for {client} -> S3 gateway endpoint "
         f"tcp/443"
@@ -356,7 +357,7 @@ def test_unresolvable_subnets_fail_closed(synth: Synth) -> None:
         for lid, r in resources(templates["database"], "AWS::Lambda::Function")
         if r["Properties"] is bootstrap
     ]
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{lid}: the subnets of txlog-bootstrap cannot be resolved, so its route for "
         "txlog-bootstrap -> S3 gateway endpoint tcp/443 cannot be proved"
     ]
@@ -381,7 +382,7 @@ def test_a_route_beyond_the_endpoints_fails(synth: Synth) -> None:
             "NatGatewayId": "nat-0123456789abcdef0",
         },
     }
-    findings = network_flow_findings(templates, TEST_SUFFIX)
+    findings = texts(network_flow_findings(templates, TEST_SUFFIX))
     assert len(findings) == 1
     assert re.fullmatch(
         r"DefaultRoute: route in a route table of (txlog-bootstrap|backup-vault-cleaner|"
@@ -400,7 +401,7 @@ def test_a_missing_interface_endpoint_fails(synth: Synth) -> None:
         if str(r["Properties"]["ServiceName"]).endswith(".backup")
     ]
     del network["Resources"][endpoint]
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{_group_id(network, Group.ENDPOINTS)}: no interface endpoint for backup with private "
         "DNS in vpce-sg, needed by backup-vault-cleaner -> vpce-sg (backup) tcp/443"
     ]
@@ -415,7 +416,7 @@ def test_an_undeclared_function_and_a_missing_client_fail(synth: Synth) -> None:
         for lid, r in resources(templates["database"], "AWS::Lambda::Function")
         if r["Properties"] is bootstrap
     ]
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{lid}: in-VPC function txlog-helper has no declared flows (govdr/network_flows.py)",
         "network-flows: declared client txlog-bootstrap is not an in-VPC function of this "
         "synthesis",
@@ -431,7 +432,7 @@ def test_an_undeclared_security_group_fails(synth: Synth) -> None:
         network["Resources"][_group_id(network, Group.FILE_SYSTEM)]
     )
     network["Resources"]["Stray"]["Properties"]["GroupName"] = f"stray-sg-{TEST_SUFFIX}"
-    assert network_flow_findings(templates, TEST_SUFFIX) == [
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"Stray: security group stray-sg-{TEST_SUFFIX} is not a group of govdr/network_flows.py"
     ]
 
@@ -472,13 +473,13 @@ def test_the_s3_prefix_list_stands_for_the_gateway_endpoint(synth: Synth) -> Non
     assert placeholder == NO_TRAFFIC
     rule.pop("CidrIp")
     rule["DestinationPrefixListId"] = "pl-0123456789abcdef0"
-    assert network_flow_findings(templates, TEST_SUFFIX) == []
+    assert texts(network_flow_findings(templates, TEST_SUFFIX)) == []
     network["Resources"]["OwnList"] = {
         "Type": "AWS::EC2::PrefixList",
         "Properties": {"AddressFamily": "IPv4", "MaxEntries": 1, "PrefixListName": "own"},
     }
     rule["DestinationPrefixListId"] = {"Fn::GetAtt": ["OwnList", "PrefixListId"]}
-    findings = network_flow_findings(templates, TEST_SUFFIX)
+    findings = texts(network_flow_findings(templates, TEST_SUFFIX))
     assert (
         f"{bootstrap_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
         "allowed by the egress of txlog-bootstrap-sg"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.gate import RULE_FIXES, run_own_checks, synth_checks
 from govdr.compliance.policies import Resolver, policy_documents, statements
 from govdr.compliance.policy_grammar import lint_statement, policy_grammar_findings
@@ -42,7 +43,7 @@ def test_policy_grammar_is_a_synth_wide_gate_rule(synth: Synth) -> None:
 
 
 def test_every_synthesized_policy_passes_the_grammar(synth: Synth) -> None:
-    assert policy_grammar_findings(synth.all_raw()) == []
+    assert texts(policy_grammar_findings(synth.all_raw())) == []
 
 
 def test_every_kind_of_policy_is_collected(synth: Synth) -> None:
@@ -134,7 +135,7 @@ def test_twin_unknown_action_is_reported(synth: Synth) -> None:
     templates = copy.deepcopy(synth.all_raw())
     lid, policy = _resource(templates, "TxlogArchiverRolePolicy")
     _statement(policy, "DecryptDatabaseSecret")["Action"] = "kms:DecryptEverything"
-    assert policy_grammar_findings(templates) == [
+    assert texts(policy_grammar_findings(templates)) == [
         f"{lid}: PolicyDocument statement DecryptDatabaseSecret: UNKNOWN_ACTION "
         "Unknown action kms:DecryptEverything"
     ]
@@ -145,13 +146,17 @@ def test_twin_the_gate_reports_a_grammar_finding_under_its_rule(synth: Synth) ->
     lid, policy = _resource(templates, "RpoMonitorRolePolicy")
     policy["Properties"]["PolicyDocument"]["Statement"][0]["Action"] = "rds:DescribeDBInstance"
     results = run_own_checks(synth.config, templates)
-    assert [(rule, finding) for rule, _, finding in results] == [
+    assert [(rule, str(finding)) for rule, _, finding in results] == [
         (
             "policy-grammar",
             f"{lid}: PolicyDocument statement DescribeTheDatabase: UNKNOWN_ACTION "
             "Unknown action rds:DescribeDBInstance",
         )
     ]
+    # The finding is a value: the resource, the rule and its fix, not text to parse back.
+    [(_, _, finding)] = results
+    assert (finding.logical_id, finding.rule) == (lid, "policy-grammar")
+    assert finding.fix == RULE_FIXES["policy-grammar"]
 
 
 def test_twin_condition_key_that_does_not_apply_is_reported(synth: Synth) -> None:
@@ -160,7 +165,7 @@ def test_twin_condition_key_that_does_not_apply_is_reported(synth: Synth) -> Non
     use = _statement(key, "UseThroughServices")
     use["Action"] = "kms:Decrypt"
     use["Condition"]["StringLike"] = {"s3:prefix": "logs/*"}
-    assert policy_grammar_findings(templates) == [
+    assert texts(policy_grammar_findings(templates)) == [
         f"{lid}: KeyPolicy statement UseThroughServices: UNKNOWN_CONDITION_FOR_ACTION "
         "Unknown condition s3:prefix for action kms:Decrypt"
     ]
@@ -171,7 +176,7 @@ def test_twin_type_mismatch_is_reported(synth: Synth) -> None:
     lid, key = _resource(templates, "BackupKey")
     use = _statement(key, "UseThroughServices")
     use["Condition"]["NumericLessThan"] = {"kms:ViaService": "5"}
-    assert policy_grammar_findings(templates) == [
+    assert texts(policy_grammar_findings(templates)) == [
         f"{lid}: KeyPolicy statement UseThroughServices: MISMATCHED_TYPE "
         "Type mismatch: NumericLessThan requires a value of type Number but given String"
     ]
@@ -203,7 +208,7 @@ def test_fault_3_original_cloudtrail_statement_fails_the_grammar(synth: Synth) -
             "kms:EncryptionContext:aws:cloudtrail:arn": "arn:aws:cloudtrail:*:123456789012:trail/*"
         }
     }
-    assert policy_grammar_findings(templates) == [
+    assert texts(policy_grammar_findings(templates)) == [
         f"{lid}: KeyPolicy statement CloudTrailDescribeKey: UNKNOWN_CONDITION_FOR_ACTION "
         "Unknown condition kms:EncryptionContext:aws:cloudtrail:arn for action kms:DescribeKey"
     ]
@@ -231,7 +236,7 @@ def test_twin_without_its_note_the_documented_logs_pattern_is_reported(synth: Sy
     templates = copy.deepcopy(synth.all_raw())
     lid, logs_key = _resource(templates, "LogsKey")
     del logs_key["Metadata"][METADATA_KEY]
-    assert policy_grammar_findings(templates) == [
+    assert texts(policy_grammar_findings(templates)) == [
         f"{lid}: KeyPolicy statement LogsEncryptLogGroups: MISMATCHED_TYPE "
         "Type mismatch: ArnLike requires a value of type Arn but given String"
     ]
@@ -244,7 +249,7 @@ def test_twin_a_note_without_reason_or_for_another_issue_accepts_nothing(synth: 
         {"issue": "RESOURCE_MISMATCH", "action": "s3:List*", "reason": " "},
         {"issue": "UNKNOWN_ACTION", "action": "s3:List*", "reason": "other issue"},
     ]
-    [finding] = policy_grammar_findings(templates)
+    [finding] = texts(policy_grammar_findings(templates))
     assert finding.startswith(f"{lid}: PolicyDocument statement #1: RESOURCE_MISMATCH ")
     assert "s3:ListAllMyBuckets" in finding
 
@@ -253,7 +258,7 @@ def test_twin_duplicate_sid_is_reported(synth: Synth) -> None:
     templates = copy.deepcopy(synth.all_raw())
     lid, key = _resource(templates, "SecretsKey")
     key["Properties"]["KeyPolicy"]["Statement"][1]["Sid"] = "KeyAdministration"
-    assert policy_grammar_findings(templates) == [
+    assert texts(policy_grammar_findings(templates)) == [
         f"{lid}: KeyPolicy statement KeyAdministration: DUPLICATE_SID"
     ]
 
@@ -266,7 +271,7 @@ def test_trust_and_file_system_policies_are_linted_with_their_implied_resource(
     file_system["Properties"]["FileSystemPolicy"]["Statement"][1]["Action"].append(
         "elasticfilesystem:ClientTeleport"
     )
-    assert policy_grammar_findings(templates) == [
+    assert texts(policy_grammar_findings(templates)) == [
         f"{lid}: FileSystemPolicy statement #1: UNKNOWN_ACTION "
         "Unknown action elasticfilesystem:ClientTeleport"
     ]

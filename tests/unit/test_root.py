@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.template_checks import (
     STATEFUL_TYPES,
     destroyability_findings,
@@ -135,7 +136,7 @@ def test_stateful_logical_ids_are_pinned(
 
 def test_every_named_resource_carries_the_suffix(synth: Synth) -> None:
     for name, template in synth.all_raw().items():
-        assert naming_findings(template, TEST_SUFFIX) == [], name
+        assert texts(naming_findings(template, TEST_SUFFIX)) == [], name
 
 
 def test_naming_check_failing_twins(synth: Synth) -> None:
@@ -144,14 +145,14 @@ def test_naming_check_failing_twins(synth: Synth) -> None:
     instance["Properties"]["DBInstanceIdentifier"] = "citizen-db"
     [(sid, secret), *_] = resources(database, "AWS::SecretsManager::Secret")
     del secret["Properties"]["Name"]
-    findings = naming_findings(database, TEST_SUFFIX)
+    findings = texts(naming_findings(database, TEST_SUFFIX))
     assert f"{lid} (AWS::RDS::DBInstance): name 'citizen-db' does not end with -{TEST_SUFFIX}" in (
         findings
     )
     assert f"{sid} (AWS::SecretsManager::Secret): has no physical name" in findings
     instance["Properties"]["DBInstanceIdentifier"] = {"Ref": "Something"}
-    assert f"{lid} (AWS::RDS::DBInstance): physical name is not a literal" in naming_findings(
-        database, TEST_SUFFIX
+    assert f"{lid} (AWS::RDS::DBInstance): physical name is not a literal" in texts(
+        naming_findings(database, TEST_SUFFIX)
     )
 
 
@@ -168,7 +169,7 @@ def test_tags_identify_owner_and_data_class(synth: Synth) -> None:
 
 def test_default_deployment_is_fully_destroyable(synth: Synth) -> None:
     for name, template in synth.all_raw().items():
-        assert destroyability_findings(template) == [], name
+        assert texts(destroyability_findings(template)) == [], name
 
 
 def test_destroyability_check_failing_twins(synth: Synth) -> None:
@@ -181,7 +182,7 @@ def test_destroyability_check_failing_twins(synth: Synth) -> None:
     del secret["DeletionPolicy"]
     [(gid, group)] = resources(database, "AWS::RDS::DBParameterGroup")
     group["DeletionPolicy"] = "Retain"
-    assert sorted(destroyability_findings(database)) == sorted(
+    assert sorted(texts(destroyability_findings(database))) == sorted(
         [
             f"{lid} (AWS::RDS::DBInstance): DeletionPolicy is Snapshot, not Delete",
             f"{lid}: DeletionProtection is not false",
@@ -210,5 +211,5 @@ def test_production_switch_protects_every_stateful_resource(prod_synth: Synth) -
     # Nothing empties the audit buckets when the prod switch is on.
     for template in templates.values():
         assert not list(resources(template, "Custom::S3AutoDeleteObjects"))
-    findings = [f for t in templates.values() for f in destroyability_findings(t)]
+    findings = [f for t in templates.values() for f in texts(destroyability_findings(t))]
     assert len(findings) == len(stateful) + 3

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.gate import RULE_FIXES, own_checks
 from govdr.compliance.template_checks import (
     resources,
@@ -146,7 +147,7 @@ def test_fault_7_no_transform_and_no_deprecated_runtime_in_any_template(synth: S
     assert "no-transform" in RULE_FIXES
     for template in templates.values():
         assert "Transform" not in template
-        assert transform_findings(template) == []
+        assert texts(transform_findings(template)) == []
     runtimes = {
         f["Properties"]["Runtime"]
         for template in templates.values()
@@ -162,7 +163,7 @@ def test_fault_7_no_transform_check_failing_twins(synth: Synth) -> None:
     database["Transform"] = "AWS::SecretsManager-2024-09-16"
     function_id, _ = _function(database, "rds-rotation")
     database["Resources"][function_id]["Properties"]["Runtime"] = "python3.10"
-    assert transform_findings(database) == [
+    assert texts(transform_findings(database)) == [
         "Transform: the template declares AWS::SecretsManager-2024-09-16, which "
         "CloudFormation expands at deploy time into resources this synth never checked",
         f"{function_id}: runtime python3.10 is deprecated "
@@ -170,7 +171,7 @@ def test_fault_7_no_transform_check_failing_twins(synth: Synth) -> None:
     ]
     database["Transform"] = ["AWS::Serverless-2016-10-31", {"Name": "AWS::Include"}]
     del database["Resources"][function_id]
-    assert transform_findings(database) == [
+    assert texts(transform_findings(database)) == [
         "Transform: the template declares AWS::Serverless-2016-10-31, "
         '{"Name": "AWS::Include"}, which CloudFormation expands at deploy time into resources '
         "this synth never checked"
@@ -179,7 +180,7 @@ def test_fault_7_no_transform_check_failing_twins(synth: Synth) -> None:
     network = copy.deepcopy(synth.raw("network"))
     [(provider_id, provider)] = resources(network, "AWS::Lambda::Function")
     provider["Properties"]["Runtime"] = "nodejs20.x"
-    assert transform_findings(network) == [
+    assert texts(transform_findings(network)) == [
         f"{provider_id}: runtime nodejs20.x is deprecated "
         "(https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html)"
     ]
@@ -197,7 +198,7 @@ def test_fault_5_rotation_schedules_wait_for_the_bootstrap(synth: Synth) -> None
     assert "rotation-order" in own_checks(synth.config)
     assert "rotation-order" in RULE_FIXES
     for template in synth.all_raw().values():
-        assert rotation_order_findings(template) == []
+        assert texts(rotation_order_findings(template)) == []
 
 
 @pytest.mark.control("IA-5(1)")
@@ -211,7 +212,7 @@ def test_fault_5_rotation_order_check_failing_twin(synth: Synth) -> None:
         schedule_id, schedule = _schedule(database, name)
         ids[name] = (schedule_id, schedule["Properties"]["SecretId"]["Ref"])
         schedule["DependsOn"].remove(bootstrap_id)
-    assert sorted(rotation_order_findings(database)) == [
+    assert sorted(texts(rotation_order_findings(database))) == [
         f"{schedule_id}: rotates {attachment} while {bootstrap_id} reads it; add DependsOn "
         f"{bootstrap_id} so that the first rotation starts after it answered"
         for schedule_id, attachment in sorted(ids.values())

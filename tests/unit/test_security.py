@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.template_checks import key_rotation_findings, resources
 from govdr.constructs.service_key import ADMIN_ACTIONS
 from tests.conftest import TEST_SUFFIX, Synth
@@ -47,12 +48,12 @@ def test_keys_rotate_with_seven_day_window(synth: Synth) -> None:
 @pytest.mark.control("SC-12")
 def test_key_rotation_check_and_its_failing_twin(synth: Synth) -> None:
     template = synth.raw("security")
-    assert key_rotation_findings(template) == []
+    assert texts(key_rotation_findings(template)) == []
     mutated = copy.deepcopy(template)
     lid = next(lid for lid, _ in resources(mutated, "AWS::KMS::Key"))
     mutated["Resources"][lid]["Properties"]["EnableKeyRotation"] = False
     mutated["Resources"][lid]["Properties"]["PendingWindowInDays"] = 3
-    assert key_rotation_findings(mutated) == [
+    assert texts(key_rotation_findings(mutated)) == [
         f"{lid}: key rotation is not enabled",
         f"{lid}: pending window must be 7-30 days",
     ]

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from govdr.compliance.finding import texts
 from govdr.compliance.template_checks import file_system_tls_findings, resources
 from tests.conftest import TEST_SUFFIX, Synth
 
@@ -42,20 +43,20 @@ def test_file_system_policy_denies_non_tls_and_anonymous(synth: Synth) -> None:
 @pytest.mark.control("SC-8")
 def test_file_system_tls_check_and_its_failing_twins(synth: Synth) -> None:
     storage = synth.raw("storage")
-    assert file_system_tls_findings(storage) == []
+    assert texts(file_system_tls_findings(storage)) == []
     [(lid, _)] = resources(storage, "AWS::EFS::FileSystem")
 
     no_deny = copy.deepcopy(storage)
     policy = no_deny["Resources"][lid]["Properties"]["FileSystemPolicy"]
     policy["Statement"] = [s for s in policy["Statement"] if s.get("Sid") != "DenyNonTlsAccess"]
-    assert file_system_tls_findings(no_deny) == [
+    assert texts(file_system_tls_findings(no_deny)) == [
         f"{lid}: file-system policy does not deny access without TLS "
         "(Deny when aws:SecureTransport is false)"
     ]
 
     unencrypted = copy.deepcopy(storage)
     del unencrypted["Resources"][lid]["Properties"]["KmsKeyId"]
-    assert file_system_tls_findings(unencrypted) == [
+    assert texts(file_system_tls_findings(unencrypted)) == [
         f"{lid}: file system is not encrypted with a customer-managed key"
     ]
 
