@@ -32,9 +32,11 @@ from govdr.engine import connection_logging
 from govdr.naming import name, slot_name
 from runtime.secret_rotation.contract import (
     ALTERNATING_USERS,
+    ENV_EXCLUDE_CHARACTERS,
     ENV_ROTATION_STRATEGY,
     SINGLE_USER,
 )
+from runtime.txlog_archiver import contract as txlog
 from runtime.txlog_archiver.contract import DRILL_ROLE
 
 MASTER_USERNAME = "govdr_admin"
@@ -367,9 +369,9 @@ class DatabaseStack(NestedStack):
             # The event is checked against these: a request naming another slot or secret
             # changes nothing.
             environment={
-                "TXLOG_SLOT_NAME": self.slot_name,
-                "MASTER_SECRET_ARN": self.master_secret.secret_arn,
-                "REPLICATION_SECRET_ARN": self.replication_secret.secret_arn,
+                txlog.ENV_BOOTSTRAP_SLOT_NAME: self.slot_name,
+                txlog.ENV_MASTER_SECRET_ARN: self.master_secret.secret_arn,
+                txlog.ENV_REPLICATION_SECRET_ARN: self.replication_secret.secret_arn,
             },
         )
         self.bootstrap.without_dead_letter_queue(CUSTOM_RESOURCE_OUTCOME)
@@ -436,7 +438,7 @@ class DatabaseStack(NestedStack):
             timeout=Duration.minutes(1),
             environment={
                 ENV_ROTATION_STRATEGY: strategy,
-                "EXCLUDE_CHARACTERS": PASSWORD_EXCLUDE,
+                ENV_EXCLUDE_CHARACTERS: PASSWORD_EXCLUDE,
                 # No TLS setting: runtime/pg_tls.py always verifies the server (verify-full
                 # with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
             },

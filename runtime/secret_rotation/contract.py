@@ -6,5 +6,6 @@ from __future__ import annotations
 
 SERVICE = "rds-rotation"
 ENV_ROTATION_STRATEGY = "ROTATION_STRATEGY"
+ENV_EXCLUDE_CHARACTERS = "EXCLUDE_CHARACTERS"
 SINGLE_USER = "single-user"
 ALTERNATING_USERS = "alternating-users"

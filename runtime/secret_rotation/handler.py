@@ -620,7 +620,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> None:
             connect=psycopg2.connect,
             strategy=os.environ.get(contract.ENV_ROTATION_STRATEGY, ""),
             tls=tls_from_env(os.environ),
-            exclude_characters=os.environ.get("EXCLUDE_CHARACTERS", ""),
+            exclude_characters=os.environ.get(contract.ENV_EXCLUDE_CHARACTERS, ""),
         )
         rotator.rotate(event)
     except (RotationError, TlsSetupError) as exc:

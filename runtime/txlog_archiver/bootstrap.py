@@ -73,11 +73,16 @@ class OwnEnvironment:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> OwnEnvironment:
-        return cls(
-            environ["TXLOG_SLOT_NAME"],
-            environ["MASTER_SECRET_ARN"],
-            environ["REPLICATION_SECRET_ARN"],
-        )
+        """The function's settings; an unset one stays empty and :meth:`unset` names it (the
+        request is then answered FAILED, not left to CloudFormation's timeout)."""
+        slot, master, replication = (environ.get(name, "") for name in contract.BOOTSTRAP_ENV)
+        return cls(slot, master, replication)
+
+    def unset(self) -> list[str]:
+        values = (self.slot, self.master_secret_arn, self.replication_secret_arn)
+        return [
+            name for name, value in zip(contract.BOOTSTRAP_ENV, values, strict=True) if not value
+        ]
 
     def mismatches(self, props: Mapping[str, Any]) -> list[str]:
         expected = {
@@ -306,6 +311,16 @@ def handle(
     missing = [k for k in required if not props.get(k)]
     if missing:
         send_response(request, "FAILED", f"ResourceProperties missing: {', '.join(missing)}", {})
+        return
+    unset = own.unset()
+    if unset:
+        reason = (
+            f"the function's environment lacks {', '.join(unset)}, so it cannot tell its own "
+            "slot and secrets; nothing was changed. Redeploy the stack "
+            "(govdr/stacks/database.py sets them)"
+        )
+        LOG.error("txlog bootstrap %s refused: %s", request.request_type, reason)
+        send_response(request, "FAILED", reason, {})
         return
     foreign = own.mismatches(props)
     if foreign:

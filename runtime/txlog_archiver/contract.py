@@ -37,6 +37,12 @@ ENV_INTEGRITY_KEY_ARN = "INTEGRITY_KEY_ARN"
 ENV_RETENTION_DAYS = "RETENTION_DAYS"
 REQUIRED_ENV = (ENV_SECRET_ARN, ENV_ARCHIVE_DIR, ENV_SLOT_NAME, ENV_INTEGRITY_KEY_ARN)
 
+# The bootstrap's environment: the one slot and the two secrets it may manage.
+ENV_BOOTSTRAP_SLOT_NAME = "TXLOG_SLOT_NAME"
+ENV_MASTER_SECRET_ARN = "MASTER_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
+ENV_REPLICATION_SECRET_ARN = "REPLICATION_SECRET_ARN"  # noqa: S105 - a variable name
+BOOTSTRAP_ENV = (ENV_BOOTSTRAP_SLOT_NAME, ENV_MASTER_SECRET_ARN, ENV_REPLICATION_SECRET_ARN)
+
 # The drills' database login (govdr drill failover), created by the bootstrap: IAM database
 # authentication only.
 DRILL_ROLE = "govdr_drill"

@@ -95,3 +95,32 @@ def test_the_bootstrap_entry_reads_its_environment_and_refuses_another_slot(
     [body] = bodies
     assert body["Status"] == "FAILED"
     assert "'another_slot' is not this environment's 'govdr_txlog'" in body["Reason"]
+
+
+def test_the_bootstrap_entry_answers_without_its_settings(
+    monkeypatch: pytest.MonkeyPatch, response_url: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """Before: a KeyError outside the request handling, no answer, and CloudFormation waiting
+    for its timeout. Now: FAILED naming what the environment lacks; nothing is touched."""
+    url, bodies = response_url
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("TXLOG_SLOT_NAME", "govdr_txlog")
+    for name in ("MASTER_SECRET_ARN", "REPLICATION_SECRET_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        bootstrap.handler(
+            _event(
+                url,
+                "Delete",
+                "TxlogBootstrapResource",
+                MasterSecretArn="m",
+                ReplicationSecretArn="r",
+                SlotName="govdr_txlog",
+            ),
+            LambdaTestContext(),
+        )
+    [body] = bodies
+    assert body["Status"] == "FAILED"
+    assert body["Reason"].startswith(
+        "the function's environment lacks MASTER_SECRET_ARN, REPLICATION_SECRET_ARN"
+    )

@@ -20,7 +20,7 @@ from runtime.txlog_archiver.archiver import OPTIONS, SLOT_BUSY
 from runtime.txlog_archiver.handler import Settings, archive_lag_seconds
 from tests.runtime.conftest import SLOT, Db
 from tests.support.archive_keys import keyring
-from tests.support.lambda_context import LambdaTestContext
+from tests.support.lambda_context import LambdaTestContext, log_to_current_stdout
 from tests.support.pgcluster import LOCAL_SOCKET_TLS
 
 Context = LambdaTestContext
@@ -70,6 +70,8 @@ def test_handler_archives_and_emits_metrics(
         # The fixture's Unix socket carries no TLS: tests/runtime/test_pg_tls.py runs the
         # handler's default (verified) path against the TLS server.
         monkeypatch.setattr(lambda_handler, "tls_from_env", lambda env: dict(LOCAL_SOCKET_TLS))
+        # The module-level Logger writes to this test's capture too (its summary line below).
+        log_to_current_stdout(lambda_handler.logger, monkeypatch)
         result: dict[str, Any] = lambda_handler.handler({}, Context(seconds=25))
     assert result["transactions"] == 3
     assert result["lag_seconds"] == 0.0
@@ -102,8 +104,11 @@ def test_handler_archives_and_emits_metrics(
     assert record["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "govdr/txlog"
     assert record["TransactionsArchived"] == [3.0]
     assert record["Environment"] == "qa7"
-    # The secret's password is in neither stream (the same capture the metrics came from).
-    assert captured.out and "unused-with-trust-auth" not in captured.out + captured.err
+    # The log lines are in the capture (the run's summary with the Lambda context), and the
+    # secret's password is in neither stream.
+    [summary] = [json.loads(x) for x in captured.out.splitlines() if '"archive run"' in x]
+    assert (summary["transactions"], summary["function_request_id"]) == (3, "req-1")
+    assert "unused-with-trust-auth" not in captured.out + captured.err
 
 
 def test_lag_reports_an_archive_behind_the_database(db: Db, tmp_path: Path) -> None:

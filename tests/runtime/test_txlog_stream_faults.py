@@ -134,3 +134,36 @@ def test_a_crafted_line_without_the_fields_of_a_transaction_is_named(
     captured = capsys.readouterr()
     assert code == 2 and "not an archived transaction" in captured.err
     assert "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_redelivered_large_transaction_is_skipped_once_archived(tmp_path: Path) -> None:
+    """A lost connection after a large (spilled) transaction: the server redelivers it from
+    the slot's last confirmed position. The redelivery is recognised at its BEGIN (its end LSN
+    is archived), its changes are dropped as they come, and it is counted skipped; the new
+    transaction after it is archived. Every transaction is in the archive exactly once."""
+    import psycopg2
+
+    directory = tmp_path / "archive"
+    large = [
+        begin(1, "0/100", "0/200"),
+        *(insert(i) for i in range(100)),
+        commit(1, "0/150", "0/200"),
+    ]
+    small = [begin(2, "0/300", "0/400"), insert(1000), commit(2, "0/350", "0/400")]
+    archiver, _ = scripted_archiver(
+        directory,
+        [
+            FakeCursor([*large, psycopg2.InterfaceError("connection lost")]),
+            FakeCursor([*large, *small]),
+        ],
+        idle_seconds=0.5,
+        **LARGE,
+    )
+    stats = run_stream(archiver)
+    assert isinstance(stats, RunStats), stats
+    assert (stats.reconnects, stats.spilled, stats.skipped) == (1, 1, 1)
+    assert stats.transactions == 2
+    archived = list(Archive(directory).transactions())
+    assert [t["xid"] for t in archived] == [1, 2]
+    assert len(archived[0]["changes"]) == 100
+    assert _leftovers(directory) == []

@@ -92,6 +92,12 @@ def test_a_marker_is_collected_and_its_failing_twins(tmp_path: Path) -> None:
         '@pytest.mark.parametrize("x", [1])\n@pytest.mark.control("SC-8")\n'
         "def test_b(x: int) -> None:\n    pass\n",
     )
+    # `from pytest import mark` is the same marker.
+    short = _marked(
+        tmp_path / "short",
+        'from pytest import mark\n\n\n@mark.control("AU-9")\ndef test_c() -> None:\n    pass\n',
+    )
+    assert control_tests.collect(short, known) == {"AU-9": ("tests/unit/test_probe.py::test_c",)}
     assert control_tests.collect(good, known) == {
         "SC-8": ("tests/unit/test_probe.py::test_a", "tests/unit/test_probe.py::test_b"),
         "AU-9": ("tests/unit/test_probe.py::test_a",),
@@ -103,6 +109,22 @@ def test_a_marker_is_collected_and_its_failing_twins(tmp_path: Path) -> None:
             "helper",
             '@pytest.mark.control("SC-8")\ndef helper() -> None:\n    pass\n',
             "not on helper",
+        ),
+        (
+            "module",
+            'pytestmark = pytest.mark.control("SC-8")\n\n\ndef test_a() -> None:\n    pass\n',
+            "directly on a module-level test",
+        ),
+        (
+            "param",
+            '@pytest.mark.parametrize("x", [pytest.param(1, marks=pytest.mark.control("SC-8"))])'
+            "\ndef test_a(x: int) -> None:\n    pass\n",
+            "directly on a module-level test",
+        ),
+        (
+            "bare",
+            "@pytest.mark.control\ndef test_a() -> None:\n    pass\n",
+            "directly on a module-level test",
         ),
         (
             "variable",
