@@ -267,9 +267,10 @@ def test_the_cli_entry_point_runs_the_compliance_gate(tmp_path: Path) -> None:
     planted = (
         "import runpy\n"
         "import govdr.compliance.gate as gate\n"
+        "from govdr.compliance.finding import Finding\n"
         "original = gate.synth_checks\n"
         "gate.synth_checks = lambda config: {**original(config), "
-        f"'planted': lambda templates: [{PLANTED!r}]}}\n"
+        f"'planted': lambda templates: [Finding(*{tuple(PLANTED.split(': ', 1))!r})]}}\n"
         "runpy.run_path('app.py', run_name='__main__')\n"
     )
     context = {**cdk_json_context(), "environmentSuffix": "gate1"}
