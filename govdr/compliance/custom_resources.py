@@ -15,6 +15,14 @@ from govdr.compliance.finding import Finding
 from govdr.compliance.template_checks import Template
 from govdr.constructs.custom_resources import MAX_SERVICE_TIMEOUT_SECONDS, is_custom_resource
 
+RULE = "custom-resource-timeout"
+FIX = (
+    "give the custom resource service_timeout=Duration.seconds(service_timeout(<handler "
+    "timeout>)) from govdr.constructs.custom_resources (at most 960 s, at least the "
+    "handler's Lambda timeout)"
+)
+
+
 # Lambda's default timeout when a function sets none
 # (https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html).
 LAMBDA_DEFAULT_TIMEOUT_SECONDS = 3

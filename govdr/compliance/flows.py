@@ -31,6 +31,13 @@ from govdr.constructs.custom_resources import is_custom_resource
 from govdr.naming import name
 from govdr.network_flows import FLOWS, SERVERS, Flow, Gateway, Group, client_groups
 
+RULE = "network-flows"
+FIX = (
+    "declare the flow in govdr/network_flows.py (the Network stack builds the rules from "
+    "it), or remove the rule or function that no declared flow needs"
+)
+
+
 Ref = tuple[str, str]  # (template name, logical ID)
 ANY_IPV4 = "0.0.0.0/0"
 DECLARATION = "govdr/network_flows.py"

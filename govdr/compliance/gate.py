@@ -13,17 +13,44 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import aws_cdk as cdk
 import jsii
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 
+from govdr.compliance import custom_resources as custom_resources_rule
+from govdr.compliance import flows as flows_rule
+from govdr.compliance import key_requirements as key_requirements_rule
+from govdr.compliance import policy_grammar as policy_grammar_rule
 from govdr.compliance import template_checks as tc
 from govdr.compliance.custom_resources import custom_resource_timeout_findings
 from govdr.compliance.finding import Finding
 from govdr.compliance.flows import network_flow_findings
 from govdr.compliance.key_requirements import key_requirement_findings
 from govdr.compliance.policy_grammar import policy_grammar_findings
+from govdr.compliance.rules import alarm_actions as alarm_actions_rule
+from govdr.compliance.rules import audit_trail as audit_trail_rule
+from govdr.compliance.rules import backup_coverage as backup_coverage_rule
+from govdr.compliance.rules import database_tls as database_tls_rule
+from govdr.compliance.rules import destroyable as destroyable_rule
+from govdr.compliance.rules import drill_connect as drill_connect_rule
+from govdr.compliance.rules import engine_version as engine_version_rule
+from govdr.compliance.rules import file_system_tls as file_system_tls_rule
+from govdr.compliance.rules import iam_wildcards as iam_wildcards_rule
+from govdr.compliance.rules import key_rotation as key_rotation_rule
+from govdr.compliance.rules import lambda_concurrency as lambda_concurrency_rule
+from govdr.compliance.rules import log_groups as log_groups_rule
+from govdr.compliance.rules import monitoring_coverage as monitoring_coverage_rule
+from govdr.compliance.rules import naming as naming_rule
+from govdr.compliance.rules import no_open_ingress as no_open_ingress_rule
+from govdr.compliance.rules import no_transform as no_transform_rule
+from govdr.compliance.rules import pgaudit as pgaudit_rule
+from govdr.compliance.rules import plaintext_secrets as plaintext_secrets_rule
+from govdr.compliance.rules import rotation_order as rotation_order_rule
+from govdr.compliance.rules import slot_wal_cap as slot_wal_cap_rule
+from govdr.compliance.rules import trail as trail_rule
+from govdr.compliance.rules import transport_tls as transport_tls_rule
 from govdr.compliance.template_checks import (
     iam_wildcard_findings,
     plaintext_secret_findings,
@@ -33,50 +60,36 @@ from govdr.network_flows import flows_for
 
 PLUGIN_NAME = "govdr"
 
-RULE_FIXES = {
-    "database-tls": "keep rds.force_ssl=1 in govdr/stacks/database.py PARAMETERS",
-    "file-system-tls": "keep the DenyNonTlsAccess statement and the CMK on the file system",
-    "key-rotation": "create keys through govdr.constructs.service_key.ServiceKey",
-    "no-open-ingress": "allow traffic from security groups or the VPC CIDR only",
-    "log-groups": "create log groups through govdr.constructs.log_group.encrypted_log_group",
-    "pgaudit": "keep pgaudit in the parameter group and connection logging from "
-    "govdr.engine.connection_logging for the engine major",
-    "alarm-actions": "give every alarm an alarm and an OK action to the alarms topic",
-    "transport-tls": "set enforce_ssl=True on buckets and topics",
-    "backup-coverage": "add a BackupSelection beside the resource, in the same stack",
-    "audit-trail": "create the trail (leave existingTrailArn empty) or name an existing "
-    "multi-region trail with -c existingTrailArn=arn:aws:cloudtrail:...",
-    "trail": "keep the trail logging, validated, encrypted, multi-region and sent to Logs",
-    "monitoring-coverage": "keep the alarms, dashboard, event subscription and rules of "
-    "govdr/stacks/monitoring.py",
-    "naming": "name resources with govdr.naming.name(resource_type, suffix)",
-    "iam-wildcards": "scope actions and resources, or list the Sid in WILDCARD_RESOURCE_SIDS",
-    "plaintext-secrets": "generate secrets in Secrets Manager and use dynamic references",
-    "destroyable": "use RemovalPolicy.DESTROY unless config.retain_data (the prod switch)",
-    "engine-version": "give engineVersion as a major alone (18), or pin MAJOR.MINOR with "
-    "automatic minor upgrades off (DrConfig.pins_minor_version)",
-    "policy-grammar": "use actions and condition keys the service authorization reference lists "
-    "for each action, with operators of the key's type; accept a finding AWS documents with "
-    "govdr.constructs.policy_notes.accept(...) and its reason",
-    "key-requirements": "give the service the statement its AWS page documents (principal, "
-    "actions, and only conditions its requests carry) through ServiceKey in "
-    "govdr/stacks/security.py",
-    "custom-resource-timeout": "give the custom resource service_timeout=Duration.seconds("
-    "service_timeout(<handler timeout>)) from govdr.constructs.custom_resources (at most 960 s, "
-    "at least the handler's Lambda timeout)",
-    "network-flows": "declare the flow in govdr/network_flows.py (the Network stack builds the "
-    "rules from it), or remove the rule or function that no declared flow needs",
-    "no-transform": "declare every resource in the template itself (no Transform; secrets "
-    "rotate by govdr's own function) and use a supported Lambda runtime "
-    "(govdr.constructs.python_bundle.RUNTIME)",
-    "rotation-order": "make the secret's rotation schedule DependsOn every custom resource that "
-    "reads the secret (node.add_dependency)",
-    "slot-wal-cap": "keep max_slot_wal_keep_size in the parameter group (slotWalKeepMiB, "
-    "govdr/stacks/database.py) and the slot-lag alarm at most half of it "
-    "(replicationSlotLagAlarmMiB)",
-    "lambda-concurrency": "reserve no concurrency (a fresh account or opt-in region may have "
-    "only the unreserved minimum of 10); keep a function single by other means",
-}
+# Each rule's module says how to fix its findings (RULE, FIX beside the rule's code).
+RULE_MODULES: tuple[ModuleType, ...] = (
+    database_tls_rule,
+    file_system_tls_rule,
+    key_rotation_rule,
+    no_open_ingress_rule,
+    log_groups_rule,
+    pgaudit_rule,
+    alarm_actions_rule,
+    transport_tls_rule,
+    backup_coverage_rule,
+    audit_trail_rule,
+    trail_rule,
+    monitoring_coverage_rule,
+    naming_rule,
+    iam_wildcards_rule,
+    plaintext_secrets_rule,
+    destroyable_rule,
+    engine_version_rule,
+    policy_grammar_rule,
+    key_requirements_rule,
+    custom_resources_rule,
+    flows_rule,
+    no_transform_rule,
+    rotation_order_rule,
+    slot_wal_cap_rule,
+    lambda_concurrency_rule,
+    drill_connect_rule,
+)
+RULE_FIXES: dict[str, str] = {module.RULE: module.FIX for module in RULE_MODULES}
 
 
 def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[Finding]]]:

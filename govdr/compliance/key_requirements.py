@@ -19,6 +19,13 @@ from govdr.compliance.finding import Finding
 from govdr.compliance.policies import ACCOUNT, PARTITION, REGION, Resolver, Template
 from govdr.compliance.policy_eval import ContextValue, Request, UnsupportedPolicy, evaluate
 
+RULE = "key-requirements"
+FIX = (
+    "give the service the statement its AWS page documents (principal, actions, and only "
+    "conditions its requests carry) through ServiceKey in govdr/stacks/security.py"
+)
+
+
 # The principal of this account that creates and uses resources through a service
 # (a deploying or operating role); via-service statements name every such principal.
 ACCOUNT_ROLE = f"arn:{PARTITION}:iam::{ACCOUNT}:role/govdr-operator"

@@ -28,6 +28,14 @@ from govdr.compliance.policies import (
 )
 from govdr.constructs.policy_notes import METADATA_KEY
 
+RULE = "policy-grammar"
+FIX = (
+    "use actions and condition keys the service authorization reference lists for each "
+    "action, with operators of the key's type; accept a finding AWS documents with "
+    "govdr.constructs.policy_notes.accept(...) and its reason"
+)
+
+
 # parliament's issues that this rule enforces: the grammar of a statement.
 ENFORCED = frozenset(
     {

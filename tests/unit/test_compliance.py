@@ -15,8 +15,6 @@ from aws_cdk import aws_s3 as s3
 from govdr.compliance.finding import texts
 from govdr.compliance.gate import apply_compliance, own_checks, run_own_checks
 from govdr.compliance.template_checks import (
-    WILDCARD_RESOURCE_ACTIONS,
-    WILDCARD_RESOURCE_SIDS,
     iam_wildcard_findings,
     identity_statements,
     plaintext_secret_findings,
@@ -25,6 +23,7 @@ from govdr.compliance.template_checks import (
 )
 from govdr.config import DrConfig
 from govdr.constructs.nag_notes import PACKS, Ack, accept_findings, acknowledgments
+from govdr.constructs.policy_notes import WILDCARD_RESOURCE_ACTIONS, WILDCARD_RESOURCE_SIDS
 from govdr.stacks.tap_stack import TapStack
 from govdr.synth import NESTED, cdk_json_context
 from tests.conftest import Synth

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from govdr.compliance.gate import own_checks, run_own_checks, synth_checks
+from govdr.compliance.gate import (
+    RULE_FIXES,
+    RULE_MODULES,
+    own_checks,
+    run_own_checks,
+    synth_checks,
+)
 from govdr.compliance.template_checks import resources
 from tests.conftest import Synth
 
@@ -158,3 +164,13 @@ def test_the_rule_reports_its_twin(synth: Synth, rule: str) -> None:
     MUTATIONS[rule](templates)
     reported = {(r, finding.rule) for r, _, finding in run_own_checks(synth.config, templates)}
     assert (rule, rule) in reported, f"{rule} passes its twin; it reported: {sorted(reported)}"
+
+
+def test_every_rule_has_its_module_with_the_fix(synth: Synth) -> None:
+    """Each rule's name and fix live in its own module (RULE, FIX); the gate reads them."""
+    rules = set(own_checks(synth.config)) | set(synth_checks(synth.config))
+    assert {module.RULE for module in RULE_MODULES} == rules
+    assert set(RULE_FIXES) == rules
+    for module in RULE_MODULES:
+        assert len(module.FIX) >= 30, module.__name__
+        assert module.__name__.startswith("govdr.compliance."), module.__name__
