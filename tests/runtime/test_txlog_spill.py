@@ -114,6 +114,18 @@ def test_a_million_row_transaction_is_archived_in_bounded_memory(db: Db, tmp_pat
     assert json.loads(out)["transactions"] == 0
 
 
+def _spilled_past(path: Path, size: int) -> bool:
+    """A temporary file of the archive (LEFTOVER_RE) larger than ``size``. Other temporary
+    files come and go meanwhile (the manifest's is renamed into place at once): one gone
+    before it could be measured is not the spill."""
+    if not LEFTOVER_RE.match(path.name):
+        return False
+    try:
+        return path.stat().st_size > size
+    except FileNotFoundError:
+        return False
+
+
 def test_kill_9_during_a_spill_loses_and_duplicates_nothing(db: Db, tmp_path: Path) -> None:
     directory = tmp_path / "archive"
     directory.mkdir()
@@ -132,9 +144,8 @@ def test_kill_9_during_a_spill_loses_and_duplicates_nothing(db: Db, tmp_path: Pa
     spill: Path | None = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        spills = [p for p in directory.iterdir() if LEFTOVER_RE.match(p.name)]
-        if spills and spills[0].stat().st_size > 8 * MIB:
-            spill = spills[0]
+        spill = next((p for p in directory.iterdir() if _spilled_past(p, 8 * MIB)), None)
+        if spill is not None:
             break
         time.sleep(0.005)
     assert spill is not None, "the archiver never spilled (or finished before it could be killed)"

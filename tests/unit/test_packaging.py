@@ -84,40 +84,31 @@ def test_replay_reaches_the_database_in_a_clean_install(
     assert done.stderr.startswith("govdr: cannot connect to the target database")
 
 
-def test_the_emulator_is_not_installed_and_govdr_runs_without_moto(clean_install: Path) -> None:
-    """The emulator is test support: `pip install .` leaves it (and moto) out, and the CLI's
-    commands still load (nothing in govdr imports it)."""
-    python = clean_install.parent / "python"
-    for module in ("govdr_emulator", "moto"):
-        done = subprocess.run(
-            [python, "-c", f"import {module}"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd="/",
-        )
-        assert done.returncode == 1, f"{module} is installed"
-        assert f"No module named '{module}'" in done.stderr
-    done = subprocess.run(
-        [python, "-c", "import govdr.cli.main, govdr.drills.commands, govdr.aws"],
+def _python(clean_install: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by the clean venv's Python, outside the source tree."""
+    return subprocess.run(
+        [clean_install.parent / "python", "-c", code],
         capture_output=True,
         text=True,
         timeout=120,
         cwd="/",
     )
+
+
+def test_the_emulator_is_not_installed_and_govdr_runs_without_moto(clean_install: Path) -> None:
+    """The emulator is test support: `pip install .` leaves it (and moto) out, and the CLI's
+    commands still load (nothing in govdr imports it)."""
+    for module in ("govdr_emulator", "moto"):
+        done = _python(clean_install, f"import {module}")
+        assert done.returncode == 1, f"{module} is installed"
+        assert f"No module named '{module}'" in done.stderr
+    done = _python(clean_install, "import govdr.cli.main, govdr.drills.commands, govdr.aws")
     assert done.returncode == 0, done.stderr
 
 
 def _installed_runtime(clean_install: Path) -> Path:
     """The ``runtime`` package directory inside the clean venv (not the source tree)."""
-    python = clean_install.parent / "python"
-    done = subprocess.run(
-        [python, "-c", "import runtime, os; print(os.path.dirname(runtime.__file__))"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd="/",
-    )
+    done = _python(clean_install, "import runtime, os; print(os.path.dirname(runtime.__file__))")
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip())
 
@@ -142,14 +133,7 @@ def test_the_installed_package_ships_the_pinned_rds_roots(
     runtime_dir = _installed_runtime(clean_install)
     assert ROOT not in runtime_dir.parents, runtime_dir
     assert installed_lacks(runtime_dir) == []
-    python = clean_install.parent / "python"
-    done = subprocess.run(
-        [python, "-c", "from runtime.pg_tls import verified_tls; print(verified_tls())"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd="/",
-    )
+    done = _python(clean_install, "from runtime.pg_tls import verified_tls; print(verified_tls())")
     assert done.returncode == 0, done.stderr
     assert str(runtime_dir / "rds-ca-eu-central-2.pem") in done.stdout
     # The twin: a package without the PEM (as before package-data named it) is reported.
