@@ -443,6 +443,26 @@ def _allowed(
     )
 
 
+def _unless_allowed(
+    network: Network,
+    flow: Flow,
+    direction: str,
+    group: Ref,
+    group_name: str,
+    label: str,
+    covers: Callable[[Rule], bool],
+) -> list[Finding]:
+    """A finding on ``group`` if no rule of it in ``direction`` lets the flow through."""
+    if _allowed(network, flow, direction, group, covers):
+        return []
+    return [
+        Finding(
+            group[1],
+            f"{label} ({flow.reason}) is not allowed by the {direction} of {group_name}",
+        )
+    ]
+
+
 def _flow_findings(network: Network, flow: Flow) -> list[Finding]:
     label = f"{', '.join(flow.clients)} -> {flow.destination_label} tcp/{flow.port}"
     source = network.groups.get(flow.source)
@@ -450,16 +470,15 @@ def _flow_findings(network: Network, flow: Flow) -> list[Finding]:
         return [
             Finding("network-flows", f"security group {flow.source.value} of {label} is missing")
         ]
-    findings = []
-    if not _allowed(
-        network, flow, "egress", source, lambda r: network.egress_covers(r, flow.destination)
-    ):
-        findings.append(
-            Finding(
-                source[1],
-                f"{label} ({flow.reason}) is not allowed by the egress of {flow.source.value}",
-            )
-        )
+    findings = _unless_allowed(
+        network,
+        flow,
+        "egress",
+        source,
+        flow.source.value,
+        label,
+        lambda r: network.egress_covers(r, flow.destination),
+    )
     if isinstance(flow.destination, Group):
         return findings + _group_findings(network, flow, flow.destination, label)
     return findings + _gateway_findings(network, flow, label)
@@ -471,16 +490,15 @@ def _group_findings(network: Network, flow: Flow, group: Group, label: str) -> l
     destination = network.groups.get(group)
     if destination is None:
         return [Finding("network-flows", f"security group {group.value} is missing")]
-    findings = []
-    if not _allowed(
-        network, flow, "ingress", destination, lambda r: network.ingress_covers(r, flow.source)
-    ):
-        findings.append(
-            Finding(
-                destination[1],
-                f"{label} ({flow.reason}) is not allowed by the ingress of {group.value}",
-            )
-        )
+    findings = _unless_allowed(
+        network,
+        flow,
+        "ingress",
+        destination,
+        group.value,
+        label,
+        lambda r: network.ingress_covers(r, flow.source),
+    )
     server_type = SERVERS.get(group)
     if server_type and destination not in _server_groups(synthesis).get(server_type, set()):
         findings.append(

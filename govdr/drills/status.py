@@ -16,8 +16,6 @@ from govdr.config import RPO_OBJECTIVE_SECONDS
 from govdr.drills.failover import describe_instance, failover_events
 from govdr.tools.outputs import OutputsError, stack_outputs
 from runtime.txlog_archiver import contract as txlog
-from runtime.txlog_archiver.contract import NAMESPACE as ARCHIVE_NAMESPACE
-from runtime.txlog_archiver.contract import SERVICE as ARCHIVE_SERVICE
 
 REQUIRED_OUTPUTS = (
     "EnvironmentSuffix",
@@ -125,10 +123,10 @@ def _archiver_metric(
 ) -> list[dict[str, Any]]:
     """Data points of one of the archiver's metrics (handler.py publishes them every run)."""
     points: list[dict[str, Any]] = cloudwatch.get_metric_statistics(
-        Namespace=ARCHIVE_NAMESPACE,
+        Namespace=txlog.NAMESPACE,
         MetricName=metric,
         Dimensions=[
-            {"Name": "service", "Value": ARCHIVE_SERVICE},
+            {"Name": "service", "Value": txlog.SERVICE},
             {"Name": "Environment", "Value": suffix},
         ],
         StartTime=now - window,

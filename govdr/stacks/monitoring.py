@@ -28,11 +28,7 @@ from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
 from runtime.rpo_monitor import contract as rpo
-from runtime.rpo_monitor.contract import NAMESPACE as RPO_NAMESPACE
-from runtime.rpo_monitor.contract import SERVICE as RPO_SERVICE
 from runtime.txlog_archiver import contract as txlog
-from runtime.txlog_archiver.contract import NAMESPACE as TXLOG_NAMESPACE
-from runtime.txlog_archiver.contract import SERVICE as TXLOG_SERVICE
 
 GIB = 1024**3
 MIB = 1024**2
@@ -191,7 +187,7 @@ def alarm_specs(config: DrConfig) -> list[AlarmSpec]:
         ),
         AlarmSpec(
             "txlog-archive-lag",
-            TXLOG_NAMESPACE,
+            txlog.NAMESPACE,
             txlog.ARCHIVE_LAG_SECONDS,
             "Maximum",
             c.archive_lag_alarm_seconds,
@@ -204,7 +200,7 @@ def alarm_specs(config: DrConfig) -> list[AlarmSpec]:
         ),
         AlarmSpec(
             "txlog-archive-gaps",
-            TXLOG_NAMESPACE,
+            txlog.NAMESPACE,
             txlog.ARCHIVE_GAPS,
             "Maximum",
             1,
@@ -217,7 +213,7 @@ def alarm_specs(config: DrConfig) -> list[AlarmSpec]:
         ),
         AlarmSpec(
             "rpo",
-            RPO_NAMESPACE,
+            rpo.NAMESPACE,
             rpo.RPO_SECONDS,
             "Maximum",
             c.rpo_alarm_seconds,
@@ -281,8 +277,8 @@ class MonitoringStack(NestedStack):
             "AWS/RDS": {"DBInstanceIdentifier": instance.instance_identifier},
             "AWS/EFS": {"FileSystemId": file_system_id},
             # Powertools' dimensions of the archiver's embedded-metric-format records
-            TXLOG_NAMESPACE: {"service": TXLOG_SERVICE, "Environment": suffix},
-            RPO_NAMESPACE: {"service": RPO_SERVICE, "Environment": suffix},
+            txlog.NAMESPACE: {"service": txlog.SERVICE, "Environment": suffix},
+            rpo.NAMESPACE: {"service": rpo.SERVICE, "Environment": suffix},
         }
         action = cw_actions.SnsAction(self.topic)
         self.alarms: dict[str, cw.Alarm] = {}
@@ -521,7 +517,7 @@ class MonitoringStack(NestedStack):
                 left=[
                     metric(rds_ns, "TransactionLogsDiskUsage", "Maximum"),
                     metric(rds_ns, "OldestReplicationSlotLag", "Maximum"),
-                    metric(TXLOG_NAMESPACE, txlog.SLOT_SAFE_WAL_BYTES, "Minimum"),
+                    metric(txlog.NAMESPACE, txlog.SLOT_SAFE_WAL_BYTES, "Minimum"),
                 ],
                 left_annotations=[
                     cw.HorizontalAnnotation(
@@ -550,20 +546,20 @@ class MonitoringStack(NestedStack):
             ),
             graph(
                 "Transaction-log archive lag (s)",
-                metric(TXLOG_NAMESPACE, txlog.ARCHIVE_LAG_SECONDS, "Maximum"),
+                metric(txlog.NAMESPACE, txlog.ARCHIVE_LAG_SECONDS, "Maximum"),
             ),
         )
         dashboard.add_widgets(
             graph(
                 "Transactions archived per minute",
-                metric(TXLOG_NAMESPACE, txlog.TRANSACTIONS_ARCHIVED, "Sum"),
+                metric(txlog.NAMESPACE, txlog.TRANSACTIONS_ARCHIVED, "Sum"),
             ),
             graph(
-                "Bytes archived per minute", metric(TXLOG_NAMESPACE, txlog.BYTES_ARCHIVED, "Sum")
+                "Bytes archived per minute", metric(txlog.NAMESPACE, txlog.BYTES_ARCHIVED, "Sum")
             ),
             graph(
                 "Segments written per minute",
-                metric(TXLOG_NAMESPACE, txlog.SEGMENTS_WRITTEN, "Sum"),
+                metric(txlog.NAMESPACE, txlog.SEGMENTS_WRITTEN, "Sum"),
             ),
         )
 
@@ -587,18 +583,18 @@ class MonitoringStack(NestedStack):
             ),
             graph(
                 "Archive retention: segments kept, records pruned, failed prunes",
-                metric(TXLOG_NAMESPACE, txlog.ARCHIVE_SEGMENTS, "Maximum"),
-                metric(TXLOG_NAMESPACE, txlog.RECORDS_PRUNED, "Sum"),
-                metric(TXLOG_NAMESPACE, txlog.PRUNE_FAILURES, "Sum"),
+                metric(txlog.NAMESPACE, txlog.ARCHIVE_SEGMENTS, "Maximum"),
+                metric(txlog.NAMESPACE, txlog.RECORDS_PRUNED, "Sum"),
+                metric(txlog.NAMESPACE, txlog.PRUNE_FAILURES, "Sum"),
             ),
-            graph("Bytes pruned per minute", metric(TXLOG_NAMESPACE, txlog.BYTES_PRUNED, "Sum")),
+            graph("Bytes pruned per minute", metric(txlog.NAMESPACE, txlog.BYTES_PRUNED, "Sum")),
         )
         dashboard.add_widgets(
             cw.GraphWidget(
                 title=f"Recovery point (s): RPO objective < {RPO_OBJECTIVE_SECONDS} s",
                 left=[
-                    metric(RPO_NAMESPACE, rpo.RPO_SECONDS, "Maximum"),
-                    metric(TXLOG_NAMESPACE, txlog.ARCHIVE_LAG_SECONDS, "Maximum"),
+                    metric(rpo.NAMESPACE, rpo.RPO_SECONDS, "Maximum"),
+                    metric(txlog.NAMESPACE, txlog.ARCHIVE_LAG_SECONDS, "Maximum"),
                 ],
                 left_annotations=[
                     cw.HorizontalAnnotation(value=config.rpo_alarm_seconds, label="alarm"),

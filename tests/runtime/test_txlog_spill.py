@@ -78,14 +78,21 @@ def _pieces(directory: Path) -> list[dict[str, Any]]:
     return out
 
 
-def test_a_million_row_transaction_is_archived_in_bounded_memory(db: Db, tmp_path: Path) -> None:
+def _bracketed_bulk(db: Db, tmp_path: Path, rows: int) -> tuple[Path, list[int], int, list[int]]:
+    """An empty archive directory and, after the slot, a small transaction, one of ``rows``
+    inserts and another small one: (directory, the xids of each)."""
     directory = tmp_path / "archive"
     directory.mkdir()
     db.sql(BULK_TABLE)  # before the slot: its own transaction is not archived
     db.create_slots()
     before = _small(db, "before")
-    big = _bulk(db, 1_000_000)
+    big = _bulk(db, rows)
     after = _small(db, "after")
+    return directory, before, big, after
+
+
+def test_a_million_row_transaction_is_archived_in_bounded_memory(db: Db, tmp_path: Path) -> None:
+    directory, before, big, after = _bracketed_bulk(db, tmp_path, 1_000_000)
     # The server decodes the whole transaction before it sends it: wait for the last commit.
     end = db.sql("SELECT pg_current_wal_lsn()")
 
@@ -127,13 +134,7 @@ def _spilled_past(path: Path, size: int) -> bool:
 
 
 def test_kill_9_during_a_spill_loses_and_duplicates_nothing(db: Db, tmp_path: Path) -> None:
-    directory = tmp_path / "archive"
-    directory.mkdir()
-    db.sql(BULK_TABLE)  # before the slot: its own transaction is not archived
-    db.create_slots()
-    before = _small(db, "before")
-    big = _bulk(db, 300_000)
-    after = _small(db, "after")
+    directory, before, big, after = _bracketed_bulk(db, tmp_path, 300_000)
 
     process = subprocess.Popen(
         _command(db, directory),

@@ -28,7 +28,7 @@ REQUIRED_RDS_EVENT_CATEGORIES = frozenset(
 )
 
 
-# Metrics the platform must alarm on wherever it defines alarms (issue-level contract with
+# Metrics the synthesis must alarm on, all its templates together (the contract with
 # operators: health, storage, memory, connections, latency, queueing, WAL retention, EFS).
 REQUIRED_ALARM_METRICS = frozenset(
     {
