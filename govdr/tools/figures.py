@@ -205,8 +205,8 @@ def render_timings(results: Path) -> str:
     if not rows:
         raise FiguresError(f"{source}: no step timed; run `make timings`")
     return (
-        f"Measured on a {_field(data, 'machine.cpus', source)}-CPU machine, whose speed varies "
-        "by up to 2x between hours (the load average is the machine's when the step started):"
+        f"Measured on a {_field(data, 'machine.cpus', source)}-CPU machine whose speed varies "
+        "between hours (the load average is the machine's when the step started):"
         "\n\n| step | time | measured |\n|---|---|---|\n" + "\n".join(rows) + "\n"
     )
 

@@ -209,6 +209,25 @@ def test_the_archiver_refuses_to_extend_a_damaged_tail(db: Db, tmp_path: Path) -
     assert len(Archive(directory).segments()) == len(archive.segments())
 
 
+def test_the_archiver_checks_its_tail_without_a_copy_in_tmp(
+    db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tail is checked before every run; the Lambda's /tmp (512 MB) must never bound the
+    size of a segment the archiver can extend. Here every private copy would go to a /tmp that
+    does not exist: the archiver still runs, while a reader that copies (verify) cannot."""
+    directory = tmp_path / "archive"
+    _archive(db, directory)
+    monkeypatch.setattr("runtime.txlog_archiver.archive._SPOOL_MEMORY", 1)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "no-tmp"))
+    db.sql("INSERT INTO ledger(note) VALUES ('after-check')")
+    before = len(Archive(directory).segments())
+    db.archiver(directory, idle_seconds=0.3).run()
+    assert len(Archive(directory).segments()) == before + 1
+    # the twin: a check that kept a copy would have needed the missing /tmp
+    with pytest.raises(FileNotFoundError):
+        Archive(directory).verify(archive_key(directory))
+
+
 def test_the_archiver_refuses_an_archive_with_a_foreign_key(db: Db, tmp_path: Path) -> None:
     directory = tmp_path / "archive"
     _archive(db, directory, transactions=2)
