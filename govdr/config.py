@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from govdr.engine import SUPPORTED_MAJORS
+from runtime.txlog_archiver import contract as txlog
 
 REGION = "eu-central-2"
 # The database RDS creates in the instance (the archived one, the drills' probes connect to).
@@ -406,11 +407,12 @@ def _validate_thresholds(cfg: DrConfig) -> None:
         )
     _validate_slot_cap(cfg)
     retention = cfg.txlog_retention_days
-    if retention is not None and not cfg.backup_retention_days <= retention <= 3650:
+    longest = txlog.MAX_RETENTION_DAYS
+    if retention is not None and not cfg.backup_retention_days <= retention <= longest:
         raise _fail(
             "txlog_retention_days",
             retention,
-            f"must be from backupRetentionDays ({cfg.backup_retention_days}) to 3650 days: a "
+            f"must be from backupRetentionDays ({cfg.backup_retention_days}) to {longest} days: a "
             "shorter archive would be pruned while a backup can still restore to a point it "
             "covers; or leave it unset for the backup retention",
         )

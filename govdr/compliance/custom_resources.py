@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from govdr.compliance.finding import Finding
-from govdr.compliance.template_checks import Template
+from govdr.compliance.templates import Template
 from govdr.constructs.custom_resources import MAX_SERVICE_TIMEOUT_SECONDS, is_custom_resource
 
 RULE = "custom-resource-timeout"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from govdr.compliance.finding import Finding
-from govdr.compliance.template_checks import Template, as_list
+from govdr.compliance.templates import Template, as_list
 from govdr.constructs.custom_resources import is_custom_resource
 from govdr.naming import name
 from govdr.network_flows import FLOWS, SERVERS, Flow, Gateway, Group, client_groups

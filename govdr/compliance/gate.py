@@ -51,10 +51,7 @@ from govdr.compliance.rules import rotation_order as rotation_order_rule
 from govdr.compliance.rules import slot_wal_cap as slot_wal_cap_rule
 from govdr.compliance.rules import trail as trail_rule
 from govdr.compliance.rules import transport_tls as transport_tls_rule
-from govdr.compliance.template_checks import (
-    iam_wildcard_findings,
-    plaintext_secret_findings,
-)
+from govdr.compliance.templates import Template
 from govdr.config import DrConfig
 from govdr.network_flows import flows_for
 
@@ -92,33 +89,33 @@ RULE_MODULES: tuple[ModuleType, ...] = (
 RULE_FIXES: dict[str, str] = {module.RULE: module.FIX for module in RULE_MODULES}
 
 
-def own_checks(config: DrConfig) -> dict[str, Callable[[tc.Template], list[Finding]]]:
+def own_checks(config: DrConfig) -> dict[str, Callable[[Template], list[Finding]]]:
     """govdr's rules, by name; destroyability applies unless the prod switch is on."""
     checks = dict(tc.CHECKS)
-    checks["naming"] = lambda t: tc.naming_findings(t, config.environment_suffix)
-    checks["log-groups"] = lambda t: tc.log_group_findings(t, 365)
-    checks["iam-wildcards"] = iam_wildcard_findings
-    checks["plaintext-secrets"] = plaintext_secret_findings
-    checks["custom-resource-timeout"] = custom_resource_timeout_findings
+    checks[naming_rule.RULE] = lambda t: naming_rule.naming_findings(t, config.environment_suffix)
+    checks[log_groups_rule.RULE] = lambda t: log_groups_rule.log_group_findings(t, 365)
+    checks[iam_wildcards_rule.RULE] = iam_wildcards_rule.iam_wildcard_findings
+    checks[plaintext_secrets_rule.RULE] = plaintext_secrets_rule.plaintext_secret_findings
+    checks[custom_resources_rule.RULE] = custom_resource_timeout_findings
     if not config.retain_data:
-        checks["destroyable"] = tc.destroyability_findings
+        checks[destroyable_rule.RULE] = destroyable_rule.destroyability_findings
     return checks
 
 
 def synth_checks(
     config: DrConfig,
-) -> dict[str, Callable[[dict[str, tc.Template]], list[Finding]]]:
+) -> dict[str, Callable[[dict[str, Template]], list[Finding]]]:
     """Checks over the whole synthesis at once (root and every nested template together):
     what one template cannot tell, such as a flow between stacks or the one trail per synth."""
     return {
-        "audit-trail": lambda templates: tc.trail_presence_findings(
+        audit_trail_rule.RULE: lambda templates: audit_trail_rule.trail_presence_findings(
             templates, config.existing_trail_arn
         ),
-        "policy-grammar": policy_grammar_findings,
-        "key-requirements": key_requirement_findings,
-        "slot-wal-cap": tc.slot_wal_cap_findings,
-        "monitoring-coverage": tc.monitoring_coverage_findings,
-        "network-flows": lambda templates: network_flow_findings(
+        policy_grammar_rule.RULE: policy_grammar_findings,
+        key_requirements_rule.RULE: key_requirement_findings,
+        slot_wal_cap_rule.RULE: slot_wal_cap_rule.slot_wal_cap_findings,
+        monitoring_coverage_rule.RULE: monitoring_coverage_rule.monitoring_coverage_findings,
+        flows_rule.RULE: lambda templates: network_flow_findings(
             templates, config.environment_suffix, flows_for(config.retain_data)
         ),
     }
@@ -131,7 +128,7 @@ def _as_of(rule: str, finding: Finding) -> Finding:
 
 
 def run_own_checks(
-    config: DrConfig, templates: dict[str, tc.Template]
+    config: DrConfig, templates: dict[str, Template]
 ) -> list[tuple[str, str, Finding]]:
     """(rule, template name, finding) for every violation in the given templates; each
     finding carries its rule and fix."""

@@ -15,22 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from govdr.compliance import control_tests
-from govdr.compliance import template_checks as tc
 from govdr.compliance.finding import Finding, texts
 from govdr.compliance.gate import run_own_checks
-from govdr.compliance.template_checks import (
-    alarm_action_findings,
-    as_list,
-    backup_coverage_findings,
-    file_system_tls_findings,
-    iam_wildcard_findings,
-    identity_statements,
-    monitoring_coverage_findings,
-    naming_findings,
-    open_ingress_findings,
-    plaintext_secret_findings,
-    transport_tls_findings,
-)
+from govdr.compliance.rules import slot_wal_cap
+from govdr.compliance.rules.alarm_actions import alarm_action_findings
+from govdr.compliance.rules.backup_coverage import backup_coverage_findings
+from govdr.compliance.rules.file_system_tls import file_system_tls_findings
+from govdr.compliance.rules.iam_wildcards import iam_wildcard_findings
+from govdr.compliance.rules.monitoring_coverage import monitoring_coverage_findings
+from govdr.compliance.rules.naming import naming_findings
+from govdr.compliance.rules.no_open_ingress import open_ingress_findings
+from govdr.compliance.rules.plaintext_secrets import plaintext_secret_findings
+from govdr.compliance.rules.transport_tls import transport_tls_findings
+from govdr.compliance.templates import as_list, identity_statements, resources
 from govdr.config import DrConfig
 from govdr.constructs.nag_notes import Ack
 
@@ -74,7 +71,7 @@ class Control:
 
 def _all(templates: Templates, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
     for name in sorted(templates):
-        for logical_id, resource in tc.resources(templates[name], rtype):
+        for logical_id, resource in resources(templates[name], rtype):
             yield logical_id, resource.get("Properties", {})
 
 
@@ -515,13 +512,13 @@ def _ev_monitoring(t: Templates, config: DrConfig) -> list[str]:
     ]
     caps = sorted(
         {
-            str(group.get("Parameters", {}).get(tc.SLOT_WAL_KEEP_PARAMETER))
+            str(group.get("Parameters", {}).get(slot_wal_cap.SLOT_WAL_KEEP_PARAMETER))
             for _, group in _all(t, "AWS::RDS::DBParameterGroup")
         }
     )
     lines.append(
         _verdict(
-            texts(tc.slot_wal_cap_findings(t)),
+            texts(slot_wal_cap.slot_wal_cap_findings(t)),
             f"replication slot WAL capped (max_slot_wal_keep_size {', '.join(caps)} MB), "
             "slot-lag alarm at half of it at most",
         )

@@ -66,23 +66,6 @@ def ref_of(value: Any) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
-def references_in(value: Any) -> set[str]:
-    """Every logical ID the value refers to (Ref or Fn::GetAtt), at any depth."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        if isinstance(value.get("Ref"), str):
-            found.add(value["Ref"])
-        att = value.get("Fn::GetAtt")
-        if isinstance(att, list) and att and isinstance(att[0], str):
-            found.add(att[0])
-        for item in value.values():
-            found |= references_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            found |= references_in(item)
-    return found
-
-
 def denies_insecure_transport(statement: dict[str, Any]) -> bool:
     condition = statement.get("Condition", {})
     secure = (

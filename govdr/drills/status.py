@@ -37,6 +37,7 @@ PLATFORM_ALARMS = (
     "rds-disk-queue-depth",
     "rds-txlog-disk-usage",
     "rds-replication-slot-lag",
+    "rds-logical-slot-lag",
     "efs-io-limit",
     "txlog-archive-lag",
     "txlog-archive-gaps",

@@ -173,6 +173,24 @@ def alarm_specs(config: DrConfig) -> list[AlarmSpec]:
             "(max_slot_wal_keep_size) and the archive records a gap",
             cw.TreatMissingData.NOT_BREACHING,
         ),
+        # RDS publishes the logical slots' lag apart as well; the documentation does not say
+        # whether OldestReplicationSlotLag counts logical slots, so both alarm at the same
+        # threshold (both Bytes: https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-metrics.html).
+        AlarmSpec(
+            "rds-logical-slot-lag",
+            rds_ns,
+            "OldestLogicalReplicationSlotLag",
+            "Maximum",
+            c.replication_slot_lag_alarm_mib * MIB,
+            GT,
+            1,
+            1,
+            f"Oldest logical replication slot (the archive's) lags >= "
+            f"{c.replication_slot_lag_alarm_mib} MiB of WAL; PostgreSQL invalidates it at "
+            f"{c.slot_wal_keep_limit_mib} MiB (max_slot_wal_keep_size) and the archive records "
+            "a gap",
+            cw.TreatMissingData.NOT_BREACHING,
+        ),
         AlarmSpec(
             "efs-io-limit",
             efs_ns,
@@ -517,6 +535,7 @@ class MonitoringStack(NestedStack):
                 left=[
                     metric(rds_ns, "TransactionLogsDiskUsage", "Maximum"),
                     metric(rds_ns, "OldestReplicationSlotLag", "Maximum"),
+                    metric(rds_ns, "OldestLogicalReplicationSlotLag", "Maximum"),
                     metric(txlog.NAMESPACE, txlog.SLOT_SAFE_WAL_BYTES, "Minimum"),
                 ],
                 left_annotations=[

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from runtime.pg_tls import TlsSetupError, tls_from_env, with_verified_tls
+from runtime.txlog_archiver import contract
 from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
 from runtime.txlog_archiver.spill import DEFAULT_SPILL_BYTES
 
@@ -77,9 +78,10 @@ def _positive_mib(text: str) -> int:
 
 
 def _retention_days(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 3650:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days from 1 to 3650")
-    return int(text)
+    try:
+        return contract.retention_days(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

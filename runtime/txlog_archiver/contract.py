@@ -37,6 +37,18 @@ ENV_INTEGRITY_KEY_ARN = "INTEGRITY_KEY_ARN"
 ENV_RETENTION_DAYS = "RETENTION_DAYS"
 REQUIRED_ENV = (ENV_SECRET_ARN, ENV_ARCHIVE_DIR, ENV_SLOT_NAME, ENV_INTEGRITY_KEY_ARN)
 
+# The longest retention of the archive (txlogRetentionDays, --retention-days, RETENTION_DAYS):
+# ten years, the longest of the backups' retention the configuration allows.
+MAX_RETENTION_DAYS = 3650
+
+
+def retention_days(text: str) -> int:
+    """Whole days from 1 to MAX_RETENTION_DAYS; ValueError says what is allowed."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_RETENTION_DAYS:
+        raise ValueError(f"{text!r} is not a whole number of days from 1 to {MAX_RETENTION_DAYS}")
+    return int(text)
+
+
 # The bootstrap's environment: the one slot and the two secrets it may manage.
 ENV_BOOTSTRAP_SLOT_NAME = "TXLOG_SLOT_NAME"
 ENV_MASTER_SECRET_ARN = "MASTER_SECRET_ARN"  # noqa: S105 - a variable name, not a secret

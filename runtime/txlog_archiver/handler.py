@@ -83,9 +83,10 @@ class Settings:
 def _retention_days(text: str) -> int | None:
     if not text:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= 3650:
-        raise ValueError(f"RETENTION_DAYS is {text!r}: give whole days from 1 to 3650")
-    return int(text)
+    try:
+        return contract.retention_days(text)
+    except ValueError as exc:
+        raise ValueError(f"{contract.ENV_RETENTION_DAYS}: {exc}") from None
 
 
 def dsn_from_secret(secret: Mapping[str, Any], tls: Mapping[str, str]) -> str:

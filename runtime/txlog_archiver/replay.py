@@ -614,8 +614,8 @@ def replay(
                         progress(applied, txn["commit_time"])
                 if inside is not None:  # read() refuses such a segment; never commit half
                     raise IntegrityError(
-                        f"the archive ends inside transaction {inside.get('xid')} (part "
-                        f"{inside.get('part')} of {inside.get('parts')}); it was not applied"
+                        f"the archive ends inside transaction {inside.get('xid')} (after its "
+                        f"part {inside.get('part')}, before its last); it was not applied"
                     )
             except ReplayGap:
                 if inside is not None:  # never commit part of a transaction

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from govdr.compliance.template_checks import REQUIRED_RDS_EVENT_CATEGORIES
+from govdr.compliance.rules.monitoring_coverage import REQUIRED_RDS_EVENT_CATEGORIES
 from tests.integration.conftest import Deployment
 from tests.unit.test_root import OUTPUTS
 
@@ -153,7 +153,7 @@ def test_alarms_exist_with_alarm_and_ok_actions(deployment: Deployment) -> None:
         for a in deployment.aws.client("cloudwatch").describe_alarms()["MetricAlarms"]
         if a["AlarmName"].endswith(f"-{deployment.suffix}")
     ]
-    assert len(alarms) == 13
+    assert len(alarms) == 14
     topic = deployment.outputs["AlarmTopicArn"]
     for alarm in alarms:
         assert alarm["AlarmActions"] == [topic], alarm["AlarmName"]

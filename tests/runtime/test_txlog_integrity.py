@@ -195,6 +195,26 @@ def test_readers_of_a_truncated_archive_exit_2_with_one_line(
     assert bad.name in err and "last line is not a seal" in err
 
 
+def test_show_without_the_key_says_the_result_is_not_verified(
+    db: Db, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the key a forged segment or prune anchor reads as well as a true one: the reader
+    says so after its result; with the key (the twin) it says nothing of the kind."""
+    directory = tmp_path / "archive"
+    _archive(db, directory)
+    argv = ["txlog", "show", "--dir", str(directory), "--table", "ledger", "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 6
+    assert captured.err.splitlines() == [
+        "not verified against the archive's key (seals and links checked, authorship not): "
+        "give --kms-key or --key-file to verify"
+    ]
+    assert main([*argv, "--key-file", str(key_file(directory))]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 6 and captured.err == ""
+
+
 @pytest.mark.control("SI-7")
 def test_the_archiver_refuses_to_extend_a_damaged_tail(db: Db, tmp_path: Path) -> None:
     directory = tmp_path / "archive"

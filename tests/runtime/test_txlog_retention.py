@@ -213,7 +213,7 @@ def test_the_archiver_prunes_at_the_end_of_its_run(db: Db, tmp_path: Path) -> No
 @pytest.mark.parametrize("value", ["0", "-1", "x", "3651"])
 def test_the_lambda_refuses_a_retention_it_cannot_use(value: str) -> None:
     env = {"SECRET_ARN": "a", "ARCHIVE_DIR": "/d", "SLOT_NAME": "s", "INTEGRITY_KEY_ARN": "k"}
-    with pytest.raises(ValueError, match=r"RETENTION_DAYS is .*from 1 to 3650"):
+    with pytest.raises(ValueError, match=r"RETENTION_DAYS: .*from 1 to 3650"):
         Settings.from_env({**env, "RETENTION_DAYS": value})
     assert Settings.from_env({**env, "RETENTION_DAYS": "14"}).retention_days == 14
 

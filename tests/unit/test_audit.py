@@ -9,12 +9,10 @@ from typing import Any
 import pytest
 
 from govdr.compliance.finding import texts
-from govdr.compliance.template_checks import (
-    log_group_findings,
-    resources,
-    trail_findings,
-    transport_tls_findings,
-)
+from govdr.compliance.rules.log_groups import log_group_findings
+from govdr.compliance.rules.trail import trail_findings
+from govdr.compliance.rules.transport_tls import transport_tls_findings
+from govdr.compliance.templates import resources
 from tests.conftest import TEST_SUFFIX, VARIANT, Synth
 
 

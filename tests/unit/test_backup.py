@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from govdr.compliance.finding import texts
-from govdr.compliance.template_checks import backup_coverage_findings, resources
+from govdr.compliance.rules.backup_coverage import backup_coverage_findings
+from govdr.compliance.templates import resources
 from tests.conftest import TEST_SUFFIX, Synth
 
 

@@ -14,13 +14,9 @@ from aws_cdk import aws_s3 as s3
 
 from govdr.compliance.finding import texts
 from govdr.compliance.gate import apply_compliance, own_checks, run_own_checks
-from govdr.compliance.template_checks import (
-    iam_wildcard_findings,
-    identity_statements,
-    plaintext_secret_findings,
-    resources,
-    unused_wildcard_allowances,
-)
+from govdr.compliance.rules.iam_wildcards import iam_wildcard_findings, unused_wildcard_allowances
+from govdr.compliance.rules.plaintext_secrets import plaintext_secret_findings
+from govdr.compliance.templates import identity_statements, resources
 from govdr.config import DrConfig
 from govdr.constructs.nag_notes import PACKS, Ack, accept_findings, acknowledgments
 from govdr.constructs.policy_notes import WILDCARD_RESOURCE_ACTIONS, WILDCARD_RESOURCE_SIDS

@@ -10,13 +10,11 @@ import pytest
 from aws_cdk.assertions import Match
 
 from govdr.compliance.finding import texts
-from govdr.compliance.template_checks import (
-    database_tls_findings,
-    drill_connect_findings,
-    pgaudit_findings,
-    resources,
-    slot_wal_cap_findings,
-)
+from govdr.compliance.rules.database_tls import database_tls_findings
+from govdr.compliance.rules.drill_connect import drill_connect_findings
+from govdr.compliance.rules.pgaudit import pgaudit_findings
+from govdr.compliance.rules.slot_wal_cap import slot_wal_cap_findings
+from govdr.compliance.templates import resources
 from tests.conftest import TEST_SUFFIX, Synth
 
 
@@ -367,11 +365,13 @@ def _parameter_group(database: dict[str, Any]) -> dict[str, Any]:
     return group
 
 
-def _slot_lag_alarm(monitoring: dict[str, Any]) -> dict[str, Any]:
+def _slot_lag_alarm(
+    monitoring: dict[str, Any], metric: str = "OldestReplicationSlotLag"
+) -> dict[str, Any]:
     [alarm] = [
         a
         for _, a in resources(monitoring, "AWS::CloudWatch::Alarm")
-        if a["Properties"]["MetricName"] == "OldestReplicationSlotLag"
+        if a["Properties"]["MetricName"] == metric
     ]
     return alarm
 
@@ -399,6 +399,10 @@ def test_the_slot_keeps_at_most_a_fifth_of_the_storage_and_alarms_at_half_of_tha
         ("zero", "max_slot_wal_keep_size is '0'"),
         ("late-alarm", "above half of the slot's WAL cap (10737418240 bytes)"),
         ("no-alarm", "no alarm on OldestReplicationSlotLag warns before the slot's cap"),
+        ("default-group", "parameter group (RDS default) does not cap max_slot_wal_keep_size"),
+        ("falling-alarm", "alarms when 'LessThanThreshold': it must fire as the lag rises"),
+        ("other-family", "max_slot_wal_keep_size is None"),
+        ("no-logical-alarm", "no alarm on OldestLogicalReplicationSlotLag warns before"),
     ],
 )
 @pytest.mark.control("SI-4")
@@ -425,7 +429,21 @@ def test_the_slot_cap_check_rejects_an_uncapped_slot_or_a_late_alarm(
         parameters["max_slot_wal_keep_size"] = "0"
     elif mutation == "late-alarm":
         _slot_lag_alarm(monitoring)["Properties"]["Threshold"] = 10240 * 1024**2 + 1
+    elif mutation == "default-group":
+        [(_, instance)] = resources(database, "AWS::RDS::DBInstance")
+        del instance["Properties"]["DBParameterGroupName"]
+    elif mutation == "falling-alarm":
+        _slot_lag_alarm(monitoring)["Properties"]["ComparisonOperator"] = "LessThanThreshold"
+    elif mutation == "other-family":
+        # a family govdr has no engine table for is still a PostgreSQL group, still checked
+        _parameter_group(database)["Properties"]["Family"] = "postgres99"
+        del parameters["max_slot_wal_keep_size"]
+    elif mutation == "no-logical-alarm":
+        _slot_lag_alarm(monitoring, "OldestLogicalReplicationSlotLag")["Properties"][
+            "MetricName"
+        ] = "TransactionLogsDiskUsage"
     else:
         _slot_lag_alarm(monitoring)["Properties"]["MetricName"] = "TransactionLogsDiskUsage"
-    [finding] = texts(slot_wal_cap_findings(templates))
-    assert needle in finding
+    findings = texts(slot_wal_cap_findings(templates))
+    assert findings and all("max_slot_wal_keep_size" in f or "SlotLag" in f for f in findings)
+    assert any(needle in finding for finding in findings), findings

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from govdr.compliance.template_checks import resources
+from govdr.compliance.templates import resources
 from runtime.pg_tls import ROOT_CERT_ENV
 from tests.conftest import TEST_SUFFIX, Synth
 

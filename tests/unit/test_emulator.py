@@ -139,7 +139,7 @@ def test_skipped_types_are_created_on_their_backends(
     assert secret["RotationRules"]["AutomaticallyAfterDays"] == 30
     policy = aws.client("secretsmanager").get_resource_policy(SecretId=outputs["DatabaseSecretArn"])
     assert "secretsmanager:DeleteSecret" in policy["ResourcePolicy"]
-    assert len(aws.client("cloudwatch").describe_alarms()["MetricAlarms"]) == 13
+    assert len(aws.client("cloudwatch").describe_alarms()["MetricAlarms"]) == 14
     replication = aws.client("secretsmanager").describe_secret(
         SecretId=outputs["ReplicationSecretArn"]
     )

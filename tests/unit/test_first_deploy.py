@@ -13,13 +13,11 @@ import pytest
 from govdr.compliance.finding import texts
 from govdr.compliance.gate import run_own_checks
 from govdr.compliance.matrix import build_matrix
-from govdr.compliance.template_checks import (
-    engine_version_findings,
-    lambda_concurrency_findings,
-    pgaudit_findings,
-    resources,
-    trail_presence_findings,
-)
+from govdr.compliance.rules.audit_trail import trail_presence_findings
+from govdr.compliance.rules.engine_version import engine_version_findings
+from govdr.compliance.rules.lambda_concurrency import lambda_concurrency_findings
+from govdr.compliance.rules.pgaudit import pgaudit_findings
+from govdr.compliance.templates import resources
 from govdr.config import ConfigError, DrConfig
 from govdr.engine import connection_logging, family, major_of_family
 from tests.conftest import ORG_TRAIL, Synth

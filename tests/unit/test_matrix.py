@@ -15,7 +15,7 @@ import pytest
 
 from govdr.compliance import control_tests, matrix
 from govdr.compliance.gate import own_checks, synth_checks
-from govdr.compliance.template_checks import resources
+from govdr.compliance.templates import resources
 from govdr.tools import compliance_matrix
 from tests.conftest import ROOT, Synth
 

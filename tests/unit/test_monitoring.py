@@ -9,12 +9,10 @@ from typing import Any
 import pytest
 
 from govdr.compliance.finding import texts
-from govdr.compliance.template_checks import (
-    alarm_action_findings,
-    monitoring_coverage_findings,
-    resources,
-    transport_tls_findings,
-)
+from govdr.compliance.rules.alarm_actions import alarm_action_findings
+from govdr.compliance.rules.monitoring_coverage import monitoring_coverage_findings
+from govdr.compliance.rules.transport_tls import transport_tls_findings
+from govdr.compliance.templates import resources
 from govdr.config import DrConfig
 from govdr.stacks.monitoring import RDS_EVENT_CATEGORIES, alarm_specs
 from tests.conftest import TEST_SUFFIX, VARIANT, Synth
@@ -43,6 +41,12 @@ EXPECTED_ALARMS = {
     "rds-replication-slot-lag": (
         "AWS/RDS",
         "OldestReplicationSlotLag",
+        "GreaterThanOrEqualToThreshold",
+        1024**3,
+    ),
+    "rds-logical-slot-lag": (
+        "AWS/RDS",
+        "OldestLogicalReplicationSlotLag",
         "GreaterThanOrEqualToThreshold",
         1024**3,
     ),
@@ -153,6 +157,7 @@ def test_thresholds_follow_config(variant_synth: Synth) -> None:
     suffix = VARIANT.environment_suffix
     assert alarms[f"rds-cpu-{suffix}"]["Threshold"] == 65
     assert alarms[f"rds-replication-slot-lag-{suffix}"]["Threshold"] == 256 * 1024**2
+    assert alarms[f"rds-logical-slot-lag-{suffix}"]["Threshold"] == 256 * 1024**2
 
 
 @pytest.mark.control("SI-4")
@@ -302,6 +307,29 @@ def test_monitoring_coverage_check_and_its_failing_twins(synth: Synth) -> None:
     assert "monitoring: no RDS event subscription" in texts(
         monitoring_coverage_findings({"monitoring": weakened})
     )
+
+
+@pytest.mark.control("SI-4")
+def test_monitoring_coverage_judges_alarms_split_across_templates(synth: Synth) -> None:
+    """The required alarms may live in any template of the synthesis: moved to another one they
+    still count; the twin drops the moved ones, and exactly they are reported."""
+    templates = copy.deepcopy(synth.all_raw())
+    monitoring, storage = templates["monitoring"]["Resources"], templates["storage"]["Resources"]
+    moved = {
+        lid: monitoring.pop(lid)
+        for lid, alarm in list(resources(templates["monitoring"], "AWS::CloudWatch::Alarm"))
+        if alarm["Properties"].get("Namespace") == "AWS/EFS"
+        or alarm["Properties"].get("MetricName") == "CPUUtilization"
+    }
+    assert len(moved) >= 2
+    storage.update(moved)
+    assert texts(monitoring_coverage_findings(templates)) == []
+    for lid in moved:
+        del storage[lid]
+    assert texts(monitoring_coverage_findings(templates)) == [
+        "monitoring: no alarm on AWS/EFS PercentIOLimit",
+        "monitoring: no alarm on AWS/RDS CPUUtilization",
+    ]
 
 
 def _statements(template: dict[str, Any], policy_name: str) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,8 @@ import pytest
 from aws_cdk.assertions import Match
 
 from govdr.compliance.finding import texts
-from govdr.compliance.template_checks import open_ingress_findings, resources
+from govdr.compliance.rules.no_open_ingress import open_ingress_findings
+from govdr.compliance.templates import resources
 from govdr.network_flows import flows_for
 from govdr.stacks.network import (
     FLOW_ENDPOINTS,

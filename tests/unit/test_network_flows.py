@@ -16,7 +16,7 @@ import pytest
 from govdr.compliance.finding import texts
 from govdr.compliance.flows import Network, Synthesis, network_flow_findings
 from govdr.compliance.gate import RULE_FIXES, run_own_checks, synth_checks
-from govdr.compliance.template_checks import resources
+from govdr.compliance.templates import resources
 from govdr.network_flows import (
     BOOTSTRAP,
     FLOWS,

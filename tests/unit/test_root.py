@@ -9,12 +9,9 @@ from pathlib import Path
 import pytest
 
 from govdr.compliance.finding import texts
-from govdr.compliance.template_checks import (
-    STATEFUL_TYPES,
-    destroyability_findings,
-    naming_findings,
-    resources,
-)
+from govdr.compliance.rules.destroyable import STATEFUL_TYPES, destroyability_findings
+from govdr.compliance.rules.naming import naming_findings
+from govdr.compliance.templates import resources
 from govdr.synth import NESTED
 from tests.conftest import TEST_SUFFIX, Synth
 

@@ -11,11 +11,9 @@ import pytest
 
 from govdr.compliance.finding import texts
 from govdr.compliance.gate import RULE_FIXES, own_checks
-from govdr.compliance.template_checks import (
-    resources,
-    rotation_order_findings,
-    transform_findings,
-)
+from govdr.compliance.rules.no_transform import transform_findings
+from govdr.compliance.rules.rotation_order import rotation_order_findings
+from govdr.compliance.templates import resources
 from runtime.secret_rotation.handler import CONNECT_TIMEOUT_SECONDS, MASTER_RETRY_DELAYS
 from tests.conftest import TEST_SUFFIX, Synth
 

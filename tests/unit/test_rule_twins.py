@@ -17,7 +17,7 @@ from govdr.compliance.gate import (
     run_own_checks,
     synth_checks,
 )
-from govdr.compliance.template_checks import resources
+from govdr.compliance.templates import resources
 from tests.conftest import Synth
 
 Templates = dict[str, dict[str, Any]]

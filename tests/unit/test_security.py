@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from govdr.compliance.finding import texts
-from govdr.compliance.template_checks import key_rotation_findings, resources
+from govdr.compliance.rules.key_rotation import key_rotation_findings
+from govdr.compliance.templates import resources
 from govdr.constructs.service_key import ADMIN_ACTIONS
 from tests.conftest import TEST_SUFFIX, Synth
 

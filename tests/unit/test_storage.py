@@ -7,7 +7,8 @@ import copy
 import pytest
 
 from govdr.compliance.finding import texts
-from govdr.compliance.template_checks import file_system_tls_findings, resources
+from govdr.compliance.rules.file_system_tls import file_system_tls_findings
+from govdr.compliance.templates import resources
 from tests.conftest import TEST_SUFFIX, Synth
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from govdr.compliance.template_checks import resources
+from govdr.compliance.templates import resources
 from govdr.constructs import python_bundle
 from tests.conftest import TEST_SUFFIX, Synth
 

@@ -41,6 +41,7 @@ REQUIRED_ALARM_METRICS = frozenset(
         ("AWS/RDS", "DiskQueueDepth"),
         ("AWS/RDS", "TransactionLogsDiskUsage"),
         ("AWS/RDS", "OldestReplicationSlotLag"),
+        ("AWS/RDS", "OldestLogicalReplicationSlotLag"),
         ("AWS/EFS", "PercentIOLimit"),
     }
 )

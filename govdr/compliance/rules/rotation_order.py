@@ -8,7 +8,7 @@ from govdr.compliance.templates import (
     as_list,
     props_of,
     ref_of,
-    references_in,
+    referenced_ids,
     resources,
 )
 
@@ -43,7 +43,7 @@ def rotation_order_findings(template: Template) -> list[Finding]:
             rtype = str(reader.get("Type", ""))
             if not (rtype.startswith("Custom::") or rtype == "AWS::CloudFormation::CustomResource"):
                 continue
-            if references_in(props_of(reader)) & secret_ids and reader_id not in depends:
+            if referenced_ids(props_of(reader)) & secret_ids and reader_id not in depends:
                 findings.append(
                     Finding(
                         logical_id,

@@ -3,39 +3,35 @@
 from __future__ import annotations
 
 from govdr.compliance.finding import Finding
-from govdr.compliance.templates import (
-    Template,
-    props_of,
-    resources,
-)
-from govdr.engine import major_of_family
+from govdr.compliance.templates import Template, props_of, ref_of, resources
 
 RULE = "slot-wal-cap"
 FIX = (
-    "keep max_slot_wal_keep_size in the parameter group (slotWalKeepMiB, "
-    "govdr/stacks/database.py) and the slot-lag alarm at most half of it "
-    "(replicationSlotLagAlarmMiB)"
+    "give every PostgreSQL instance a parameter group with max_slot_wal_keep_size "
+    "(slotWalKeepMiB, govdr/stacks/database.py) and an alarm that fires when the slot-lag "
+    "metric rises to at most half of it (replicationSlotLagAlarmMiB)"
 )
 
 
 SLOT_WAL_KEEP_PARAMETER = "max_slot_wal_keep_size"
 
+# RDS for PostgreSQL, AWS/RDS namespace, both in Bytes. OldestReplicationSlotLag: "The lagging
+# size of the replica lagging the most in terms of write-ahead log (WAL) data received";
+# OldestLogicalReplicationSlotLag is the logical slots' own. The page does not say whether the
+# first counts logical slots, so both must alarm:
+# https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-metrics.html
+SLOT_LAG_METRICS = ("OldestReplicationSlotLag", "OldestLogicalReplicationSlotLag")
+# An alarm on a lag warns only when it fires as the lag grows.
+_RISING = frozenset({"GreaterThanThreshold", "GreaterThanOrEqualToThreshold"})
 
-SLOT_LAG_METRIC = "OldestReplicationSlotLag"
 
-
-def slot_wal_cap_findings(templates: dict[str, Template]) -> list[Finding]:
-    """A stalled archive cannot fill the primary's storage: every PostgreSQL parameter group caps
-    the WAL a slot keeps (``max_slot_wal_keep_size``, MB; -1 or unset keeps WAL without limit:
-    https://www.postgresql.org/docs/15/runtime-config-replication.html#GUC-MAX-SLOT-WAL-KEEP-SIZE),
-    and an alarm on the RDS slot-lag metric (bytes,
-    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-metrics.html) fires at half the
-    smallest cap at most, while the archive can still catch up."""
-    findings: list[Finding] = []
-    caps: list[int] = []
-    for template in templates.values():
+def _capped_groups(templates: dict[str, Template], findings: list[Finding]) -> dict[str, int]:
+    """The cap of each PostgreSQL parameter group (by template and logical ID), whatever its
+    family's major; a group without a positive whole-number cap is a finding."""
+    caps: dict[str, int] = {}
+    for name, template in templates.items():
         for logical_id, group in resources(template, "AWS::RDS::DBParameterGroup"):
-            if major_of_family(str(props_of(group).get("Family", ""))) is None:
+            if not str(props_of(group).get("Family", "")).startswith("postgres"):
                 continue
             value = props_of(group).get("Parameters", {}).get(SLOT_WAL_KEEP_PARAMETER)
             if not str(value).isdigit() or int(str(value)) <= 0:
@@ -47,27 +43,74 @@ def slot_wal_cap_findings(templates: dict[str, Template]) -> list[Finding]:
                     )
                 )
             else:
-                caps.append(int(str(value)))
+                caps[f"{name}/{logical_id}"] = int(str(value))
+    return caps
+
+
+def _uncapped_instances(
+    templates: dict[str, Template], caps: dict[str, int], findings: list[Finding]
+) -> None:
+    """A PostgreSQL instance on RDS's default parameter group (max_slot_wal_keep_size -1) or on
+    a group that is not capped here has no cap at all."""
+    for name, template in templates.items():
+        for logical_id, instance in resources(template, "AWS::RDS::DBInstance"):
+            props = props_of(instance)
+            if not str(props.get("Engine", "")).startswith("postgres"):
+                continue
+            group = ref_of(props.get("DBParameterGroupName"))
+            if f"{name}/{group}" not in caps:
+                findings.append(
+                    Finding(
+                        logical_id,
+                        f"the instance's parameter group ({group or 'RDS default'}) does not cap "
+                        f"{SLOT_WAL_KEEP_PARAMETER}: a replication slot may keep WAL until the "
+                        "storage is full",
+                    )
+                )
+
+
+def slot_wal_cap_findings(templates: dict[str, Template]) -> list[Finding]:
+    """A stalled archive cannot fill the primary's storage: every PostgreSQL instance's parameter
+    group caps the WAL a slot keeps (``max_slot_wal_keep_size``, MB; -1, RDS's default, keeps WAL
+    without limit:
+    https://www.postgresql.org/docs/15/runtime-config-replication.html#GUC-MAX-SLOT-WAL-KEEP-SIZE),
+    and an alarm on the RDS slot-lag metric (bytes) fires as the lag rises to half the smallest
+    cap at most, while the archive can still catch up."""
+    findings: list[Finding] = []
+    caps = _capped_groups(templates, findings)
+    _uncapped_instances(templates, caps, findings)
     if not caps:
         return findings
-    limit = min(caps) * 1024 * 1024 // 2
+    limit = min(caps.values()) * 1024 * 1024 // 2
     lag_alarms = [
         (logical_id, props_of(alarm))
         for template in templates.values()
         for logical_id, alarm in resources(template, "AWS::CloudWatch::Alarm")
-        if props_of(alarm).get("MetricName") == SLOT_LAG_METRIC
+        if props_of(alarm).get("MetricName") in SLOT_LAG_METRICS
     ]
-    if not lag_alarms:
-        findings.append(
-            Finding("monitoring", f"no alarm on {SLOT_LAG_METRIC} warns before the slot's cap")
-        )
+    alarmed = {props.get("MetricName") for _, props in lag_alarms}
+    for required in SLOT_LAG_METRICS:
+        if required not in alarmed:
+            findings.append(
+                Finding("monitoring", f"no alarm on {required} warns before the slot's cap")
+            )
     for logical_id, props in lag_alarms:
+        metric = props.get("MetricName")
         threshold = props.get("Threshold")
+        operator = props.get("ComparisonOperator")
+        if operator not in _RISING:
+            findings.append(
+                Finding(
+                    logical_id,
+                    f"{metric} alarms when {operator!r}: it must fire as the lag "
+                    f"rises ({' or '.join(sorted(_RISING))})",
+                )
+            )
         if not isinstance(threshold, int | float) or threshold > limit:
             findings.append(
                 Finding(
                     logical_id,
-                    f"{SLOT_LAG_METRIC} alarms at {threshold!r} bytes, above half of "
+                    f"{metric} alarms at {threshold!r} bytes, above half of "
                     f"the slot's WAL cap ({limit} bytes): it would fire too late to catch up",
                 )
             )
