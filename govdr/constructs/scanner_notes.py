@@ -20,11 +20,15 @@ from constructs import IConstruct
 METADATA_KEY = "checkov"
 _CHECK_ID = re.compile(r"CKV2?_AWS_\d+")
 
-# https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
+# "You can reserve up to the Unreserved account concurrency value minus 100" and "New AWS
+# accounts have reduced concurrency and memory quotas"
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html,
+# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html); with a quota of 10
+# the API refuses any reservation ("below its minimum value of [10]").
 NO_RESERVED_CONCURRENCY = (
-    "no concurrency is reserved: Lambda keeps 10 unreserved executions per region and new or "
-    "opt-in-region accounts have a quota of exactly 10, where any reservation fails the deploy "
-    "(gate rule lambda-concurrency)"
+    "no concurrency is reserved: Lambda leaves 100 executions of the account's quota "
+    "unreserved, and a new account or opt-in region (eu-central-2 is one) may have a quota "
+    "of 10, where any reservation fails the deploy (gate rule lambda-concurrency)"
 )
 # https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars-encryption.html
 ENVIRONMENT_HOLDS_NO_SECRETS = (

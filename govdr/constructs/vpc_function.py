@@ -31,11 +31,8 @@ class VpcFunction(Construct):
     interfaces (no resource-level permissions exist for those EC2 actions) and writing to its
     own log group, which is created first so Lambda never creates an unencrypted one.
 
-    No concurrency is reserved: Lambda keeps at least 10 unreserved executions per region, and
-    accounts or freshly enabled opt-in regions (eu-central-2 is one) often have a quota of
-    exactly 10, where any reservation fails the deploy
-    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html). The
-    template check ``lambda-concurrency`` keeps it so.
+    No concurrency is reserved (scanner_notes.NO_RESERVED_CONCURRENCY says why, with the
+    documentation); the template check ``lambda-concurrency`` keeps it so.
     """
 
     def __init__(
@@ -135,10 +132,8 @@ class VpcFunction(Construct):
         accept_findings(
             self.function,
             ["NIST.800.53.R5-LambdaConcurrency", "HIPAA.Security-LambdaConcurrency"],
-            "no reserved concurrency: Lambda keeps 10 unreserved executions per region and a "
-            "new account or opt-in region (eu-central-2) may have a quota of exactly 10, so a "
-            "reservation fails the deploy (govdr-lambda-concurrency). A one-minute schedule, "
-            "a custom-resource event or a rotation step invokes it; the archiver stays single "
+            f"{scanner_notes.NO_RESERVED_CONCURRENCY}. A one-minute schedule, a "
+            "custom-resource event or a rotation step invokes it; the archiver stays single "
             "because its logical slot admits one reader",
         )
 

@@ -118,7 +118,9 @@ class DatabaseStack(NestedStack):
             removal_policy=RemovalPolicy.DESTROY,
         )
         # The statements of AWS's AmazonRDSEnhancedMonitoringRole, narrowed from any RDS*
-        # log group in any region to the one RDSOSMetrics group of this account and region.
+        # log group in any region to the one RDSOSMetrics group of this account and region
+        # (Enhanced Monitoring writes there, a stream per instance named by its resource ID:
+        # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_Monitoring.OS.CloudWatchLogs.html).
         os_metrics = (
             f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:RDSOSMetrics"
         )

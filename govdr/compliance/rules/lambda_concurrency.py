@@ -17,10 +17,12 @@ FIX = (
 
 
 def lambda_concurrency_findings(template: Template) -> list[Finding]:
-    """No function reserves concurrency: Lambda keeps at least 10 unreserved executions per
-    region and new accounts or opt-in regions often have a quota of exactly 10, so any
-    reservation can fail the first deploy
-    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
+    """No function reserves concurrency: Lambda leaves 100 executions of the account's quota
+    unreserved ("You can reserve up to the Unreserved account concurrency value minus 100",
+    https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html) and new
+    accounts have reduced quotas
+    (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): with a quota of
+    10 the API refuses any reservation, and the first deploy fails."""
     return [
         Finding(
             logical_id, f"reserves {props['ReservedConcurrentExecutions']} concurrent executions"
