@@ -10,14 +10,16 @@ https://docs.aws.amazon.com/vpc/latest/userguide/security-group-rules.html).
 
 The S3 gateway endpoint has no security group: a flow to it needs an egress rule that admits
 S3's addresses and a route to the endpoint in the route table of every subnet the client runs
-in (https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-s3.html). Functions that
-answer CloudFormation need it: a custom resource's response is an HTTPS PUT to a pre-signed
-S3 URL (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html).
+in (https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-s3.html). CDK's Provider
+framework in front of each custom-resource handler needs it: a custom resource's response is an
+HTTPS PUT to a pre-signed S3 URL
+(https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html); the
+handlers themselves only return their result to the framework.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 POSTGRES_PORT = 5432
@@ -36,6 +38,7 @@ class Group(StrEnum):
     DATABASE = "rds-sg"
     FILE_SYSTEM = "efs-sg"
     ENDPOINTS = "vpce-sg"
+    PROVIDER = "cfn-provider-sg"
 
 
 class Gateway(StrEnum):
@@ -56,6 +59,10 @@ ARCHIVER = "txlog-archiver"
 BOOTSTRAP = "txlog-bootstrap"
 VAULT_CLEANER = "backup-vault-cleaner"
 RPO_MONITOR = "rpo-monitor"
+# The Provider framework's function in front of each custom-resource handler
+# (govdr.constructs.provider.provider_function_type).
+BOOTSTRAP_PROVIDER = f"{BOOTSTRAP}-provider"
+VAULT_CLEANER_PROVIDER = f"{VAULT_CLEANER}-provider"
 
 
 @dataclass(frozen=True)
@@ -130,13 +137,6 @@ FLOWS: tuple[Flow, ...] = (
         service="secretsmanager",
     ),
     Flow(
-        (BOOTSTRAP,),
-        Group.BOOTSTRAP,
-        Gateway.S3,
-        HTTPS_PORT,
-        "answer CloudFormation (pre-signed S3 URL)",
-    ),
-    Flow(
         (VAULT_CLEANER,),
         Group.OPS,
         Group.ENDPOINTS,
@@ -153,8 +153,16 @@ FLOWS: tuple[Flow, ...] = (
         service="cloudformation",
     ),
     Flow(
-        (VAULT_CLEANER,),
-        Group.OPS,
+        (BOOTSTRAP_PROVIDER, VAULT_CLEANER_PROVIDER),
+        Group.PROVIDER,
+        Group.ENDPOINTS,
+        HTTPS_PORT,
+        "invoke its custom-resource handler",
+        service="lambda",
+    ),
+    Flow(
+        (BOOTSTRAP_PROVIDER, VAULT_CLEANER_PROVIDER),
+        Group.PROVIDER,
         Gateway.S3,
         HTTPS_PORT,
         "answer CloudFormation (pre-signed S3 URL)",
@@ -171,11 +179,17 @@ FLOWS: tuple[Flow, ...] = (
 
 
 def flows_for(retain_data: bool, flows: tuple[Flow, ...] = FLOWS) -> tuple[Flow, ...]:
-    """The flows of one synthesis: with the prod switch (data retained) no vault cleaner is
-    built, so its flows are not declared."""
+    """The flows of one synthesis: with the prod switch (data retained) no vault cleaner (nor
+    its provider) is built, so they are no clients of any flow."""
     if not retain_data:
         return flows
-    return tuple(flow for flow in flows if flow.clients != (VAULT_CLEANER,))
+    absent = {VAULT_CLEANER, VAULT_CLEANER_PROVIDER}
+    kept = []
+    for flow in flows:
+        clients = tuple(c for c in flow.clients if c not in absent)
+        if clients:
+            kept.append(replace(flow, clients=clients))
+    return tuple(kept)
 
 
 def client_groups(flows: tuple[Flow, ...] = FLOWS) -> dict[str, Group]:

@@ -68,7 +68,10 @@ class BackupVaultCleaner(_Model):
     """
 
     CFN_TYPE = "Custom::BackupVaultCleaner"
-    EMULATED = "govdr's cleaner Lambda cannot run; the emulator's vaults never hold recovery points"
+    EMULATED = (
+        "CDK's custom-resource framework and govdr's cleaner Lambda cannot run; the emulator's "
+        "vaults never hold recovery points"
+    )
 
     @classmethod
     def create(
@@ -87,8 +90,9 @@ class TxlogBootstrap(_Model):
 
     CFN_TYPE = "Custom::TxlogBootstrap"
     EMULATED = (
-        "govdr's bootstrap Lambda cannot run and the emulator's RDS has no PostgreSQL; both "
-        "secrets are read in-process, no replication user or slot is created"
+        "CDK's custom-resource framework and govdr's bootstrap Lambda cannot run and the "
+        "emulator's RDS has no PostgreSQL; both secrets are read in-process, no replication "
+        "user or slot is created"
     )
 
     @classmethod

@@ -4,7 +4,10 @@ CloudFormation waits ``ServiceTimeout`` seconds for a custom resource's response
 the property is absent
 (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudformation-customresource.html).
 The timeout must be at least the handler's Lambda timeout (or a handler that answers in time
-is cut off) and at most :data:`MAX_SERVICE_TIMEOUT_SECONDS`.
+is cut off) and at most :data:`MAX_SERVICE_TIMEOUT_SECONDS`. Behind CDK's Provider framework
+the handler is the function the framework invokes (its environment names it,
+govdr.constructs.provider.USER_HANDLER_ENV): the framework answers as soon as that invocation
+returns, whatever its own 15-minute timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from govdr.compliance.finding import Finding
 from govdr.compliance.templates import Template
 from govdr.constructs.custom_resources import MAX_SERVICE_TIMEOUT_SECONDS, is_custom_resource
+from govdr.constructs.provider import USER_HANDLER_ENV
 
 RULE = "custom-resource-timeout"
 FIX = (
@@ -38,17 +42,31 @@ def _seconds(value: Any) -> int | None:
     return None
 
 
-def _handler_timeout(template: Template, service_token: Any) -> tuple[str, int] | None:
-    """(logical ID, Lambda timeout) of the handler function of this template, if it is one."""
-    if not (isinstance(service_token, dict) and "Fn::GetAtt" in service_token):
+def _function(template: Template, arn: Any) -> tuple[str, dict[str, Any]] | None:
+    """(logical ID, properties) of the function of this template that ``arn`` (a GetAtt) names."""
+    if not (isinstance(arn, dict) and "Fn::GetAtt" in arn):
         return None
-    target = service_token["Fn::GetAtt"]
+    target = arn["Fn::GetAtt"]
     logical_id = target[0] if isinstance(target, list) and target else None
     resource = template.get("Resources", {}).get(logical_id)
     if not isinstance(resource, dict) or resource.get("Type") != "AWS::Lambda::Function":
         return None
-    timeout = _seconds(resource.get("Properties", {}).get("Timeout"))
-    return str(logical_id), LAMBDA_DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout
+    props = resource.get("Properties", {})
+    return str(logical_id), props if isinstance(props, dict) else {}
+
+
+def _handler_timeout(template: Template, service_token: Any) -> tuple[str, int] | None:
+    """(logical ID, Lambda timeout) of the handler function of this template, if it is one:
+    the function the service token names or, when that is the Provider framework, the one the
+    framework invokes."""
+    found = _function(template, service_token)
+    if found is None:
+        return None
+    variables = found[1].get("Environment", {}).get("Variables", {})
+    behind = _function(template, variables.get(USER_HANDLER_ENV)) if variables else None
+    logical_id, props = behind or found
+    timeout = _seconds(props.get("Timeout"))
+    return logical_id, LAMBDA_DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout
 
 
 def custom_resource_timeout_findings(template: Template) -> list[Finding]:

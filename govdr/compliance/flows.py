@@ -708,10 +708,11 @@ def _reached(network: Network, group_ref: Ref) -> set[tuple[Group | Gateway, int
 
 
 def _responder_findings(network: Network, flows: tuple[Flow, ...]) -> list[Finding]:
-    """A custom resource whose handler runs in the VPC is answered only if that handler has a
-    declared flow to the S3 gateway endpoint: the response is an HTTPS PUT to a pre-signed S3
-    URL (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html).
-    Handlers outside a VPC reach S3 over Lambda's own network."""
+    """A custom resource whose service token is a function in the VPC (govdr's: the Provider
+    framework in front of its handler) is answered only if that function has a declared flow to
+    the S3 gateway endpoint: the response is an HTTPS PUT to a pre-signed S3 URL
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html).
+    Functions outside a VPC reach S3 over Lambda's own network."""
     synthesis = network.synthesis
     in_vpc = {(f.template, f.where): f.name for f in network.functions}
     to_s3 = {client for flow in flows if flow.destination is Gateway.S3 for client in flow.clients}
@@ -730,9 +731,9 @@ def _responder_findings(network: Network, flows: tuple[Flow, ...]) -> list[Findi
                 findings.append(
                     Finding(
                         logical_id,
-                        f"its handler {function_name} runs in the VPC but has no "
-                        "declared flow to the S3 gateway endpoint, so it cannot answer "
-                        "CloudFormation",
+                        f"the function CloudFormation sends it to, {function_name}, runs in "
+                        "the VPC but has no declared flow to the S3 gateway endpoint, so it "
+                        "cannot answer CloudFormation",
                     )
                 )
     return findings

@@ -24,6 +24,41 @@ from govdr.constructs.service_role import ServiceRole
 from govdr.naming import name
 
 
+def network_interface_statement() -> iam.PolicyStatement:
+    """What every function in a VPC needs: Lambda manages its network interfaces, and these EC2
+    actions take no resource ARN
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuring-vpc.html#configuring-vpc-permissions)."""
+    return iam.PolicyStatement(
+        sid="VpcNetworkInterfaces",
+        actions=[
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        ],
+        resources=["*"],
+    )
+
+
+def accept_listed_wildcards(policy: iam.ManagedPolicy) -> None:
+    """Accept, on a function role's policy, the Resource '*' of the statements listed in
+    WILDCARD_RESOURCE_SIDS (checkov CKV_AWS_111, cdk-nag IAM5), each with its reason."""
+    accept_check(
+        policy,
+        "CKV_AWS_111",
+        "write actions on Resource '*' only in VpcNetworkInterfaces (EC2 network-interface "
+        "actions that take no resource ARN) and the statements listed with their reasons in "
+        "WILDCARD_RESOURCE_SIDS (gate rule iam-wildcards)",
+    )
+    accept_findings(
+        policy,
+        ["AwsSolutions-IAM5[Resource::*]"],
+        "only the statements listed in WILDCARD_RESOURCE_SIDS: "
+        + "; ".join(f"{sid}: {why}" for sid, why in WILDCARD_RESOURCE_SIDS.items()),
+    )
+
+
 class VpcFunction(Construct):
     """Python function on arm64 in isolated subnets.
 
@@ -76,18 +111,7 @@ class VpcFunction(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             statements=[
                 *statements,
-                iam.PolicyStatement(
-                    sid="VpcNetworkInterfaces",
-                    # Lambda in a VPC manages its ENIs; these EC2 actions take no resource ARN.
-                    actions=[
-                        "ec2:CreateNetworkInterface",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:AssignPrivateIpAddresses",
-                        "ec2:UnassignPrivateIpAddresses",
-                    ],
-                    resources=["*"],
-                ),
+                network_interface_statement(),
                 iam.PolicyStatement(
                     sid="WriteOwnLogs",
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -116,19 +140,7 @@ class VpcFunction(Construct):
         )
         accept_check(self.function, "CKV_AWS_115", scanner_notes.NO_RESERVED_CONCURRENCY)
         accept_check(self.function, "CKV_AWS_173", scanner_notes.ENVIRONMENT_HOLDS_NO_SECRETS)
-        accept_check(
-            self.role.policy,
-            "CKV_AWS_111",
-            "write actions on Resource '*' only in VpcNetworkInterfaces (EC2 network-interface "
-            "actions that take no resource ARN) and the statements listed with their reasons in "
-            "WILDCARD_RESOURCE_SIDS (gate rule iam-wildcards)",
-        )
-        accept_findings(
-            self.role.policy,
-            ["AwsSolutions-IAM5[Resource::*]"],
-            "only the statements listed in WILDCARD_RESOURCE_SIDS: "
-            + "; ".join(f"{sid}: {why}" for sid, why in WILDCARD_RESOURCE_SIDS.items()),
-        )
+        accept_listed_wildcards(self.role.policy)
         accept_findings(
             self.function,
             ["NIST.800.53.R5-LambdaConcurrency", "HIPAA.Security-LambdaConcurrency"],

@@ -17,6 +17,7 @@ from constructs import Construct
 from govdr.config import DrConfig
 from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.nag_notes import accept_findings
+from govdr.constructs.provider import HandlerProvider
 from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.scanner_notes import CUSTOM_RESOURCE_OUTCOME
 from govdr.constructs.service_role import ServiceRole
@@ -41,6 +42,7 @@ class BackupStack(NestedStack):
         vpc: ec2.IVpc,
         function_subnets: ec2.SubnetSelection,
         ops_sg: ec2.ISecurityGroup,
+        provider_sg: ec2.ISecurityGroup,
         backup_key: kms.IKey,
         logs_key: kms.IKey,
     ) -> None:
@@ -116,7 +118,7 @@ class BackupStack(NestedStack):
         self.vault_cleaner: CustomResource | None = None
         if not config.retain_data:
             # With the prod switch the vault is retained: nothing may empty it.
-            self._vault_cleaner(config, vpc, function_subnets, ops_sg, logs_key)
+            self._vault_cleaner(config, vpc, function_subnets, ops_sg, provider_sg, logs_key)
         self._deny_recovery_point_deletion()
 
     def _deny_recovery_point_deletion(self) -> None:
@@ -157,6 +159,7 @@ class BackupStack(NestedStack):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         ops_sg: ec2.ISecurityGroup,
+        provider_sg: ec2.ISecurityGroup,
         logs_key: kms.IKey,
     ) -> None:
         """Empty the vault on stack deletion, or the vault blocks every teardown.
@@ -231,10 +234,20 @@ class BackupStack(NestedStack):
             f"{CLEANER_FUNCTION_TYPE}-role", config.environment_suffix
         )
         self.vault_cleaner_function = cleaner.function
+        self.vault_cleaner_provider = HandlerProvider(
+            self,
+            "VaultCleanerProvider",
+            config=config,
+            handler=cleaner,
+            vpc=vpc,
+            subnets=subnets,
+            security_group=provider_sg,
+            logs_key=logs_key,
+        )
         self.vault_cleaner = CustomResource(
             self,
             "VaultCleanerResource",
-            service_token=self.vault_cleaner_function.function_arn,
+            service_token=self.vault_cleaner_provider.service_token,
             resource_type="Custom::BackupVaultCleaner",
             service_timeout=Duration.seconds(service_timeout(VAULT_CLEANER_TIMEOUT_SECONDS)),
             properties={"BackupVaultName": self.vault.backup_vault_name},

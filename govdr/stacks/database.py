@@ -24,6 +24,7 @@ from govdr.config import DATABASE_NAME, DrConfig
 from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.nag_notes import accept_findings
+from govdr.constructs.provider import HandlerProvider
 from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.scanner_notes import CUSTOM_RESOURCE_OUTCOME, ROTATION_OUTCOME
 from govdr.constructs.service_role import ServiceRole
@@ -82,6 +83,7 @@ class DatabaseStack(NestedStack):
         database_sg: ec2.ISecurityGroup,
         rotation_sg: ec2.ISecurityGroup,
         bootstrap_sg: ec2.ISecurityGroup,
+        provider_sg: ec2.ISecurityGroup,
         database_key: kms.IKey,
         secrets_key: kms.IKey,
         logs_key: kms.IKey,
@@ -257,7 +259,9 @@ class DatabaseStack(NestedStack):
         # The attachment adds host, port and engine to the secret; rotation must use it.
         self.secret: sm.ISecret = self.instance.secret
 
-        self._replication_user(config, vpc, function_subnets, bootstrap_sg, secrets_key, logs_key)
+        self._replication_user(
+            config, vpc, function_subnets, bootstrap_sg, provider_sg, secrets_key, logs_key
+        )
 
         # The first rotation runs when the schedule is created. It starts after the bootstrap
         # answered, which reads the master secret and logs in with it (both secrets).
@@ -327,6 +331,7 @@ class DatabaseStack(NestedStack):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         bootstrap_sg: ec2.ISecurityGroup,
+        provider_sg: ec2.ISecurityGroup,
         secrets_key: kms.IKey,
         logs_key: kms.IKey,
     ) -> None:
@@ -364,7 +369,7 @@ class DatabaseStack(NestedStack):
             ),
             vpc=vpc,
             subnets=subnets,
-            # Its own group: the database, Secrets Manager, and S3 for the response.
+            # Its own group: the database and Secrets Manager (the framework answers).
             security_group=bootstrap_sg,
             logs_key=logs_key,
             timeout=Duration.seconds(BOOTSTRAP_TIMEOUT_SECONDS),
@@ -377,10 +382,20 @@ class DatabaseStack(NestedStack):
             },
         )
         self.bootstrap.without_dead_letter_queue(CUSTOM_RESOURCE_OUTCOME)
+        self.bootstrap_provider = HandlerProvider(
+            self,
+            "TxlogBootstrapProvider",
+            config=config,
+            handler=self.bootstrap,
+            vpc=vpc,
+            subnets=subnets,
+            security_group=provider_sg,
+            logs_key=logs_key,
+        )
         self.bootstrap_resource = CustomResource(
             self,
             "TxlogBootstrapResource",
-            service_token=self.bootstrap.function.function_arn,
+            service_token=self.bootstrap_provider.service_token,
             resource_type="Custom::TxlogBootstrap",
             service_timeout=Duration.seconds(service_timeout(BOOTSTRAP_TIMEOUT_SECONDS)),
             properties={

@@ -35,6 +35,7 @@ GROUP_IDS: dict[Group, str] = {
     Group.OPS: "OpsSecurityGroup",
     Group.MONITOR: "RpoMonitorSecurityGroup",
     Group.FILE_SYSTEM: "FileSystemSecurityGroup",
+    Group.PROVIDER: "CfnProviderSecurityGroup",
 }
 GROUP_DESCRIPTIONS: dict[Group, str] = {
     Group.ENDPOINTS: "Interface VPC endpoints: HTTPS from inside the VPC only",
@@ -42,11 +43,13 @@ GROUP_DESCRIPTIONS: dict[Group, str] = {
     "clients only",
     Group.ROTATION: "Secrets Manager rotation function: to the database and AWS API endpoints",
     Group.TXLOG: "Transaction-log clients: to the database, EFS and AWS API endpoints",
-    Group.BOOTSTRAP: "Replication-user bootstrap (custom resource): to the database, AWS API "
-    "endpoints and the S3 gateway endpoint",
+    Group.BOOTSTRAP: "Replication-user bootstrap (custom resource): to the database and AWS API "
+    "endpoints",
     Group.OPS: "Operations functions (backup-vault cleanup): HTTPS to AWS APIs only",
     Group.MONITOR: "RPO monitor: HTTPS to the RDS API endpoint only",
     Group.FILE_SYSTEM: "EFS transaction-log store: NFS from transaction-log clients only",
+    Group.PROVIDER: "Custom-resource framework: invokes its handler (Lambda endpoint) and answers "
+    "CloudFormation (S3 gateway endpoint)",
 }
 
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
@@ -58,6 +61,8 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Rds": ec2.InterfaceVpcEndpointAwsService.RDS,
     "EventBridge": ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
     "Backup": ec2.InterfaceVpcEndpointAwsService.BACKUP,
+    # The custom-resource framework invokes its handler through it.
+    "Lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
 }
 # Built only when a declared flow of the synthesis goes to the service: the vault cleaner reads
 # its stack's status (DescribeStacks), and it is not built with the prod switch
@@ -127,6 +132,7 @@ class NetworkStack(NestedStack):
         self.bootstrap_sg = self.groups[Group.BOOTSTRAP]
         self.ops_sg = self.groups[Group.OPS]
         self.monitor_sg = self.groups[Group.MONITOR]
+        self.provider_sg = self.groups[Group.PROVIDER]
         self.efs_sg = self.groups[Group.FILE_SYSTEM]
         # A literal CIDR (not the VPC's CidrBlock token) keeps the rule reviewable and lets
         # rule packs evaluate it.

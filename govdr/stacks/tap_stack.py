@@ -54,6 +54,7 @@ class TapStack(Stack):
             vpc=self.network.vpc,
             function_subnets=self.network.function_subnets,
             ops_sg=self.network.ops_sg,
+            provider_sg=self.network.provider_sg,
             backup_key=self.security.backup_key,
             logs_key=self.security.logs_key,
         )
@@ -67,6 +68,7 @@ class TapStack(Stack):
             database_sg=self.network.database_sg,
             rotation_sg=self.network.rotation_sg,
             bootstrap_sg=self.network.bootstrap_sg,
+            provider_sg=self.network.provider_sg,
             database_key=self.security.database_key,
             secrets_key=self.security.secrets_key,
             logs_key=self.security.logs_key,

@@ -27,14 +27,13 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from runtime.backup_vault_cleaner import contract
-from runtime.cfn_response import CfnRequest, send_response
+from runtime.custom_resource import CfnRequest, RequestFailed, success
 
 LOG = Logger(service=contract.SERVICE)
 
@@ -48,7 +47,7 @@ UNSTOPPABLE_RESOURCE_TYPES = frozenset(
 DELETING_STACK_STATUS = "DELETE_IN_PROGRESS"
 VAULT_ENV = contract.ENV_VAULT_NAME
 POLL_SECONDS = 10
-# Leave time to send the response after the last poll.
+# Leave time to return (and the framework to answer) after the last poll.
 SAFETY_MARGIN_MS = 30_000
 
 
@@ -180,69 +179,66 @@ def handle(
     *,
     cloudformation: Any,
     own_vault: str,
-) -> None:
-    request = CfnRequest.parse(event, "empty-on-delete")
+) -> dict[str, Any]:
+    """Carry out one CloudFormation request; its result for the custom-resource framework
+    (runtime.custom_resource.success), or RequestFailed with the reason."""
+    request = CfnRequest.parse(event)
     vault_name = request.properties.get("BackupVaultName")
-    if not vault_name:
-        send_response(request, "FAILED", "ResourceProperties.BackupVaultName is required", {})
-        return
+    if not vault_name or not isinstance(vault_name, str):
+        raise RequestFailed("ResourceProperties.BackupVaultName is required; nothing was emptied")
     if not own_vault:
-        # Answered, not left to CloudFormation's timeout: the stack event names the fix.
-        send_response(
-            request,
-            "FAILED",
+        # Failed with the fix, not left to CloudFormation's timeout.
+        raise RequestFailed(
             f"the function's {VAULT_ENV} is not set, so it cannot tell its own vault; "
-            "redeploy the stack (govdr/stacks/backup.py sets it)",
-            {},
+            "redeploy the stack (govdr/stacks/backup.py sets it)"
         )
-        return
-    if request.physical_resource_id == "empty-on-delete":
-        request = replace(request, physical_resource_id=f"empty-on-delete:{vault_name}")
+    # Create names the resource after its vault; Update and Delete keep the request's ID.
+    physical_id = f"empty-on-delete:{vault_name}" if request.request_type == "Create" else None
+    if request.request_type != "Delete":
+        return success({}, physical_id)
     data: dict[str, Any] = {}
     try:
-        reason = "ok"
-        if request.request_type == "Delete":
-            status_now = stack_status(cloudformation, str(event.get("StackId", "")))
-            if status_now != DELETING_STACK_STATUS:
-                # A replacement, a rename or a rollback: the vault stays as it is.
-                reason = (
-                    f"nothing emptied: stack is {status_now}, the vault is emptied only "
-                    f"while the stack is {DELETING_STACK_STATUS}"
-                )
-                LOG.info(json.dumps({"vault": vault_name, "skipped": status_now}))
-            elif vault_name != own_vault:
-                raise ForeignVaultError(
-                    f"ResourceProperties.BackupVaultName {vault_name!r} is not this "
-                    f"environment's vault {own_vault!r}; nothing was emptied. Only the vault "
-                    "of the stack that owns this function is emptied"
-                )
-            else:
-                deleted, running = empty_vault(
-                    client, vault_name, remaining_ms=remaining_ms, sleep=sleep
-                )
-                data["DeletedRecoveryPoints"] = deleted
-                if running:
-                    data["UnstoppableJobsRunning"] = running
-                    reason = (
-                        f"{running} backup jobs AWS Backup cannot stop (RDS) are still running; "
-                        f"delete their recovery points from {vault_name} once they finish"
-                    )
-        status = "SUCCESS"
+        status_now = stack_status(cloudformation, request.stack_id)
+        if status_now != DELETING_STACK_STATUS:
+            # A replacement, a rename or a rollback: the vault stays as it is.
+            LOG.info(json.dumps({"vault": vault_name, "skipped": status_now}))
+            return success(
+                {
+                    "Skipped": f"stack is {status_now}; the vault is emptied only while "
+                    f"the stack is {DELETING_STACK_STATUS}"
+                }
+            )
+        if vault_name != own_vault:
+            raise ForeignVaultError(
+                f"ResourceProperties.BackupVaultName {vault_name!r} is not this "
+                f"environment's vault {own_vault!r}; nothing was emptied. Only the vault "
+                "of the stack that owns this function is emptied"
+            )
+        deleted, running = empty_vault(client, vault_name, remaining_ms=remaining_ms, sleep=sleep)
+        data["DeletedRecoveryPoints"] = deleted
+        if running:
+            data["UnstoppableJobsRunning"] = running
+            LOG.warning(
+                "%s backup jobs AWS Backup cannot stop (RDS) are still running; delete their "
+                "recovery points from %s once they finish",
+                running,
+                vault_name,
+            )
+        return success(data)
     except ForeignVaultError as exc:
         LOG.error("%s", exc)
-        status, reason = "FAILED", str(exc)
+        raise RequestFailed(str(exc)) from None
     except Exception as exc:
         LOG.exception("emptying backup vault %s failed", vault_name)
-        status, reason = "FAILED", f"{type(exc).__name__}: {exc}"
-    send_response(request, status, reason, data)
+        raise RequestFailed(f"{type(exc).__name__}: {exc}") from None
 
 
 @LOG.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> None:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     import boto3
 
     region = os.environ.get("AWS_REGION")
-    handle(
+    return handle(
         event,
         boto3.client("backup", region_name=region),
         remaining_ms=context.get_remaining_time_in_millis,

@@ -14,10 +14,13 @@ Create / Update (idempotent), connected as the master user over verified TLS
 
 Delete: the archive's replication slot is dropped (an abandoned slot keeps WAL until the
 storage fills), then the replication user, its rotation clone and the drills' login. A
-database that can no longer be reached does not block the teardown: the response says what
-was left. A missing CA file (``runtime/pg_tls.TlsSetupError``) fails every request, Delete
-included, with its one-line reason: it is a broken bundle or setting, not a database that is
-gone.
+database that can no longer be reached does not block the teardown: the result says what
+was left (``database_unreachable``). A missing CA file (``runtime/pg_tls.TlsSetupError``)
+fails every request, Delete included, with its one-line reason: it is a broken bundle or
+setting, not a database that is gone.
+
+The function answers CDK's custom-resource framework (runtime/custom_resource.py), which
+answers CloudFormation: a result is SUCCESS, a RequestFailed its reason.
 
 Every request is checked against the function's own environment first: ``SlotName`` must be
 the slot the stack configured (``TXLOG_SLOT_NAME``) and both secret ARNs the ones it
@@ -46,7 +49,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runtime.cfn_response import CfnRequest, send_response
+from runtime.custom_resource import MAX_REASON_CHARS, CfnRequest, RequestFailed, success
 from runtime.pg_tls import TlsSetupError, tls_from_env
 from runtime.txlog_archiver import contract
 from runtime.txlog_archiver.handler import dsn_from_secret
@@ -295,6 +298,42 @@ def remove(connection: Any, username: str, slot: str) -> dict[str, Any]:
     return {"slot_dropped": dropped_slot, "drill_user_dropped": dropped_drill}
 
 
+def _refusal(request: CfnRequest, own: OwnEnvironment) -> str | None:
+    """Why the request may change nothing, if it may not: properties missing, the function's
+    own environment unset, or a slot or secret other than its own named."""
+    props = request.properties
+    missing = [
+        k for k in ("MasterSecretArn", "ReplicationSecretArn", "SlotName") if not props.get(k)
+    ]
+    if missing:
+        return f"ResourceProperties missing: {', '.join(missing)}; nothing was changed"
+    unset = own.unset()
+    if unset:
+        return (
+            f"the function's environment lacks {', '.join(unset)}, so it cannot tell its own "
+            "slot and secrets; nothing was changed. Redeploy the stack "
+            "(govdr/stacks/database.py sets them)"
+        )
+    foreign = own.mismatches(props)
+    if foreign:
+        return (
+            f"{'; '.join(foreign)}. Nothing was changed: this function manages only the slot "
+            "and secrets its stack configured"
+        )
+    old_slot = str(request.old_properties.get("SlotName") or "")
+    if _renamed(request, own) and not SLOT_PATTERN.fullmatch(old_slot):
+        return (
+            f"OldResourceProperties.SlotName {old_slot!r} is not a slot name of this product "
+            f"(govdr_txlog_<suffix>); nothing was changed"
+        )
+    return None
+
+
+def _renamed(request: CfnRequest, own: OwnEnvironment) -> bool:
+    old_slot = str(request.old_properties.get("SlotName") or "")
+    return bool(request.request_type == "Update" and old_slot and old_slot != own.slot)
+
+
 def handle(
     event: dict[str, Any],
     read_secret: Callable[[str], Mapping[str, Any]],
@@ -303,55 +342,25 @@ def handle(
     *,
     own: OwnEnvironment,
     tls: Mapping[str, str] | None = None,
-) -> None:
-    """Answer one CloudFormation request; ``tls`` defaults to ``tls_from_env(os.environ)``."""
-    request = CfnRequest.parse(event, "txlog-bootstrap")
+) -> dict[str, Any]:
+    """Carry out one CloudFormation request; its result for the custom-resource framework
+    (runtime.custom_resource.success), or RequestFailed with the reason.
+    ``tls`` defaults to ``tls_from_env(os.environ)``."""
+    request = CfnRequest.parse(event)
+    refusal = _refusal(request, own)
+    if refusal is not None:
+        LOG.error("txlog bootstrap %s refused: %s", request.request_type, refusal)
+        raise RequestFailed(refusal)
     props = request.properties
-    required = ("MasterSecretArn", "ReplicationSecretArn", "SlotName")
-    missing = [k for k in required if not props.get(k)]
-    if missing:
-        send_response(request, "FAILED", f"ResourceProperties missing: {', '.join(missing)}", {})
-        return
-    unset = own.unset()
-    if unset:
-        reason = (
-            f"the function's environment lacks {', '.join(unset)}, so it cannot tell its own "
-            "slot and secrets; nothing was changed. Redeploy the stack "
-            "(govdr/stacks/database.py sets them)"
-        )
-        LOG.error("txlog bootstrap %s refused: %s", request.request_type, reason)
-        send_response(request, "FAILED", reason, {})
-        return
-    foreign = own.mismatches(props)
-    if foreign:
-        reason = (
-            f"{'; '.join(foreign)}. Nothing was changed: this function manages only the slot "
-            "and secrets its stack configured"
-        )
-        LOG.error("txlog bootstrap %s refused: %s", request.request_type, reason)
-        send_response(request, "FAILED", reason, {})
-        return
-    old_slot = str(event.get("OldResourceProperties", {}).get("SlotName") or "")
-    renamed = bool(request.request_type == "Update" and old_slot and old_slot != own.slot)
-    if renamed and not SLOT_PATTERN.fullmatch(old_slot):
-        reason = (
-            f"OldResourceProperties.SlotName {old_slot!r} is not a slot name of this product "
-            f"(govdr_txlog_<suffix>); nothing was changed"
-        )
-        send_response(request, "FAILED", reason, {})
-        return
-    data: dict[str, Any] = {}
     try:
         keywords = tls if tls is not None else tls_from_env(os.environ)
     except TlsSetupError as exc:  # one line, before any secret is read or connection opened
         LOG.error("txlog bootstrap %s failed: %s", request.request_type, exc)
-        send_response(request, "FAILED", str(exc), data)
-        return
+        raise RequestFailed(str(exc)) from None
     try:
         replication = read_secret(props["ReplicationSecretArn"])
         # The rotation may have made the clone current; the base name is the user to manage.
         username = str(replication["username"]).removesuffix(CLONE_SUFFIX)
-        physical_id = f"txlog-bootstrap:{username}"
 
         def as_master() -> Any:
             return connect_as_master(
@@ -368,33 +377,36 @@ def handle(
                 connection = as_master()
             except Exception as exc:  # the database may already be gone
                 LOG.warning("database unreachable on delete, nothing dropped: %s", exc)
-                send_response(request, "SUCCESS", f"database unreachable: {exc}", {})
-                return
+                return success({"database_unreachable": str(exc)[:MAX_REASON_CHARS]})
             try:
                 data = remove(connection, username, str(props["SlotName"]))
             finally:
                 connection.close()
-        else:
-            connection = as_master()
-            try:
-                data = prepare(connection, username, str(replication["password"]))
-                data.update(prepare_drill_role(connection))
-                if renamed:
-                    data.update(rename_slot(connection, old_slot, own.slot))
-            finally:
-                connection.close()
+            LOG.info(json.dumps({"request": request.request_type, **data}))
+            return success(data)  # a Delete keeps its physical ID
+        connection = as_master()
+        try:
+            data = prepare(connection, username, str(replication["password"]))
+            data.update(prepare_drill_role(connection))
+            if _renamed(request, own):
+                old_slot = str(request.old_properties["SlotName"])
+                data.update(rename_slot(connection, old_slot, own.slot))
+        finally:
+            connection.close()
         LOG.info(json.dumps({"request": request.request_type, **data}))
-        send_response(request, "SUCCESS", "ok", data, physical_id)
+        return success(data, f"txlog-bootstrap:{username}")
     except MasterLoginRejected as exc:  # a clear reason, no stack trace
         LOG.error("txlog bootstrap %s failed: %s", request.request_type, exc)
-        send_response(request, "FAILED", str(exc), data)
+        raise RequestFailed(str(exc)) from None
+    except RequestFailed:
+        raise
     except Exception as exc:
         LOG.exception("txlog bootstrap %s failed", request.request_type)
-        send_response(request, "FAILED", f"{type(exc).__name__}: {exc}", data)
+        raise RequestFailed(f"{type(exc).__name__}: {exc}") from None
 
 
 @LOG.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> None:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     import boto3
     import psycopg2
 
@@ -406,4 +418,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> None:
         value: Mapping[str, Any] = json.loads(response["SecretString"])
         return value
 
-    handle(event, read_secret, psycopg2.connect, own=OwnEnvironment.from_environ(os.environ))
+    return handle(event, read_secret, psycopg2.connect, own=OwnEnvironment.from_environ(os.environ))

@@ -169,3 +169,4 @@ def response_url() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}/response?sig=x", _Receiver.bodies
     server.shutdown()
+    server.server_close()

@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from runtime.backup_vault_cleaner import handler as cleaner
 from runtime.txlog_archiver import bootstrap
+from tests.support.cdk_provider import answer, reason_of
 from tests.support.lambda_context import LambdaTestContext
 
 REGION = "eu-central-2"
@@ -36,9 +37,9 @@ def test_the_cleaner_entry_answers_a_create_with_its_own_vault(
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv(cleaner.VAULT_ENV, "backup-vault-dev")
     with mock_aws():
-        cleaner.handler(
+        answer(
             _event(url, "Create", "VaultCleanerResource", BackupVaultName="backup-vault-dev"),
-            LambdaTestContext(),
+            lambda e: cleaner.handler(e, LambdaTestContext()),
         )
     [body] = bodies
     assert (body["Status"], body["RequestId"]) == ("SUCCESS", "req-entry")
@@ -53,13 +54,13 @@ def test_the_cleaner_entry_answers_without_its_vault_setting(
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.delenv(cleaner.VAULT_ENV, raising=False)
     with mock_aws():
-        cleaner.handler(
+        answer(
             _event(url, "Delete", "VaultCleanerResource", BackupVaultName="backup-vault-dev"),
-            LambdaTestContext(),
+            lambda e: cleaner.handler(e, LambdaTestContext()),
         )
     [body] = bodies
     assert body["Status"] == "FAILED"
-    assert f"the function's {cleaner.VAULT_ENV} is not set" in body["Reason"]
+    assert f"the function's {cleaner.VAULT_ENV} is not set" in reason_of(body)
 
 
 def test_the_bootstrap_entry_reads_its_environment_and_refuses_another_slot(
@@ -80,7 +81,7 @@ def test_the_bootstrap_entry_reads_its_environment_and_refuses_another_slot(
         monkeypatch.setenv("TXLOG_SLOT_NAME", "govdr_txlog")
         monkeypatch.setenv("MASTER_SECRET_ARN", arns["master"])
         monkeypatch.setenv("REPLICATION_SECRET_ARN", arns["replication"])
-        bootstrap.handler(
+        answer(
             _event(
                 url,
                 "Create",
@@ -90,11 +91,11 @@ def test_the_bootstrap_entry_reads_its_environment_and_refuses_another_slot(
                 SlotName="another_slot",
                 DatabaseName="govdr",
             ),
-            LambdaTestContext(),
+            lambda e: bootstrap.handler(e, LambdaTestContext()),
         )
     [body] = bodies
     assert body["Status"] == "FAILED"
-    assert "'another_slot' is not this environment's 'govdr_txlog'" in body["Reason"]
+    assert "'another_slot' is not this environment's 'govdr_txlog'" in reason_of(body)
 
 
 def test_the_bootstrap_entry_answers_without_its_settings(
@@ -108,7 +109,7 @@ def test_the_bootstrap_entry_answers_without_its_settings(
     for name in ("MASTER_SECRET_ARN", "REPLICATION_SECRET_ARN"):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
-        bootstrap.handler(
+        answer(
             _event(
                 url,
                 "Delete",
@@ -117,10 +118,10 @@ def test_the_bootstrap_entry_answers_without_its_settings(
                 ReplicationSecretArn="r",
                 SlotName="govdr_txlog",
             ),
-            LambdaTestContext(),
+            lambda e: bootstrap.handler(e, LambdaTestContext()),
         )
     [body] = bodies
     assert body["Status"] == "FAILED"
-    assert body["Reason"].startswith(
+    assert reason_of(body).startswith(
         "the function's environment lacks MASTER_SECRET_ARN, REPLICATION_SECRET_ARN"
     )

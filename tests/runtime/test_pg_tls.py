@@ -31,6 +31,7 @@ from runtime.txlog_archiver import handler as archiver_handler
 from runtime.txlog_archiver.archiver import ensure_slot
 from runtime.txlog_archiver.handler import dsn_from_secret
 from tests.support.archive_keys import key_file, writable_archive
+from tests.support.cdk_provider import answer, reason_of
 from tests.support.lambda_context import LambdaTestContext
 from tests.support.pgcluster import Postgres, start_cluster, stop_cluster, write_ca
 
@@ -283,13 +284,13 @@ def test_the_bootstrap_logs_in_as_master_over_verified_tls(
     event = _bootstrap_event(url, slot, database)
     # The twin first: the default roots (the pinned RDS CAs) refuse the test server.
     monkeypatch.delenv(ROOT_CERT_ENV, raising=False)
-    bootstrap.handle(event, secrets.__getitem__, psycopg2.connect, own=own)
+    answer(event, lambda e: bootstrap.handle(e, secrets.__getitem__, psycopg2.connect, own=own))
     assert bodies[-1]["Status"] == "FAILED"
-    assert "certificate verify failed" in bodies[-1]["Reason"]
+    assert "certificate verify failed" in reason_of(bodies[-1])
     monkeypatch.setenv(ROOT_CERT_ENV, str(ca))
     try:
-        bootstrap.handle(event, secrets.__getitem__, psycopg2.connect, own=own)
-        assert bodies[-1]["Status"] == "SUCCESS", bodies[-1]["Reason"]
+        answer(event, lambda e: bootstrap.handle(e, secrets.__getitem__, psycopg2.connect, own=own))
+        assert bodies[-1]["Status"] == "SUCCESS", reason_of(bodies[-1])
         assert tls_pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{user}'") == "1"
     finally:
         tls_pg.psql(f"DROP ROLE IF EXISTS {user}")
@@ -311,11 +312,14 @@ def test_a_missing_ca_file_fails_the_bootstrap_with_a_one_line_reason(
         raise AssertionError("no secret is read without a CA to verify with")
 
     with caplog.at_level(logging.INFO):
-        bootstrap.handle(_bootstrap_event(url, slot, "govdr"), no_secret, psycopg2.connect, own=own)
+        answer(
+            _bootstrap_event(url, slot, "govdr"),
+            lambda e: bootstrap.handle(e, no_secret, psycopg2.connect, own=own),
+        )
     [body] = bodies
     assert body["Status"] == "FAILED"
-    assert body["Reason"].startswith(f"CA bundle {missing} does not exist")
-    assert "\n" not in body["Reason"]
+    assert reason_of(body).startswith(f"CA bundle {missing} does not exist")
+    assert "\n" not in reason_of(body)
     [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert error.exc_info is None and str(missing) in error.getMessage()
 

@@ -22,6 +22,7 @@ from runtime.txlog_archiver.archiver import Archiver
 from runtime.txlog_archiver.handler import Settings, dsn_from_secret, run_once
 from tests.runtime.conftest import Db
 from tests.support.archive_keys import key_file, keyring
+from tests.support.cdk_provider import answer, reason_of
 from tests.support.pgcluster import LOCAL_SOCKET_TLS
 
 MASTER_ARN = "arn:aws:secretsmanager:eu-central-2:123456789012:secret:rds-master-secret-qa-AbCdEf"
@@ -85,12 +86,11 @@ class Setup:
         return connection
 
     def handle(self, url: str, request_type: str, **overrides: str) -> None:
-        bootstrap.handle(
+        answer(
             self.event(url, request_type, **overrides),
-            self.secrets.get,
-            self.connect,
-            own=self.own,
-            tls=LOCAL_SOCKET_TLS,
+            lambda e: bootstrap.handle(
+                e, self.secrets.get, self.connect, own=self.own, tls=LOCAL_SOCKET_TLS
+            ),
         )
 
     def user_dsn(self) -> str:
@@ -127,7 +127,7 @@ def test_create_makes_a_replication_user_that_archives_as_itself(
     url, bodies = response_url
     setup.handle(url, "Create")
     [body] = bodies
-    assert body["Status"] == "SUCCESS", body["Reason"]
+    assert body["Status"] == "SUCCESS", reason_of(body)
     assert body["PhysicalResourceId"] == f"txlog-bootstrap:{setup.username}"
     assert body["Data"]["created"] is True
     assert body["Data"]["replication"] == "REPLICATION"  # plain PostgreSQL: no rds_replication
@@ -227,7 +227,7 @@ def test_delete_drops_an_active_slot_and_the_users(
     )
 
     setup.handle(url, "Delete")
-    assert bodies[-1]["Status"] == "SUCCESS", bodies[-1]["Reason"]
+    assert bodies[-1]["Status"] == "SUCCESS", reason_of(bodies[-1])
     assert bodies[-1]["Data"]["slot_dropped"] is True
     left = setup.db.pg.psql(
         f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{setup.slot}'"
@@ -248,32 +248,30 @@ def test_delete_does_not_block_teardown_when_the_database_is_gone(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, bodies = response_url
-    bootstrap.handle(
+    answer(
         setup.event(url, "Delete"),
-        setup.secrets.get,
-        unreachable,
-        own=setup.own,
-        tls=LOCAL_SOCKET_TLS,
+        lambda e: bootstrap.handle(
+            e, setup.secrets.get, unreachable, own=setup.own, tls=LOCAL_SOCKET_TLS
+        ),
     )
     [body] = bodies
     assert body["Status"] == "SUCCESS"
-    assert "database unreachable" in body["Reason"]
+    assert "could not connect to server" in body["Data"]["database_unreachable"]
 
 
 def test_create_fails_clearly_when_the_database_is_unreachable(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, bodies = response_url
-    bootstrap.handle(
+    answer(
         setup.event(url, "Create"),
-        setup.secrets.get,
-        unreachable,
-        own=setup.own,
-        tls=LOCAL_SOCKET_TLS,
+        lambda e: bootstrap.handle(
+            e, setup.secrets.get, unreachable, own=setup.own, tls=LOCAL_SOCKET_TLS
+        ),
     )
     [body] = bodies
     assert body["Status"] == "FAILED"
-    assert "OperationalError: could not connect" in body["Reason"]
+    assert "OperationalError: could not connect" in reason_of(body)
 
 
 def test_missing_properties_are_named(
@@ -283,7 +281,11 @@ def test_missing_properties_are_named(
     setup.handle(url, "Create", SlotName="", MasterSecretArn="")
     [body] = bodies
     assert body["Status"] == "FAILED"
-    assert body["Reason"] == "ResourceProperties missing: MasterSecretArn, SlotName"
+    assert reason_of(body) == (
+        "ResourceProperties missing: MasterSecretArn, SlotName; nothing was changed"
+    )
+    # What CloudFormation shows: the reason, then where the handler logged it.
+    assert body["Reason"].startswith(f"Error: {reason_of(body)}\n\nLogs: /aws/lambda/")
 
 
 class PasswordMaster:
@@ -316,13 +318,16 @@ class PasswordMaster:
         return value
 
     def handle(self, url: str) -> None:
-        bootstrap.handle(
+        answer(
             self.setup.event(url, "Create"),
-            self.read_secret,
-            self.setup.connect,
-            sleep=self.sleeps.append,
-            own=self.setup.own,
-            tls=LOCAL_SOCKET_TLS,
+            lambda e: bootstrap.handle(
+                e,
+                self.read_secret,
+                self.setup.connect,
+                sleep=self.sleeps.append,
+                own=self.setup.own,
+                tls=LOCAL_SOCKET_TLS,
+            ),
         )
 
     def drop(self) -> None:
@@ -348,7 +353,7 @@ def test_fault_5_a_master_password_rotated_after_the_read_is_retried_with_awscur
     password_master.rotate_after_first_read = True
     password_master.handle(url)
     [body] = bodies
-    assert body["Status"] == "SUCCESS", body["Reason"]
+    assert body["Status"] == "SUCCESS", reason_of(body)
     assert body["Data"]["created"] is True
     assert password_master.reads == 2
     assert password_master.sleeps == [bootstrap.AUTH_RETRY_DELAYS[0]]
@@ -369,7 +374,7 @@ def test_fault_5_a_wrong_master_password_fails_clearly_after_the_retries(
     password_master.handle(url)
     [body] = bodies
     assert body["Status"] == "FAILED"
-    assert body["Reason"] == (
+    assert reason_of(body) == (
         "the database refused the master secret's AWSCURRENT credentials 4 times within 14 s "
         f'(connection to server on socket "{setup.db.pg.socket_dir}/.s.PGSQL.'
         f'{setup.db.pg.port}" failed: FATAL:  password authentication failed for user '
@@ -377,7 +382,7 @@ def test_fault_5_a_wrong_master_password_fails_clearly_after_the_retries(
         "reset it with modify-db-instance --master-user-password), then retry the stack "
         "operation"
     )
-    assert wrong not in body["Reason"]
+    assert wrong not in reason_of(body)
     assert password_master.reads == 4
     assert password_master.sleeps == list(bootstrap.AUTH_RETRY_DELAYS)
     assert all(record.exc_info is None for record in caplog.records)
@@ -412,7 +417,7 @@ def test_item_12_delete_with_a_foreign_slot_drops_nothing_and_fails_clearly(
         setup.handle(url, "Delete", SlotName=foreign)
         body = bodies[-1]
         assert body["Status"] == "FAILED"
-        assert body["Reason"].startswith(
+        assert reason_of(body).startswith(
             f"SlotName '{foreign}' is not this environment's '{setup.slot}'. Nothing was changed"
         )
         assert _slot_count(setup, foreign) == "1"
@@ -423,11 +428,11 @@ def test_item_12_delete_with_a_foreign_slot_drops_nothing_and_fails_clearly(
         )
         setup.handle(url, "Delete", MasterSecretArn=MASTER_ARN + "-other")
         assert bodies[-1]["Status"] == "FAILED"
-        assert "MasterSecretArn" in bodies[-1]["Reason"]
+        assert "MasterSecretArn" in reason_of(bodies[-1])
         assert _slot_count(setup, setup.slot) == "1"
         # Twin: the own slot is dropped.
         setup.handle(url, "Delete")
-        assert bodies[-1]["Status"] == "SUCCESS", bodies[-1]["Reason"]
+        assert bodies[-1]["Status"] == "SUCCESS", reason_of(bodies[-1])
         assert _slot_count(setup, setup.slot) == "0"
         assert _slot_count(setup, foreign) == "1"
     finally:
@@ -447,15 +452,25 @@ def test_item_12_a_renamed_slot_drops_the_old_one(
     event = setup.event(url, "Update")
     # Twin first: the same name before and after drops nothing.
     event["OldResourceProperties"] = {**event["ResourceProperties"], "SlotName": setup.slot}
-    bootstrap.handle(event, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS)
-    assert bodies[-1]["Status"] == "SUCCESS", bodies[-1]["Reason"]
+    answer(
+        event,
+        lambda e: bootstrap.handle(
+            e, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS
+        ),
+    )
+    assert bodies[-1]["Status"] == "SUCCESS", reason_of(bodies[-1])
     assert "old_slot_dropped" not in bodies[-1]["Data"]
     assert _slot_count(setup, old) == "1"
 
     event["OldResourceProperties"]["SlotName"] = old
-    bootstrap.handle(event, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS)
+    answer(
+        event,
+        lambda e: bootstrap.handle(
+            e, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS
+        ),
+    )
     body = bodies[-1]
-    assert body["Status"] == "SUCCESS", body["Reason"]
+    assert body["Status"] == "SUCCESS", reason_of(body)
     assert body["Data"]["old_slot"] == old
     assert body["Data"]["old_slot_dropped"] is True
     assert body["Data"]["slot_created"] is True
@@ -474,11 +489,14 @@ def test_item_12_an_old_slot_outside_the_product_names_is_not_dropped(
     try:
         event = setup.event(url, "Update")
         event["OldResourceProperties"] = {**event["ResourceProperties"], "SlotName": other}
-        bootstrap.handle(
-            event, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS
+        answer(
+            event,
+            lambda e: bootstrap.handle(
+                e, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS
+            ),
         )
         assert bodies[-1]["Status"] == "FAILED"
-        assert "is not a slot name of this product" in bodies[-1]["Reason"]
+        assert "is not a slot name of this product" in reason_of(bodies[-1])
         assert _slot_count(setup, other) == "1"
     finally:
         setup.db.pg.psql(f"SELECT pg_drop_replication_slot('{other}')")
@@ -603,7 +621,7 @@ def test_create_makes_the_drill_login_that_runs_the_drills_probes_and_nothing_mo
     setup.db.sql("INSERT INTO ledger(note) VALUES ('citizen record')")
     setup.handle(url, "Create")
     [body] = bodies
-    assert body["Status"] == "SUCCESS", body["Reason"]
+    assert body["Status"] == "SUCCESS", reason_of(body)
     assert body["Data"]["drill_user"] == "govdr_drill"
     assert body["Data"]["drill_user_created"] is True
     assert body["Data"]["drill_database"] == setup.db.name
@@ -716,7 +734,7 @@ def test_delete_drops_the_drill_login(
     setup.handle(url, "Create")
     assert _role(setup, "count(*)") == "1"
     setup.handle(url, "Delete")
-    assert bodies[-1]["Status"] == "SUCCESS", bodies[-1]["Reason"]
+    assert bodies[-1]["Status"] == "SUCCESS", reason_of(bodies[-1])
     assert bodies[-1]["Data"]["drill_user_dropped"] is True
     assert (
         setup.db.pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{bootstrap.DRILL_ROLE}'")

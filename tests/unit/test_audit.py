@@ -148,6 +148,9 @@ def test_every_platform_log_group_exists_encrypted_kept_and_deleted(synth: Synth
         f"/aws/lambda/backup-vault-cleaner-{TEST_SUFFIX}",
         f"/aws/lambda/rds-txlog-rotation-{TEST_SUFFIX}",
         f"/aws/lambda/txlog-bootstrap-{TEST_SUFFIX}",
+        # CDK's custom-resource framework in front of each custom-resource handler
+        f"/aws/lambda/txlog-bootstrap-provider-{TEST_SUFFIX}",
+        f"/aws/lambda/backup-vault-cleaner-provider-{TEST_SUFFIX}",
         f"/aws/lambda/txlog-archiver-{TEST_SUFFIX}",
         f"/aws/lambda/rpo-monitor-{TEST_SUFFIX}",
     }

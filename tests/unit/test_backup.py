@@ -104,7 +104,7 @@ def _cleaner(synth: Synth) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
     [(_, function)] = [
         (lid, f)
         for lid, f in resources(backup, "AWS::Lambda::Function")
-        if lid.startswith("VaultCleaner")
+        if lid.startswith("VaultCleanerFunction")
     ]
     [(_, policy)] = [
         (lid, p)
@@ -271,7 +271,7 @@ def test_item_12_bootstrap_is_told_its_own_slot_and_secrets(synth: Synth) -> Non
     [(_, function)] = [
         (lid, f)
         for lid, f in resources(database, "AWS::Lambda::Function")
-        if lid.startswith("TxlogBootstrap")
+        if lid.startswith("TxlogBootstrapFunction")
     ]
     [(_, custom)] = resources(database, "Custom::TxlogBootstrap")
     variables = function["Properties"]["Environment"]["Variables"]

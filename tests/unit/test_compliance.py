@@ -25,10 +25,12 @@ from govdr.synth import NESTED, cdk_json_context
 from tests.conftest import Synth
 
 # Every acknowledgment is a reviewed decision: adding one must change this number.
-EXPECTED_ACKNOWLEDGMENTS = 45
+# Each custom-resource framework adds five (four on its function, one on its role's policy).
+EXPECTED_ACKNOWLEDGMENTS = 55
 # The prod switch turns deletion protection on, so its three acknowledgments go away, and
-# builds no vault cleaner, so its seven (function policy, function, wildcards) go too.
-EXPECTED_PROD_ACKNOWLEDGMENTS = 35
+# builds no vault cleaner, so its seven (function policy, function, wildcards) and its
+# framework's five go too.
+EXPECTED_PROD_ACKNOWLEDGMENTS = 40
 
 
 @pytest.mark.control("CM-2")

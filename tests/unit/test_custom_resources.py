@@ -81,7 +81,11 @@ def test_a_service_timeout_above_the_ceiling_fails(synth: Synth) -> None:
 def test_a_service_timeout_shorter_than_the_handler_fails(synth: Synth) -> None:
     database, props = _database(synth)
     props["ServiceTimeout"] = 60
-    handler = props["ServiceToken"]["Fn::GetAtt"][0]
+    # The service token is the Provider framework; the timeout that counts is its handler's.
+    framework = database["Resources"][props["ServiceToken"]["Fn::GetAtt"][0]]["Properties"]
+    assert framework["Timeout"] == 900
+    handler = framework["Environment"]["Variables"]["USER_ON_EVENT_FUNCTION_ARN"]["Fn::GetAtt"][0]
+    assert database["Resources"][handler]["Properties"]["Timeout"] == 120
     assert texts(custom_resource_timeout_findings(database)) == [
         f"TxlogBootstrapResource: ServiceTimeout 60 s is shorter than the 120 s Lambda timeout "
         f"of its handler {handler}"

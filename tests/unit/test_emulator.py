@@ -254,7 +254,7 @@ def test_preflight_against_the_emulator_fails_nothing(
         line.split()[1]: line.split()[0] for line in report.splitlines()[1:-1] if line[0] != " "
     }
     assert lines == EMULATOR_PREFLIGHT
-    assert "endpoint-services   9 services offered in eu-central-2a, eu-central-2b" in report
+    assert "endpoint-services   10 services offered in eu-central-2a, eu-central-2b" in report
     assert report.splitlines()[-1].startswith("verdict: PASS (4 PASS, 0 FAIL, 7 UNKNOWN")
 
 

@@ -154,15 +154,16 @@ def test_every_security_group_is_named_described_and_closed_outbound(synth: Synt
             "efs-sg",
             "ops-sg",
             "rpo-monitor-sg",
+            "cfn-provider-sg",
         )
     }
     for group in groups.values():
         props = group["Properties"]
         assert len(props["GroupDescription"]) > 20
         inline_egress = props.get("SecurityGroupEgress", [])
-        if props["GroupName"] in (f"ops-sg-{TEST_SUFFIX}", f"txlog-bootstrap-sg-{TEST_SUFFIX}"):
-            # Custom-resource handlers answer on a pre-signed S3 URL: HTTPS only, which the
-            # isolated subnets route to the S3 gateway endpoint and nowhere else.
+        if props["GroupName"] == f"cfn-provider-sg-{TEST_SUFFIX}":
+            # CDK's custom-resource framework answers on a pre-signed S3 URL: HTTPS only, which
+            # the isolated subnets route to the S3 gateway endpoint and nowhere else.
             assert inline_egress == [
                 {
                     "CidrIp": "0.0.0.0/0",

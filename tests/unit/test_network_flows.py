@@ -19,7 +19,9 @@ from govdr.compliance.gate import RULE_FIXES, run_own_checks, synth_checks
 from govdr.compliance.templates import resources
 from govdr.network_flows import (
     BOOTSTRAP,
+    BOOTSTRAP_PROVIDER,
     FLOWS,
+    VAULT_CLEANER_PROVIDER,
     Flow,
     Gateway,
     Group,
@@ -30,6 +32,7 @@ from tests.conftest import ROOT, TEST_SUFFIX, Synth
 
 FIX = "declare it in govdr/network_flows.py or remove the rule"
 S3_REASON = "answer CloudFormation (pre-signed S3 URL)"
+PROVIDERS = f"{BOOTSTRAP_PROVIDER}, {VAULT_CLEANER_PROVIDER}"
 # CDK's egress rule that matches no traffic, inline on every group.
 NO_TRAFFIC = {
     "CidrIp": "255.255.255.255/32",
@@ -95,11 +98,12 @@ def test_declared_flows_hold_on_the_synthesis(synth: Synth) -> None:
 
 
 def test_every_in_vpc_function_is_declared(synth: Synth) -> None:
-    """Four Lambda functions and the two rotation functions run in the VPC."""
+    """Four Lambda functions, the two rotation functions and the custom-resource framework in
+    front of each of the two custom-resource handlers run in the VPC."""
 
     network = Network(Synthesis(synth.all_raw()), TEST_SUFFIX)
     assert sorted(f.name for f in network.functions) == sorted(client_groups())
-    assert len(network.functions) == 6
+    assert len(network.functions) == 8
 
 
 def test_references_across_nested_stacks_are_followed(synth: Synth) -> None:
@@ -112,14 +116,15 @@ def test_references_across_nested_stacks_are_followed(synth: Synth) -> None:
     assert resolved == ("network", _group_id(templates["network"], Group.BOOTSTRAP))
 
 
-def test_fault_1_bootstrap_cannot_answer_cloudformation(synth: Synth) -> None:
-    """Fault 1: Custom::TxlogBootstrap ran in txlog-sg, whose egress allowed only the database,
-    EFS and the interface endpoints; its response (an HTTPS PUT to a pre-signed S3 URL, through
-    the S3 gateway endpoint) could not leave, and CloudFormation waited an hour."""
+def test_fault_1_the_framework_cannot_answer_cloudformation(synth: Synth) -> None:
+    """Fault 1: Custom::TxlogBootstrap's answerer ran in txlog-sg, whose egress allowed only the
+    database, EFS and the interface endpoints; its response (an HTTPS PUT to a pre-signed S3 URL,
+    through the S3 gateway endpoint) could not leave, and CloudFormation waited an hour. The
+    custom-resource framework that answers now has its own group with that egress."""
     templates = _templates(synth)
     network = templates["network"]
-    bootstrap_sg = _group_id(network, Group.BOOTSTRAP)
-    props = network["Resources"][bootstrap_sg]["Properties"]
+    provider_sg = _group_id(network, Group.PROVIDER)
+    props = network["Resources"][provider_sg]["Properties"]
     assert props["SecurityGroupEgress"] == [
         {
             "CidrIp": "0.0.0.0/0",
@@ -133,8 +138,8 @@ def test_fault_1_bootstrap_cannot_answer_cloudformation(synth: Synth) -> None:
     # Removing the S3 egress fails the flow.
     props["SecurityGroupEgress"] = [NO_TRAFFIC]
     assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
-        f"{bootstrap_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
-        "allowed by the egress of txlog-bootstrap-sg"
+        f"{provider_sg}: {PROVIDERS} -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
+        "allowed by the egress of cfn-provider-sg"
     ]
 
 
@@ -143,68 +148,77 @@ def test_fault_1_https_to_the_vpc_only_does_not_reach_s3(synth: Synth) -> None:
     addresses are outside the VPC): only HTTPS to any IPv4 address or S3's prefix list does."""
     templates = _templates(synth)
     network = templates["network"]
-    bootstrap_sg = _group_id(network, Group.BOOTSTRAP)
-    rule = network["Resources"][bootstrap_sg]["Properties"]["SecurityGroupEgress"][0]
+    provider_sg = _group_id(network, Group.PROVIDER)
+    rule = network["Resources"][provider_sg]["Properties"]["SecurityGroupEgress"][0]
     assert rule["CidrIp"] == "0.0.0.0/0"
     rule["CidrIp"] = synth.config.vpc_cidr
     findings = texts(network_flow_findings(templates, TEST_SUFFIX))
     assert (
-        f"{bootstrap_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
-        "allowed by the egress of txlog-bootstrap-sg"
+        f"{provider_sg}: {PROVIDERS} -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
+        "allowed by the egress of cfn-provider-sg"
     ) in findings
 
 
-def test_fault_1_the_bootstrap_in_the_archiver_s_group_fails(synth: Synth) -> None:
-    """Fault 1 as it was: the bootstrap in txlog-sg (declared there, as it ran), which has no
-    egress to S3. The check names the missing egress."""
+def test_fault_1_the_answerer_in_the_archiver_s_group_fails(synth: Synth) -> None:
+    """Fault 1 as it was: the function that answers CloudFormation in txlog-sg (declared there,
+    as it ran), which has no egress to S3. The check names the missing egress."""
     templates = _templates(synth)
     txlog_parameter = _pass_group(templates, "database", "TxlogSecurityGroup")
-    bootstrap = _function(templates, BOOTSTRAP)
-    bootstrap["VpcConfig"]["SecurityGroupIds"] = [{"Ref": txlog_parameter}]
+    provider = _function(templates, BOOTSTRAP_PROVIDER)
+    provider["VpcConfig"]["SecurityGroupIds"] = [{"Ref": txlog_parameter}]
     as_it_was = tuple(
-        replace(f, source=Group.TXLOG) if f.source is Group.BOOTSTRAP else f for f in FLOWS
+        replace(f, clients=(BOOTSTRAP_PROVIDER,), source=Group.TXLOG)
+        if f.source is Group.PROVIDER
+        else f
+        for f in FLOWS
     )
     txlog_sg = _group_id(templates["network"], Group.TXLOG)
     findings = texts(network_flow_findings(templates, TEST_SUFFIX, as_it_was))
     assert (
-        f"{txlog_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
+        f"{txlog_sg}: {BOOTSTRAP_PROVIDER} -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
         "allowed by the egress of txlog-sg"
     ) in findings
     # With the current declaration the function is also outside its group.
     [lid] = [
         lid
         for lid, r in resources(templates["database"], "AWS::Lambda::Function")
-        if r["Properties"]["FunctionName"] == f"{BOOTSTRAP}-{TEST_SUFFIX}"
+        if r["Properties"]["FunctionName"] == f"{BOOTSTRAP_PROVIDER}-{TEST_SUFFIX}"
     ]
     assert (
-        f"{lid}: txlog-bootstrap runs in txlog-sg-{TEST_SUFFIX}, declared in "
-        "txlog-bootstrap-sg only"
+        f"{lid}: {BOOTSTRAP_PROVIDER} runs in txlog-sg-{TEST_SUFFIX}, declared in "
+        "cfn-provider-sg only"
     ) in texts(network_flow_findings(templates, TEST_SUFFIX))
 
 
-def test_fault_1_an_in_vpc_handler_without_an_s3_flow_fails(synth: Synth) -> None:
-    """Fault 1 as a class: a custom resource whose handler runs in the VPC must have a declared
-    flow to the S3 gateway endpoint, or it cannot answer CloudFormation."""
+def test_fault_1_an_in_vpc_answerer_without_an_s3_flow_fails(synth: Synth) -> None:
+    """Fault 1 as a class: a custom resource whose service token is a function in the VPC must
+    have a declared flow from it to the S3 gateway endpoint, or nothing answers CloudFormation."""
     templates = _templates(synth)
     network = templates["network"]
-    ops = _group_id(network, Group.OPS)
-    # Neither the declaration nor the group has the cleaner's S3 flow any more.
-    without = tuple(f for f in FLOWS if not (f.destination is Gateway.S3 and f.source is Group.OPS))
-    network["Resources"][ops]["Properties"]["SecurityGroupEgress"] = [NO_TRAFFIC]
+    provider = _group_id(network, Group.PROVIDER)
+    # Neither the declaration nor the group has the framework's S3 flow any more.
+    without = tuple(f for f in FLOWS if f.destination is not Gateway.S3)
+    network["Resources"][provider]["Properties"]["SecurityGroupEgress"] = [NO_TRAFFIC]
     assert texts(network_flow_findings(templates, TEST_SUFFIX, without)) == [
-        "VaultCleanerResource: its handler backup-vault-cleaner runs in the VPC but has no "
-        "declared flow to the S3 gateway endpoint, so it cannot answer CloudFormation"
+        f"{resource}: the function CloudFormation sends it to, {answerer}, runs in the VPC but "
+        "has no declared flow to the S3 gateway endpoint, so it cannot answer CloudFormation"
+        for resource, answerer in (
+            ("VaultCleanerResource", VAULT_CLEANER_PROVIDER),
+            ("TxlogBootstrapResource", BOOTSTRAP_PROVIDER),
+        )
     ]
 
 
 def test_functions_with_different_needs_share_no_group(synth: Synth) -> None:
-    """A group's rules hold for every function in it: the RPO monitor in the cleaner's ops-sg
-    would reach S3, which only the cleaner needs."""
+    """A group's rules hold for every function in it: the RPO monitor in the framework's
+    cfn-provider-sg would reach S3, which only the framework needs."""
     templates = _templates(synth)
-    ops_parameter = _pass_group(templates, "monitoring", "OpsSecurityGroup")
+    provider_parameter = _pass_group(templates, "monitoring", "CfnProviderSecurityGroup")
     monitor = _function(templates, "rpo-monitor")
-    monitor["VpcConfig"]["SecurityGroupIds"] = [{"Ref": ops_parameter}]
-    shared = tuple(replace(f, source=Group.OPS) if f.source is Group.MONITOR else f for f in FLOWS)
+    monitor["VpcConfig"]["SecurityGroupIds"] = [{"Ref": provider_parameter}]
+    shared = tuple(
+        replace(f, source=Group.PROVIDER) if f.source is Group.MONITOR else f for f in FLOWS
+    )
     [lid] = [
         lid
         for lid, r in resources(templates["monitoring"], "AWS::Lambda::Function")
@@ -216,8 +230,8 @@ def test_functions_with_different_needs_share_no_group(synth: Synth) -> None:
     assert texts(network_flow_findings(templates, TEST_SUFFIX, shared)) == [
         f"{unused}: egress of rpo-monitor-sg-{TEST_SUFFIX} to vpce-sg-{TEST_SUFFIX} "
         f"(tcp/443-443) is allowed but no declared flow needs it ({FIX})",
-        f"{lid}: rpo-monitor runs in ops-sg, which reaches the S3 gateway endpoint on tcp/443, "
-        "and no declared flow of rpo-monitor needs it (give it a group of its own)",
+        f"{lid}: rpo-monitor runs in cfn-provider-sg, which reaches the S3 gateway endpoint on "
+        "tcp/443, and no declared flow of rpo-monitor needs it (give it a group of its own)",
     ]
 
 
@@ -342,24 +356,24 @@ def test_removing_the_endpoint_route_table_association_fails(synth: Synth) -> No
     ]
     assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{endpoint_id}: the route table of subnet {subnet} is not associated with the S3 "
-        f"gateway endpoint, so {client} has no route for {client} -> S3 gateway endpoint "
+        f"gateway endpoint, so {client} has no route for {PROVIDERS} -> S3 gateway endpoint "
         f"tcp/443"
-        for client in (BOOTSTRAP, "backup-vault-cleaner")
+        for client in (VAULT_CLEANER_PROVIDER, BOOTSTRAP_PROVIDER)
     ]
 
 
 def test_unresolvable_subnets_fail_closed(synth: Synth) -> None:
     templates = _templates(synth)
-    bootstrap = _function(templates, BOOTSTRAP)
-    bootstrap["VpcConfig"]["SubnetIds"] = [{"Ref": "NoSuchParameter"}]
+    provider = _function(templates, BOOTSTRAP_PROVIDER)
+    provider["VpcConfig"]["SubnetIds"] = [{"Ref": "NoSuchParameter"}]
     [lid] = [
         lid
         for lid, r in resources(templates["database"], "AWS::Lambda::Function")
-        if r["Properties"] is bootstrap
+        if r["Properties"] is provider
     ]
     assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
-        f"{lid}: the subnets of txlog-bootstrap cannot be resolved, so its route for "
-        "txlog-bootstrap -> S3 gateway endpoint tcp/443 cannot be proved"
+        f"{lid}: the subnets of {BOOTSTRAP_PROVIDER} cannot be resolved, so its route for "
+        f"{PROVIDERS} -> S3 gateway endpoint tcp/443 cannot be proved"
     ]
 
 
@@ -385,9 +399,9 @@ def test_a_route_beyond_the_endpoints_fails(synth: Synth) -> None:
     findings = texts(network_flow_findings(templates, TEST_SUFFIX))
     assert len(findings) == 1
     assert re.fullmatch(
-        r"DefaultRoute: route in a route table of (txlog-bootstrap|backup-vault-cleaner|"
-        r"rpo-monitor), whose security group allows HTTPS to any address: the function would "
-        r"reach beyond the VPC endpoints",
+        r"DefaultRoute: route in a route table of (txlog-bootstrap-provider|"
+        r"backup-vault-cleaner-provider), whose security group allows HTTPS to any address: "
+        r"the function would reach beyond the VPC endpoints",
         findings[0],
     )
 
@@ -409,19 +423,20 @@ def test_a_missing_interface_endpoint_fails(synth: Synth) -> None:
 
 def test_an_undeclared_function_and_a_missing_client_fail(synth: Synth) -> None:
     templates = _templates(synth)
-    bootstrap = _function(templates, BOOTSTRAP)
-    bootstrap["FunctionName"] = f"txlog-helper-{TEST_SUFFIX}"
+    provider = _function(templates, BOOTSTRAP_PROVIDER)
+    provider["FunctionName"] = f"txlog-helper-{TEST_SUFFIX}"
     [lid] = [
         lid
         for lid, r in resources(templates["database"], "AWS::Lambda::Function")
-        if r["Properties"] is bootstrap
+        if r["Properties"] is provider
     ]
     assert texts(network_flow_findings(templates, TEST_SUFFIX)) == [
         f"{lid}: in-VPC function txlog-helper has no declared flows (govdr/network_flows.py)",
-        "network-flows: declared client txlog-bootstrap is not an in-VPC function of this "
+        f"network-flows: declared client {BOOTSTRAP_PROVIDER} is not an in-VPC function of this "
         "synthesis",
-        "TxlogBootstrapResource: its handler txlog-helper runs in the VPC but has no declared "
-        "flow to the S3 gateway endpoint, so it cannot answer CloudFormation",
+        "TxlogBootstrapResource: the function CloudFormation sends it to, txlog-helper, runs in "
+        "the VPC but has no declared flow to the S3 gateway endpoint, so it cannot answer "
+        "CloudFormation",
     ]
 
 
@@ -451,7 +466,7 @@ def test_the_gate_runs_network_flows_over_the_whole_synthesis(synth: Synth) -> N
     assert "network-flows" in RULE_FIXES
     templates = _templates(synth)
     network = templates["network"]
-    network["Resources"][_group_id(network, Group.BOOTSTRAP)]["Properties"][
+    network["Resources"][_group_id(network, Group.PROVIDER)]["Properties"][
         "SecurityGroupEgress"
     ] = []
     rules = {rule for rule, _, _ in run_own_checks(synth.config, templates)}
@@ -468,8 +483,8 @@ def test_the_s3_prefix_list_stands_for_the_gateway_endpoint(synth: Synth) -> Non
     well as HTTPS to any address; a customer-managed prefix list of the templates does not."""
     templates = _templates(synth)
     network = templates["network"]
-    bootstrap_sg = _group_id(network, Group.BOOTSTRAP)
-    rule, placeholder = network["Resources"][bootstrap_sg]["Properties"]["SecurityGroupEgress"]
+    provider_sg = _group_id(network, Group.PROVIDER)
+    rule, placeholder = network["Resources"][provider_sg]["Properties"]["SecurityGroupEgress"]
     assert placeholder == NO_TRAFFIC
     rule.pop("CidrIp")
     rule["DestinationPrefixListId"] = "pl-0123456789abcdef0"
@@ -481,10 +496,10 @@ def test_the_s3_prefix_list_stands_for_the_gateway_endpoint(synth: Synth) -> Non
     rule["DestinationPrefixListId"] = {"Fn::GetAtt": ["OwnList", "PrefixListId"]}
     findings = texts(network_flow_findings(templates, TEST_SUFFIX))
     assert (
-        f"{bootstrap_sg}: txlog-bootstrap -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
-        "allowed by the egress of txlog-bootstrap-sg"
+        f"{provider_sg}: {PROVIDERS} -> S3 gateway endpoint tcp/443 ({S3_REASON}) is not "
+        "allowed by the egress of cfn-provider-sg"
     ) in findings
     assert (
-        f"{bootstrap_sg}: egress of txlog-bootstrap-sg-{TEST_SUFFIX} to OwnList "
+        f"{provider_sg}: egress of cfn-provider-sg-{TEST_SUFFIX} to OwnList "
         f"(tcp/443-443) is allowed but no declared flow needs it ({FIX})"
     ) in findings

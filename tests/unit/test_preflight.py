@@ -508,7 +508,7 @@ def test_endpoint_services_in_every_az_pass(plan: Plan, stubs: Stubs) -> None:
         Filters=[{"Name": "service-name", "Values": sorted(plan.interface_endpoint_services)}],
     )
     result = verdict("endpoint-services", plan, stubs)
-    assert (result.status, result.detail) == (PASS, f"9 services offered in {', '.join(ZONES)}")
+    assert (result.status, result.detail) == (PASS, f"10 services offered in {', '.join(ZONES)}")
 
 
 def test_endpoint_service_missing_or_short_of_an_az_fails(plan: Plan, stubs: Stubs) -> None:

@@ -151,7 +151,7 @@ def test_lambda_asset_is_bundled_for_arm64_python_3_14_without_docker(
     asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
     bundle = synth.outdir / f"asset.{asset_hash}"
     assert (bundle / "runtime" / "txlog_archiver" / "handler.py").is_file()
-    assert (bundle / "runtime" / "cfn_response.py").is_file()
+    assert (bundle / "runtime" / "custom_resource.py").is_file()
     # Verified TLS: the shared module and the pinned RDS roots (runtime/pg_tls.py).
     assert (bundle / "runtime" / "pg_tls.py").is_file()
     assert (bundle / "runtime" / "rds-ca-eu-central-2.pem").read_bytes() == (
