@@ -207,8 +207,10 @@ def _ev_audit_protection(t: Templates, config: DrConfig) -> list[str]:
 def _ev_retention(t: Templates, config: DrConfig) -> list[str]:
     return [
         f"{g.get('LogGroupName')}: {g.get('RetentionInDays')} days"
+        # in the order of the names as shown (suffix redacted), the same for every suffix
         for _, g in sorted(
-            _all(t, "AWS::Logs::LogGroup"), key=lambda x: str(x[1].get("LogGroupName"))
+            _all(t, "AWS::Logs::LogGroup"),
+            key=lambda x: _redact(str(x[1].get("LogGroupName")), config.environment_suffix),
         )
     ]
 
