@@ -126,10 +126,10 @@ lock: ## re-resolve requirements.lock from pyproject.toml in a scratch venv
 	{ echo '# Exact versions of every Python package (direct and transitive), installed by `make install`.'; \
 	  echo '# Regenerate after changing pyproject.toml: make lock'; \
 	  VIRTUAL_ENV=$(CURDIR)/.lockvenv .lockvenv/bin/uv pip freeze --exclude-editable | grep -v '^uv=='; } > requirements.lock
-	{ sed -n '1,3p' runtime/lambda-requirements.txt; \
-	  .lockvenv/bin/uv pip compile runtime/lambda-requirements.in --quiet --no-header \
+	{ sed -n '1,3p' govdr/lambda_support/lambda-requirements.txt; \
+	  .lockvenv/bin/uv pip compile govdr/lambda_support/lambda-requirements.in --quiet --no-header \
 	    --python-platform aarch64-manylinux_2_28 --python-version 3.14 --generate-hashes; } \
-	  > runtime/lambda-requirements.txt.new && mv runtime/lambda-requirements.txt.new runtime/lambda-requirements.txt
+	  > govdr/lambda_support/lambda-requirements.txt.new && mv govdr/lambda_support/lambda-requirements.txt.new govdr/lambda_support/lambda-requirements.txt
 	rm -rf .lockvenv
 
 clean: ## remove build output (keeps the venv and node_modules)

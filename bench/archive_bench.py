@@ -37,8 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime.txlog_archiver.archive import Archive, is_last_piece, parse_lsn  # noqa: E402
-from runtime.txlog_archiver.archiver import OPTIONS  # noqa: E402
+from govdr.txlog.runtime.archive import Archive, is_last_piece, parse_lsn  # noqa: E402
+from govdr.txlog.runtime.archiver import OPTIONS  # noqa: E402
 from tests.support.peak_rss import PeakSampler  # noqa: E402
 from tests.support.pgcluster import (  # noqa: E402
     TLS_HOST,
@@ -322,7 +322,7 @@ def run(
                 [
                     sys.executable,
                     "-m",
-                    "runtime.txlog_archiver",
+                    "govdr.txlog.runtime",
                     "--dsn",
                     archiver_dsn,
                     "--dir",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from govdr.engine import SUPPORTED_MAJORS
-from runtime.txlog_archiver import contract as txlog
+from govdr.txlog import contract as txlog
 
 REGION = "eu-central-2"
 # The database RDS creates in the instance (the archived one, the drills' probes connect to).

@@ -14,8 +14,8 @@ KEY is the archive's integrity key: --kms-key KEY (the stack's TxlogIntegrityKey
 the caller needs kms:Decrypt on it) or --key-file FILE (an archive keyed with a local file).
 TIME is ISO 8601 with a zone (2026-11-22T08:00:00+00:00); LSN is PostgreSQL's X/Y form.
 The target DSN names no password: libpq reads it from PGPASSWORD or ~/.pgpass. A target DSN
-that names no sslmode is connected with verified TLS (runtime/pg_tls.py: sslmode=verify-full
-against the pinned RDS roots, or the CA file named by GOVDR_PG_ROOT_CERT, and
+that names no sslmode is connected with verified TLS (govdr/lambda_support/pg_tls.py:
+sslmode=verify-full against the pinned RDS roots, or the CA file named by GOVDR_PG_ROOT_CERT, and
 require_auth=scram-sha-256); one that names its own sslmode is used as given.
 Exit codes: 0 done (verify: the archive is intact), 1 verify found a damaged record (the line
 names the first bad file), 2 the command could not run or the archive refused it.
@@ -35,16 +35,16 @@ from govdr.drills.failover import DrillError
 from govdr.preflight.command import PreflightError
 from govdr.preflight.command import add_command as add_preflight
 from govdr.tools.outputs import OutputsError
-from runtime.txlog_archiver.archive import Archive, ArchiveError, format_lsn, parse_lsn
-from runtime.txlog_archiver.errors import IntegrityError
-from runtime.txlog_archiver.integrity import (
+from govdr.txlog.runtime.archive import Archive, ArchiveError, format_lsn, parse_lsn
+from govdr.txlog.runtime.errors import IntegrityError
+from govdr.txlog.runtime.integrity import (
     ArchiveKey,
     FileKeyring,
     Keyring,
     KmsKeyring,
     encryption_context,
 )
-from runtime.txlog_archiver.replay import (
+from govdr.txlog.runtime.replay import (
     Window,
     changes_to_table,
     describe_segment,
@@ -212,7 +212,7 @@ def _connect_target(dsn: str) -> Any:
     import psycopg2
     import psycopg2.extensions
 
-    from runtime.pg_tls import TlsSetupError, tls_from_env, with_verified_tls
+    from govdr.lambda_support.pg_tls import TlsSetupError, tls_from_env, with_verified_tls
 
     try:
         params = psycopg2.extensions.parse_dsn(dsn)

@@ -266,8 +266,8 @@ INTEGRITY_KEY_ENV = "INTEGRITY_KEY_ARN"
 
 def _archiver(syn: _Synthesis, template: str, lid: str, props: dict[str, Any]) -> list[Any]:
     """The archiver generates its archive's data key and decrypts it at each run, with the
-    archive's identity as encryption context (runtime/txlog_archiver/integrity.py)."""
-    from runtime.txlog_archiver.integrity import CONTEXT_PREFIX, IDENTITY_KEYS
+    archive's identity as encryption context (govdr/txlog/runtime/integrity.py)."""
+    from govdr.txlog.runtime.integrity import CONTEXT_PREFIX, IDENTITY_KEYS
 
     variables = props.get("Environment", {}).get("Variables", {})
     if INTEGRITY_KEY_ENV not in variables:

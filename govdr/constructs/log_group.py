@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-
-from govdr.config import DrConfig
 
 _RETENTION = {
     365: logs.RetentionDays.ONE_YEAR,
@@ -24,8 +24,19 @@ _RETENTION = {
 }
 
 
+@dataclass(frozen=True)
+class LogSettings:
+    """How every platform log group is kept: under ``key`` (a CMK), for ``retention_days`` (one
+    of CloudWatch Logs' retention periods of a year or more), and retained with the stack's data
+    (the prod switch) or deleted with the stack."""
+
+    key: kms.IKey
+    retention_days: int
+    retain: bool
+
+
 def encrypted_log_group(
-    scope: Construct, id_: str, *, log_group_name: str, key: kms.IKey, config: DrConfig
+    scope: Construct, id_: str, *, log_group_name: str, settings: LogSettings
 ) -> logs.LogGroup:
     """Create a log group before the service that writes to it would create an unencrypted one.
 
@@ -36,7 +47,7 @@ def encrypted_log_group(
         scope,
         id_,
         log_group_name=log_group_name,
-        encryption_key=key,
-        retention=_RETENTION[config.log_retention_days],
-        removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        encryption_key=settings.key,
+        retention=_RETENTION[settings.retention_days],
+        removal_policy=RemovalPolicy.RETAIN if settings.retain else RemovalPolicy.DESTROY,
     )

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from govdr.config import DrConfig
 from govdr.constructs import scanner_notes
 from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.nag_notes import accept_findings
@@ -59,23 +57,20 @@ class HandlerProvider(Construct):
         scope: Construct,
         id_: str,
         *,
-        config: DrConfig,
         handler: VpcFunction,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         security_group: ec2.ISecurityGroup,
-        logs_key: kms.IKey,
     ) -> None:
         super().__init__(scope, id_)
-        suffix = config.environment_suffix
+        suffix = handler.environment_suffix
         function_type = provider_function_type(handler.function_type)
         self.function_name = name(function_type, suffix)
         self.log_group = encrypted_log_group(
             self,
             "LogGroup",
             log_group_name=f"/aws/lambda/{self.function_name}",
-            key=logs_key,
-            config=config,
+            settings=handler.logs,
         )
         description = (
             f"CDK's custom-resource framework: answers CloudFormation for {handler.function_name}"

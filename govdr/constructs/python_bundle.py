@@ -1,12 +1,12 @@
 """Lambda assets with third-party dependencies, bundled locally (no Docker).
 
-The dependencies are installed by ``uv`` for the Lambda platform (Python 3.14 on arm64,
-manylinux wheels only, every file checked against the hashes of
-``runtime/lambda-requirements.txt``), next to the given ``runtime`` packages. The installed
-dependencies are cached under ``.cache/lambda-bundles/`` by the hash of the requirements file,
-so only the first synth on a machine downloads anything; every later synth copies the cache
-and the current sources. The asset hash is computed from the requirements and the sources, so
-an unchanged function keeps its asset and a changed line of code gives a new one.
+The dependencies are installed by ``uv`` for the Lambda platform (Python 3.14 on arm64, manylinux
+wheels only, every file checked against the hashes of
+``govdr/lambda_support/lambda-requirements.txt``), next to the Lambda code of the given
+capabilities. The installed dependencies are cached under ``.cache/lambda-bundles/`` by the hash of
+the requirements file, so only the first synth on a machine downloads anything; every later synth
+copies the cache and the current sources. The asset hash is computed from the requirements and the
+sources, so an unchanged function keeps its asset and a changed line of code gives a new one.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RUNTIME_DIR = REPO_ROOT / "runtime"
-REQUIREMENTS = RUNTIME_DIR / "lambda-requirements.txt"
+GOVDR_DIR = REPO_ROOT / "govdr"
+REQUIREMENTS = GOVDR_DIR / "lambda_support" / "lambda-requirements.txt"
 CACHE_DIR = REPO_ROOT / ".cache" / "lambda-bundles"
 PYTHON_VERSION = "3.14"
 PLATFORM = "aarch64-manylinux_2_28"
@@ -49,30 +49,38 @@ def _uv() -> str:
     return found
 
 
-# Shared top-level files of ``runtime/`` in every bundle: modules and the pinned RDS CA roots
-# (runtime/pg_tls.py verifies every database connection with them).
-SHARED_PATTERNS = ("*.py", "*.pem")
+# What a function's bundle holds of govdr: the package's (empty) __init__, the shared Lambda
+# support (database TLS with the pinned RDS CA roots, the custom-resource contract), and, of each
+# capability it runs, the capability's __init__, its contract and its runtime/ package. Never a
+# capability's infrastructure, nor anything else of govdr (import-linter keeps the runtime code
+# from importing it).
+LAMBDA_SUPPORT = "lambda_support"
+SUPPORT_PATTERNS = ("*.py", "*.pem")
 
 
-def _shared_files() -> list[Path]:
-    return sorted(p for pattern in SHARED_PATTERNS for p in RUNTIME_DIR.glob(pattern))
+def _capability_files(capability: str) -> list[Path]:
+    root = GOVDR_DIR / capability
+    files = [root / "__init__.py", root / "contract.py"]
+    files += sorted(p for p in (root / "runtime").rglob("*.py") if "__pycache__" not in p.parts)
+    return [p for p in files if p.is_file()]
 
 
-def _source_files(packages: Iterable[str]) -> list[Path]:
-    """The shared top-level files of ``runtime/`` and every module of the packages."""
-    files = _shared_files()
-    for package in packages:
-        modules = (RUNTIME_DIR / package).rglob("*.py")
-        files += sorted(p for p in modules if "__pycache__" not in p.parts)
+def _source_files(capabilities: Iterable[str]) -> list[Path]:
+    """Every file of govdr a bundle of these capabilities holds."""
+    files = [GOVDR_DIR / "__init__.py"]
+    support = GOVDR_DIR / LAMBDA_SUPPORT
+    files += sorted(p for pattern in SUPPORT_PATTERNS for p in support.glob(pattern))
+    for capability in capabilities:
+        files += _capability_files(capability)
     return files
 
 
-def bundle_hash(packages: Iterable[str], requirements: Path | None = REQUIREMENTS) -> str:
+def bundle_hash(capabilities: Iterable[str], requirements: Path | None = REQUIREMENTS) -> str:
     digest = hashlib.sha256(f"{PLATFORM}/{PYTHON_VERSION}".encode())
     if requirements is not None:
         digest.update(requirements.read_bytes())
-    for path in _source_files(packages):
-        digest.update(str(path.relative_to(RUNTIME_DIR)).encode())
+    for path in _source_files(capabilities):
+        digest.update(str(path.relative_to(REPO_ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -133,25 +141,25 @@ class _LocalBundler:
         if self.dependencies:
             shutil.copytree(install_dependencies(), out, dirs_exist_ok=True, ignore=_SKIP)
             (out / ".complete").unlink(missing_ok=True)
-        (out / "runtime").mkdir(exist_ok=True)
-        for shared in _shared_files():
-            shutil.copy2(shared, out / "runtime" / shared.name)
-        for package in self.packages:
-            shutil.copytree(RUNTIME_DIR / package, out / "runtime" / package, ignore=_SKIP)
+        for source in _source_files(self.packages):
+            target = out / source.relative_to(REPO_ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
         return True
 
 
 def bundled_code(*packages: str, dependencies: bool = True) -> lambda_.Code:
-    """Lambda code: ``runtime/<package>`` for each package, the shared ``runtime/*.py``
-    modules and, with ``dependencies``, the pinned third-party packages.
+    """Lambda code: for each capability ``govdr/<package>``, its contract and its ``runtime/``;
+    the shared ``govdr/lambda_support`` and, with ``dependencies``, the pinned third-party
+    packages.
 
-    Handlers are addressed as ``runtime.<package>.<module>.<function>``.
+    Handlers are addressed as ``govdr.<package>.runtime.<module>.<function>``.
     """
     for package in packages:
-        if not (RUNTIME_DIR / package / "__init__.py").exists():
-            raise BundlingError(f"runtime/{package} is not a Python package")
+        if not (GOVDR_DIR / package / "runtime" / "__init__.py").exists():
+            raise BundlingError(f"govdr/{package}/runtime is not a Python package")
     return lambda_.Code.from_asset(
-        str(RUNTIME_DIR / packages[0]),
+        str(GOVDR_DIR / packages[0] / "runtime"),
         asset_hash_type=AssetHashType.CUSTOM,
         asset_hash=bundle_hash(packages, REQUIREMENTS if dependencies else None),
         bundling=BundlingOptions(

@@ -9,13 +9,11 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from govdr.config import DrConfig
 from govdr.constructs import scanner_notes
-from govdr.constructs.log_group import encrypted_log_group
+from govdr.constructs.log_group import LogSettings, encrypted_log_group
 from govdr.constructs.nag_notes import accept_findings
 from govdr.constructs.policy_notes import WILDCARD_RESOURCE_SIDS
 from govdr.constructs.python_bundle import ARCHITECTURE, RUNTIME
@@ -75,7 +73,7 @@ class VpcFunction(Construct):
         scope: Construct,
         id_: str,
         *,
-        config: DrConfig,
+        environment_suffix: str,
         function_type: str,
         description: str,
         code: lambda_.Code,
@@ -84,14 +82,14 @@ class VpcFunction(Construct):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         security_group: ec2.ISecurityGroup,
-        logs_key: kms.IKey,
+        logs: LogSettings,
         timeout: Duration,
         memory_size: int = 256,
         environment: Mapping[str, str] | None = None,
         filesystem: lambda_.FileSystem | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        suffix = config.environment_suffix
+        suffix = environment_suffix
         self.function_type = function_type
         self.environment_suffix = suffix
         self.function_name = name(function_type, suffix)
@@ -99,9 +97,9 @@ class VpcFunction(Construct):
             self,
             "LogGroup",
             log_group_name=f"/aws/lambda/{self.function_name}",
-            key=logs_key,
-            config=config,
+            settings=logs,
         )
+        self.logs = logs
         self.role = ServiceRole(
             self,
             "Role",

@@ -20,10 +20,10 @@ from govdr.config import DATABASE_NAME, RTO_OBJECTIVE_SECONDS
 from govdr.drills import failover, restore
 from govdr.drills.probe import psycopg_probe
 from govdr.drills.status import gather, load_outputs, platform_alarms_in_alarm, stack_name_for
+from govdr.lambda_support.pg_tls import IAM_TOKEN, SCRAM, TlsSetupError, verified_tls
+from govdr.rpo.contract import NAMESPACE as RPO_NAMESPACE
 from govdr.tools.outputs import DEFAULT_OUT
-from runtime.pg_tls import IAM_TOKEN, SCRAM, TlsSetupError, verified_tls
-from runtime.rpo_monitor.contract import NAMESPACE as RPO_NAMESPACE
-from runtime.txlog_archiver.contract import DRILL_ROLE
+from govdr.txlog.contract import DRILL_ROLE
 
 METRIC_NAMESPACE = RPO_NAMESPACE  # drill figures sit beside RpoSeconds
 # clock / now / sleep overrides for the drills (tests run them on a simulated clock)

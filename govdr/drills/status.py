@@ -15,7 +15,7 @@ from typing import Any
 from govdr.config import RPO_OBJECTIVE_SECONDS
 from govdr.drills.failover import describe_instance, failover_events
 from govdr.tools.outputs import OutputsError, stack_outputs
-from runtime.txlog_archiver import contract as txlog
+from govdr.txlog import contract as txlog
 
 REQUIRED_OUTPUTS = (
     "EnvironmentSuffix",

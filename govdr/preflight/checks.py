@@ -32,7 +32,7 @@ _DENIED = {
     "Forbidden",
     "403",
 }
-# The plugin the transaction-log archiver decodes with (runtime/txlog_archiver).
+# The plugin the transaction-log archiver decodes with (govdr/txlog/runtime).
 ARCHIVER_PLUGIN = ARCHIVER_OUTPUT_PLUGIN
 OUTPUT_PLUGIN_PARAMETER = "output_plugin_libraries"
 TRAILS_PER_REGION = 5

@@ -18,6 +18,7 @@ from govdr.constructs.nag_notes import accept_findings
 from govdr.constructs.scanner_notes import accept_cdk_provider_handler, accept_check
 from govdr.constructs.service_role import log_delivery_role
 from govdr.naming import name
+from govdr.stacks.settings import log_settings
 
 
 class AuditStack(NestedStack):
@@ -108,8 +109,7 @@ class AuditStack(NestedStack):
             self,
             "TrailLogGroup",
             log_group_name=name("cloudtrail-logs", suffix),
-            key=logs_key,
-            config=config,
+            settings=log_settings(config, logs_key),
         )
         trail_logs_role = log_delivery_role(
             self,

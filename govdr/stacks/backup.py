@@ -14,6 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from govdr.backup import contract as cleaner_contract
 from govdr.config import DrConfig
 from govdr.constructs.custom_resources import service_timeout
 from govdr.constructs.nag_notes import accept_findings
@@ -23,7 +24,7 @@ from govdr.constructs.scanner_notes import CUSTOM_RESOURCE_OUTCOME
 from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
-from runtime.backup_vault_cleaner import contract as cleaner_contract
+from govdr.stacks.settings import log_settings
 
 # Emptying a vault waits for deletions; the handler answers 30 s before this runs out.
 VAULT_CLEANER_TIMEOUT_SECONDS = 900
@@ -174,11 +175,11 @@ class BackupStack(NestedStack):
         cleaner = VpcFunction(
             self,
             "VaultCleaner",
-            config=config,
+            environment_suffix=config.environment_suffix,
             function_type=CLEANER_FUNCTION_TYPE,
             description="Empties the govdr backup vault when the stack is deleted",
-            code=bundled_code("backup_vault_cleaner"),
-            handler="runtime.backup_vault_cleaner.handler.handler",
+            code=bundled_code("backup"),
+            handler="govdr.backup.runtime.handler.handler",
             statements=[
                 iam.PolicyStatement(
                     sid="ListAndDeleteRecoveryPoints",
@@ -211,7 +212,7 @@ class BackupStack(NestedStack):
             vpc=vpc,
             subnets=subnets,
             security_group=ops_sg,
-            logs_key=logs_key,
+            logs=log_settings(config, logs_key),
             timeout=Duration.seconds(VAULT_CLEANER_TIMEOUT_SECONDS),
             environment={
                 cleaner_contract.ENV_VAULT_NAME: name("backup-vault", config.environment_suffix)
@@ -237,12 +238,10 @@ class BackupStack(NestedStack):
         self.vault_cleaner_provider = HandlerProvider(
             self,
             "VaultCleanerProvider",
-            config=config,
             handler=cleaner,
             vpc=vpc,
             subnets=subnets,
             security_group=provider_sg,
-            logs_key=logs_key,
         )
         self.vault_cleaner = CustomResource(
             self,

@@ -2,7 +2,7 @@
 
 The secrets, their target attachments, their rotation functions and schedules stay in this
 one stack: compliance rules look for a secret's rotation in the secret's own stack. Rotation
-is done by govdr's own function (runtime/secret_rotation) on Python 3.14 in the VPC, not by
+is done by govdr's own function (govdr/credentials/runtime) on Python 3.14 in the VPC, not by
 hosted rotation, whose ``AWS::SecretsManager`` transform creates a python3.10 function.
 """
 
@@ -29,16 +29,17 @@ from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.scanner_notes import CUSTOM_RESOURCE_OUTCOME, ROTATION_OUTCOME
 from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
-from govdr.engine import connection_logging
-from govdr.naming import name, slot_name
-from runtime.secret_rotation.contract import (
+from govdr.credentials.contract import (
     ALTERNATING_USERS,
     ENV_EXCLUDE_CHARACTERS,
     ENV_ROTATION_STRATEGY,
     SINGLE_USER,
 )
-from runtime.txlog_archiver import contract as txlog
-from runtime.txlog_archiver.contract import DRILL_ROLE
+from govdr.engine import connection_logging
+from govdr.naming import name, slot_name
+from govdr.stacks.settings import log_settings
+from govdr.txlog import contract as txlog
+from govdr.txlog.contract import DRILL_ROLE
 
 MASTER_USERNAME = "govdr_admin"
 # The archiver's own login: logical replication only, never the master credentials.
@@ -180,8 +181,7 @@ class DatabaseStack(NestedStack):
                 self,
                 f"LogGroup{export.capitalize()}",
                 log_group_name=f"/aws/rds/instance/{instance_id}/{export}",
-                key=logs_key,
-                config=config,
+                settings=log_settings(config, logs_key),
             )
             for export in LOG_EXPORTS
         ]
@@ -358,11 +358,11 @@ class DatabaseStack(NestedStack):
         self.bootstrap = VpcFunction(
             self,
             "TxlogBootstrap",
-            config=config,
+            environment_suffix=config.environment_suffix,
             function_type="txlog-bootstrap",
             description="Creates the archiver's replication user; drops its slot on teardown",
-            code=bundled_code("txlog_archiver"),
-            handler="runtime.txlog_archiver.bootstrap.handler",
+            code=bundled_code("txlog"),
+            handler="govdr.txlog.runtime.bootstrap.handler",
             statements=secret_read_statements(
                 [self.master_secret.secret_arn, self.replication_secret.secret_arn],
                 secrets_key.key_arn,
@@ -371,7 +371,7 @@ class DatabaseStack(NestedStack):
             subnets=subnets,
             # Its own group: the database and Secrets Manager (the framework answers).
             security_group=bootstrap_sg,
-            logs_key=logs_key,
+            logs=log_settings(config, logs_key),
             timeout=Duration.seconds(BOOTSTRAP_TIMEOUT_SECONDS),
             # The event is checked against these: a request naming another slot or secret
             # changes nothing.
@@ -385,12 +385,10 @@ class DatabaseStack(NestedStack):
         self.bootstrap_provider = HandlerProvider(
             self,
             "TxlogBootstrapProvider",
-            config=config,
             handler=self.bootstrap,
             vpc=vpc,
             subnets=subnets,
             security_group=provider_sg,
-            logs_key=logs_key,
         )
         self.bootstrap_resource = CustomResource(
             self,
@@ -440,24 +438,24 @@ class DatabaseStack(NestedStack):
         function = VpcFunction(
             self,
             f"{function_type.title().replace('-', '')}Function",
-            config=config,
+            environment_suffix=config.environment_suffix,
             function_type=function_type,
             description=description,
-            code=bundled_code("secret_rotation"),
-            handler="runtime.secret_rotation.handler.handler",
+            code=bundled_code("credentials"),
+            handler="govdr.credentials.runtime.handler.handler",
             statements=statements,
             vpc=vpc,
             subnets=subnets,
             # rotation-sg reaches the database (5432) and the interface endpoints (443),
             # Secrets Manager's among them (govdr/stacks/network.py).
             security_group=rotation_sg,
-            logs_key=logs_key,
+            logs=log_settings(config, logs_key),
             timeout=Duration.minutes(1),
             environment={
                 ENV_ROTATION_STRATEGY: strategy,
                 ENV_EXCLUDE_CHARACTERS: PASSWORD_EXCLUDE,
-                # No TLS setting: runtime/pg_tls.py always verifies the server (verify-full
-                # with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
+                # No TLS setting: govdr/lambda_support/pg_tls.py always verifies the server
+                # (verify-full with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
             },
         )
         function.without_dead_letter_queue(ROTATION_OUTCOME)

@@ -27,8 +27,9 @@ from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.service_role import ServiceRole
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
-from runtime.rpo_monitor import contract as rpo
-from runtime.txlog_archiver import contract as txlog
+from govdr.rpo import contract as rpo
+from govdr.stacks.settings import log_settings
+from govdr.txlog import contract as txlog
 
 GIB = 1024**3
 MIB = 1024**2
@@ -406,11 +407,11 @@ class MonitoringStack(NestedStack):
         self.rpo_monitor = VpcFunction(
             self,
             "RpoMonitor",
-            config=config,
+            environment_suffix=config.environment_suffix,
             function_type=rpo.SERVICE,
             description="Publishes the database's recovery point age (RpoSeconds) every minute",
-            code=bundled_code("rpo_monitor"),
-            handler="runtime.rpo_monitor.handler.handler",
+            code=bundled_code("rpo"),
+            handler="govdr.rpo.runtime.handler.handler",
             statements=[
                 iam.PolicyStatement(
                     sid="DescribeTheDatabase",
@@ -421,7 +422,7 @@ class MonitoringStack(NestedStack):
             vpc=vpc,
             subnets=subnets,
             security_group=monitor_sg,
-            logs_key=logs_key,
+            logs=log_settings(config, logs_key),
             timeout=Duration.seconds(30),
             environment={
                 rpo.ENV_DB_INSTANCE_ID: instance.instance_identifier,

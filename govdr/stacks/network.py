@@ -21,6 +21,7 @@ from govdr.constructs.scanner_notes import accept_cdk_provider_handler
 from govdr.constructs.service_role import log_delivery_role
 from govdr.naming import name
 from govdr.network_flows import HTTPS_PORT, Flow, Gateway, Group, flows_for
+from govdr.stacks.settings import log_settings
 
 DATABASE_SUBNETS = "Database"
 FUNCTION_SUBNETS = "Functions"
@@ -171,8 +172,7 @@ class NetworkStack(NestedStack):
             self,
             "FlowLogGroup",
             log_group_name=name("vpc-flow-logs", suffix),
-            key=logs_key,
-            config=config,
+            settings=log_settings(config, logs_key),
         )
         role = log_delivery_role(
             self,

@@ -12,7 +12,7 @@ from constructs import Construct
 from govdr.config import DrConfig
 from govdr.constructs.service_key import AccountUse, ServiceKey, ServiceUse
 from govdr.naming import alias, name, slot_name
-from runtime.txlog_archiver.integrity import CONTEXT_PREFIX, IDENTITY_KEYS
+from govdr.txlog.runtime.integrity import CONTEXT_PREFIX, IDENTITY_KEYS
 
 CLOUDTRAIL_KEY_DOC = (
     "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/"
@@ -156,7 +156,7 @@ TXLOG_INTEGRITY_DOC = "https://docs.aws.amazon.com/kms/latest/developerguide/enc
 
 def txlog_integrity_condition(config: DrConfig) -> dict[str, dict[str, Any]]:
     """Requests for the archive's key must carry its encryption context, naming this
-    environment's slot (runtime/txlog_archiver/integrity.py: encryption_context)."""
+    environment's slot (govdr/txlog/runtime/integrity.py: encryption_context)."""
     return {
         "StringEquals": {
             "kms:CallerAccount": Aws.ACCOUNT_ID,

@@ -18,7 +18,8 @@ from govdr.constructs.python_bundle import bundled_code
 from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
 from govdr.stacks.database import secret_read_statements
-from runtime.txlog_archiver import contract as txlog
+from govdr.stacks.settings import log_settings
+from govdr.txlog import contract as txlog
 
 TXLOG_PATH = "/txlog"
 # Fixed POSIX identity of the archive: every client through the access point acts as it.
@@ -141,11 +142,11 @@ class StorageStack(NestedStack):
         self.archiver = VpcFunction(
             self,
             "TxlogArchiver",
-            config=config,
+            environment_suffix=config.environment_suffix,
             function_type=txlog.SERVICE,
             description="Archives committed transactions from the logical slot to EFS",
-            code=bundled_code("txlog_archiver"),
-            handler="runtime.txlog_archiver.handler.handler",
+            code=bundled_code("txlog"),
+            handler="govdr.txlog.runtime.handler.handler",
             statements=[
                 *secret_read_statements(replication_secret_arn, secrets_key.key_arn),
                 # The archive's seal key: a data key generated once, decrypted at each run,
@@ -178,7 +179,7 @@ class StorageStack(NestedStack):
             vpc=vpc,
             subnets=subnets,
             security_group=archiver_sg,
-            logs_key=logs_key,
+            logs=log_settings(config, logs_key),
             timeout=Duration.seconds(ARCHIVER_TIMEOUT_SECONDS),
             memory_size=512,
             environment={
@@ -190,8 +191,8 @@ class StorageStack(NestedStack):
                 txlog.ENV_INTEGRITY_KEY_ARN: integrity_key.key_arn,
                 # Segments older than this (plus a day) are pruned (txlogRetentionDays).
                 txlog.ENV_RETENTION_DAYS: str(config.txlog_retention_limit_days),
-                # No TLS setting: runtime/pg_tls.py always verifies the server (verify-full
-                # with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
+                # No TLS setting: govdr/lambda_support/pg_tls.py always verifies the server
+                # (verify-full with the pinned RDS roots in the bundle, require_auth=scram-sha-256).
             },
             filesystem=lambda_.FileSystem.from_efs_access_point(
                 self.txlog_access_point, ARCHIVE_MOUNT

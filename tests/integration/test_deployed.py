@@ -289,7 +289,7 @@ def test_rotation_functions_are_ours_on_python_3_14_in_the_vpc(
         FunctionName=f"{name}-{deployment.suffix}"
     )
     assert config["Runtime"] == "python3.14"
-    assert config["Handler"] == "runtime.secret_rotation.handler.handler"
+    assert config["Handler"] == "govdr.credentials.runtime.handler.handler"
     assert config["Environment"]["Variables"]["ROTATION_STRATEGY"] == strategy
     subnets = deployment.outputs["FunctionSubnetIds"].split(",")
     assert sorted(config["VpcConfig"]["SubnetIds"]) == sorted(subnets)

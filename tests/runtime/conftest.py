@@ -16,8 +16,8 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from runtime.txlog_archiver.archive import Archive
-from runtime.txlog_archiver.archiver import Archiver, ensure_slot
+from govdr.txlog.runtime.archive import Archive
+from govdr.txlog.runtime.archiver import Archiver, ensure_slot
 from tests.support.archive_keys import key_file, keyring
 from tests.support.pgcluster import ClusterError, Postgres, start_cluster, stop_cluster
 
@@ -65,7 +65,7 @@ class Db:
         return [
             sys.executable,
             "-m",
-            "runtime.txlog_archiver",
+            "govdr.txlog.runtime",
             "--dsn",
             # A DSN naming its own sslmode is used as given (a Unix socket has no TLS).
             f"{self.dsn} sslmode=disable",

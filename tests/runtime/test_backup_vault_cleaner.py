@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from runtime.backup_vault_cleaner import handler as cleaner
+from govdr.backup.runtime import handler as cleaner
 from tests.support.cdk_provider import answer, reason_of
 
 VAULT = "backup-vault-dev"

@@ -8,8 +8,13 @@ from typing import Any
 
 import pytest
 
-from runtime.backup_vault_cleaner import handler as cleaner
-from runtime.custom_resource import MAX_REASON_CHARS, CfnRequest, RequestFailed, success
+from govdr.backup.runtime import handler as cleaner
+from govdr.lambda_support.custom_resource import (
+    MAX_REASON_CHARS,
+    CfnRequest,
+    RequestFailed,
+    success,
+)
 from tests.support.cdk_provider import answer, reason_of
 
 STACK_ID = "arn:aws:cloudformation:eu-central-2:123456789012:stack/TapStackdev/1"

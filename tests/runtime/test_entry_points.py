@@ -10,8 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from runtime.backup_vault_cleaner import handler as cleaner
-from runtime.txlog_archiver import bootstrap
+from govdr.backup.runtime import handler as cleaner
+from govdr.txlog.runtime import bootstrap
 from tests.support.cdk_provider import answer, reason_of
 from tests.support.lambda_context import LambdaTestContext
 

@@ -23,13 +23,19 @@ import psycopg2.extensions
 import pytest
 from moto import mock_aws
 
-from runtime.pg_tls import IAM_TOKEN, ROOT_CERT_ENV, TlsSetupError, tls_from_env, verified_tls
-from runtime.secret_rotation import handler as rotation_handler
-from runtime.secret_rotation.handler import SINGLE_USER, RotationError, Rotator, parse_login
-from runtime.txlog_archiver import bootstrap
-from runtime.txlog_archiver import handler as archiver_handler
-from runtime.txlog_archiver.archiver import ensure_slot
-from runtime.txlog_archiver.handler import dsn_from_secret
+from govdr.credentials.runtime import handler as rotation_handler
+from govdr.credentials.runtime.handler import SINGLE_USER, RotationError, Rotator, parse_login
+from govdr.lambda_support.pg_tls import (
+    IAM_TOKEN,
+    ROOT_CERT_ENV,
+    TlsSetupError,
+    tls_from_env,
+    verified_tls,
+)
+from govdr.txlog.runtime import bootstrap
+from govdr.txlog.runtime import handler as archiver_handler
+from govdr.txlog.runtime.archiver import ensure_slot
+from govdr.txlog.runtime.handler import dsn_from_secret
 from tests.support.archive_keys import key_file, writable_archive
 from tests.support.cdk_provider import answer, reason_of
 from tests.support.lambda_context import LambdaTestContext
@@ -364,7 +370,7 @@ def test_a_missing_ca_file_fails_the_rotation_step_with_one_line(
 
 def _archiver_cli(dsn: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k != ROOT_CERT_ENV}
-    command = [sys.executable, "-m", "runtime.txlog_archiver", "--dsn", dsn]
+    command = [sys.executable, "-m", "govdr.txlog.runtime", "--dsn", dsn]
     return subprocess.run(
         [*command, "--dir", str(tmp_path), "--slot", "govdr_txlog_absent", "--key-file", "k"],
         cwd=ROOT,

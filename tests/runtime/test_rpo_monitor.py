@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from runtime.rpo_monitor import handler
+from govdr.rpo.runtime import handler
 from tests.support.lambda_context import LambdaTestContext, log_to_current_stdout
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

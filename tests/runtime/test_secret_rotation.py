@@ -1,4 +1,4 @@
-"""The rotation function (runtime/secret_rotation) against a real PostgreSQL, where every role
+"""The rotation function (govdr/credentials/runtime) against a real PostgreSQL, where every role
 but the fixture's superuser logs in with a SCRAM password as on RDS, and moto's Secrets Manager.
 
 Fault 7 of the first-deploy review: both secrets were rotated by hosted rotation, which adds
@@ -24,7 +24,7 @@ import psycopg2
 import pytest
 from moto import mock_aws
 
-from runtime.secret_rotation.handler import (
+from govdr.credentials.runtime.handler import (
     ALTERNATING_USERS,
     MASTER_RETRY_DELAYS,
     PENDING,
@@ -33,10 +33,10 @@ from runtime.secret_rotation.handler import (
     RotationError,
     Rotator,
 )
-from runtime.secret_rotation.handler import LOG as rotation_logger
-from runtime.txlog_archiver import bootstrap
-from runtime.txlog_archiver import handler as archiver_handler
-from runtime.txlog_archiver.archive import Archive
+from govdr.credentials.runtime.handler import LOG as rotation_logger
+from govdr.txlog.runtime import bootstrap
+from govdr.txlog.runtime import handler as archiver_handler
+from govdr.txlog.runtime.archive import Archive
 from tests.runtime.conftest import SLOT, WITNESS, Db
 from tests.support.lambda_context import LambdaTestContext
 from tests.support.pgcluster import LOCAL_SOCKET_TLS, Postgres

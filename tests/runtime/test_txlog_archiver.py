@@ -17,7 +17,7 @@ import psycopg2.extras
 import pytest
 
 from govdr.cli.main import main
-from runtime.txlog_archiver.archive import (
+from govdr.txlog.runtime.archive import (
     MANIFEST,
     POSITION_RE,
     Archive,
@@ -29,7 +29,7 @@ from runtime.txlog_archiver.archive import (
     parse_lsn,
     transaction_line,
 )
-from runtime.txlog_archiver.archiver import WRITER_NICE, Archiver, _Batch, _SegmentWriter
+from govdr.txlog.runtime.archiver import WRITER_NICE, Archiver, _Batch, _SegmentWriter
 from tests.conftest import ROOT
 from tests.runtime.conftest import SLOT, WITNESS, Db
 from tests.support.archive_keys import key_file, keyring, writable_archive
@@ -470,7 +470,7 @@ def test_item_2_the_manifest_names_server_timeline_database_and_slot(
         "database": db.name,
         "slot": SLOT,
     }
-    # The key record and the manifest's MAC (runtime/txlog_archiver/integrity.py).
+    # The key record and the manifest's MAC (govdr/txlog/runtime/integrity.py).
     assert manifest["key"] == {"key_file": key_file(tmp_path).name}
     assert len(manifest["mac"]) == 64
 

@@ -16,10 +16,10 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from runtime.txlog_archiver import bootstrap
-from runtime.txlog_archiver.archive import Archive
-from runtime.txlog_archiver.archiver import Archiver
-from runtime.txlog_archiver.handler import Settings, dsn_from_secret, run_once
+from govdr.txlog.runtime import bootstrap
+from govdr.txlog.runtime.archive import Archive
+from govdr.txlog.runtime.archiver import Archiver
+from govdr.txlog.runtime.handler import Settings, dsn_from_secret, run_once
 from tests.runtime.conftest import Db
 from tests.support.archive_keys import key_file, keyring
 from tests.support.cdk_provider import answer, reason_of
@@ -509,7 +509,7 @@ def _cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Complet
     # The archive's key file lies beside the --dir given.
     keys = ["--key-file", str(key_file(Path(args[args.index("--dir") + 1])))]
     return subprocess.run(
-        [sys.executable, "-m", "runtime.txlog_archiver", *args, *keys],
+        [sys.executable, "-m", "govdr.txlog.runtime", *args, *keys],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -525,8 +525,7 @@ def test_item_12_cli_without_slot_exits_2_with_one_line(tmp_path: Path) -> None:
     result = _cli("--dsn", "host=/nonexistent", "--dir", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "python -m runtime.txlog_archiver: the following arguments are required: --slot "
-        "(see --help)"
+        "python -m govdr.txlog.runtime: the following arguments are required: --slot (see --help)"
     ]
     twin = _cli("--dsn", "host=h password=x", "--dir", str(tmp_path), "--slot", "s")
     assert "--slot" not in twin.stderr

@@ -14,10 +14,10 @@ import psycopg2.extras
 import pytest
 from moto import mock_aws
 
-from runtime.txlog_archiver import handler as lambda_handler
-from runtime.txlog_archiver.archive import MANIFEST, ArchiveError
-from runtime.txlog_archiver.archiver import OPTIONS, SLOT_BUSY
-from runtime.txlog_archiver.handler import Settings, archive_lag_seconds
+from govdr.txlog.runtime import handler as lambda_handler
+from govdr.txlog.runtime.archive import MANIFEST, ArchiveError
+from govdr.txlog.runtime.archiver import OPTIONS, SLOT_BUSY
+from govdr.txlog.runtime.handler import Settings, archive_lag_seconds
 from tests.runtime.conftest import SLOT, Db
 from tests.support.archive_keys import keyring
 from tests.support.lambda_context import LambdaTestContext, log_to_current_stdout
@@ -313,6 +313,6 @@ def test_item_2_a_recorded_gap_is_published_as_a_metric_and_an_error_line(
     [record] = _emf(out)
     assert record["ArchiveGaps"] == [1.0]
     errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelname == "ERROR"]
-    assert [name for name, _ in errors] == ["runtime.txlog_archiver.archiver", "txlog-archiver"]
+    assert [name for name, _ in errors] == ["govdr.txlog.runtime.archiver", "txlog-archiver"]
     assert errors[0][1].startswith("archive gap: the changes between")
     assert errors[1][1].startswith("archive gap recorded")

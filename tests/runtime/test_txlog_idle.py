@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from runtime.txlog_archiver.archive import POSITION_RE, Archive, parse_lsn
-from runtime.txlog_archiver.archiver import slot_state
+from govdr.txlog.runtime.archive import POSITION_RE, Archive, parse_lsn
+from govdr.txlog.runtime.archiver import slot_state
 from tests.runtime.conftest import SLOT, Db
 from tests.support.archive_keys import archive_key
 

@@ -17,15 +17,15 @@ import pytest
 from moto import mock_aws
 
 from govdr.cli.main import main
-from runtime.txlog_archiver.archive import Archive, ArchiveError
-from runtime.txlog_archiver.errors import IntegrityError, KeyUnavailable
-from runtime.txlog_archiver.integrity import (
+from govdr.txlog.runtime.archive import Archive, ArchiveError
+from govdr.txlog.runtime.errors import IntegrityError, KeyUnavailable
+from govdr.txlog.runtime.integrity import (
     ArchiveKey,
     KmsKeyring,
     digest_lines,
     encryption_context,
 )
-from runtime.txlog_archiver.replay import ReplayGap, Window, replay
+from govdr.txlog.runtime.replay import ReplayGap, Window, replay
 from tests.runtime.conftest import SLOT, Db
 from tests.support.archive_keys import archive_key, key_file
 from tests.support.pgcluster import Postgres
@@ -237,7 +237,7 @@ def test_the_archiver_checks_its_tail_without_a_copy_in_tmp(
     does not exist: the archiver still runs, while a reader that copies (verify) cannot."""
     directory = tmp_path / "archive"
     _archive(db, directory)
-    monkeypatch.setattr("runtime.txlog_archiver.archive._SPOOL_MEMORY", 1)
+    monkeypatch.setattr("govdr.txlog.runtime.archive._SPOOL_MEMORY", 1)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "no-tmp"))
     db.sql("INSERT INTO ledger(note) VALUES ('after-check')")
     before = len(Archive(directory).segments())
@@ -403,7 +403,7 @@ def test_an_archive_key_never_shows_its_bytes() -> None:
 
 
 def test_writing_needs_an_open_chain(tmp_path: Path) -> None:
-    from runtime.txlog_archiver.archive import Bound
+    from govdr.txlog.runtime.archive import Bound
 
     with pytest.raises(ArchiveError, match="chain is not open"):
         Archive(tmp_path).write_segment(

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
-from runtime.txlog_archiver.replay import Window, changes_to_table, replay, segments_between
+from govdr.txlog.runtime.archive import Archive, ArchiveError, parse_lsn
+from govdr.txlog.runtime.replay import Window, changes_to_table, replay, segments_between
 from tests.runtime.conftest import Db
 from tests.support.archive_keys import archive_key, key_file, writable_archive
 from tests.support.pgcluster import Postgres
@@ -230,7 +230,7 @@ def _archived(
 
 def _crafted(tmp_path: Path, changes: list[dict[str, object]]) -> Archive:
     """An archive of one segment holding one transaction per change (end LSNs 100, 200...)."""
-    from runtime.txlog_archiver.archive import Bound, transaction_line
+    from govdr.txlog.runtime.archive import Bound, transaction_line
 
     directory = tmp_path / "crafted"
     directory.mkdir()

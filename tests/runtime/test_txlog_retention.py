@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from govdr.cli.main import main as govdr_main
-from runtime.txlog_archiver.archive import (
+from govdr.txlog.runtime.archive import (
     PRUNED_RE,
     Archive,
     ArchiveError,
@@ -23,9 +23,9 @@ from runtime.txlog_archiver.archive import (
     format_lsn,
     transaction_line,
 )
-from runtime.txlog_archiver.archiver import PRUNE_MARGIN
-from runtime.txlog_archiver.handler import Settings
-from runtime.txlog_archiver.replay import ReplayGap, Window, replay
+from govdr.txlog.runtime.archiver import PRUNE_MARGIN
+from govdr.txlog.runtime.handler import Settings
+from govdr.txlog.runtime.replay import ReplayGap, Window, replay
 from tests.runtime.conftest import Db
 from tests.support.archive_keys import archive_key, key_file, writable_archive
 

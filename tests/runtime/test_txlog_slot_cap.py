@@ -20,8 +20,8 @@ import psycopg2
 import pytest
 from moto import mock_aws
 
-from runtime.txlog_archiver.archive import Archive, format_lsn, parse_lsn
-from runtime.txlog_archiver.archiver import (
+from govdr.txlog.runtime.archive import Archive, format_lsn, parse_lsn
+from govdr.txlog.runtime.archiver import (
     Archiver,
     SlotInvalidated,
     ensure_slot,

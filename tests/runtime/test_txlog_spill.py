@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 
 from govdr.cli.main import main as govdr_main
-from runtime.txlog_archiver.archive import (
+from govdr.txlog.runtime.archive import (
     Archive,
     Bound,
     IntegrityError,
@@ -27,8 +27,8 @@ from runtime.txlog_archiver.archive import (
     transaction_head,
     transaction_line,
 )
-from runtime.txlog_archiver.replay import Window, replay
-from runtime.txlog_archiver.spill import LEFTOVER_RE, remove_leftovers
+from govdr.txlog.runtime.replay import Window, replay
+from govdr.txlog.runtime.spill import LEFTOVER_RE, remove_leftovers
 from tests.conftest import ROOT
 from tests.runtime.conftest import SLOT, Db
 from tests.support.archive_keys import archive_key, key_file, writable_archive
@@ -204,7 +204,7 @@ def test_replay_applies_a_spilled_transaction_whole(db: Db, tmp_path: Path) -> N
 
 
 def _time(text: str) -> Any:
-    from runtime.txlog_archiver.archive import parse_commit_time
+    from govdr.txlog.runtime.archive import parse_commit_time
 
     return parse_commit_time(text)
 
@@ -341,7 +341,7 @@ def test_a_size_or_retention_out_of_range_is_one_line(
     command = [
         sys.executable,
         "-m",
-        "runtime.txlog_archiver",
+        "govdr.txlog.runtime",
         "--dsn",
         "host=/nonexistent dbname=x",
         "--dir",

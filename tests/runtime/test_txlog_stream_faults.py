@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from govdr.cli.main import main as govdr_main
-from runtime.txlog_archiver.archive import Archive, Bound, IntegrityError, transaction_line
-from runtime.txlog_archiver.archiver import RunStats
-from runtime.txlog_archiver.integrity import seal_segment
-from runtime.txlog_archiver.replay import Window, changes_to_table
-from runtime.txlog_archiver.spill import LEFTOVER_RE
+from govdr.txlog.runtime.archive import Archive, Bound, IntegrityError, transaction_line
+from govdr.txlog.runtime.archiver import RunStats
+from govdr.txlog.runtime.integrity import seal_segment
+from govdr.txlog.runtime.replay import Window, changes_to_table
+from govdr.txlog.runtime.spill import LEFTOVER_RE
 from tests.support.archive_keys import archive_key, writable_archive
 from tests.support.fake_stream import (
     STAMP,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runtime.txlog_archiver.archive import Archive
-from runtime.txlog_archiver.integrity import ArchiveKey, FileKeyring, encryption_context
+from govdr.txlog.runtime.archive import Archive
+from govdr.txlog.runtime.integrity import ArchiveKey, FileKeyring, encryption_context
 
 IDENTITY = {"system_identifier": "7000000000000000001", "timeline": 1, "database": "d", "slot": "s"}
 

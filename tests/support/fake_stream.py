@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from runtime.txlog_archiver import archiver as archiver_module
-from runtime.txlog_archiver.archiver import Archiver, RunStats
+from govdr.txlog.runtime import archiver as archiver_module
+from govdr.txlog.runtime.archiver import Archiver, RunStats
 from tests.support.archive_keys import writable_archive
 
 STAMP = "2026-01-01 00:00:00.000000+00"

@@ -119,7 +119,7 @@ def test_vault_cleaner_runs_in_the_vpc_with_its_own_log_group(synth: Synth) -> N
     function, _, custom = _cleaner(synth)
     props = function["Properties"]
     assert props["FunctionName"] == f"backup-vault-cleaner-{TEST_SUFFIX}"
-    assert props["Handler"] == "runtime.backup_vault_cleaner.handler.handler"
+    assert props["Handler"] == "govdr.backup.runtime.handler.handler"
     assert props["Runtime"].startswith("python3.")
     assert props["Timeout"] == 900
     assert len(props["VpcConfig"]["SubnetIds"]) == 3

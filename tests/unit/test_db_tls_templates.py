@@ -1,9 +1,10 @@
 """No deployed function can connect to the database with weaker TLS than verify-full.
 
 The functions that can open a database connection are those whose bundle carries psycopg2
-(govdr/constructs/python_bundle.py). runtime/pg_tls.py always names sslmode=verify-full, the
-pinned roots and require_auth in the DSN; the template must not carry a setting that says
-otherwise (PGSSLMODE=require was the old default), nor one that swaps the pinned roots.
+(govdr/constructs/python_bundle.py). govdr/lambda_support/pg_tls.py always names
+sslmode=verify-full, the pinned roots and require_auth in the DSN; the template must not carry a
+setting that says otherwise (PGSSLMODE=require was the old default), nor one that swaps the pinned
+roots.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from govdr.compliance.templates import resources
-from runtime.pg_tls import ROOT_CERT_ENV
+from govdr.lambda_support.pg_tls import ROOT_CERT_ENV
 from tests.conftest import TEST_SUFFIX, Synth
 
 # libpq reads these from the environment; a DSN keyword wins, but none may be set anyway.
@@ -56,8 +57,8 @@ def tls_problems(template: dict[str, Any], outdir: Path) -> list[str]:
         bundle = _bundle(function, outdir)
         assert bundle is not None
         for shipped in ("pg_tls.py", "rds-ca-eu-central-2.pem"):
-            if not (bundle / "runtime" / shipped).is_file():
-                problems.append(f"{name}: the bundle lacks runtime/{shipped}")
+            if not (bundle / "govdr" / "lambda_support" / shipped).is_file():
+                problems.append(f"{name}: the bundle lacks govdr/lambda_support/{shipped}")
     return problems
 
 
@@ -112,11 +113,12 @@ def test_a_bundle_without_the_pinned_roots_is_rejected(synth: Synth, tmp_path: P
     bundle = _bundle(function, synth.outdir)
     assert bundle is not None
     copied = tmp_path / "asset.copy"
-    (copied / "runtime").mkdir(parents=True)
+    support = Path("govdr") / "lambda_support"
+    (copied / support).mkdir(parents=True)
     (copied / "psycopg2").mkdir()
-    (copied / "runtime" / "pg_tls.py").write_bytes((bundle / "runtime" / "pg_tls.py").read_bytes())
+    (copied / support / "pg_tls.py").write_bytes((bundle / support / "pg_tls.py").read_bytes())
     function["Properties"]["Code"]["S3Key"] = "copy.zip"
     # Only the copied asset is under tmp_path: the other functions are not looked at.
     assert tls_problems(template, tmp_path) == [
-        "txlog-archiver: the bundle lacks runtime/rds-ca-eu-central-2.pem"
+        "txlog-archiver: the bundle lacks govdr/lambda_support/rds-ca-eu-central-2.pem"
     ]

@@ -1149,7 +1149,7 @@ def test_iam_login_makes_a_new_token_per_attempt_over_verify_full(
 ) -> None:
     import psycopg2
 
-    from runtime.pg_tls import CA_BUNDLE
+    from govdr.lambda_support.pg_tls import CA_BUNDLE
 
     spy = TokenSpy()
     connects = Connects()
@@ -1394,7 +1394,7 @@ def test_cli_restore_verifies_with_the_master_secret_over_verify_full(
     neither the output nor the report."""
     import psycopg2
 
-    from runtime.pg_tls import CA_BUNDLE
+    from govdr.lambda_support.pg_tls import CA_BUNDLE
 
     c, stubber = rds
     sim = SimTime()

@@ -349,7 +349,7 @@ def test_rpo_monitor_runs_every_minute_and_only_describes_the_database(synth: Sy
         if f["Properties"].get("FunctionName") == f"rpo-monitor-{TEST_SUFFIX}"
     ]
     props = function["Properties"]
-    assert props["Handler"] == "runtime.rpo_monitor.handler.handler"
+    assert props["Handler"] == "govdr.rpo.runtime.handler.handler"
     assert "ReservedConcurrentExecutions" not in props
     assert props["Environment"]["Variables"]["ENVIRONMENT_SUFFIX"] == TEST_SUFFIX
     assert "RpoMonitorSecurityGroup" in json.dumps(props["VpcConfig"])

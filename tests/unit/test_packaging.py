@@ -24,7 +24,7 @@ def clean_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source")
     # A copy of the project files only (no venv, node_modules or build output).
     # govdr_emulator is copied too: the package list must leave it out of the install.
-    for item in ("pyproject.toml", "govdr", "runtime", "govdr_emulator", "README.md"):
+    for item in ("pyproject.toml", "govdr", "govdr_emulator", "README.md"):
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, source / item, ignore=shutil.ignore_patterns("__pycache__"))
@@ -107,36 +107,42 @@ def test_the_emulator_is_not_installed_and_govdr_runs_without_moto(clean_install
 
 
 def _installed_runtime(clean_install: Path) -> Path:
-    """The ``runtime`` package directory inside the clean venv (not the source tree)."""
-    done = _python(clean_install, "import runtime, os; print(os.path.dirname(runtime.__file__))")
+    """The ``govdr.lambda_support`` package directory inside the clean venv (not the source
+    tree)."""
+    done = _python(
+        clean_install,
+        "import govdr.lambda_support as s, os; print(os.path.dirname(s.__file__))",
+    )
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip())
 
 
 def installed_lacks(runtime_dir: Path) -> list[str]:
-    """The verified-TLS files missing from an installed ``runtime`` package."""
-    pinned = (ROOT / "runtime" / "rds-ca-eu-central-2.pem").read_bytes()
+    """The verified-TLS files missing from an installed ``govdr.lambda_support`` package."""
+    pinned = (ROOT / "govdr" / "lambda_support" / "rds-ca-eu-central-2.pem").read_bytes()
     missing = []
     if not (runtime_dir / "pg_tls.py").is_file():
-        missing.append("runtime/pg_tls.py")
+        missing.append("govdr/lambda_support/pg_tls.py")
     pem = runtime_dir / "rds-ca-eu-central-2.pem"
     if not pem.is_file() or pem.read_bytes() != pinned:
-        missing.append("runtime/rds-ca-eu-central-2.pem")
+        missing.append("govdr/lambda_support/rds-ca-eu-central-2.pem")
     return missing
 
 
 def test_the_installed_package_ships_the_pinned_rds_roots(
     clean_install: Path, tmp_path: Path
 ) -> None:
-    """`pip install .` carries runtime/rds-ca-eu-central-2.pem (package-data), and the
+    """`pip install .` carries govdr/lambda_support/rds-ca-eu-central-2.pem (package-data), and the
     installed pg_tls verifies with that copy."""
     runtime_dir = _installed_runtime(clean_install)
     assert ROOT not in runtime_dir.parents, runtime_dir
     assert installed_lacks(runtime_dir) == []
-    done = _python(clean_install, "from runtime.pg_tls import verified_tls; print(verified_tls())")
+    done = _python(
+        clean_install, "from govdr.lambda_support.pg_tls import verified_tls; print(verified_tls())"
+    )
     assert done.returncode == 0, done.stderr
     assert str(runtime_dir / "rds-ca-eu-central-2.pem") in done.stdout
     # The twin: a package without the PEM (as before package-data named it) is reported.
-    copy = tmp_path / "runtime"
+    copy = tmp_path / "lambda_support"
     shutil.copytree(runtime_dir, copy, ignore=shutil.ignore_patterns("*.pem", "__pycache__"))
-    assert installed_lacks(copy) == ["runtime/rds-ca-eu-central-2.pem"]
+    assert installed_lacks(copy) == ["govdr/lambda_support/rds-ca-eu-central-2.pem"]

@@ -1,4 +1,5 @@
-"""runtime/pg_tls.py: the keywords, the CA override, the DSN merge, libpq 16+ everywhere, and
+"""govdr/lambda_support/pg_tls.py: the keywords, the CA override, the DSN merge, libpq 16+
+everywhere, and
 the shared files in every Lambda bundle (real servers: tests/runtime/test_pg_tls.py)."""
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import psycopg2.extensions
 import pytest
 
 from govdr.constructs import python_bundle
-from runtime import pg_tls
-from runtime.pg_tls import (
+from govdr.lambda_support import pg_tls
+from govdr.lambda_support.pg_tls import (
     CA_BUNDLE,
     ROOT_CERT_ENV,
     TlsSetupError,
@@ -109,7 +110,7 @@ def test_the_lambda_bundles_psycopg2_binary_carries_libpq_16_or_newer() -> None:
     pin = re.search(
         r"^psycopg2-binary==(\S+)", python_bundle.REQUIREMENTS.read_text(), re.MULTILINE
     )
-    assert pin, "runtime/lambda-requirements.txt pins psycopg2-binary"
+    assert pin, "govdr/lambda_support/lambda-requirements.txt pins psycopg2-binary"
     installed = python_bundle.install_dependencies()
     assert (installed / f"psycopg2_binary-{pin.group(1)}.dist-info").is_dir()
     assert bundled_libpq_major(installed / "psycopg2_binary.libs") >= 16
@@ -132,26 +133,28 @@ def test_an_old_or_featureless_libpq_is_recognised(tmp_path: Path) -> None:
 
 
 def bundle_lacks(bundle: Path) -> list[str]:
-    """The shared TLS files a bundle does not carry, byte for byte as in runtime/."""
+    """The shared TLS files a bundle does not carry, byte for byte as in govdr/lambda_support/."""
     missing = []
+    support = python_bundle.GOVDR_DIR / python_bundle.LAMBDA_SUPPORT
     for name in ("pg_tls.py", CA_BUNDLE.name):
-        shipped = bundle / "runtime" / name
-        if (
-            not shipped.is_file()
-            or shipped.read_bytes() != (python_bundle.RUNTIME_DIR / name).read_bytes()
-        ):
-            missing.append(f"runtime/{name}")
+        shipped = bundle / "govdr" / "lambda_support" / name
+        if not shipped.is_file() or shipped.read_bytes() != (support / name).read_bytes():
+            missing.append(f"govdr/lambda_support/{name}")
     return missing
 
 
-@pytest.mark.parametrize("package", ["txlog_archiver", "secret_rotation"])
+@pytest.mark.parametrize("package", ["txlog", "credentials"])
 def test_the_lambda_bundle_ships_pg_tls_and_the_pinned_roots(package: str, tmp_path: Path) -> None:
     bundler = python_bundle._LocalBundler((package,), dependencies=False)
     assert bundler.try_bundle(str(tmp_path)) is True
     assert bundle_lacks(tmp_path) == []
     # The bundle verifies with its own copy of the roots (the Lambda's /var/task).
     done = subprocess.run(
-        [sys.executable, "-c", "from runtime.pg_tls import verified_tls; print(verified_tls())"],
+        [
+            sys.executable,
+            "-c",
+            "from govdr.lambda_support.pg_tls import verified_tls; print(verified_tls())",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -159,7 +162,8 @@ def test_the_lambda_bundle_ships_pg_tls_and_the_pinned_roots(package: str, tmp_p
         env={"PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr
-    assert str(tmp_path.resolve() / "runtime" / CA_BUNDLE.name) in done.stdout
+    support = tmp_path.resolve() / "govdr" / "lambda_support"
+    assert str(support / CA_BUNDLE.name) in done.stdout
     # The twin: the same bundle without the CA file is reported.
-    (tmp_path / "runtime" / CA_BUNDLE.name).unlink()
-    assert bundle_lacks(tmp_path) == [f"runtime/{CA_BUNDLE.name}"]
+    (support / CA_BUNDLE.name).unlink()
+    assert bundle_lacks(tmp_path) == [f"govdr/lambda_support/{CA_BUNDLE.name}"]

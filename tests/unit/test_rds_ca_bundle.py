@@ -15,7 +15,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-BUNDLE = Path(__file__).resolve().parents[2] / "runtime" / "rds-ca-eu-central-2.pem"
+BUNDLE = (
+    Path(__file__).resolve().parents[2] / "govdr" / "lambda_support" / "rds-ca-eu-central-2.pem"
+)
 
 EXPECTED = {
     "Amazon RDS eu-central-2 Root CA RSA2048 G1": (

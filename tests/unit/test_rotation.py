@@ -14,7 +14,7 @@ from govdr.compliance.gate import RULE_FIXES, own_checks
 from govdr.compliance.rules.no_transform import transform_findings
 from govdr.compliance.rules.rotation_order import rotation_order_findings
 from govdr.compliance.templates import resources
-from runtime.secret_rotation.handler import CONNECT_TIMEOUT_SECONDS, MASTER_RETRY_DELAYS
+from govdr.credentials.runtime.handler import CONNECT_TIMEOUT_SECONDS, MASTER_RETRY_DELAYS
 from tests.conftest import TEST_SUFFIX, Synth
 
 FUNCTIONS = {"rds-rotation": "single-user", "rds-txlog-rotation": "alternating-users"}
@@ -58,14 +58,14 @@ def test_fault_7_each_secret_rotates_by_our_python_3_14_function_in_the_vpc(
     synth: Synth, name: str, strategy: str
 ) -> None:
     """Fault 7: hosted rotation created a python3.10 function through a transform. Each
-    secret now has our function (runtime/secret_rotation), bundled like the others, in the
+    secret now has our function (govdr/credentials/runtime), bundled like the others, in the
     Functions subnets with rotation-sg, invoked every 30 days."""
     database = synth.raw("database")
     _, function = _function(database, name)
     props = function["Properties"]
     assert props["Runtime"] == "python3.14"
     assert props["Architectures"] == ["arm64"]
-    assert props["Handler"] == "runtime.secret_rotation.handler.handler"
+    assert props["Handler"] == "govdr.credentials.runtime.handler.handler"
     assert props["Timeout"] == 60
     assert "ReservedConcurrentExecutions" not in props
     assert props["Environment"]["Variables"] == {

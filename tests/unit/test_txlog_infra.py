@@ -39,7 +39,7 @@ def test_archiver_runs_alone_in_the_vpc_with_the_access_point_mounted(synth: Syn
     storage = synth.raw("storage")
     lid, function = _function(storage, "txlog-archiver")
     props = function["Properties"]
-    assert props["Handler"] == "runtime.txlog_archiver.handler.handler"
+    assert props["Handler"] == "govdr.txlog.runtime.handler.handler"
     assert props["Runtime"] == "python3.14"
     assert props["Architectures"] == ["arm64"]
     assert "ReservedConcurrentExecutions" not in props  # one reader per slot instead
@@ -53,7 +53,9 @@ def test_archiver_runs_alone_in_the_vpc_with_the_access_point_mounted(synth: Syn
     env = props["Environment"]["Variables"]
     assert env["ARCHIVE_DIR"] == "/mnt/txlog"
     assert env["SLOT_NAME"] == f"govdr_txlog_{TEST_SUFFIX}"
-    assert "PGSSLMODE" not in env  # runtime/pg_tls.py verifies (test_db_tls_templates.py)
+    assert (
+        "PGSSLMODE" not in env
+    )  # govdr/lambda_support/pg_tls.py verifies (test_db_tls_templates.py)
     assert env["DB_NAME"] == "govdr"  # a logical slot sees one database: the archived one
     assert env["RETENTION_DAYS"] == "14"  # txlogRetentionDays: the backup retention by default
     assert "ReplicationSecret" in json.dumps(env["SECRET_ARN"])
@@ -138,7 +140,7 @@ def test_replication_user_is_bootstrapped_before_its_first_rotation(synth: Synth
     )
 
     _, function = _function(database, "txlog-bootstrap")
-    assert function["Properties"]["Handler"] == "runtime.txlog_archiver.bootstrap.handler"
+    assert function["Properties"]["Handler"] == "govdr.txlog.runtime.bootstrap.handler"
     statements = _policy_statements(database, "txlog-bootstrap-policy")
     assert len(statements["ReadDatabaseSecret"]["Resource"]) == 2
 
@@ -150,13 +152,23 @@ def test_lambda_asset_is_bundled_for_arm64_python_3_14_without_docker(
     _, function = _function(storage, "txlog-archiver")
     asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
     bundle = synth.outdir / f"asset.{asset_hash}"
-    assert (bundle / "runtime" / "txlog_archiver" / "handler.py").is_file()
-    assert (bundle / "runtime" / "custom_resource.py").is_file()
-    # Verified TLS: the shared module and the pinned RDS roots (runtime/pg_tls.py).
-    assert (bundle / "runtime" / "pg_tls.py").is_file()
-    assert (bundle / "runtime" / "rds-ca-eu-central-2.pem").read_bytes() == (
-        python_bundle.RUNTIME_DIR / "rds-ca-eu-central-2.pem"
+    assert (bundle / "govdr" / "txlog" / "runtime" / "handler.py").is_file()
+    assert (bundle / "govdr" / "txlog" / "contract.py").is_file()
+    support = bundle / "govdr" / "lambda_support"
+    assert (support / "custom_resource.py").is_file()
+    # Verified TLS: the shared module and the pinned RDS roots (govdr/lambda_support/pg_tls.py).
+    assert (support / "pg_tls.py").is_file()
+    assert (support / "rds-ca-eu-central-2.pem").read_bytes() == (
+        python_bundle.GOVDR_DIR / "lambda_support" / "rds-ca-eu-central-2.pem"
     ).read_bytes()
+    # Only the Lambda code of govdr: no infrastructure, no other capability, no CDK.
+    shipped = {p.relative_to(bundle).as_posix() for p in (bundle / "govdr").rglob("*.py")}
+    assert shipped == {
+        p.relative_to(python_bundle.REPO_ROOT).as_posix()
+        for p in python_bundle._source_files(("txlog",))
+        if p.suffix == ".py"
+    }
+    assert not any(p.startswith(("govdr/stacks", "govdr/constructs", "govdr/rpo")) for p in shipped)
     [extension] = (bundle / "psycopg2").glob("_psycopg*.so")
     assert extension.name.endswith("cpython-314-aarch64-linux-gnu.so")
     assert (bundle / "aws_lambda_powertools" / "metrics").is_dir()
@@ -169,24 +181,27 @@ def test_lambda_asset_is_bundled_for_arm64_python_3_14_without_docker(
     # The cleaner logs with Powertools like every function: its bundle carries it.
     _, cleaner = _function(synth.raw("backup"), "backup-vault-cleaner")
     cleaner_bundle = synth.outdir / f"asset.{cleaner['Properties']['Code']['S3Key'][:-4]}"
-    assert (cleaner_bundle / "runtime" / "backup_vault_cleaner" / "handler.py").is_file()
+    assert (cleaner_bundle / "govdr" / "backup" / "runtime" / "handler.py").is_file()
     assert (cleaner_bundle / "aws_lambda_powertools" / "logging").is_dir()
 
 
 def test_asset_hash_follows_the_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime = tmp_path / "runtime"
+    root = tmp_path / "repo"
     shutil.copytree(
-        python_bundle.RUNTIME_DIR, runtime, ignore=shutil.ignore_patterns("__pycache__")
+        python_bundle.GOVDR_DIR, root / "govdr", ignore=shutil.ignore_patterns("__pycache__")
     )
-    monkeypatch.setattr(python_bundle, "RUNTIME_DIR", runtime)
-    before = python_bundle.bundle_hash(("txlog_archiver",), runtime / "lambda-requirements.txt")
-    (runtime / "txlog_archiver" / "archive.py").write_text("# changed\n", encoding="utf-8")
-    after = python_bundle.bundle_hash(("txlog_archiver",), runtime / "lambda-requirements.txt")
+    monkeypatch.setattr(python_bundle, "REPO_ROOT", root)
+    monkeypatch.setattr(python_bundle, "GOVDR_DIR", root / "govdr")
+    pins = root / "govdr" / "lambda_support" / "lambda-requirements.txt"
+    before = python_bundle.bundle_hash(("txlog",), pins)
+    # The infrastructure is not in the bundle: changing it keeps the asset.
+    (root / "govdr" / "stacks" / "storage.py").write_text("# changed\n", encoding="utf-8")
+    assert python_bundle.bundle_hash(("txlog",), pins) == before
+    (root / "govdr" / "txlog" / "runtime" / "archive.py").write_text("# changed\n")
+    after = python_bundle.bundle_hash(("txlog",), pins)
     assert before != after
-    (runtime / "lambda-requirements.txt").write_text("# other pins\n", encoding="utf-8")
-    assert (
-        python_bundle.bundle_hash(("txlog_archiver",), runtime / "lambda-requirements.txt") != after
-    )
+    pins.write_text("# other pins\n", encoding="utf-8")
+    assert python_bundle.bundle_hash(("txlog",), pins) != after
 
 
 def test_bundling_without_uv_says_how_to_fix(
@@ -200,5 +215,7 @@ def test_bundling_without_uv_says_how_to_fix(
 
 
 def test_a_runtime_package_must_exist() -> None:
-    with pytest.raises(python_bundle.BundlingError, match="runtime/nope is not a Python package"):
+    with pytest.raises(
+        python_bundle.BundlingError, match="govdr/nope/runtime is not a Python package"
+    ):
         python_bundle.bundled_code("nope")

@@ -13,7 +13,7 @@ from govdr.compliance.templates import (
     props_of,
     resources,
 )
-from runtime.txlog_archiver.contract import DRILL_ROLE
+from govdr.txlog.contract import DRILL_ROLE
 
 RULE = "drill-connect"
 FIX = (

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from runtime.txlog_archiver.errors import IntegrityError, KeyUnavailable
+from govdr.txlog.runtime.errors import IntegrityError, KeyUnavailable
 
 SEAL_VERSION = 1
 SEAL_PREFIX = b'{"seal":'

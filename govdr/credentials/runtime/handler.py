@@ -28,8 +28,8 @@ chosen by ``ROTATION_STRATEGY``:
   holds the old one: a refused master login is retried with the master's AWSPENDING and a
   fresh AWSCURRENT (``MASTER_RETRY_DELAYS``).
 
-Every connection uses verified TLS (``runtime/pg_tls.py``: verify-full against the pinned RDS
-roots, SCRAM required, so an impostor's cleartext password request is refused before the
+Every connection uses verified TLS (``govdr/lambda_support/pg_tls.py``: verify-full against the
+pinned RDS roots, SCRAM required, so an impostor's cleartext password request is refused before the
 password is sent). Passwords reach the server only as SCRAM-SHA-256 verifiers computed here,
 never as clear text in a statement (pgaudit logs role statements); identifiers are quoted with
 ``psycopg2.sql`` and user names must be plain identifiers. Nothing logged or raised carries a
@@ -50,8 +50,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runtime.pg_tls import TlsSetupError, tls_from_env, verified_tls
-from runtime.secret_rotation import contract
+from govdr.credentials import contract
+from govdr.lambda_support.pg_tls import TlsSetupError, tls_from_env, verified_tls
 
 LOG = Logger(service=contract.SERVICE)
 # The SDK's debug log prints response bodies, which here are secret values.
@@ -96,7 +96,7 @@ class Login:
     fields: dict[str, Any] = field(repr=False)
 
     def dsn(self, tls: Mapping[str, str], dbname: str | None = None) -> str:
-        """A libpq DSN with the TLS keywords ``tls`` (runtime.pg_tls.verified_tls)."""
+        """A libpq DSN with the TLS keywords ``tls`` (govdr.lambda_support.pg_tls.verified_tls)."""
         import psycopg2.extensions
 
         dsn: str = psycopg2.extensions.make_dsn(

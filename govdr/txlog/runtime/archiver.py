@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runtime.txlog_archiver.archive import (
+from govdr.txlog.runtime.archive import (
     MANIFEST,
     Archive,
     ArchiveError,
@@ -50,8 +50,8 @@ from runtime.txlog_archiver.archive import (
     transaction_head,
     transaction_line,
 )
-from runtime.txlog_archiver.integrity import Keyring, encryption_context
-from runtime.txlog_archiver.spill import DEFAULT_SPILL_BYTES, PART_BYTES, remove_leftovers
+from govdr.txlog.runtime.integrity import Keyring, encryption_context
+from govdr.txlog.runtime.spill import DEFAULT_SPILL_BYTES, PART_BYTES, remove_leftovers
 
 LOG = logging.getLogger(__name__)
 # How long a run waits at its end for the server to apply its last acknowledgment.

@@ -1,8 +1,8 @@
 """Lambda entry point of the transaction-log archiver (one-minute schedule).
 
 Reads the replication user's credentials from Secrets Manager, connects over verified TLS
-(``runtime/pg_tls.py``: verify-full against the pinned RDS roots, SCRAM required), drains the
-slot into the EFS access point mounted at ``ARCHIVE_DIR`` until the time budget ends, and
+(``govdr/lambda_support/pg_tls.py``: verify-full against the pinned RDS roots, SCRAM required),
+drains the slot into the EFS access point mounted at ``ARCHIVE_DIR`` until the time budget ends, and
 publishes the run as CloudWatch metrics in embedded metric format (Powertools):
 ``ArchiveLagSeconds``, ``TransactionsArchived``, ``BytesArchived``, ``SegmentsWritten``,
 ``ArchiveGaps``, ``SlotInvalidations``, ``SlotSafeWalBytes`` and ``SlotRetainedWalBytes`` (the
@@ -32,11 +32,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runtime.pg_tls import TlsSetupError, tls_from_env
-from runtime.txlog_archiver import contract
-from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_commit_time
-from runtime.txlog_archiver.archiver import SLOT_BUSY, Archiver, RunStats
-from runtime.txlog_archiver.integrity import Keyring, KmsKeyring
+from govdr.lambda_support.pg_tls import TlsSetupError, tls_from_env
+from govdr.txlog import contract
+from govdr.txlog.runtime.archive import Archive, ArchiveError, parse_commit_time
+from govdr.txlog.runtime.archiver import SLOT_BUSY, Archiver, RunStats
+from govdr.txlog.runtime.integrity import Keyring, KmsKeyring
 
 NAMESPACE = contract.NAMESPACE
 SERVICE = contract.SERVICE  # Powertools adds it as the ``service`` dimension
@@ -52,9 +52,9 @@ class Settings:
     archive_dir: str
     slot: str
     environment: str
-    # libpq keywords of the TLS session (runtime.pg_tls.verified_tls).
+    # libpq keywords of the TLS session (govdr.lambda_support.pg_tls.verified_tls).
     tls: Mapping[str, str]
-    # The KMS key the archive's seals are keyed with (runtime/txlog_archiver/integrity.py).
+    # The KMS key the archive's seals are keyed with (govdr/txlog/runtime/integrity.py).
     integrity_key: str = ""
     # The database whose changes are archived (a logical slot belongs to one database); the
     # secret's own dbname is only a fallback.
@@ -91,7 +91,7 @@ def _retention_days(text: str) -> int | None:
 
 def dsn_from_secret(secret: Mapping[str, Any], tls: Mapping[str, str]) -> str:
     """A libpq DSN from an RDS secret (host, port, username, password, dbname) with the TLS
-    keywords ``tls`` (runtime.pg_tls.verified_tls)."""
+    keywords ``tls`` (govdr.lambda_support.pg_tls.verified_tls)."""
     import psycopg2.extensions
 
     dsn: str = psycopg2.extensions.make_dsn(

@@ -1,7 +1,7 @@
 """Custom resource that prepares the database for the archiver (``Custom::TxlogBootstrap``).
 
 Create / Update (idempotent), connected as the master user over verified TLS
-(``runtime/pg_tls.py``: verify-full against the pinned RDS roots, SCRAM required):
+(``govdr/lambda_support/pg_tls.py``: verify-full against the pinned RDS roots, SCRAM required):
 
 - the replication user of the archiver's secret exists, with that secret's password, sent as
   a SCRAM-SHA-256 verifier so the password never appears in a statement or an audit log;
@@ -19,8 +19,8 @@ was left (``database_unreachable``). A missing CA file (``runtime/pg_tls.TlsSetu
 fails every request, Delete included, with its one-line reason: it is a broken bundle or
 setting, not a database that is gone.
 
-The function answers CDK's custom-resource framework (runtime/custom_resource.py), which
-answers CloudFormation: a result is SUCCESS, a RequestFailed its reason.
+The function answers CDK's custom-resource framework (govdr/lambda_support/custom_resource.py),
+which answers CloudFormation: a result is SUCCESS, a RequestFailed its reason.
 
 Every request is checked against the function's own environment first: ``SlotName`` must be
 the slot the stack configured (``TXLOG_SLOT_NAME``) and both secret ARNs the ones it
@@ -49,10 +49,15 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runtime.custom_resource import MAX_REASON_CHARS, CfnRequest, RequestFailed, success
-from runtime.pg_tls import TlsSetupError, tls_from_env
-from runtime.txlog_archiver import contract
-from runtime.txlog_archiver.handler import dsn_from_secret
+from govdr.lambda_support.custom_resource import (
+    MAX_REASON_CHARS,
+    CfnRequest,
+    RequestFailed,
+    success,
+)
+from govdr.lambda_support.pg_tls import TlsSetupError, tls_from_env
+from govdr.txlog import contract
+from govdr.txlog.runtime.handler import dsn_from_secret
 
 LOG = Logger(service=contract.BOOTSTRAP_SERVICE)
 
@@ -276,7 +281,7 @@ def drop_slot(cursor: Any, slot: str) -> bool:
 
 def rename_slot(connection: Any, old: str, new: str) -> dict[str, Any]:
     """Create the new slot (unless it exists), then drop the old one."""
-    from runtime.txlog_archiver.archiver import ensure_slot
+    from govdr.txlog.runtime.archiver import ensure_slot
 
     connection.autocommit = True
     with connection.cursor() as cursor:
@@ -344,7 +349,7 @@ def handle(
     tls: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Carry out one CloudFormation request; its result for the custom-resource framework
-    (runtime.custom_resource.success), or RequestFailed with the reason.
+    (govdr.lambda_support.custom_resource.success), or RequestFailed with the reason.
     ``tls`` defaults to ``tls_from_env(os.environ)``."""
     request = CfnRequest.parse(event)
     refusal = _refusal(request, own)

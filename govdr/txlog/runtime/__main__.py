@@ -1,6 +1,6 @@
 """Run the archiver once from the command line (tests, benchmarks, operators).
 
-``python -m runtime.txlog_archiver --dsn DSN --dir DIR --slot NAME (--kms-key KEY | --key-file
+``python -m govdr.txlog.runtime --dsn DSN --dir DIR --slot NAME (--kms-key KEY | --key-file
 FILE) [--create-slot]`` drains the
 slot until it has been idle for ``--idle`` seconds (or ``--max-seconds`` pass) and prints the
 run's figures as JSON. The slot must exist unless ``--create-slot`` is given; a slot the server
@@ -8,9 +8,9 @@ invalidated (``max_slot_wal_keep_size``) is replaced only with ``--create-slot``
 the gap. The password is
 never taken from ``--dsn`` (a command line is visible in ``ps``): libpq reads it from
 PGPASSWORD or a pgpass file (PGPASSFILE, default ~/.pgpass). A DSN that names no ``sslmode`` is
-connected with verified TLS (runtime/pg_tls.py: sslmode=verify-full against the pinned RDS
-roots, or the CA file named by GOVDR_PG_ROOT_CERT, and require_auth=scram-sha-256); a DSN that
-names its own ``sslmode`` (a local PostgreSQL: ``sslmode=disable``) is used as given.
+connected with verified TLS (govdr/lambda_support/pg_tls.py: sslmode=verify-full against the
+pinned RDS roots, or the CA file named by GOVDR_PG_ROOT_CERT, and require_auth=scram-sha-256);
+a DSN that names its own ``sslmode`` (a local PostgreSQL: ``sslmode=disable``) is used as given.
 Exit 2: bad arguments, or the archive or the database refused (the message says which and how
 to fix).
 """
@@ -27,12 +27,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runtime.pg_tls import TlsSetupError, tls_from_env, with_verified_tls
-from runtime.txlog_archiver import contract
-from runtime.txlog_archiver.archive import Archive, ArchiveError, parse_lsn
-from runtime.txlog_archiver.spill import DEFAULT_SPILL_BYTES
+from govdr.lambda_support.pg_tls import TlsSetupError, tls_from_env, with_verified_tls
+from govdr.txlog import contract
+from govdr.txlog.runtime.archive import Archive, ArchiveError, parse_lsn
+from govdr.txlog.runtime.spill import DEFAULT_SPILL_BYTES
 
-PROG = "python -m runtime.txlog_archiver"
+PROG = "python -m govdr.txlog.runtime"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg2
     import psycopg2.extras
 
-    from runtime.txlog_archiver.archiver import Archiver
-    from runtime.txlog_archiver.integrity import FileKeyring, Keyring, KmsKeyring
+    from govdr.txlog.runtime.archiver import Archiver
+    from govdr.txlog.runtime.integrity import FileKeyring, Keyring, KmsKeyring
 
     keyring: Keyring
     if args.kms_key:

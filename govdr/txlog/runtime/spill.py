@@ -4,7 +4,7 @@ The archiver holds a transaction's changes in memory until its COMMIT only while
 under ``DEFAULT_SPILL_BYTES``. Past that, the transaction becomes a segment of its own, written
 while it streams: wal2json's BEGIN record already names the transaction's commit LSN, end LSN
 and commit time, so every part line (about ``PART_BYTES`` of changes, see
-:func:`runtime.txlog_archiver.archive.transaction_head`) is complete when it is cut, and the
+:func:`govdr.txlog.runtime.archive.transaction_head`) is complete when it is cut, and the
 segment writer hashes and appends it to the segment's temporary file in the archive directory
 (the Lambda's EFS volume, which has room for any transaction). At COMMIT the last part and the
 seal are written, and the file is fsynced and linked like any segment; only then is the
@@ -24,7 +24,7 @@ from pathlib import Path
 DEFAULT_SPILL_BYTES = 4 * 1024 * 1024
 # Bytes of changes per part line of such a transaction.
 PART_BYTES = 1024 * 1024
-# Temporary files of runs that died: ".<name>.<pid>.<8 hex>.tmp" (runtime.txlog_archiver.archive
+# Temporary files of runs that died: ".<name>.<pid>.<8 hex>.tmp" (govdr.txlog.runtime.archive
 # _NewFile). Never a segment, gap record or manifest, which are never dot-files.
 LEFTOVER_RE = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
 

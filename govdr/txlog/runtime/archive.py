@@ -3,7 +3,7 @@
 A segment holds whole committed transactions, one JSON object per line, in commit order:
 ``{"xid", "lsn", "end_lsn", "commit_time", "changes": [...]}`` (``changes`` are wal2json
 format-2 records). A transaction too large to hold in memory (see
-:mod:`runtime.txlog_archiver.spill`) is a segment of its own, written as consecutive *part*
+:mod:`govdr.txlog.runtime.spill`) is a segment of its own, written as consecutive *part*
 lines that each carry the same fields plus ``"part": k`` (from 0; the last also
 ``"last": true``) and a share of the changes; readers stream them, one part at a time. Its
 name carries the range it covers, so the archive can be listed, searched by time and resumed
@@ -15,7 +15,7 @@ A segment becomes visible only complete and on disk: written to a new temporary 
 (``O_EXCL|O_NOFOLLOW``), fsynced, linked to its name (never replacing or following what is
 there), and the directory fsynced.
 
-Its last line is its seal (:mod:`runtime.txlog_archiver.integrity`): the SHA-256 of the lines
+Its last line is its seal (:mod:`govdr.txlog.runtime.integrity`): the SHA-256 of the lines
 before it and an HMAC chaining it to the record before it.
 
 ``archive.json`` (the manifest, written once) names the server, timeline, database and slot the
@@ -39,9 +39,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runtime.txlog_archiver.errors import ArchiveError as ArchiveError
-from runtime.txlog_archiver.errors import IntegrityError as IntegrityError
-from runtime.txlog_archiver.integrity import (
+from govdr.txlog.runtime.errors import ArchiveError as ArchiveError
+from govdr.txlog.runtime.errors import IntegrityError as IntegrityError
+from govdr.txlog.runtime.integrity import (
     ArchiveKey,
     Seal,
     digest_lines,

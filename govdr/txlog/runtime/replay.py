@@ -39,7 +39,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from runtime.txlog_archiver.archive import (
+from govdr.txlog.runtime.archive import (
     Archive,
     ArchiveError,
     ChainStart,
@@ -51,7 +51,7 @@ from runtime.txlog_archiver.archive import (
     link,
     parse_commit_time,
 )
-from runtime.txlog_archiver.integrity import ArchiveKey
+from govdr.txlog.runtime.integrity import ArchiveKey
 
 BOOKKEEPING = "govdr_txlog_replay"
 STAGING = "govdr_txlog_replay_rows"

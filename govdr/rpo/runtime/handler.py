@@ -20,7 +20,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runtime.rpo_monitor import contract
+from govdr.rpo import contract
 
 NAMESPACE = contract.NAMESPACE
 SERVICE = contract.SERVICE

@@ -32,8 +32,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runtime.backup_vault_cleaner import contract
-from runtime.custom_resource import CfnRequest, RequestFailed, success
+from govdr.backup import contract
+from govdr.lambda_support.custom_resource import CfnRequest, RequestFailed, success
 
 LOG = Logger(service=contract.SERVICE)
 
@@ -181,7 +181,7 @@ def handle(
     own_vault: str,
 ) -> dict[str, Any]:
     """Carry out one CloudFormation request; its result for the custom-resource framework
-    (runtime.custom_resource.success), or RequestFailed with the reason."""
+    (govdr.lambda_support.custom_resource.success), or RequestFailed with the reason."""
     request = CfnRequest.parse(event)
     vault_name = request.properties.get("BackupVaultName")
     if not vault_name or not isinstance(vault_name, str):

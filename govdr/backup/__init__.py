@@ -1,0 +1,1 @@
+"""The backup capability: its contract, its Lambda code (runtime/) and its infrastructure."""

@@ -1,0 +1,1 @@
+"""The credentials capability: its contract, its Lambda code (runtime/) and its infrastructure."""

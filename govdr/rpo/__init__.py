@@ -1,0 +1,1 @@
+"""The rpo capability: its contract, its Lambda code (runtime/) and its infrastructure."""

@@ -1,1 +1,0 @@
-"""Lambda function code; never imports aws_cdk."""
