@@ -137,6 +137,14 @@ FLOWS: tuple[Flow, ...] = (
         service="secretsmanager",
     ),
     Flow(
+        (BOOTSTRAP,),
+        Group.BOOTSTRAP,
+        Group.ENDPOINTS,
+        HTTPS_PORT,
+        "read its own stack's status (drop the slot only on stack deletion)",
+        service="cloudformation",
+    ),
+    Flow(
         (VAULT_CLEANER,),
         Group.OPS,
         Group.ENDPOINTS,

@@ -18,6 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 REQUEST_TYPES = ("Create", "Update", "Delete")
+# The status of a stack that is being deleted. CloudFormation also sends Delete for the old
+# resource after a replacement (a changed logical ID or an immutable property, the service
+# token among them) and for a new one on a rollback, while the stack is
+# UPDATE_COMPLETE_CLEANUP_IN_PROGRESS or *_ROLLBACK_IN_PROGRESS: a handler that removes data
+# does so only in this status.
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-requesttypes-delete.html
+DELETING_STACK_STATUS = "DELETE_IN_PROGRESS"
 # CloudFormation's response (the reason included) must stay within 4 KB
 # (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html):
 # a reason is cut to this, leaving room for the framework's log-group line and the rest.
@@ -75,6 +82,13 @@ def _object(event: Mapping[str, Any], field: str) -> dict[str, Any]:
             f"{field} is not a JSON object (got {type(value).__name__}); nothing was changed"
         )
     return dict(value)
+
+
+def stack_status(cloudformation: Any, stack_id: str) -> str:
+    """The status of the stack that sent the request (DescribeStacks takes the stack ID:
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeStacks.html)."""
+    stacks = cloudformation.describe_stacks(StackName=stack_id).get("Stacks", [])
+    return str(stacks[0]["StackStatus"]) if stacks else "NOT_FOUND"
 
 
 def success(data: Mapping[str, Any], physical_resource_id: str | None = None) -> dict[str, Any]:

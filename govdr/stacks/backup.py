@@ -243,9 +243,12 @@ class BackupStack(NestedStack):
             subnets=subnets,
             security_group=provider_sg,
         )
+        # A new logical ID, as for the bootstrap (govdr/stacks/database.py): the ServiceToken of
+        # the earlier versions cannot be updated; the old resource's Delete, during the update's
+        # cleanup, empties nothing.
         self.vault_cleaner = CustomResource(
             self,
-            "VaultCleanerResource",
+            "VaultCleanerCustomResource",
             service_token=self.vault_cleaner_provider.service_token,
             resource_type="Custom::BackupVaultCleaner",
             service_timeout=Duration.seconds(service_timeout(VAULT_CLEANER_TIMEOUT_SECONDS)),

@@ -363,13 +363,24 @@ class DatabaseStack(NestedStack):
             description="Creates the archiver's replication user; drops its slot on teardown",
             code=bundled_code("txlog"),
             handler="govdr.txlog.runtime.bootstrap.handler",
-            statements=secret_read_statements(
-                [self.master_secret.secret_arn, self.replication_secret.secret_arn],
-                secrets_key.key_arn,
-            ),
+            statements=[
+                *secret_read_statements(
+                    [self.master_secret.secret_arn, self.replication_secret.secret_arn],
+                    secrets_key.key_arn,
+                ),
+                # A Delete drops the slot only while its own stack is being deleted
+                # (DescribeStacks takes the stack's ARN as resource:
+                # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudformation.html).
+                iam.PolicyStatement(
+                    sid="ReadOwnStackStatus",
+                    actions=["cloudformation:DescribeStacks"],
+                    resources=[Aws.STACK_ID],
+                ),
+            ],
             vpc=vpc,
             subnets=subnets,
-            # Its own group: the database and Secrets Manager (the framework answers).
+            # Its own group: the database, Secrets Manager and CloudFormation (the framework
+            # answers).
             security_group=bootstrap_sg,
             logs=log_settings(config, logs_key),
             timeout=Duration.seconds(BOOTSTRAP_TIMEOUT_SECONDS),
@@ -390,9 +401,15 @@ class DatabaseStack(NestedStack):
             subnets=subnets,
             security_group=provider_sg,
         )
+        # Its logical ID is not the one of the versions that answered CloudFormation from the
+        # handler itself: CloudFormation cannot change a custom resource's ServiceToken ("Updates
+        # aren't supported",
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-cloudformation-customresource.html),
+        # so an existing stack replaces it, and the old one's Delete, sent while the stack is
+        # UPDATE_COMPLETE_CLEANUP_IN_PROGRESS, drops nothing (govdr/txlog/runtime/bootstrap.py).
         self.bootstrap_resource = CustomResource(
             self,
-            "TxlogBootstrapResource",
+            "TxlogBootstrapCustomResource",
             service_token=self.bootstrap_provider.service_token,
             resource_type="Custom::TxlogBootstrap",
             service_timeout=Duration.seconds(service_timeout(BOOTSTRAP_TIMEOUT_SECONDS)),

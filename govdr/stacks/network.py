@@ -65,8 +65,8 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     # The custom-resource framework invokes its handler through it.
     "Lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
 }
-# Built only when a declared flow of the synthesis goes to the service: the vault cleaner reads
-# its stack's status (DescribeStacks), and it is not built with the prod switch
+# Built only when a declared flow of the synthesis goes to the service: the bootstrap and the
+# vault cleaner read their stack's status (DescribeStacks)
 # (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/vpc-interface-endpoints.html).
 FLOW_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "CloudFormation": ec2.InterfaceVpcEndpointAwsService.CLOUDFORMATION,

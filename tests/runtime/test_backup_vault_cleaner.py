@@ -107,7 +107,7 @@ def event(url: str, request_type: str = "Delete", **props: str) -> dict[str, Any
         "ResponseURL": url,
         "StackId": STACK_ID,
         "RequestId": "req-1",
-        "LogicalResourceId": "VaultCleanerResource",
+        "LogicalResourceId": "VaultCleanerCustomResource",
         "PhysicalResourceId": f"empty-on-delete:{VAULT}",
         "ResourceProperties": {"BackupVaultName": VAULT, **props},
     }

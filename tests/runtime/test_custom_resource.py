@@ -26,7 +26,7 @@ def _event(url: str, **fields: Any) -> dict[str, Any]:
         "ResponseURL": url,
         "StackId": STACK_ID,
         "RequestId": "req-7",
-        "LogicalResourceId": "VaultCleanerResource",
+        "LogicalResourceId": "VaultCleanerCustomResource",
         "ResourceProperties": {"BackupVaultName": "backup-vault-dev"},
         **fields,
     }

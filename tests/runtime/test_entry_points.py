@@ -38,7 +38,7 @@ def test_the_cleaner_entry_answers_a_create_with_its_own_vault(
     monkeypatch.setenv(cleaner.VAULT_ENV, "backup-vault-dev")
     with mock_aws():
         answer(
-            _event(url, "Create", "VaultCleanerResource", BackupVaultName="backup-vault-dev"),
+            _event(url, "Create", "VaultCleanerCustomResource", BackupVaultName="backup-vault-dev"),
             lambda e: cleaner.handler(e, LambdaTestContext()),
         )
     [body] = bodies
@@ -55,7 +55,7 @@ def test_the_cleaner_entry_answers_without_its_vault_setting(
     monkeypatch.delenv(cleaner.VAULT_ENV, raising=False)
     with mock_aws():
         answer(
-            _event(url, "Delete", "VaultCleanerResource", BackupVaultName="backup-vault-dev"),
+            _event(url, "Delete", "VaultCleanerCustomResource", BackupVaultName="backup-vault-dev"),
             lambda e: cleaner.handler(e, LambdaTestContext()),
         )
     [body] = bodies
@@ -85,7 +85,7 @@ def test_the_bootstrap_entry_reads_its_environment_and_refuses_another_slot(
             _event(
                 url,
                 "Create",
-                "TxlogBootstrapResource",
+                "TxlogBootstrapCustomResource",
                 MasterSecretArn=arns["master"],
                 ReplicationSecretArn=arns["replication"],
                 SlotName="another_slot",
@@ -113,7 +113,7 @@ def test_the_bootstrap_entry_answers_without_its_settings(
             _event(
                 url,
                 "Delete",
-                "TxlogBootstrapResource",
+                "TxlogBootstrapCustomResource",
                 MasterSecretArn="m",
                 ReplicationSecretArn="r",
                 SlotName="govdr_txlog",

@@ -37,7 +37,7 @@ from govdr.txlog.runtime import handler as archiver_handler
 from govdr.txlog.runtime.archiver import ensure_slot
 from govdr.txlog.runtime.handler import dsn_from_secret
 from tests.support.archive_keys import key_file, writable_archive
-from tests.support.cdk_provider import answer, reason_of
+from tests.support.cdk_provider import answer, reason_of, stack_deleting
 from tests.support.lambda_context import LambdaTestContext
 from tests.support.pgcluster import Postgres, start_cluster, stop_cluster, write_ca
 
@@ -262,7 +262,7 @@ def _bootstrap_event(url: str, slot: str, database: str) -> dict[str, Any]:
         "ResponseURL": url,
         "StackId": "arn:aws:cloudformation:eu-central-2:123456789012:stack/TapStacktls/1",
         "RequestId": "req-tls",
-        "LogicalResourceId": "TxlogBootstrapResource",
+        "LogicalResourceId": "TxlogBootstrapCustomResource",
         "ResourceProperties": {
             "MasterSecretArn": "master",
             "ReplicationSecretArn": "replication",
@@ -290,12 +290,22 @@ def test_the_bootstrap_logs_in_as_master_over_verified_tls(
     event = _bootstrap_event(url, slot, database)
     # The twin first: the default roots (the pinned RDS CAs) refuse the test server.
     monkeypatch.delenv(ROOT_CERT_ENV, raising=False)
-    answer(event, lambda e: bootstrap.handle(e, secrets.__getitem__, psycopg2.connect, own=own))
+    answer(
+        event,
+        lambda e: bootstrap.handle(
+            e, secrets.__getitem__, psycopg2.connect, stack_status=stack_deleting, own=own
+        ),
+    )
     assert bodies[-1]["Status"] == "FAILED"
     assert "certificate verify failed" in reason_of(bodies[-1])
     monkeypatch.setenv(ROOT_CERT_ENV, str(ca))
     try:
-        answer(event, lambda e: bootstrap.handle(e, secrets.__getitem__, psycopg2.connect, own=own))
+        answer(
+            event,
+            lambda e: bootstrap.handle(
+                e, secrets.__getitem__, psycopg2.connect, stack_status=stack_deleting, own=own
+            ),
+        )
         assert bodies[-1]["Status"] == "SUCCESS", reason_of(bodies[-1])
         assert tls_pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{user}'") == "1"
     finally:
@@ -320,7 +330,9 @@ def test_a_missing_ca_file_fails_the_bootstrap_with_a_one_line_reason(
     with caplog.at_level(logging.INFO):
         answer(
             _bootstrap_event(url, slot, "govdr"),
-            lambda e: bootstrap.handle(e, no_secret, psycopg2.connect, own=own),
+            lambda e: bootstrap.handle(
+                e, no_secret, psycopg2.connect, stack_status=stack_deleting, own=own
+            ),
         )
     [body] = bodies
     assert body["Status"] == "FAILED"

@@ -22,7 +22,7 @@ from govdr.txlog.runtime.archiver import Archiver
 from govdr.txlog.runtime.handler import Settings, dsn_from_secret, run_once
 from tests.runtime.conftest import Db
 from tests.support.archive_keys import key_file, keyring
-from tests.support.cdk_provider import answer, reason_of
+from tests.support.cdk_provider import answer, reason_of, stack_deleting
 from tests.support.pgcluster import LOCAL_SOCKET_TLS
 
 MASTER_ARN = "arn:aws:secretsmanager:eu-central-2:123456789012:secret:rds-master-secret-qa-AbCdEf"
@@ -71,7 +71,7 @@ class Setup:
             "ResponseURL": url,
             "StackId": "arn:aws:cloudformation:eu-central-2:123456789012:stack/TapStackqa/1",
             "RequestId": f"req-{request_type}",
-            "LogicalResourceId": "TxlogBootstrapResource",
+            "LogicalResourceId": "TxlogBootstrapCustomResource",
             "ResourceProperties": props,
         }
 
@@ -89,7 +89,12 @@ class Setup:
         answer(
             self.event(url, request_type, **overrides),
             lambda e: bootstrap.handle(
-                e, self.secrets.get, self.connect, own=self.own, tls=LOCAL_SOCKET_TLS
+                e,
+                self.secrets.get,
+                self.connect,
+                stack_status=stack_deleting,
+                own=self.own,
+                tls=LOCAL_SOCKET_TLS,
             ),
         )
 
@@ -244,6 +249,43 @@ def test_delete_drops_an_active_slot_and_the_users(
     assert bodies[-1]["Data"]["slot_dropped"] is False
 
 
+@pytest.mark.parametrize(
+    "status", ["UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_ROLLBACK_IN_PROGRESS"]
+)
+def test_a_delete_outside_a_stack_deletion_drops_nothing(
+    setup: Setup, response_url: tuple[str, list[dict[str, Any]]], status: str
+) -> None:
+    """A replaced resource (a new logical ID, or the framework's new service token) gets its
+    Delete during the update's cleanup, after its successor's Create: dropping the slot and the
+    users then would cut the archive off. Only a stack deletion drops them (the twin is the
+    test above, with the stack DELETE_IN_PROGRESS)."""
+    url, bodies = response_url
+    setup.handle(url, "Create")
+    _create_slot(setup, setup.slot)
+    event = setup.event(url, "Delete")
+    event["PhysicalResourceId"] = bodies[-1]["PhysicalResourceId"]
+    answer(
+        event,
+        lambda e: bootstrap.handle(
+            e,
+            setup.secrets.get,
+            setup.connect,
+            stack_status=lambda _: status,
+            own=setup.own,
+            tls=LOCAL_SOCKET_TLS,
+        ),
+    )
+    body = bodies[-1]
+    assert body["Status"] == "SUCCESS", reason_of(body)
+    assert body["Data"] == {
+        "Skipped": f"stack is {status}; the slot and the users are dropped only while the "
+        "stack is DELETE_IN_PROGRESS"
+    }
+    assert _slot_count(setup, setup.slot) == "1"
+    roles = setup.db.pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{setup.username}'")
+    assert roles == "1"
+
+
 def test_delete_does_not_block_teardown_when_the_database_is_gone(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
@@ -251,7 +293,12 @@ def test_delete_does_not_block_teardown_when_the_database_is_gone(
     answer(
         setup.event(url, "Delete"),
         lambda e: bootstrap.handle(
-            e, setup.secrets.get, unreachable, own=setup.own, tls=LOCAL_SOCKET_TLS
+            e,
+            setup.secrets.get,
+            unreachable,
+            stack_status=stack_deleting,
+            own=setup.own,
+            tls=LOCAL_SOCKET_TLS,
         ),
     )
     [body] = bodies
@@ -266,7 +313,12 @@ def test_create_fails_clearly_when_the_database_is_unreachable(
     answer(
         setup.event(url, "Create"),
         lambda e: bootstrap.handle(
-            e, setup.secrets.get, unreachable, own=setup.own, tls=LOCAL_SOCKET_TLS
+            e,
+            setup.secrets.get,
+            unreachable,
+            stack_status=stack_deleting,
+            own=setup.own,
+            tls=LOCAL_SOCKET_TLS,
         ),
     )
     [body] = bodies
@@ -325,6 +377,7 @@ class PasswordMaster:
                 self.read_secret,
                 self.setup.connect,
                 sleep=self.sleeps.append,
+                stack_status=stack_deleting,
                 own=self.setup.own,
                 tls=LOCAL_SOCKET_TLS,
             ),
@@ -455,7 +508,12 @@ def test_item_12_a_renamed_slot_drops_the_old_one(
     answer(
         event,
         lambda e: bootstrap.handle(
-            e, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS
+            e,
+            setup.secrets.get,
+            setup.connect,
+            stack_status=stack_deleting,
+            own=setup.own,
+            tls=LOCAL_SOCKET_TLS,
         ),
     )
     assert bodies[-1]["Status"] == "SUCCESS", reason_of(bodies[-1])
@@ -466,7 +524,12 @@ def test_item_12_a_renamed_slot_drops_the_old_one(
     answer(
         event,
         lambda e: bootstrap.handle(
-            e, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS
+            e,
+            setup.secrets.get,
+            setup.connect,
+            stack_status=stack_deleting,
+            own=setup.own,
+            tls=LOCAL_SOCKET_TLS,
         ),
     )
     body = bodies[-1]
@@ -492,7 +555,12 @@ def test_item_12_an_old_slot_outside_the_product_names_is_not_dropped(
         answer(
             event,
             lambda e: bootstrap.handle(
-                e, setup.secrets.get, setup.connect, own=setup.own, tls=LOCAL_SOCKET_TLS
+                e,
+                setup.secrets.get,
+                setup.connect,
+                stack_status=stack_deleting,
+                own=setup.own,
+                tls=LOCAL_SOCKET_TLS,
             ),
         )
         assert bodies[-1]["Status"] == "FAILED"

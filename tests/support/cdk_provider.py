@@ -181,3 +181,8 @@ def reason_of(body: dict[str, Any]) -> str:
     head, logs, _ = text.partition("\n\nLogs: /aws/lambda/")
     assert logs, f"not the framework's failure reason: {text!r}"
     return head.removeprefix("Error: ")
+
+
+def stack_deleting(_stack_id: str) -> str:
+    """The status of a stack being deleted, for a handler that reads its stack's status."""
+    return "DELETE_IN_PROGRESS"

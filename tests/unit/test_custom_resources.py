@@ -52,14 +52,14 @@ def test_the_service_timeout_covers_the_handler_and_stays_under_the_ceiling() ->
 
 def _database(synth: Synth) -> tuple[dict[str, Any], dict[str, Any]]:
     database = copy.deepcopy(synth.raw("database"))
-    return database, database["Resources"]["TxlogBootstrapResource"]["Properties"]
+    return database, database["Resources"]["TxlogBootstrapCustomResource"]["Properties"]
 
 
 def test_a_missing_service_timeout_fails(synth: Synth) -> None:
     database, props = _database(synth)
     del props["ServiceTimeout"]
     assert texts(custom_resource_timeout_findings(database)) == [
-        "TxlogBootstrapResource: no ServiceTimeout, so CloudFormation waits an hour for an "
+        "TxlogBootstrapCustomResource: no ServiceTimeout, so CloudFormation waits an hour for an "
         "answer that does not come"
     ]
 
@@ -68,12 +68,14 @@ def test_a_service_timeout_above_the_ceiling_fails(synth: Synth) -> None:
     database, props = _database(synth)
     props["ServiceTimeout"] = "3600"
     assert texts(custom_resource_timeout_findings(database)) == [
-        "TxlogBootstrapResource: ServiceTimeout '3600' is not a whole number of seconds from 1 "
+        "TxlogBootstrapCustomResource: ServiceTimeout '3600' is not a whole number of seconds "
+        "from 1 "
         "to 960"
     ]
     props["ServiceTimeout"] = "three minutes"
     assert texts(custom_resource_timeout_findings(database)) == [
-        "TxlogBootstrapResource: ServiceTimeout 'three minutes' is not a whole number of seconds "
+        "TxlogBootstrapCustomResource: ServiceTimeout 'three minutes' is not a whole number of "
+        "seconds "
         "from 1 to 960"
     ]
 
@@ -87,17 +89,19 @@ def test_a_service_timeout_shorter_than_the_handler_fails(synth: Synth) -> None:
     handler = framework["Environment"]["Variables"]["USER_ON_EVENT_FUNCTION_ARN"]["Fn::GetAtt"][0]
     assert database["Resources"][handler]["Properties"]["Timeout"] == 120
     assert texts(custom_resource_timeout_findings(database)) == [
-        f"TxlogBootstrapResource: ServiceTimeout 60 s is shorter than the 120 s Lambda timeout "
+        "TxlogBootstrapCustomResource: ServiceTimeout 60 s is shorter than the 120 s Lambda "
+        "timeout "
         f"of its handler {handler}"
     ]
 
 
 def test_a_generic_custom_resource_type_is_checked_too(synth: Synth) -> None:
     database, props = _database(synth)
-    database["Resources"]["TxlogBootstrapResource"]["Type"] = "AWS::CloudFormation::CustomResource"
+    resource = database["Resources"]["TxlogBootstrapCustomResource"]
+    resource["Type"] = "AWS::CloudFormation::CustomResource"
     del props["ServiceTimeout"]
     assert texts(custom_resource_timeout_findings(database)) == [
-        "TxlogBootstrapResource: no ServiceTimeout, so CloudFormation waits an hour for an "
+        "TxlogBootstrapCustomResource: no ServiceTimeout, so CloudFormation waits an hour for an "
         "answer that does not come"
     ]
 

@@ -203,8 +203,8 @@ def test_fault_1_an_in_vpc_answerer_without_an_s3_flow_fails(synth: Synth) -> No
         f"{resource}: the function CloudFormation sends it to, {answerer}, runs in the VPC but "
         "has no declared flow to the S3 gateway endpoint, so it cannot answer CloudFormation"
         for resource, answerer in (
-            ("VaultCleanerResource", VAULT_CLEANER_PROVIDER),
-            ("TxlogBootstrapResource", BOOTSTRAP_PROVIDER),
+            ("VaultCleanerCustomResource", VAULT_CLEANER_PROVIDER),
+            ("TxlogBootstrapCustomResource", BOOTSTRAP_PROVIDER),
         )
     ]
 
@@ -434,7 +434,8 @@ def test_an_undeclared_function_and_a_missing_client_fail(synth: Synth) -> None:
         f"{lid}: in-VPC function txlog-helper has no declared flows (govdr/network_flows.py)",
         f"network-flows: declared client {BOOTSTRAP_PROVIDER} is not an in-VPC function of this "
         "synthesis",
-        "TxlogBootstrapResource: the function CloudFormation sends it to, txlog-helper, runs in "
+        "TxlogBootstrapCustomResource: the function CloudFormation sends it to, txlog-helper, "
+        "runs in "
         "the VPC but has no declared flow to the S3 gateway endpoint, so it cannot answer "
         "CloudFormation",
     ]

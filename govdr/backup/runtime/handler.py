@@ -33,7 +33,13 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from govdr.backup import contract
-from govdr.lambda_support.custom_resource import CfnRequest, RequestFailed, success
+from govdr.lambda_support.custom_resource import (
+    DELETING_STACK_STATUS,
+    CfnRequest,
+    RequestFailed,
+    stack_status,
+    success,
+)
 
 LOG = Logger(service=contract.SERVICE)
 
@@ -43,8 +49,6 @@ ACTIVE_JOB_STATES = ("CREATED", "PENDING", "RUNNING")
 UNSTOPPABLE_RESOURCE_TYPES = frozenset(
     {"RDS", "Aurora", "DocumentDB", "Neptune", "FSx", "SAP HANA on Amazon EC2"}
 )
-# The stack status in which the vault is emptied (the stack is being torn down).
-DELETING_STACK_STATUS = "DELETE_IN_PROGRESS"
 VAULT_ENV = contract.ENV_VAULT_NAME
 POLL_SECONDS = 10
 # Leave time to return (and the framework to answer) after the last poll.
@@ -163,12 +167,6 @@ def _count_unstoppable(client: Any, vault_name: str) -> int:
                 if job.get("ResourceType") in UNSTOPPABLE_RESOURCE_TYPES
             )
     return count
-
-
-def stack_status(cloudformation: Any, stack_id: str) -> str:
-    """The status of the stack that sent the event (DescribeStacks takes the stack ID)."""
-    stacks = cloudformation.describe_stacks(StackName=stack_id).get("Stacks", [])
-    return str(stacks[0]["StackStatus"]) if stacks else "NOT_FOUND"
 
 
 def handle(

@@ -12,10 +12,12 @@ Create / Update (idempotent), connected as the master user over verified TLS
   with an IAM database authentication token (``GRANT rds_iam`` where that role exists, i.e. on
   RDS), may connect to the archived database and nothing more, read-only by default.
 
-Delete: the archive's replication slot is dropped (an abandoned slot keeps WAL until the
-storage fills), then the replication user, its rotation clone and the drills' login. A
-database that can no longer be reached does not block the teardown: the result says what
-was left (``database_unreachable``). A missing CA file (``runtime/pg_tls.TlsSetupError``)
+Delete, while the stack is being deleted: the archive's replication slot is dropped (an
+abandoned slot keeps WAL until the storage fills), then the replication user, its rotation
+clone and the drills' login. A Delete in any other stack status (the old resource after a
+replacement, a new one on a rollback) drops nothing: the resource's successor still needs them.
+A database that can no longer be reached does not block the teardown: the result says what
+was left (``database_unreachable``). A missing CA file (``pg_tls.TlsSetupError``)
 fails every request, Delete included, with its one-line reason: it is a broken bundle or
 setting, not a database that is gone.
 
@@ -50,9 +52,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from govdr.lambda_support.custom_resource import (
+    DELETING_STACK_STATUS,
     MAX_REASON_CHARS,
     CfnRequest,
     RequestFailed,
+    stack_status,
     success,
 )
 from govdr.lambda_support.pg_tls import TlsSetupError, tls_from_env
@@ -346,11 +350,13 @@ def handle(
     sleep: Callable[[float], None] = time.sleep,
     *,
     own: OwnEnvironment,
+    stack_status: Callable[[str], str],
     tls: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Carry out one CloudFormation request; its result for the custom-resource framework
     (govdr.lambda_support.custom_resource.success), or RequestFailed with the reason.
-    ``tls`` defaults to ``tls_from_env(os.environ)``."""
+    ``stack_status`` reads the status of the stack that sent a Delete; ``tls`` defaults to
+    ``tls_from_env(os.environ)``."""
     request = CfnRequest.parse(event)
     refusal = _refusal(request, own)
     if refusal is not None:
@@ -378,6 +384,17 @@ def handle(
             )
 
         if request.request_type == "Delete":
+            status_now = stack_status(request.stack_id)
+            if status_now != DELETING_STACK_STATUS:
+                # A replacement or a rollback: the resource's successor (or predecessor) still
+                # needs the slot and the users.
+                LOG.info(json.dumps({"request": "Delete", "skipped": status_now}))
+                return success(
+                    {
+                        "Skipped": f"stack is {status_now}; the slot and the users are dropped "
+                        f"only while the stack is {DELETING_STACK_STATUS}"
+                    }
+                )
             try:
                 connection = as_master()
             except Exception as exc:  # the database may already be gone
@@ -415,7 +432,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     import boto3
     import psycopg2
 
-    client = boto3.client("secretsmanager", region_name=os.environ.get("AWS_REGION"))
+    region = os.environ.get("AWS_REGION")
+    client = boto3.client("secretsmanager", region_name=region)
+    cloudformation = boto3.client("cloudformation", region_name=region)
 
     def read_secret(arn: str) -> Mapping[str, Any]:
         # AWSCURRENT at the moment of each read (re-read after a refused login).
@@ -423,4 +442,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         value: Mapping[str, Any] = json.loads(response["SecretString"])
         return value
 
-    return handle(event, read_secret, psycopg2.connect, own=OwnEnvironment.from_environ(os.environ))
+    return handle(
+        event,
+        read_secret,
+        psycopg2.connect,
+        own=OwnEnvironment.from_environ(os.environ),
+        stack_status=lambda stack_id: stack_status(cloudformation, stack_id),
+    )
