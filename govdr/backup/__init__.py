@@ -1,1 +1,3 @@
-"""The backup capability: its contract, its Lambda code (runtime/) and its infrastructure."""
+"""The backup vault's teardown: its contract (contract.py) and its Lambda code (runtime/); the
+nested stacks in govdr/stacks/ build its infrastructure.
+"""

@@ -7,7 +7,8 @@ raised, and FAILED too when the handler crashes or times out, so that no request
 unanswered
 (https://docs.aws.amazon.com/cdk/api/v2/docs/aws-cdk-lib.custom_resources-readme.html#provider-framework,
 https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html).
-The handler never sees the response URL's answer path and needs no route to S3.
+The framework passes the request on with its pre-signed response URL, but the handler never
+uses it (nor logs the event) and needs no route to S3.
 
 The framework's function is built like every govdr function: in the isolated subnets with its
 own security group (it reaches Lambda through the interface endpoint and the pre-signed S3

@@ -1,1 +1,3 @@
-"""The credentials capability: its contract, its Lambda code (runtime/) and its infrastructure."""
+"""The database credentials' rotation: its contract (contract.py) and its Lambda code (runtime/);
+the nested stacks in govdr/stacks/ build its infrastructure.
+"""

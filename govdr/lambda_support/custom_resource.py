@@ -20,9 +20,10 @@ from typing import Any
 REQUEST_TYPES = ("Create", "Update", "Delete")
 # The status of a stack that is being deleted. CloudFormation also sends Delete for the old
 # resource after a replacement (a changed logical ID or an immutable property, the service
-# token among them) and for a new one on a rollback, while the stack is
-# UPDATE_COMPLETE_CLEANUP_IN_PROGRESS or *_ROLLBACK_IN_PROGRESS: a handler that removes data
-# does so only in this status.
+# token among them) and for a new one when an update rolls back, while the stack is
+# UPDATE_COMPLETE_CLEANUP_IN_PROGRESS or UPDATE_ROLLBACK_(COMPLETE_CLEANUP_)IN_PROGRESS: a
+# handler that removes data does so only while its stack is being deleted (or, for the
+# bootstrap, while a first create rolls back: ROLLBACK_IN_PROGRESS).
 # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-requesttypes-delete.html
 DELETING_STACK_STATUS = "DELETE_IN_PROGRESS"
 # CloudFormation's response (the reason included) must stay within 4 KB

@@ -1,1 +1,3 @@
-"""The rpo capability: its contract, its Lambda code (runtime/) and its infrastructure."""
+"""The RPO measurement: its contract (contract.py) and its Lambda code (runtime/); the nested
+stacks in govdr/stacks/ build its infrastructure.
+"""

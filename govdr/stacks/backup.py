@@ -26,8 +26,10 @@ from govdr.constructs.vpc_function import VpcFunction
 from govdr.naming import name
 from govdr.stacks.settings import log_settings
 
-# Emptying a vault waits for deletions; the handler answers 30 s before this runs out.
-VAULT_CLEANER_TIMEOUT_SECONDS = 900
+# Emptying a vault waits for deletions; the handler returns 30 s before this runs out. Below the
+# Provider framework's own 15 minutes, so that a handler that times out is still answered FAILED
+# by the framework, which outlives it.
+VAULT_CLEANER_TIMEOUT_SECONDS = 840
 CLEANER_FUNCTION_TYPE = "backup-vault-cleaner"  # VpcFunction names its role "<type>-role-<suffix>"
 
 

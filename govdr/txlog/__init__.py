@@ -1,1 +1,3 @@
-"""The txlog capability: its contract, its Lambda code (runtime/) and its infrastructure."""
+"""The transaction-log archive: its contract (contract.py) and its Lambda code (runtime/); the
+nested stacks in govdr/stacks/ build its infrastructure.
+"""

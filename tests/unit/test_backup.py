@@ -121,7 +121,7 @@ def test_vault_cleaner_runs_in_the_vpc_with_its_own_log_group(synth: Synth) -> N
     assert props["FunctionName"] == f"backup-vault-cleaner-{TEST_SUFFIX}"
     assert props["Handler"] == "govdr.backup.runtime.handler.handler"
     assert props["Runtime"].startswith("python3.")
-    assert props["Timeout"] == 900
+    assert props["Timeout"] == 840  # under the framework's 900 s, which answers even its timeout
     assert len(props["VpcConfig"]["SubnetIds"]) == 3
     assert "OpsSecurityGroup" in json.dumps(props["VpcConfig"]["SecurityGroupIds"])
     assert "VaultCleanerLogGroup" in json.dumps(props["LoggingConfig"])

@@ -87,6 +87,8 @@ def slot_wal_cap_findings(templates: dict[str, Template]) -> list[Finding]:
         for template in templates.values()
         for logical_id, alarm in resources(template, "AWS::CloudWatch::Alarm")
         if props_of(alarm).get("MetricName") in SLOT_LAG_METRICS
+        # the RDS metric, not a custom one of the same name
+        and props_of(alarm).get("Namespace") == "AWS/RDS"
     ]
     alarmed = {props.get("MetricName") for _, props in lag_alarms}
     for required in SLOT_LAG_METRICS:

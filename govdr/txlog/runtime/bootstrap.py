@@ -65,6 +65,9 @@ from govdr.txlog.runtime.handler import dsn_from_secret
 
 LOG = Logger(service=contract.BOOTSTRAP_SERVICE)
 
+# A stack being deleted, or a first create rolling back (nothing came before this resource):
+# the only statuses in which a Delete drops the slot and the users.
+DROPPING_STACK_STATUSES = (DELETING_STACK_STATUS, "ROLLBACK_IN_PROGRESS")
 CLONE_SUFFIX = "_clone"  # the alternate user of Secrets Manager's multi-user rotation
 TERMINATE_TIMEOUT_MS = 10_000  # how long a delete waits for a streaming archiver to exit
 # Seconds between logins after an authentication failure: four attempts within 14 s.
@@ -369,6 +372,19 @@ def handle(
         LOG.error("txlog bootstrap %s failed: %s", request.request_type, exc)
         raise RequestFailed(str(exc)) from None
     try:
+        if request.request_type == "Delete":
+            # Before anything is read: a Delete that must drop nothing needs no secret.
+            status_now = stack_status(request.stack_id)
+            if status_now not in DROPPING_STACK_STATUSES:
+                # A replacement or an update's rollback: the resource's successor (or
+                # predecessor) still needs the slot and the users.
+                LOG.info(json.dumps({"request": "Delete", "skipped": status_now}))
+                return success(
+                    {
+                        "Skipped": f"stack is {status_now}; the slot and the users are dropped "
+                        f"only while the stack is {' or '.join(DROPPING_STACK_STATUSES)}"
+                    }
+                )
         replication = read_secret(props["ReplicationSecretArn"])
         # The rotation may have made the clone current; the base name is the user to manage.
         username = str(replication["username"]).removesuffix(CLONE_SUFFIX)
@@ -384,17 +400,6 @@ def handle(
             )
 
         if request.request_type == "Delete":
-            status_now = stack_status(request.stack_id)
-            if status_now != DELETING_STACK_STATUS:
-                # A replacement or a rollback: the resource's successor (or predecessor) still
-                # needs the slot and the users.
-                LOG.info(json.dumps({"request": "Delete", "skipped": status_now}))
-                return success(
-                    {
-                        "Skipped": f"stack is {status_now}; the slot and the users are dropped "
-                        f"only while the stack is {DELETING_STACK_STATUS}"
-                    }
-                )
             try:
                 connection = as_master()
             except Exception as exc:  # the database may already be gone
