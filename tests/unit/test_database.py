@@ -403,6 +403,7 @@ def test_the_slot_keeps_at_most_a_fifth_of_the_storage_and_alarms_at_half_of_tha
         ("falling-alarm", "alarms when 'LessThanThreshold': it must fire as the lag rises"),
         ("other-family", "max_slot_wal_keep_size is None"),
         ("no-logical-alarm", "no alarm on OldestLogicalReplicationSlotLag warns before"),
+        ("other-instance", "alarms on 'rds-elsewhere', which is not a capped PostgreSQL instance"),
     ],
 )
 @pytest.mark.control("SI-4")
@@ -438,6 +439,11 @@ def test_the_slot_cap_check_rejects_an_uncapped_slot_or_a_late_alarm(
         # a family govdr has no engine table for is still a PostgreSQL group, still checked
         _parameter_group(database)["Properties"]["Family"] = "postgres99"
         del parameters["max_slot_wal_keep_size"]
+    elif mutation == "other-instance":
+        # an alarm on an instance outside the synthesis watches none of its slots
+        _slot_lag_alarm(monitoring)["Properties"]["Dimensions"] = [
+            {"Name": "DBInstanceIdentifier", "Value": "rds-elsewhere"}
+        ]
     elif mutation == "no-logical-alarm":
         _slot_lag_alarm(monitoring, "OldestLogicalReplicationSlotLag")["Properties"][
             "MetricName"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from govdr.compliance.finding import Finding
+from govdr.compliance.flows import Synthesis
 from govdr.compliance.templates import Template, props_of, ref_of, resources
 
 RULE = "slot-wal-cap"
@@ -47,18 +50,22 @@ def _capped_groups(templates: dict[str, Template], findings: list[Finding]) -> d
     return caps
 
 
-def _uncapped_instances(
+def _capped_instances(
     templates: dict[str, Template], caps: dict[str, int], findings: list[Finding]
-) -> None:
-    """A PostgreSQL instance on RDS's default parameter group (max_slot_wal_keep_size -1) or on
-    a group that is not capped here has no cap at all."""
+) -> set[tuple[str, str]]:
+    """The (template, logical ID) of every PostgreSQL instance on a capped group; an instance on
+    RDS's default parameter group (max_slot_wal_keep_size -1) or on a group that is not capped
+    here has no cap at all, and is a finding."""
+    capped: set[tuple[str, str]] = set()
     for name, template in templates.items():
         for logical_id, instance in resources(template, "AWS::RDS::DBInstance"):
             props = props_of(instance)
             if not str(props.get("Engine", "")).startswith("postgres"):
                 continue
             group = ref_of(props.get("DBParameterGroupName"))
-            if f"{name}/{group}" not in caps:
+            if f"{name}/{group}" in caps:
+                capped.add((name, logical_id))
+            else:
                 findings.append(
                     Finding(
                         logical_id,
@@ -67,6 +74,17 @@ def _uncapped_instances(
                         "storage is full",
                     )
                 )
+    return capped
+
+
+def _watched_instance(
+    synthesis: Synthesis, name: str, props: dict[str, Any]
+) -> tuple[str, str] | str | None:
+    """The instance an alarm's DBInstanceIdentifier dimension names (followed across stacks)."""
+    for dimension in props.get("Dimensions") or []:
+        if isinstance(dimension, dict) and dimension.get("Name") == "DBInstanceIdentifier":
+            return synthesis.resolve(name, dimension.get("Value"))
+    return None
 
 
 def slot_wal_cap_findings(templates: dict[str, Template]) -> list[Finding]:
@@ -78,26 +96,35 @@ def slot_wal_cap_findings(templates: dict[str, Template]) -> list[Finding]:
     cap at most, while the archive can still catch up."""
     findings: list[Finding] = []
     caps = _capped_groups(templates, findings)
-    _uncapped_instances(templates, caps, findings)
+    capped = _capped_instances(templates, caps, findings)
     if not caps:
         return findings
     limit = min(caps.values()) * 1024 * 1024 // 2
+    synthesis = Synthesis(templates)
     lag_alarms = [
-        (logical_id, props_of(alarm))
-        for template in templates.values()
+        (logical_id, props_of(alarm), _watched_instance(synthesis, name, props_of(alarm)))
+        for name, template in templates.items()
         for logical_id, alarm in resources(template, "AWS::CloudWatch::Alarm")
         if props_of(alarm).get("MetricName") in SLOT_LAG_METRICS
         # the RDS metric, not a custom one of the same name
         and props_of(alarm).get("Namespace") == "AWS/RDS"
     ]
-    alarmed = {props.get("MetricName") for _, props in lag_alarms}
+    alarmed = {props.get("MetricName") for _, props, _ in lag_alarms}
     for required in SLOT_LAG_METRICS:
         if required not in alarmed:
             findings.append(
                 Finding("monitoring", f"no alarm on {required} warns before the slot's cap")
             )
-    for logical_id, props in lag_alarms:
+    for logical_id, props, watched in lag_alarms:
         metric = props.get("MetricName")
+        if watched not in capped:
+            findings.append(
+                Finding(
+                    logical_id,
+                    f"{metric} alarms on {watched!r}, which is not a capped PostgreSQL instance "
+                    "of this synthesis: the slots it would warn of are not watched",
+                )
+            )
         threshold = props.get("Threshold")
         operator = props.get("ComparisonOperator")
         if operator not in _RISING:
