@@ -26,15 +26,9 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from govdr.constructs import scanner_notes
-from govdr.constructs.log_group import encrypted_log_group
 from govdr.constructs.nag_notes import accept_findings
 from govdr.constructs.scanner_notes import CUSTOM_RESOURCE_OUTCOME, accept_check
-from govdr.constructs.service_role import ServiceRole
-from govdr.constructs.vpc_function import (
-    VpcFunction,
-    accept_listed_wildcards,
-    network_interface_statement,
-)
+from govdr.constructs.vpc_function import VpcFunction, function_identity
 from govdr.naming import name
 
 # The framework's function as CDK builds it (aws-cdk-lib custom-resources provider.js):
@@ -67,35 +61,23 @@ class HandlerProvider(Construct):
         suffix = handler.environment_suffix
         function_type = provider_function_type(handler.function_type)
         self.function_name = name(function_type, suffix)
-        self.log_group = encrypted_log_group(
-            self,
-            "LogGroup",
-            log_group_name=f"/aws/lambda/{self.function_name}",
-            settings=handler.logs,
-        )
         description = (
             f"CDK's custom-resource framework: answers CloudFormation for {handler.function_name}"
         )
-        self.role = ServiceRole(
+        self.log_group, self.role = function_identity(
             self,
-            "Role",
-            role_name=name(f"{function_type}-role", suffix),
-            policy_name=name(f"{function_type}-policy", suffix),
+            function_type=function_type,
+            environment_suffix=suffix,
             description=description,
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            logs=handler.logs,
             statements=[
                 # The framework invokes the handler and, before that, waits for it to be
-                # active (lambda:GetFunction); Provider grants exactly these two.
+                # active (lambda:GetFunction); Provider grants exactly these two
+                # (aws-cdk-lib custom-resources provider.js, addPermissions).
                 iam.PolicyStatement(
                     sid="InvokeItsHandler",
                     actions=["lambda:InvokeFunction", "lambda:GetFunction"],
                     resources=[handler.function.function_arn],
-                ),
-                network_interface_statement(),
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[self.log_group.log_group_arn],
                 ),
             ],
         )
@@ -112,7 +94,6 @@ class HandlerProvider(Construct):
             vpc_subnets=subnets,
             security_groups=[security_group],
         )
-        accept_listed_wildcards(self.role.policy)
         self.service_token = self.provider.service_token
         framework = self.provider.node.find_child(FRAMEWORK_FUNCTION_ID)
         assert isinstance(framework, lambda_.Function)

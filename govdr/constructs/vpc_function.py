@@ -10,6 +10,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs_
 from constructs import Construct
 
 from govdr.constructs import scanner_notes
@@ -57,6 +58,43 @@ def accept_listed_wildcards(policy: iam.ManagedPolicy) -> None:
     )
 
 
+def function_identity(
+    scope: Construct,
+    *,
+    function_type: str,
+    environment_suffix: str,
+    description: str,
+    logs: LogSettings,
+    statements: Sequence[iam.PolicyStatement],
+) -> tuple[logs_.LogGroup, ServiceRole]:
+    """A function's own log group (``LogGroup``, created first so Lambda never creates an
+    unencrypted one) and its role (``Role``): ``statements`` plus managing its network
+    interfaces and writing to that log group, the wildcards accepted with their reasons."""
+    function_name = name(function_type, environment_suffix)
+    log_group = encrypted_log_group(
+        scope, "LogGroup", log_group_name=f"/aws/lambda/{function_name}", settings=logs
+    )
+    role = ServiceRole(
+        scope,
+        "Role",
+        role_name=name(f"{function_type}-role", environment_suffix),
+        policy_name=name(f"{function_type}-policy", environment_suffix),
+        description=description,
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        statements=[
+            *statements,
+            network_interface_statement(),
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            ),
+        ],
+    )
+    accept_listed_wildcards(role.policy)
+    return log_group, role
+
+
 class VpcFunction(Construct):
     """Python function on arm64 in isolated subnets.
 
@@ -93,29 +131,14 @@ class VpcFunction(Construct):
         self.function_type = function_type
         self.environment_suffix = suffix
         self.function_name = name(function_type, suffix)
-        self.log_group = encrypted_log_group(
-            self,
-            "LogGroup",
-            log_group_name=f"/aws/lambda/{self.function_name}",
-            settings=logs,
-        )
         self.logs = logs
-        self.role = ServiceRole(
+        self.log_group, self.role = function_identity(
             self,
-            "Role",
-            role_name=name(f"{function_type}-role", suffix),
-            policy_name=name(f"{function_type}-policy", suffix),
+            function_type=function_type,
+            environment_suffix=suffix,
             description=description,
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            statements=[
-                *statements,
-                network_interface_statement(),
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[self.log_group.log_group_arn],
-                ),
-            ],
+            logs=logs,
+            statements=statements,
         )
         self.function = lambda_.Function(
             self,
@@ -138,7 +161,6 @@ class VpcFunction(Construct):
         )
         accept_check(self.function, "CKV_AWS_115", scanner_notes.NO_RESERVED_CONCURRENCY)
         accept_check(self.function, "CKV_AWS_173", scanner_notes.ENVIRONMENT_HOLDS_NO_SECRETS)
-        accept_listed_wildcards(self.role.policy)
         accept_findings(
             self.function,
             ["NIST.800.53.R5-LambdaConcurrency", "HIPAA.Security-LambdaConcurrency"],

@@ -62,7 +62,9 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Rds": ec2.InterfaceVpcEndpointAwsService.RDS,
     "EventBridge": ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
     "Backup": ec2.InterfaceVpcEndpointAwsService.BACKUP,
-    # The custom-resource framework invokes its handler through it.
+    # The custom-resource framework invokes its handler through it (private DNS, so the SDK's
+    # regional Lambda endpoint resolves to it:
+    # https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc-endpoints.html).
     "Lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
 }
 # Built only when a declared flow of the synthesis goes to the service: the bootstrap and the

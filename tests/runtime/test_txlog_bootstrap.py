@@ -8,7 +8,7 @@ import secrets
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +86,28 @@ class Setup:
         return connection
 
     def handle(self, url: str, request_type: str, **overrides: str) -> None:
+        self.run(self.event(url, request_type, **overrides))
+
+    def run(
+        self,
+        event: dict[str, Any],
+        read_secret: Callable[[str], Mapping[str, Any]] | None = None,
+        connect: Callable[[str], Any] | None = None,
+        stack_status: Callable[[str], str] = stack_deleting,
+        **kw: Any,
+    ) -> None:
+        """``event`` through the custom-resource framework to the bootstrap, with this setup's
+        secrets, database and environment unless given."""
         answer(
-            self.event(url, request_type, **overrides),
+            event,
             lambda e: bootstrap.handle(
                 e,
-                self.secrets.get,
-                self.connect,
-                stack_status=stack_deleting,
+                read_secret or self.secrets.get,
+                connect or self.connect,
+                stack_status=stack_status,
                 own=self.own,
                 tls=LOCAL_SOCKET_TLS,
+                **kw,
             ),
         )
 
@@ -273,17 +286,8 @@ def test_a_delete_outside_a_stack_deletion_drops_nothing(
     _create_slot(setup, setup.slot)
     event = setup.event(url, "Delete")
     event["PhysicalResourceId"] = bodies[-1]["PhysicalResourceId"]
-    answer(
-        event,
-        lambda e: bootstrap.handle(
-            e,
-            no_secret_read,  # a Delete that drops nothing reads no secret
-            setup.connect,
-            stack_status=lambda _: status,
-            own=setup.own,
-            tls=LOCAL_SOCKET_TLS,
-        ),
-    )
+    # a Delete that drops nothing reads no secret
+    setup.run(event, read_secret=no_secret_read, stack_status=lambda _: status)
     body = bodies[-1]
     assert body["Status"] == "SUCCESS", reason_of(body)
     assert body["Data"] == {
@@ -299,17 +303,7 @@ def test_delete_does_not_block_teardown_when_the_database_is_gone(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, bodies = response_url
-    answer(
-        setup.event(url, "Delete"),
-        lambda e: bootstrap.handle(
-            e,
-            setup.secrets.get,
-            unreachable,
-            stack_status=stack_deleting,
-            own=setup.own,
-            tls=LOCAL_SOCKET_TLS,
-        ),
-    )
+    setup.run(setup.event(url, "Delete"), connect=unreachable)
     [body] = bodies
     assert body["Status"] == "SUCCESS"
     assert "could not connect to server" in body["Data"]["database_unreachable"]
@@ -319,17 +313,7 @@ def test_create_fails_clearly_when_the_database_is_unreachable(
     setup: Setup, response_url: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, bodies = response_url
-    answer(
-        setup.event(url, "Create"),
-        lambda e: bootstrap.handle(
-            e,
-            setup.secrets.get,
-            unreachable,
-            stack_status=stack_deleting,
-            own=setup.own,
-            tls=LOCAL_SOCKET_TLS,
-        ),
-    )
+    setup.run(setup.event(url, "Create"), connect=unreachable)
     [body] = bodies
     assert body["Status"] == "FAILED"
     assert "OperationalError: could not connect" in reason_of(body)
@@ -379,17 +363,8 @@ class PasswordMaster:
         return value
 
     def handle(self, url: str) -> None:
-        answer(
-            self.setup.event(url, "Create"),
-            lambda e: bootstrap.handle(
-                e,
-                self.read_secret,
-                self.setup.connect,
-                sleep=self.sleeps.append,
-                stack_status=stack_deleting,
-                own=self.setup.own,
-                tls=LOCAL_SOCKET_TLS,
-            ),
+        self.setup.run(
+            self.setup.event(url, "Create"), read_secret=self.read_secret, sleep=self.sleeps.append
         )
 
     def drop(self) -> None:
@@ -514,33 +489,13 @@ def test_item_12_a_renamed_slot_drops_the_old_one(
     event = setup.event(url, "Update")
     # Twin first: the same name before and after drops nothing.
     event["OldResourceProperties"] = {**event["ResourceProperties"], "SlotName": setup.slot}
-    answer(
-        event,
-        lambda e: bootstrap.handle(
-            e,
-            setup.secrets.get,
-            setup.connect,
-            stack_status=stack_deleting,
-            own=setup.own,
-            tls=LOCAL_SOCKET_TLS,
-        ),
-    )
+    setup.run(event)
     assert bodies[-1]["Status"] == "SUCCESS", reason_of(bodies[-1])
     assert "old_slot_dropped" not in bodies[-1]["Data"]
     assert _slot_count(setup, old) == "1"
 
     event["OldResourceProperties"]["SlotName"] = old
-    answer(
-        event,
-        lambda e: bootstrap.handle(
-            e,
-            setup.secrets.get,
-            setup.connect,
-            stack_status=stack_deleting,
-            own=setup.own,
-            tls=LOCAL_SOCKET_TLS,
-        ),
-    )
+    setup.run(event)
     body = bodies[-1]
     assert body["Status"] == "SUCCESS", reason_of(body)
     assert body["Data"]["old_slot"] == old
@@ -561,17 +516,7 @@ def test_item_12_an_old_slot_outside_the_product_names_is_not_dropped(
     try:
         event = setup.event(url, "Update")
         event["OldResourceProperties"] = {**event["ResourceProperties"], "SlotName": other}
-        answer(
-            event,
-            lambda e: bootstrap.handle(
-                e,
-                setup.secrets.get,
-                setup.connect,
-                stack_status=stack_deleting,
-                own=setup.own,
-                tls=LOCAL_SOCKET_TLS,
-            ),
-        )
+        setup.run(event)
         assert bodies[-1]["Status"] == "FAILED"
         assert "is not a slot name of this product" in reason_of(bodies[-1])
         assert _slot_count(setup, other) == "1"

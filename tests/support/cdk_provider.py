@@ -127,7 +127,6 @@ class ProviderFramework:
         node = shutil.which("node")
         assert node, "Node.js is needed to run CDK's Provider framework (make install)"
         self.node = node
-        self.log = ""
 
     def run(self, event: dict[str, Any], handler: Callable[[dict[str, Any]], Any]) -> None:
         """The framework's onEvent for ``event``, invoking ``handler`` in this process."""
@@ -154,7 +153,6 @@ class ProviderFramework:
         finally:
             server.shutdown()
             server.server_close()
-        self.log = done.stdout
         assert done.returncode == 0, f"the framework failed:\n{done.stderr}\n{done.stdout}"
 
 
